@@ -1,0 +1,1 @@
+"""The Rasa 3 project: domain, NLU data, stories, rules, custom actions, channel credentials."""

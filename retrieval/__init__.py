@@ -1,0 +1,1 @@
+"""Answers from the history of answered questions: sentence embeddings in a FAISS index (`AnswerIndex`) and the Rasa component that attaches the best historical answers to a parsed message (`AnswerRetriever`)."""
