@@ -1,0 +1,195 @@
+"""Dialogue actions: the card freeze form and the handoff to a human agent.
+
+The handoff queue is the ``handoffs`` table of the project database
+(`core.db`); `record_handoff` and `open_handoff` are the small interface to it,
+so that channels and the agent inbox use the same rules as this action.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any, Dict, List, Optional, Text
+
+import sqlalchemy as sa
+from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from core import db
+
+logger = logging.getLogger(__name__)
+
+# ------------------------------------------------------------------ card freeze
+
+_FOUR_DIGITS = re.compile(r"(?<![0-9])[0-9]{4}(?![0-9])")
+_SPACED_DIGITS = re.compile(r"^[0-9][0-9 \-]*$")
+# Card numbers have 12 to 19 digits; anything that long was never a "last four".
+_FULL_CARD_NUMBER_DIGITS = 12
+
+
+def parse_card_last_four(text: Any) -> Optional[str]:
+    """The last four digits of a card in what the customer typed, or None.
+
+    Accepts "1234", "1 2 3 4", "it ends in 1234" and "last 4 digits: 1234";
+    refuses anything with no group or several groups of four digits.
+    """
+    if text is None:
+        return None
+    text = str(text).strip()
+    if _SPACED_DIGITS.match(text):
+        digits = re.sub(r"[ \-]", "", text)
+        return digits if len(digits) == 4 else None
+    groups = _FOUR_DIGITS.findall(text)
+    return groups[0] if len(groups) == 1 else None
+
+
+def looks_like_full_card_number(text: Any) -> bool:
+    """Whether `text` holds as many digits as a whole card number."""
+    return sum(ch in "0123456789" for ch in str(text or "")) >= _FULL_CARD_NUMBER_DIGITS
+
+
+class ValidateFreezeCardForm(FormValidationAction):
+    """Checks the card's last four digits and the customer's yes or no."""
+
+    def name(self) -> Text:
+        return "validate_freeze_card_form"
+
+    def validate_card_last_four(
+        self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> Dict[Text, Any]:
+        """Keep exactly four digits; otherwise explain and let the form ask again."""
+        last_four = parse_card_last_four(slot_value)
+        if last_four is not None:
+            return {"card_last_four": last_four}
+        if looks_like_full_card_number(slot_value):
+            dispatcher.utter_message(response="utter_full_card_number_warning")
+        else:
+            dispatcher.utter_message(response="utter_card_last_four_invalid")
+        return {"card_last_four": None}
+
+    def validate_freeze_confirmed(
+        self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> Dict[Text, Any]:
+        """Keep a yes or a no (affirm / deny); anything else is asked again."""
+        if isinstance(slot_value, bool):
+            return {"freeze_confirmed": slot_value}
+        dispatcher.utter_message(response="utter_freeze_confirmed_invalid")
+        return {"freeze_confirmed": None}
+
+
+class ActionFreezeCard(Action):
+    """Completes the freeze form: confirms the outcome and clears its slots."""
+
+    def name(self) -> Text:
+        return "action_freeze_card"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[Dict[Text, Any]]:
+        last_four = tracker.get_slot("card_last_four")
+        confirmed = tracker.get_slot("freeze_confirmed")
+        if not last_four:
+            dispatcher.utter_message(response="utter_freeze_cancelled")
+        elif confirmed is True:
+            dispatcher.utter_message(response="utter_card_frozen", card_last_four=last_four)
+        else:
+            dispatcher.utter_message(response="utter_card_not_frozen", card_last_four=last_four)
+        # Cleared so that the next freeze asks again instead of reusing an old card.
+        return [SlotSet("card_last_four", None), SlotSet("freeze_confirmed", None)]
+
+
+# --------------------------------------------------------------------- handoff
+
+# What an unreachable or broken database raises on the way to the handoffs table.
+HANDOFF_STORAGE_ERRORS = (db.DatabaseUnavailableError, sa.exc.SQLAlchemyError, OSError)
+
+OPEN_HANDOFF_STATUSES = ("waiting", "active")
+
+
+def _open_handoff_query(conversation_id: str) -> sa.sql.Select:
+    return (
+        sa.select(db.handoffs)
+        .where(db.handoffs.c.conversation_id == conversation_id)
+        .where(db.handoffs.c.status.in_(OPEN_HANDOFF_STATUSES))
+        .order_by(db.handoffs.c.id.desc())
+        .limit(1)
+    )
+
+
+def open_handoff(conversation_id: str, db_url: Optional[str] = None) -> Optional[Dict[str, Any]]:
+    """The conversation's handoff still waiting for or being served by an agent, as a dict, or None.
+
+    Raises `core.db.DatabaseUnavailableError` when the database cannot be reached.
+    """
+    with db.connect(db_url).connect() as conn:
+        row = conn.execute(_open_handoff_query(conversation_id)).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def record_handoff(
+    conversation_id: str,
+    customer_id: Optional[str],
+    channel: Optional[str],
+    reason: str,
+    db_url: Optional[str] = None,
+) -> int:
+    """Queue the conversation for a human agent (status "waiting"); returns the handoff id.
+
+    A conversation that already has an open handoff keeps it, so asking twice
+    does not put the customer in the queue twice. Raises
+    `core.db.DatabaseUnavailableError` when the database cannot be reached.
+    """
+    with db.connect(db_url).begin() as conn:
+        existing = conn.execute(_open_handoff_query(conversation_id)).mappings().first()
+        if existing is not None:
+            return int(existing["id"])
+        now = time.time()
+        result = conn.execute(
+            db.handoffs.insert().values(
+                conversation_id=conversation_id,
+                customer_id=customer_id,
+                channel=channel,
+                reason=reason,
+                status="waiting",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        return int(result.inserted_primary_key[0])
+
+
+class ActionHandoff(Action):
+    """Puts the conversation in the queue for a human agent and tells the customer.
+
+    The reason is "complaint" after a complaint and "asked" otherwise. When the
+    queue cannot be reached the customer is told so, with another way to get
+    help, instead of being promised an adviser who will never come.
+    """
+
+    def __init__(self, db_url: Optional[str] = None) -> None:
+        self.db_url = db_url  # None: the configured database
+
+    def name(self) -> Text:
+        return "action_handoff"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[Dict[Text, Any]]:
+        intent = (tracker.latest_message.get("intent") or {}).get("name")
+        reason = "complaint" if intent == "complaint" else "asked"
+        try:
+            handoff_id = record_handoff(
+                conversation_id=tracker.sender_id,
+                customer_id=tracker.sender_id,
+                channel=tracker.get_latest_input_channel(),
+                reason=reason,
+                db_url=self.db_url,
+            )
+        except HANDOFF_STORAGE_ERRORS as exc:
+            logger.error("could not queue conversation %s for an agent: %s", tracker.sender_id, exc)
+            dispatcher.utter_message(response="utter_handoff_unavailable")
+            return []
+        logger.info("conversation %s queued for an agent (handoff %s, %s)", tracker.sender_id, handoff_id, reason)
+        dispatcher.utter_message(response="utter_handoff_ack")
+        return []
