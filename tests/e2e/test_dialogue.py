@@ -1,0 +1,80 @@
+"""The core dialogue, end to end through the REST channel.
+
+A greeting, a service question answered with its written answer and rating
+buttons, the card freeze form with a wrong and then a right last four digits,
+and a handoff that puts the conversation in the agents' queue.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Any, Dict, List
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from bot.actions.answers import rating_buttons
+from core import db
+from core.settings import PROJECT_ROOT
+
+pytestmark = pytest.mark.e2e
+
+RESPONSES = yaml.safe_load((PROJECT_ROOT / "bot" / "domain" / "core.yml").read_text(encoding="utf-8"))["responses"]
+
+
+def response_text(name: str, **slots: str) -> str:
+    """The text of a domain response, with its {slot} placeholders filled."""
+    return RESPONSES[name][0]["text"].format(**slots)
+
+
+def texts(messages: List[Dict[str, Any]]) -> List[str]:
+    return [m.get("text", "") for m in messages]
+
+
+def new_customer(label: str) -> str:
+    return f"e2e-{label}-{uuid.uuid4().hex[:8]}"
+
+
+def test_greeting(assistant):
+    replies = assistant.send(new_customer("greet"), "hello there")
+
+    assert texts(replies) == [response_text("utter_greet")]
+
+
+def test_service_question_gets_its_answer_and_rating_buttons(assistant):
+    replies = assistant.send(new_customer("answer"), "my new card still hasn't arrived, when will it come?")
+
+    answer = replies[0]  # suggestions, where the recommender offers any, may follow
+    assert answer["text"] == response_text("utter_card_arrival")
+    assert answer["buttons"][:2] == rating_buttons("intent:card_arrival")
+
+
+def test_freeze_form_asks_again_after_an_invalid_last_four(assistant):
+    customer = new_customer("freeze")
+
+    assert texts(assistant.send(customer, "please freeze my card")) == [response_text("utter_ask_card_last_four")]
+    assert texts(assistant.send(customer, "12")) == [
+        response_text("utter_card_last_four_invalid"),
+        response_text("utter_ask_card_last_four"),
+    ]
+    [confirm] = assistant.send(customer, "it ends in 4821")
+    assert confirm["text"] == response_text("utter_ask_freeze_confirmed", card_last_four="4821")
+    assert [b["payload"] for b in confirm["buttons"]] == ["/affirm", "/deny"]
+
+    # The customer taps "Yes, freeze it", as the web widget would send it.
+    assert texts(assistant.send(customer, "/affirm")) == [response_text("utter_card_frozen", card_last_four="4821")]
+    # The form's slots are cleared, so a second freeze asks for the card again.
+    assert texts(assistant.send(customer, "freeze my card")) == [response_text("utter_ask_card_last_four")]
+
+
+def test_asking_for_a_person_queues_the_conversation(assistant):
+    customer = new_customer("handoff")
+
+    replies = assistant.send(customer, "I want to speak to a real person")
+
+    assert texts(replies) == [response_text("utter_handoff_ack")]
+    with db.connect(assistant.db_url).connect() as conn:
+        rows = conn.execute(sa.select(db.handoffs).where(db.handoffs.c.conversation_id == customer)).mappings().all()
+    assert [(r["customer_id"], r["channel"], r["reason"], r["status"]) for r in rows] == [
+        (customer, "rest", "asked", "waiting")
+    ]
