@@ -1,0 +1,25 @@
+# The two commands of the README, and their parts.
+.PHONY: setup run test test-fast bench-intent
+
+PY := .venv/bin/python
+export PYTHONPATH := $(CURDIR)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+setup:
+	@bash scripts/setup
+
+# Set up, train what is missing, start the Rasa server and the action server.
+run: setup
+	$(PY) -m bot.serve
+
+# Set up and run the whole test suite (unit and end-to-end).
+test: setup
+	$(PY) -m pytest -p no:cacheprovider
+
+# Unit tests only (no server start).
+test-fast: setup
+	$(PY) -m pytest -p no:cacheprovider -m "not e2e"
+
+bench-intent: setup
+	$(PY) -m training.bench_intent --train ../shared/data/banking77/train.csv --test ../shared/data/banking77/test.csv

