@@ -180,7 +180,14 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
     # ------------------------------------------------------------- inference
     def process(self, messages: List[Message]) -> List[Message]:
         """Set `intent` and `intent_ranking` on each message, classifying them in one batch."""
-        todo = [m for m in messages if not PAYLOAD.match(m.get(TEXT) or "")]
+        todo = []
+        for message in messages:
+            if PAYLOAD.match(message.get(TEXT) or ""):
+                # Components after us (FallbackClassifier) expect an intent key.
+                message.set(INTENT, {"name": None, "confidence": 0.0}, add_to_output=True)
+                message.set(INTENT_RANKING_KEY, [], add_to_output=True)
+            else:
+                todo.append(message)
         if self.model is None or not todo:
             return messages
         probs = self.model.predict_proba(

@@ -63,7 +63,7 @@ def test_loaded_component_predicts_like_the_trained_one(trained):
 def test_button_payloads_are_left_to_rasa(trained):
     _, _, _, _, component = trained
     (message,) = component.process([Message(data={"text": '/rate_answer{"rating": "up"}'})])
-    assert message.get("intent") is None
+    assert message.get("intent") == {"name": None, "confidence": 0.0}
 
 
 def test_pretrained_adapter_from_the_offline_trainer(tmp_path, trained):
