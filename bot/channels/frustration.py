@@ -1,0 +1,284 @@
+"""A small, explainable detector of customers who are fed up with the assistant.
+
+A message scores points for each signal it shows; at `threshold` points or
+more the customer is handed to a human. Every point can be traced to a
+signal in `Assessment.signals`:
+
+- ``lexicon``: words and phrases of frustration with the service ("useless",
+  "waste of time", "how many times", "not what I asked"); swear words weigh
+  more, mild words ("again", "still") less;
+- ``shouting``: mostly capital letters over several words (bank acronyms such
+  as PIN, ATM, IBAN do not count);
+- ``punctuation``: bursts of ``?!`` ("really??", "now!!!");
+- ``repeat``: the customer asks again what they asked in one of their last
+  messages (word overlap);
+- ``similar``: with a sentence encoder, the message reads like the frustrated
+  examples in ``frustration_examples.csv`` (similarity-weighted vote of the
+  nearest labelled examples, which are given as evidence). A word list misses
+  new phrasings ("this is a nightmare"); the neighbours catch many of them.
+
+Measure it on a labelled sample with
+``python -m bot.channels.frustration tests/fixtures/frustration.csv``
+(add ``--lexicon-only`` to leave the encoder out). The sample's ``tuning``
+rows were used to revise the word list and set the thresholds; its
+``holdout`` rows were written afterwards and never used for tuning.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import re
+import sys
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+
+EXAMPLES = Path(__file__).with_name("frustration_examples.csv")
+
+# Phrases of frustration with the service, each a regular expression on lower-cased text.
+STRONG = [
+    r"\b(ridiculous|useless|pointless|hopeless|unacceptable|unbelievable|pathetic|outrageous|absurd)\b",
+    r"\b(disgrace(ful)?|incompetent|terrible service|worst|rubbish|garbage|nonsense)\b",
+    r"\bwaste of (my )?time\b",
+    r"\b(fed up|sick of|sick and tired|had enough|i give up|losing my patience|i'?m done with)\b",
+    r"\b(frustrat(ed|ing)|annoy(ed|ing)|angry|furious|pissed)\b",
+    r"\b(a joke|kidding me|come on|for god'?s sake|what a pain|such a pain)\b",
+    r"\bhow many times\b",
+    r"\b(already (told|said|asked)|told you already|i said)\b",
+    r"\bfor the (second|third|fourth|fifth|last|\d+(st|nd|rd|th)) time\b",
+    r"\b(third|fourth|fifth|\d+(rd|th)) time\b",
+    r"\b(three|four|five|many) times\b",
+    r"\b(not|isn'?t|wasn'?t|that'?s not) what i (asked|wanted|meant|said)\b",
+    r"\bnothing to do with (my|the) question\b",
+    r"\b(not|doesn'?t|don'?t|isn'?t|aren'?t|you'?re not) (help(ing|ful)?|listening)\b",
+    r"\b(unhelpful|thanks for nothing)\b",
+    r"\b(you|it) (don'?t|doesn'?t) (understand|get it)\b",
+    r"\b(even listening|even read)\b",
+    r"\bnobody (cares|helps|is helping|ever)\b",
+    r"\bno one (cares|helps)\b",
+    r"\bmakes no sense\b",
+    r"\b(stupid|dumb|useless) (bot|robot|machine|app|answer|link)\b",
+    r"\bsame (useless )?answer\b",
+    r"\bclose my account if\b",
+    r"\bjust (answer|get me)\b",
+    r"\banswer my question\b",
+    r"\bnothing works\b",
+    r"\bagain and again\b",
+    r"\bwhat kind of bank\b",
+    r"\bis anyone there\b",
+    r"\bon hold for\b",
+    r"\bsomeone who (actually|really) knows\b",
+    r"\bkeep (asking|sending|giving|saying|telling|repeating)\b",
+    r"\bstop (sending|giving|telling|asking)\b",
+    r"\bno idea what\b",
+    r"\bwrong with (you|this|your)\b",
+    r"\b(nothing|never) (ever )?works\b",
+    r"\bnothing ever\b",
+    r"\b(nobody|no one) (is )?(doing|answering|replying|responding)\b",
+    r"\ba simple question\b",
+    r"\b(wrong|not it) again\b|\bagain wrong\b",
+    r"\b(exhausted|tired of)\b",
+]
+SWEARING = [r"\b(wtf|fuck\w*|shit\w*|damn\w*|bloody|crap|the hell|idiots?)\b"]
+MILD = [
+    r"\b(again|still|seriously|complain\w*|never|nothing)\b",
+    r"\b(ugh+|argh+|omg|ffs|jeez|sigh)\b",
+    r"\bfor (days|weeks|hours|ages)\b",
+    r"\byou (people|guys)\b",
+]
+# Upper-case words that are ordinary banking vocabulary, not shouting.
+ACRONYMS = {
+    "ATM", "PIN", "IBAN", "SWIFT", "BIC", "ID", "OK", "UK", "US", "USA", "EU", "EUR", "USD", "GBP",
+    "SEPA", "CVV", "APR", "ISA", "SMS", "FAQ", "URGENT", "I", "PDF", "VAT", "ASAP",
+}
+
+DEFAULT_WEIGHTS: Dict[str, float] = {
+    "lexicon": 1.0,  # per strong phrase
+    "swearing": 1.0,  # per swear word
+    "mild": 0.5,  # per mild word
+    "shouting": 1.0,
+    "punctuation": 0.5,  # per burst of ?! (two or more)
+    "repeat": 1.0,
+    "similar": 1.0,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Assessment:
+    """The detector's verdict on one message, with the points each signal gave."""
+
+    score: float
+    frustrated: bool
+    signals: Dict[str, float]
+    evidence: List[str]
+
+
+def _tokens(text: str) -> List[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def _word_overlap(a: str, b: str) -> float:
+    ta, tb = set(_tokens(a)), set(_tokens(b))
+    if not ta or not tb:
+        return 0.0
+    return len(ta & tb) / len(ta | tb)
+
+
+class FrustrationDetector:
+    """Scores a customer message for frustration with the assistant."""
+
+    def __init__(
+        self,
+        threshold: float = 1.0,
+        weights: Optional[Mapping[str, float]] = None,
+        repeat_overlap: float = 0.75,
+        repeat_min_words: int = 3,
+        encoder: Any = None,
+        examples: Optional[Sequence[Mapping[str, str]]] = None,
+        neighbours: int = 5,
+        similar_vote: float = 0.9,
+    ) -> None:
+        """Build a detector.
+
+        `threshold`: points needed to hand off; `repeat_overlap`: word overlap
+        that counts as asking again; `encoder`: a sentence-transformers model
+        (``core.encoder.load_encoder()``) to compare messages with labelled
+        `examples` (default: ``frustration_examples.csv``); `similar_vote`:
+        share of the `neighbours` nearest examples' similarity that must be
+        frustrated for the ``similar`` signal to fire.
+        """
+        self.threshold = threshold
+        self.weights = {**DEFAULT_WEIGHTS, **(weights or {})}
+        self.repeat_overlap = repeat_overlap
+        self.repeat_min_words = repeat_min_words
+        self._strong = [re.compile(p) for p in STRONG]
+        self._swearing = [re.compile(p) for p in SWEARING]
+        self._mild = [re.compile(p) for p in MILD]
+        self.encoder = encoder
+        self.neighbours = neighbours
+        self.similar_vote = similar_vote
+        self._examples: List[Mapping[str, str]] = []
+        self._example_vectors = None
+        if encoder is not None:
+            self._examples = list(examples if examples is not None else read_sample(str(EXAMPLES)))
+            self._example_vectors = encoder.encode(
+                [e["text"] for e in self._examples], batch_size=64, normalize_embeddings=True
+            )
+
+    def _similar(self, text: str):
+        """Similarity-weighted share of frustrated examples among the nearest ones, and those examples."""
+        vector = self.encoder.encode([text], normalize_embeddings=True)[0]
+        similarities = self._example_vectors @ vector
+        nearest = similarities.argsort()[::-1][: self.neighbours]
+        weights = similarities[nearest].clip(min=0)
+        frustrated = sum(w for w, i in zip(weights, nearest) if str(self._examples[i]["label"]) == "1")
+        share = float(frustrated / weights.sum()) if weights.sum() > 0 else 0.0
+        return share, [self._examples[i]["text"] for i in nearest[:3]]
+
+    def assess(self, text: str, previous: Sequence[str] = ()) -> Assessment:
+        """Score `text`, given the customer's previous messages (most recent last)."""
+        lowered = (text or "").lower()
+        signals: Dict[str, float] = {}
+        evidence: List[str] = []
+
+        for name, patterns in (("lexicon", self._strong), ("swearing", self._swearing), ("mild", self._mild)):
+            hits = [m.group(0) for p in patterns for m in p.finditer(lowered)]
+            if hits:
+                signals[name] = self.weights[name] * len(hits)
+                evidence.extend(hits)
+
+        words = re.findall(r"[A-Za-z]{3,}", text or "")
+        shouted = [w for w in words if w.isupper() and w not in ACRONYMS]
+        if len(shouted) >= 2 and len(shouted) >= 0.6 * len(words):
+            signals["shouting"] = self.weights["shouting"]
+            evidence.append("CAPITALS")
+
+        bursts = re.findall(r"[!?]{2,}", text or "")
+        if bursts:
+            signals["punctuation"] = self.weights["punctuation"] * len(bursts)
+            evidence.extend(bursts)
+
+        if len(_tokens(text)) >= self.repeat_min_words:
+            for earlier in list(previous)[-3:]:
+                if _word_overlap(text, earlier) >= self.repeat_overlap:
+                    signals["repeat"] = self.weights["repeat"]
+                    evidence.append(f"asked again: {earlier!r}")
+                    break
+
+        if self.encoder is not None and _tokens(text):
+            share, nearest = self._similar(text)
+            if share >= self.similar_vote:
+                signals["similar"] = self.weights["similar"]
+                evidence.append(f"reads like: {nearest[0]!r}")
+
+        score = round(sum(signals.values()), 3)
+        return Assessment(score, score >= self.threshold, signals, evidence)
+
+    def is_frustrated(self, text: str, previous: Sequence[str] = ()) -> bool:
+        """Whether `text` should send the customer to a human."""
+        return self.assess(text, previous).frustrated
+
+
+def read_sample(path: str, split: Optional[str] = None) -> List[Dict[str, str]]:
+    """Rows of a labelled sample (columns text, previous, label 0/1, split dev/test)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    missing = {"text", "label"} - set(rows[0] if rows else {})
+    if missing:
+        raise ValueError(f"{path} needs the columns text and label (missing: {', '.join(sorted(missing))})")
+    return [r for r in rows if split is None or r.get("split") == split]
+
+
+def evaluate(detector: FrustrationDetector, rows: Iterable[Mapping[str, str]]) -> Dict[str, float]:
+    """Precision, recall and F1 of `detector` on labelled rows, with the counts behind them."""
+    tp = fp = fn = tn = 0
+    for row in rows:
+        previous = [row["previous"]] if row.get("previous") else []
+        predicted = detector.is_frustrated(row["text"], previous)
+        actual = str(row["label"]).strip() == "1"
+        tp += predicted and actual
+        fp += predicted and not actual
+        fn += actual and not predicted
+        tn += not predicted and not actual
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Print the detector's precision and recall on each split of a labelled sample."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sample", help="CSV with columns text, previous, label, split")
+    parser.add_argument("--threshold", type=float, default=1.0)
+    parser.add_argument("--similar-vote", type=float, default=0.9)
+    parser.add_argument("--lexicon-only", action="store_true", help="leave the sentence encoder out")
+    parser.add_argument("--errors", action="store_true", help="list the messages it gets wrong")
+    args = parser.parse_args(argv)
+    encoder = None
+    if not args.lexicon_only:
+        from core.encoder import load_encoder
+
+        encoder = load_encoder()
+    detector = FrustrationDetector(threshold=args.threshold, encoder=encoder, similar_vote=args.similar_vote)
+    splits = sorted({row.get("split") or "" for row in read_sample(args.sample)} - {""})
+    for split in [*splits, None]:
+        rows = read_sample(args.sample, split)
+        if not rows:
+            continue
+        m = evaluate(detector, rows)
+        print(
+            f"{split or 'all':>8}: n={len(rows):3d} precision={m['precision']:.3f} recall={m['recall']:.3f} "
+            f"f1={m['f1']:.3f} (tp={m['tp']} fp={m['fp']} fn={m['fn']} tn={m['tn']})"
+        )
+    if args.errors:
+        for row in read_sample(args.sample):
+            previous = [row["previous"]] if row.get("previous") else []
+            verdict = detector.assess(row["text"], previous)
+            if verdict.frustrated != (row["label"] == "1"):
+                print(f"  [{row['split']}] label={row['label']} score={verdict.score} {row['text']!r} {verdict.evidence}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
