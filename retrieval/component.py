@@ -1,0 +1,149 @@
+"""`AnswerRetriever`: the Rasa component that finds past answers for each message.
+
+It runs after the intent classifier and before `FallbackClassifier`::
+
+    pipeline:
+      - name: nlu.TransformerIntentClassifier
+      - name: retrieval.AnswerRetriever
+        k: 5
+      - name: FallbackClassifier
+
+and adds to the parse result::
+
+    "retrieval": {"hits": [{"id", "question", "answer", "score", "base_score",
+                            "source", "tags"[, "votes"]}, ...],
+                  "best_score": 0.71}
+
+Hits are re-ranked by the customers' ratings (`retrieval.feedback`), read
+from the database before every batch of messages. The index is the folder
+written by ``python -m training.build_index`` (default: the ``index_dir``
+setting); it is loaded when the model is loaded and is not part of the model
+archive, so rebuilding the index needs no retraining, only a restart.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Optional, Text
+
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.shared.exceptions import RasaException
+from rasa.shared.nlu.constants import TEXT
+from rasa.shared.nlu.training_data.message import Message
+
+from retrieval.feedback import AnswerFeedback
+from retrieval.index import AnswerIndex, IndexConfigError, IndexNotFoundError
+from retrieval.rerank import group_by_answer
+
+logger = logging.getLogger(__name__)
+
+RETRIEVAL = "retrieval"
+
+
+class AnswerIndexUnavailable(RasaException):
+    """The answer index the pipeline names cannot be loaded."""
+
+
+# Registered as an intent classifier only so that the default recipe runs it
+# in config order among the classifiers; it never sets the intent.
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=False)
+class AnswerRetriever(GraphComponent):
+    """Attaches the best historical answers, re-ranked by ratings, to each message."""
+
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        """Every knob of the component, with its default."""
+        return {
+            # Answer index folder from `python -m training.build_index`; None: the index_dir setting.
+            "index_dir": None,
+            # Hits attached to each message.
+            "k": 5,
+            # Encoder for queries; None: the one the index was built with (recorded in it).
+            "encoder": None,
+            # Past questions fetched before hits that share an answer are merged into one.
+            "candidates": 20,
+            # Merge hits whose answers are identical, ranking them by a soft vote (retrieval.rerank).
+            "group_by_answer": True,
+            # Sharpness of that vote: higher trusts the single closest question more.
+            "vote_sharpness": 30.0,
+            # Queries at least this similar (cosine) share their ratings: a question cluster.
+            "cluster_similarity": 0.75,
+            # Thumbs-down ratings in a cluster after which an answer is dropped; None: the downvote_limit setting.
+            "downvote_limit": None,
+            # Score change per net rating in the cluster, and the most it may move a score.
+            "feedback_weight": 0.05,
+            "feedback_max_shift": 0.15,
+            # Database holding the ratings; None: the database_url setting.
+            "database_url": None,
+        }
+
+    def __init__(self, config: Dict[Text, Any], index: AnswerIndex, feedback: AnswerFeedback) -> None:
+        """Use `create`; this wires an already loaded index and feedback store."""
+        self.component_config = config
+        self.index = index
+        self.feedback = feedback
+
+    @classmethod
+    def create(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> "AnswerRetriever":
+        """Load the answer index and the ratings store named by `config`.
+
+        Raises `AnswerIndexUnavailable` saying how to build the index when
+        it is missing, or how to fix the encoder when it does not fit.
+        """
+        from core.settings import get_settings
+
+        settings = get_settings()
+        config = {**cls.get_default_config(), **config}
+        index_dir = config["index_dir"] or settings.index_dir
+        try:
+            index = AnswerIndex.load(index_dir, encoder=config["encoder"])
+            index.check_encoder()  # also loads the encoder now rather than on the first message
+        except (IndexNotFoundError, IndexConfigError, FileNotFoundError) as exc:
+            raise AnswerIndexUnavailable(f"retrieval.AnswerRetriever: {exc}") from exc
+        limit = config["downvote_limit"]
+        feedback = AnswerFeedback(
+            encode=index.encode,
+            database_url=config["database_url"] or settings.database_url,
+            cluster_similarity=float(config["cluster_similarity"]),
+            downvote_limit=int(settings.downvote_limit if limit is None else limit),
+            weight=float(config["feedback_weight"]),
+            max_shift=float(config["feedback_max_shift"]),
+        )
+        logger.info("answer index with %d past answers loaded from %s", len(index), index_dir)
+        return cls(config, index, feedback)
+
+    @staticmethod
+    def required_packages() -> List[Text]:
+        """Packages the component imports."""
+        return ["faiss", "sentence_transformers"]
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        """Add ``retrieval`` (hits and best score) to each message with text."""
+        texts = [m.get(TEXT) or "" for m in messages]
+        todo = [i for i, text in enumerate(texts) if text.strip()]
+        if not todo:
+            return messages
+        self.feedback.refresh()
+        vectors = self.index.encode([texts[i] for i in todo])
+        config = self.component_config
+        k = int(config["k"])
+        # More than k, so that answers merged or dropped by ratings do not leave the list short.
+        fetch = max(2 * k, int(config["candidates"]))
+        for i, vector, hits in zip(todo, vectors, self.index.search_vectors(vectors, k=fetch)):
+            if config["group_by_answer"]:
+                hits = group_by_answer(hits, sharpness=float(config["vote_sharpness"]))
+            ranked = self.feedback.apply(vector, [h.as_dict() for h in hits])[:k]
+            messages[i].set(
+                RETRIEVAL,
+                {"hits": ranked, "best_score": ranked[0]["score"] if ranked else 0.0},
+                add_to_output=True,
+            )
+        return messages

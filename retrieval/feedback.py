@@ -1,0 +1,196 @@
+"""Customers' thumbs up and down on retrieved answers, applied to the next search.
+
+Ratings live in the ``answer_ratings`` table (`core.db`), one row per rating
+with the question the customer had asked. `AnswerFeedback` keeps the ratings
+of historical answers (answer ids ``history:<record id>``) in memory together
+with the embedding of that question, reads new rows incrementally before each
+use, and re-ranks hits for a new query using only the ratings given for
+*similar* queries (cosine similarity at least ``cluster_similarity``: the
+query's cluster):
+
+- each net vote moves the hit's score by ``weight`` (scaled by how similar the
+  rated query was), at most ``max_shift`` either way;
+- an answer with ``downvote_limit`` or more downs in the cluster, and more
+  downs than ups, is no longer offered for that cluster.
+
+Changes take effect on the next message: no restart, no rebuild.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import sqlalchemy as sa
+
+from core.db import answer_ratings, connect
+
+logger = logging.getLogger(__name__)
+
+HISTORY_PREFIX = "history:"
+RATINGS = {"up": 1, "down": -1}
+
+
+def history_answer_id(record_id: str) -> str:
+    """The answer id under which ratings of a historical answer are stored."""
+    return f"{HISTORY_PREFIX}{record_id}"
+
+
+def record_rating(
+    answer_id: str,
+    rating: str,
+    query: str,
+    customer_id: Optional[str] = None,
+    conversation_id: Optional[str] = None,
+    database_url: Optional[str] = None,
+) -> int:
+    """Store a thumbs up (``"up"``) or down (``"down"``) for `answer_id`, given for `query`.
+
+    The query is redacted before it is stored. Returns the row id. Raises
+    ValueError for a rating other than up/down or an empty answer id, and
+    `core.db.DatabaseUnavailableError` when the database cannot be reached.
+    """
+    from core.redaction import redact
+
+    if rating not in RATINGS:
+        raise ValueError(f"rating must be 'up' or 'down', got {rating!r}")
+    if not answer_id:
+        raise ValueError("answer_id is empty")
+    source = answer_id.split(":", 1)[0] if ":" in answer_id else None
+    if database_url is None:  # resolved here: connect() caches engines by the URL it is given
+        from core.settings import get_settings
+
+        database_url = get_settings().database_url
+    with connect(database_url).begin() as conn:
+        result = conn.execute(
+            answer_ratings.insert().values(
+                answer_id=answer_id,
+                query=redact(query or ""),
+                rating=RATINGS[rating],
+                customer_id=customer_id,
+                conversation_id=conversation_id,
+                source=source,
+                ts=time.time(),
+            )
+        )
+        return int(result.inserted_primary_key[0])
+
+
+@dataclasses.dataclass
+class _Ratings:
+    vectors: List[np.ndarray] = dataclasses.field(default_factory=list)
+    values: List[int] = dataclasses.field(default_factory=list)
+    _stacked: Optional[np.ndarray] = None
+
+    def append(self, vector: np.ndarray, value: int) -> None:
+        self.vectors.append(vector)
+        self.values.append(value)
+        self._stacked = None
+
+    def matrix(self) -> np.ndarray:
+        if self._stacked is None:
+            self._stacked = np.vstack(self.vectors)
+        return self._stacked
+
+
+class AnswerFeedback:
+    """Ratings of historical answers, read incrementally and applied to hits."""
+
+    def __init__(
+        self,
+        encode: Callable[[Sequence[str]], np.ndarray],
+        database_url: Optional[str] = None,
+        cluster_similarity: float = 0.75,
+        downvote_limit: int = 2,
+        weight: float = 0.05,
+        max_shift: float = 0.15,
+        reread_window: int = 100,
+    ) -> None:
+        """`encode` turns texts into normalised vectors (the index's encoder)."""
+        if database_url is None:  # resolved here: connect() caches engines by the URL it is given
+            from core.settings import get_settings
+
+            database_url = get_settings().database_url
+        self._encode = encode
+        self.database_url = database_url
+        self.cluster_similarity = cluster_similarity
+        self.downvote_limit = downvote_limit
+        self.weight = weight
+        self.max_shift = max_shift
+        # Rows can become visible out of id order (concurrent PostgreSQL transactions);
+        # re-reading a short window behind the newest id seen catches them.
+        self.reread_window = reread_window
+        self._by_answer: Dict[str, _Ratings] = {}
+        self._seen: set = set()
+        self._last_id = 0
+        self._warned = False
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def refresh(self) -> int:
+        """Read ratings stored since the last call; returns how many were new.
+
+        A database that cannot be read is logged (once) and skipped, so that a
+        database problem never stops the assistant from answering.
+        """
+        try:
+            engine = connect(self.database_url)
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    sa.select(answer_ratings.c.id, answer_ratings.c.answer_id, answer_ratings.c.query, answer_ratings.c.rating)
+                    .where(answer_ratings.c.id > self._last_id - self.reread_window)
+                    .where(answer_ratings.c.answer_id.like(f"{HISTORY_PREFIX}%"))
+                    .order_by(answer_ratings.c.id)
+                ).fetchall()
+        except Exception as exc:  # noqa: BLE001 - any database failure degrades to "no feedback"
+            if not self._warned:
+                logger.warning("answer ratings could not be read (%s); answering without them", exc)
+                self._warned = True
+            return 0
+        self._warned = False
+        new = [row for row in rows if row.id not in self._seen]
+        if not new:
+            return 0
+        vectors = self._encode([row.query for row in new])
+        for row, vector in zip(new, vectors):
+            self._seen.add(row.id)
+            self._last_id = max(self._last_id, row.id)
+            self._by_answer.setdefault(row.answer_id[len(HISTORY_PREFIX):], _Ratings()).append(vector, int(np.sign(row.rating)))
+        return len(new)
+
+    def votes(self, query_vector: np.ndarray, record_id: str) -> Dict[str, float]:
+        """Ups and downs given to `record_id` for queries in the cluster of `query_vector`, and their weighted net."""
+        ratings = self._by_answer.get(record_id)
+        if ratings is None:
+            return {"up": 0, "down": 0, "net": 0.0}
+        similarity = ratings.matrix() @ query_vector
+        in_cluster = similarity >= self.cluster_similarity
+        values = np.asarray(ratings.values)[in_cluster]
+        return {
+            "up": int((values > 0).sum()),
+            "down": int((values < 0).sum()),
+            "net": float((values * similarity[in_cluster]).sum()),
+        }
+
+    def apply(self, query_vector: np.ndarray, hits: List[dict]) -> List[dict]:
+        """`hits` (dicts with id and score) re-ranked by the ratings of similar queries, best first.
+
+        Each returned hit keeps its score before ratings as ``base_score`` and gains ``votes``
+        when ratings apply; hits voted down past the limit are left out.
+        """
+        ranked = []
+        for hit in hits:
+            hit = {**hit, "base_score": hit.get("base_score", hit["score"])}
+            votes = self.votes(query_vector, str(hit["id"]))
+            if votes["up"] or votes["down"]:
+                if votes["down"] >= self.downvote_limit and votes["down"] > votes["up"]:
+                    continue
+                shift = float(np.clip(self.weight * votes["net"], -self.max_shift, self.max_shift))
+                hit["score"] = round(hit["base_score"] + shift, 4)
+                hit["votes"] = {"up": votes["up"], "down": votes["down"]}
+            ranked.append(hit)
+        ranked.sort(key=lambda h: -h["score"])
+        return ranked
