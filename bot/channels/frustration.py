@@ -259,7 +259,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.lexicon_only:
         from core.encoder import load_encoder
 
-        encoder = load_encoder()
+        encoder = load_encoder(None)
     detector = FrustrationDetector(threshold=args.threshold, encoder=encoder, similar_vote=args.similar_vote)
     splits = sorted({row.get("split") or "" for row in read_sample(args.sample)} - {""})
     for split in [*splits, None]:

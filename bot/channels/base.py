@@ -1,0 +1,64 @@
+"""What every input channel of this project shares.
+
+`DeskChannel` is mixed into the web, REST, Slack and Telegram channels: their
+messages pass the handoff desk on their way to Rasa (`gated`), and the desk
+can reach the customer on the channel they last wrote from
+(`output_channel_for`), which is how an agent's reply arrives where the
+customer is.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Optional
+
+from rasa.core.channels.channel import OutputChannel, UserMessage
+from rasa.shared.core.trackers import DialogueStateTracker
+from sanic import Blueprint
+
+from bot.channels.desk import OnNewMessage, desk_for
+
+logger = logging.getLogger(__name__)
+
+
+def secret(credentials: Optional[dict], key: str, env: str) -> str:
+    """A secret from credentials.yml (``key``) or, as the project prefers, the environment (``env``)."""
+    value = (credentials or {}).get(key) or os.environ.get(env) or ""
+    return str(value).strip()
+
+
+class DeskChannel:
+    """Mixin for an `InputChannel` whose messages pass the handoff desk."""
+
+    app: Any = None
+
+    def watch(self, blueprint: Blueprint) -> Blueprint:
+        """Let `blueprint` tell this channel which server it runs in, and prepare the desk once."""
+
+        @blueprint.listener("before_server_start")
+        async def remember_app(app, _loop) -> None:
+            self.app = app
+            desk_for(app)
+
+        @blueprint.listener("after_server_start")
+        async def prepare_desk(app, _loop) -> None:
+            if not getattr(app.ctx, "handoff_desk_prepared", False):
+                app.ctx.handoff_desk_prepared = True
+                app.add_task(desk_for(app).prepare())
+
+        return blueprint
+
+    def gated(self, on_new_message: OnNewMessage) -> OnNewMessage:
+        """`on_new_message` behind the handoff desk."""
+
+        async def through_desk(message: UserMessage) -> None:
+            if self.app is None:  # served outside a Rasa server (tests of the channel alone)
+                await on_new_message(message)
+                return
+            await desk_for(self.app).receive(message, on_new_message)
+
+        return through_desk
+
+    def output_channel_for(self, tracker: DialogueStateTracker) -> Optional[OutputChannel]:
+        """An output channel that reaches the customer of `tracker` without a request of theirs; None if none."""
+        return None

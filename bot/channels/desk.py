@@ -1,0 +1,393 @@
+"""The handoff desk: where a conversation passes from the assistant to a person and back.
+
+Every message from every channel of this project passes `HandoffDesk.receive`
+on its way to Rasa. The desk
+
+- hands the conversation to a human when the customer is frustrated (see
+  `frustration.py`) or after two fallbacks in a row, and completes the
+  handoff that the dialogue's ``action_handoff`` starts when the customer
+  asks for a person;
+- while a conversation is handed off, stores what the customer writes in the
+  tracker (with its NLU parse, so the agent sees the assistant's guesses) but
+  lets the assistant answer nothing; a waiting customer is told their place
+  in the queue;
+- delivers the agent's messages on the customer's own channel and hands the
+  conversation back to the assistant.
+
+Rasa's own events carry the state: ``ConversationPaused`` stops the
+assistant's predictions, ``ConversationResumed`` gives the conversation back.
+The queue itself is the ``handoffs`` table (`queue.py`). Messages the desk
+writes are ordinary ``BotUttered`` events whose metadata says who wrote them
+(``agent``: the agent's name; ``notice``: the response the desk sent), so the
+transcript shows everything in order.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable, Dict, List, Optional
+
+from rasa.core.channels.channel import CollectingOutputChannel, OutputChannel, UserMessage
+from rasa.shared.core.constants import ACTION_LISTEN_NAME
+from rasa.shared.core.events import (
+    ActionExecuted,
+    BotUttered,
+    ConversationPaused,
+    ConversationResumed,
+    Event,
+    UserUttered,
+)
+from rasa.shared.core.trackers import DialogueStateTracker
+
+from bot.channels.frustration import FrustrationDetector
+from bot.channels.queue import ACTIVE, WAITING, Handoff, HandoffQueue
+from bot.channels.replies import is_payload
+from bot.channels.transcript import customer_texts_since_handback
+from core.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+REQUEST_HUMAN = "request_human"
+FALLBACK_INTENT = "nlu_fallback"
+
+# Texts used when the domain lacks the response (e.g. a model trained before bot/domain/handoff.yml).
+NOTICES = {
+    "utter_handoff_queued": "You're number {position} in the queue for one of our advisers. "
+    "Anything you write now is kept for them.",
+    "utter_handoff_frustrated": "I'm sorry this has been frustrating. I'm bringing in one of our advisers: "
+    "you're number {position} in the queue.",
+    "utter_handoff_after_fallbacks": "I'm not getting this right, so I'm passing you to one of our advisers: "
+    "you're number {position} in the queue.",
+    "utter_handoff_still_waiting": "Thanks, I've added that for the adviser. You're number {position} in the queue.",
+    "utter_handoff_agent_joined": "{agent} from Northwind Bank has joined the conversation.",
+    "utter_handoff_returned": "You're back with the Northwind Bank assistant. How else can I help?",
+}
+NOTICE_FOR_REASON = {
+    "frustration": "utter_handoff_frustrated",
+    "fallbacks": "utter_handoff_after_fallbacks",
+}
+# Desk messages that are not an answer to the customer's latest message; a
+# channel that cannot push (REST) gets them with the customer's next message.
+UNPROMPTED = ("utter_handoff_agent_joined", "utter_handoff_returned")
+
+OnNewMessage = Callable[[UserMessage], Awaitable[Any]]
+
+
+class HandoffError(ValueError):
+    """An agent asked for something the conversation's state does not allow."""
+
+
+def customer_id_of(message: UserMessage) -> str:
+    """The customer behind a message: the id the channel verified, else the conversation id."""
+    metadata = message.metadata if isinstance(message.metadata, dict) else {}
+    return str(metadata.get("customer_id") or message.sender_id)
+
+
+def is_fallback(parse_data: Dict[str, Any], retrieval_threshold: float) -> bool:
+    """Whether the assistant could not answer: NLU fell back and no past answer scored high enough."""
+    if (parse_data.get("intent") or {}).get("name") != FALLBACK_INTENT:
+        return False
+    best = (parse_data.get("retrieval") or {}).get("best_score")
+    return best is None or float(best) < retrieval_threshold
+
+
+def desk_for(app: Any) -> "HandoffDesk":
+    """The one desk of a Rasa server (`app` is its Sanic app)."""
+    desk = getattr(app.ctx, "handoff_desk", None)
+    if desk is None:
+        desk = HandoffDesk(app)
+        app.ctx.handoff_desk = desk
+    return desk
+
+
+class HandoffDesk:
+    """Routes customer messages to the assistant or to the human agents."""
+
+    def __init__(
+        self,
+        app: Any,
+        queue: Optional[HandoffQueue] = None,
+        detector: Optional[FrustrationDetector] = None,
+        settings: Optional[Settings] = None,
+    ) -> None:
+        self.app = app
+        self.queue = queue or HandoffQueue()
+        self.settings = settings or get_settings()
+        # Word-list detector until the sentence encoder has loaded (see `prepare`).
+        self.detector = detector or FrustrationDetector()
+        self._detector_given = detector is not None
+
+    # ------------------------------------------------------------ life cycle
+    async def prepare(self) -> None:
+        """Load the frustration detector's sentence encoder without blocking the server."""
+        if self._detector_given:
+            return
+
+        def build() -> FrustrationDetector:
+            from core.encoder import load_encoder
+
+            return FrustrationDetector(encoder=load_encoder(None))  # None: the same cached encoder as retrieval
+
+        try:
+            self.detector = await asyncio.get_running_loop().run_in_executor(None, build)
+            logger.info("frustration detector ready (word list and nearest labelled examples)")
+        except Exception as exc:  # the word list alone still works
+            logger.warning("frustration detector uses its word list only: the encoder did not load (%s)", exc)
+
+    @property
+    def agent(self):
+        """The Rasa agent, once a model is loaded."""
+        agent = getattr(self.app.ctx, "agent", None)
+        return agent if agent is not None and agent.is_ready() else None
+
+    # ------------------------------------------------------- customer side
+    async def receive(self, message: UserMessage, on_new_message: OnNewMessage) -> None:
+        """Pass a customer message to the assistant, or keep it for the agent."""
+        agent = self.agent
+        if agent is None:  # no model yet: Rasa itself says so
+            await on_new_message(message)
+            return
+        limit = self.settings.max_message_chars
+        if message.text and len(message.text) > limit:
+            message.text = message.text[:limit]
+        try:
+            handoff = self.queue.current(message.sender_id)
+        except Exception as exc:  # the queue is unreachable: the assistant still answers
+            logger.error("handoff queue unavailable, message goes to the assistant: %s", exc)
+            await on_new_message(message)
+            return
+        if handoff is not None:
+            await self._keep_for_agent(agent, message, handoff)
+            return
+        reason, summary = await self._reason_to_hand_off(agent, message)
+        if reason:
+            await self._hand_off(agent, message, reason, summary)
+            return
+        await self._catch_up(agent, message)
+        await on_new_message(message)
+        await self._complete_requested_handoff(agent, message)
+
+    async def _reason_to_hand_off(self, agent, message: UserMessage):
+        """('frustration' | 'fallbacks' | None, summary for the agent), decided before the assistant answers."""
+        if not message.text or is_payload(message.text):
+            return None, None
+        tracker = await agent.processor.get_tracker(message.sender_id)
+        typed = customer_texts_since_handback(tracker.events)
+        previous = [e.text for e in typed if e.text][-3:]
+        verdict = await asyncio.get_running_loop().run_in_executor(
+            None, self.detector.assess, message.text, previous
+        )
+        if verdict.frustrated:
+            return "frustration", "frustration: " + "; ".join(verdict.evidence)
+        if typed and is_fallback(typed[-1].parse_data or {}, self.settings.retrieval_threshold):
+            # The previous message was a fallback: parse this one now (Rasa reuses
+            # the parse) to know whether it is the second in a row.
+            message.parse_data = await agent.processor.parse_message(message, tracker)
+            if is_fallback(message.parse_data, self.settings.retrieval_threshold):
+                return "fallbacks", "two fallbacks in a row"
+        return None, None
+
+    async def _hand_off(self, agent, message: UserMessage, reason: str, summary: Optional[str]) -> None:
+        cid = message.sender_id
+        async with agent.lock_store.lock(cid):
+            tracker = await agent.processor.log_message(message, should_save_tracker=False)
+            self.queue.open(cid, reason, customer_id_of(message), message.input_channel, summary)
+            notice = await self._notice(
+                agent, tracker, NOTICE_FOR_REASON.get(reason, "utter_handoff_queued"), position=self.queue.position(cid)
+            )
+            tracker.update(ConversationPaused())
+            tracker.update(notice)
+            await agent.processor.save_tracker(tracker)
+        logger.info("conversation %s handed to the agents (%s)", cid, reason)
+        await self._send(message.output_channel, cid, [notice])
+        await self.push_state(cid, message.output_channel)
+
+    async def _keep_for_agent(self, agent, message: UserMessage, handoff: Handoff) -> None:
+        """Store the message for the agent; a waiting customer hears their place in the queue."""
+        cid = message.sender_id
+        async with agent.lock_store.lock(cid):
+            tracker = await agent.processor.log_message(message, should_save_tracker=False)
+            outgoing = self._unprompted(tracker.events[:-1]) if self._is_pull(message.output_channel) else []
+            if not tracker.is_paused():  # e.g. a new session started while the customer waited
+                tracker.update(ConversationPaused())
+            if handoff.status == WAITING:
+                notice = await self._notice(
+                    agent, tracker, "utter_handoff_still_waiting", position=self.queue.position(cid)
+                )
+                tracker.update(notice)
+                outgoing.append(notice)
+            await agent.processor.save_tracker(tracker)
+        await self._send(message.output_channel, cid, outgoing)
+        await self.push_state(cid, message.output_channel)
+
+    async def _complete_requested_handoff(self, agent, message: UserMessage) -> None:
+        """After the assistant answered: pause a conversation that ``action_handoff`` queued."""
+        cid = message.sender_id
+        try:
+            handoff = self.queue.current(cid)
+            tracker = await agent.processor.get_tracker(cid)
+            if handoff is None:
+                intent = (tracker.latest_message.intent or {}).get("name") if tracker.latest_message else None
+                if intent != REQUEST_HUMAN:
+                    return
+                # The customer asked but nothing was queued (action server down?): queue them here.
+                handoff = self.queue.open(cid, "asked", customer_id_of(message), message.input_channel)
+            if tracker.is_paused():
+                return
+            async with agent.lock_store.lock(cid):
+                tracker = await agent.processor.get_tracker(cid)
+                notice = await self._notice(agent, tracker, "utter_handoff_queued", position=self.queue.position(cid))
+                tracker.update(ConversationPaused())
+                if handoff.status == WAITING:
+                    tracker.update(notice)
+                await agent.processor.save_tracker(tracker)
+        except Exception as exc:
+            logger.error("could not complete the handoff of %s: %s", cid, exc)
+            return
+        if handoff.status == WAITING:
+            await self._send(message.output_channel, cid, [notice])
+        await self.push_state(cid, message.output_channel)
+
+    async def _catch_up(self, agent, message: UserMessage) -> None:
+        """A channel that cannot push (REST) gets the agent's last words with its next answer."""
+        if not self._is_pull(message.output_channel):
+            return
+        tracker = await agent.processor.get_tracker(message.sender_id)
+        await self._send(message.output_channel, message.sender_id, self._unprompted(tracker.events))
+
+    @staticmethod
+    def _unprompted(events) -> List[BotUttered]:
+        """Agent messages and agent-side notices since the customer last wrote."""
+        found: List[BotUttered] = []
+        for event in reversed(list(events)):
+            if isinstance(event, UserUttered):
+                break
+            if isinstance(event, BotUttered) and (
+                event.metadata.get("agent") or event.metadata.get("notice") in UNPROMPTED
+            ):
+                found.append(event)
+        return found[::-1]
+
+    @staticmethod
+    def _is_pull(output: Optional[OutputChannel]) -> bool:
+        return isinstance(output, CollectingOutputChannel)
+
+    # ------------------------------------------------------------ agent side
+    def state(self, conversation_id: str) -> Dict[str, Any]:
+        """Where the customer stands: status none|waiting|active, queue position, agent."""
+        handoff = self.queue.current(conversation_id)
+        if handoff is None:
+            return {"status": "none", "position": None, "agent": None}
+        position = self.queue.position(conversation_id) if handoff.status == WAITING else None
+        return {"status": handoff.status, "position": position, "agent": handoff.agent}
+
+    async def take(self, conversation_id: str, agent_name: str) -> Handoff:
+        """An agent starts talking to a waiting customer."""
+        handoff = self.queue.current(conversation_id)
+        if handoff is None:
+            raise HandoffError("this conversation is not waiting for an agent")
+        if handoff.status == ACTIVE and handoff.agent == agent_name:
+            return handoff
+        handoff = self.queue.take(conversation_id, agent_name)
+        agent = self._require_agent()
+        tracker = await agent.processor.get_tracker(conversation_id)
+        notice = await self._notice(agent, tracker, "utter_handoff_agent_joined", agent=agent_name)
+        await self._deliver(conversation_id, [notice])
+        await self.push_positions()
+        return handoff  # type: ignore[return-value]
+
+    async def reply(self, conversation_id: str, agent_name: str, text: str) -> bool:
+        """Send the agent's message to the customer; False when it is stored but could not be pushed."""
+        text = (text or "").strip()[: self.settings.max_message_chars]
+        if not text:
+            raise HandoffError("write a message first")
+        handoff = self.queue.current(conversation_id)
+        if handoff is None:
+            raise HandoffError("this conversation is back with the assistant; it can't take agent messages")
+        if handoff.status == WAITING or handoff.agent != agent_name:
+            await self.take(conversation_id, agent_name)
+        return await self._deliver(conversation_id, [BotUttered(text, metadata={"agent": agent_name})])
+
+    async def hand_back(self, conversation_id: str, agent_name: str) -> Handoff:
+        """Give the conversation back to the assistant."""
+        if self.queue.current(conversation_id) is None:
+            raise HandoffError("this conversation is already with the assistant")
+        handoff = self.queue.close(conversation_id, agent_name)
+        agent = self._require_agent()
+        tracker = await agent.processor.get_tracker(conversation_id)
+        notice = await self._notice(agent, tracker, "utter_handoff_returned")
+        # action_listen after the resume: the assistant's next turn starts from a clean "waiting for the customer".
+        await self._deliver(
+            conversation_id, [ConversationResumed(), ActionExecuted(ACTION_LISTEN_NAME), notice]
+        )
+        await self.push_positions()
+        logger.info("conversation %s handed back to the assistant by %s", conversation_id, agent_name)
+        return handoff  # type: ignore[return-value]
+
+    async def push_positions(self) -> None:
+        """Tell every waiting customer whose channel shows it their new place in the queue."""
+        for handoff in self.queue.open_handoffs():
+            if handoff.status == WAITING:
+                await self.push_state(handoff.conversation_id)
+
+    async def push_state(self, conversation_id: str, output: Optional[OutputChannel] = None) -> None:
+        """Show the handoff state on channels that draw it (the web widget)."""
+        if output is None:
+            agent = self.agent
+            if agent is None:
+                return
+            output = self.output_for(await agent.processor.get_tracker(conversation_id))
+        show = getattr(output, "send_handoff_state", None)
+        if show is not None:
+            try:
+                await show(conversation_id, self.state(conversation_id))
+            except Exception as exc:
+                logger.warning("could not show the handoff state to %s: %s", conversation_id, exc)
+
+    def output_for(self, tracker: DialogueStateTracker) -> Optional[OutputChannel]:
+        """The output channel that reaches the customer where they last wrote from, if it can push."""
+        name = tracker.get_latest_input_channel()
+        for channel in getattr(self.app.ctx, "input_channels", None) or []:
+            if channel.name() == name and hasattr(channel, "output_channel_for"):
+                return channel.output_channel_for(tracker)
+        return None
+
+    # --------------------------------------------------------------- helpers
+    def _require_agent(self):
+        agent = self.agent
+        if agent is None:
+            raise HandoffError("the assistant has no model loaded yet")
+        return agent
+
+    async def _deliver(self, conversation_id: str, events: List[Event]) -> bool:
+        """Store `events` in the conversation and send its messages to the customer."""
+        agent = self._require_agent()
+        async with agent.lock_store.lock(conversation_id):
+            tracker = await agent.processor.get_tracker(conversation_id)
+            for event in events:
+                tracker.update(event)
+            await agent.processor.save_tracker(tracker)
+        output = self.output_for(tracker)
+        if output is None:
+            return False  # kept in the tracker; a REST customer gets it with their next message
+        return await self._send(output, conversation_id, [e for e in events if isinstance(e, BotUttered)])
+
+    @staticmethod
+    async def _send(output: OutputChannel, conversation_id: str, messages: List[BotUttered]) -> bool:
+        try:
+            for event in messages:
+                await output.send_response(conversation_id, event.message())
+        except Exception as exc:  # the platform is down: the message stays in the transcript
+            logger.error("could not deliver a message to %s on %s: %s", conversation_id, output.name(), exc)
+            return False
+        return True
+
+    @staticmethod
+    async def _notice(agent, tracker: DialogueStateTracker, response: str, **values: Any) -> BotUttered:
+        channel = tracker.get_latest_input_channel() or ""
+        try:
+            generated = await agent.processor.nlg.generate(response, tracker, channel, **values)
+        except Exception:  # a template naming a value we do not have
+            generated = None
+        text = (generated or {}).get("text") or NOTICES[response].format(**values)
+        return BotUttered(text, metadata={"notice": response})

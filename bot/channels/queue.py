@@ -1,0 +1,167 @@
+"""The queue of conversations waiting for, or talking to, a human agent.
+
+One row of ``core.db.handoffs`` per handoff: ``waiting`` until an agent
+takes it, ``active`` while the agent talks, ``closed`` once the agent hands
+the conversation back to the assistant. A conversation has at most one open
+(waiting or active) handoff. The queue position of a waiting conversation is
+1 + the number of conversations that started waiting before it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import List, Optional
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from core import db
+
+WAITING, ACTIVE, CLOSED = "waiting", "active", "closed"
+OPEN = (WAITING, ACTIVE)
+REASONS = ("asked", "fallbacks", "frustration")
+
+
+@dataclasses.dataclass(frozen=True)
+class Handoff:
+    """One conversation handed to a human."""
+
+    id: int
+    conversation_id: str
+    customer_id: Optional[str]
+    channel: Optional[str]
+    reason: str
+    status: str
+    agent: Optional[str]
+    summary: Optional[str]
+    created_at: float
+    updated_at: float
+
+    @property
+    def is_open(self) -> bool:
+        """Waiting for or talking to an agent."""
+        return self.status in OPEN
+
+    def as_dict(self) -> dict:
+        """The handoff as JSON-ready values."""
+        return dataclasses.asdict(self)
+
+
+class HandoffQueue:
+    """Open, take and close handoffs in the project's database."""
+
+    def __init__(self, engine: Optional[Engine] = None) -> None:
+        self._engine = engine
+
+    @property
+    def engine(self) -> Engine:
+        """The database engine, opened on first use (the server may start before the database)."""
+        if self._engine is None:
+            self._engine = db.connect()
+        return self._engine
+
+    @staticmethod
+    def _row(row) -> Handoff:
+        return Handoff(**{field.name: row._mapping[field.name] for field in dataclasses.fields(Handoff)})
+
+    def current(self, conversation_id: str) -> Optional[Handoff]:
+        """The open handoff of a conversation, if any."""
+        t = db.handoffs
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(t)
+                .where(t.c.conversation_id == conversation_id, t.c.status.in_(OPEN))
+                .order_by(t.c.id.desc())
+                .limit(1)
+            ).first()
+        return self._row(row) if row else None
+
+    def latest(self, conversation_id: str) -> Optional[Handoff]:
+        """The most recent handoff of a conversation, open or closed."""
+        t = db.handoffs
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(t).where(t.c.conversation_id == conversation_id).order_by(t.c.id.desc()).limit(1)
+            ).first()
+        return self._row(row) if row else None
+
+    def open(
+        self,
+        conversation_id: str,
+        reason: str,
+        customer_id: Optional[str] = None,
+        channel: Optional[str] = None,
+        summary: Optional[str] = None,
+    ) -> Handoff:
+        """Put a conversation in the queue; a conversation already there keeps its place."""
+        if reason not in REASONS:
+            raise ValueError(f"handoff reason must be one of {', '.join(REASONS)}, not {reason!r}")
+        t = db.handoffs
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                sa.select(t).where(t.c.conversation_id == conversation_id, t.c.status.in_(OPEN)).limit(1)
+            ).first()
+            if row is None:
+                now = time.time()
+                conn.execute(
+                    t.insert().values(
+                        conversation_id=conversation_id,
+                        customer_id=customer_id,
+                        channel=channel,
+                        reason=reason,
+                        status=WAITING,
+                        summary=summary,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        return self.current(conversation_id)  # type: ignore[return-value]
+
+    def position(self, conversation_id: str) -> Optional[int]:
+        """1 for the next conversation an agent will take; None when not waiting."""
+        handoff = self.current(conversation_id)
+        if handoff is None or handoff.status != WAITING:
+            return None
+        t = db.handoffs
+        with self.engine.connect() as conn:
+            ahead = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(t)
+                .where(
+                    t.c.status == WAITING,
+                    sa.or_(
+                        t.c.created_at < handoff.created_at,
+                        sa.and_(t.c.created_at == handoff.created_at, t.c.id < handoff.id),
+                    ),
+                )
+            ).scalar()
+        return int(ahead) + 1
+
+    def open_handoffs(self) -> List[Handoff]:
+        """Every waiting and active handoff, waiting ones first, oldest first."""
+        t = db.handoffs
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t).where(t.c.status.in_(OPEN)).order_by(t.c.created_at, t.c.id)).all()
+        handoffs = [self._row(r) for r in rows]
+        return sorted(handoffs, key=lambda h: (h.status != WAITING, h.created_at, h.id))
+
+    def _set(self, conversation_id: str, **values) -> Optional[Handoff]:
+        handoff = self.current(conversation_id)
+        if handoff is None:
+            return None
+        with self.engine.begin() as conn:
+            conn.execute(
+                db.handoffs.update().where(db.handoffs.c.id == handoff.id).values(updated_at=time.time(), **values)
+            )
+        return self.latest(conversation_id)
+
+    def take(self, conversation_id: str, agent: str) -> Optional[Handoff]:
+        """An agent takes the conversation; None when it is not in the queue."""
+        return self._set(conversation_id, status=ACTIVE, agent=agent)
+
+    def close(self, conversation_id: str, agent: Optional[str] = None) -> Optional[Handoff]:
+        """The conversation goes back to the assistant; None when it was not handed off."""
+        values = {"status": CLOSED}
+        if agent:
+            values["agent"] = agent
+        return self._set(conversation_id, **values)

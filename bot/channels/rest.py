@@ -1,0 +1,86 @@
+"""Rasa's REST channel, behind the handoff desk and strict about its input.
+
+Same path and JSON as Rasa's (``POST /webhooks/rest/webhook`` with
+``{"sender": ..., "message": ..., "metadata": {...}}``, answered with the
+list of bot messages). A body that is not such an object gets 400 with the
+reason, never a 500. REST cannot push, so while a conversation is with an
+agent the agent's messages come back with the customer's next message.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Awaitable, Callable, Dict, Optional, Text, Tuple
+
+from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+from rasa.core.channels.rest import RestInput as RasaRestInput
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+from bot.channels.base import DeskChannel
+
+logger = logging.getLogger(__name__)
+
+
+def read_rest_body(request: Request) -> Tuple[Optional[Dict[Text, Any]], Optional[Text]]:
+    """(sender, message, metadata) from a REST request, or (None, why it is refused)."""
+    try:
+        body = json.loads(request.body or b"")
+    except ValueError:
+        return None, "the body must be JSON"
+    if not isinstance(body, dict):
+        return None, "the body must be a JSON object"
+    sender, text, metadata = body.get("sender"), body.get("message"), body.get("metadata")
+    if not isinstance(sender, (str, int)) or isinstance(sender, bool) or not str(sender).strip():
+        return None, "'sender' must be a non-empty string"
+    if not isinstance(text, str):
+        return None, "'message' must be a string"
+    if metadata is not None and not isinstance(metadata, dict):
+        return None, "'metadata' must be an object"
+    return {"sender": str(sender)[:128], "message": text, "metadata": dict(metadata or {})}, None
+
+
+class RestOutput(CollectingOutputChannel):
+    """Rasa's collected messages, plus who wrote them (``agent``) and desk notices (``notice``)."""
+
+    async def send_response(self, recipient_id: Text, message: Dict[Text, Any]) -> None:
+        """Collect `message` as Rasa does and keep its author."""
+        before = len(self.messages)
+        await super().send_response(recipient_id, dict(message))
+        for key in ("agent", "notice"):
+            if isinstance(message.get(key), str):
+                for collected in self.messages[before:]:
+                    collected[key] = message[key]
+
+
+class RestInput(DeskChannel, RasaRestInput):
+    """``/webhooks/rest/webhook``: one request, the bot's messages in the response."""
+
+    @classmethod
+    def name(cls) -> Text:
+        return "rest"
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        """Health check and webhook."""
+        rest = self.watch(Blueprint("project_rest", __name__))
+        deliver = self.gated(on_new_message)
+
+        @rest.route("/", methods=["GET"])
+        async def health(_: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @rest.route("/webhook", methods=["POST"])
+        async def receive(request: Request) -> HTTPResponse:
+            body, problem = read_rest_body(request)
+            if body is None:
+                return response.json({"error": problem}, status=400)
+            metadata = {"channel": "rest", **body["metadata"]}
+            collector = RestOutput()
+            try:
+                await deliver(UserMessage(body["message"], collector, body["sender"], input_channel=self.name(), metadata=metadata))
+            except Exception:  # the customer still gets what was said before the failure
+                logger.exception("REST message from %s could not be handled", body["sender"])
+            return response.json(collector.messages)
+
+        return rest

@@ -1,0 +1,251 @@
+"""The website chat widget's channel: socket.io for the conversation, plus the pages.
+
+Served by the Rasa server itself (``--credentials bot/credentials.yml``):
+
+- ``/webhooks/web/``           a demo page of the bank's website with the widget;
+- ``/webhooks/web/widget.js``  the widget, built from ``web/src`` by
+  ``scripts/setup-web`` (socket.io-client bundled in; nothing from a CDN);
+- ``/socket.io/``              the socket.io endpoint the widget talks to.
+
+Any page embeds the widget with one tag::
+
+    <script src="https://assistant.example/webhooks/web/widget.js"
+            data-customer-token="<signed by your site>" async></script>
+
+Socket.io events (client -> server): ``session_request`` {session_id,
+customer_token | customer_id}, ``user_uttered`` {message}, ``history_request``.
+Server -> client: ``session_confirm`` (the session id), ``bot_uttered`` (a
+`BotReply.as_widget_event`), ``typing`` {on}, ``handoff_state`` {status,
+position, agent}, ``history`` {messages, handoff}.
+
+Who the customer is: with ``WEB_CUSTOMER_TOKEN_SECRET`` set, only a token
+signed with it (JWT, HS256, ``sub`` = customer id, ``exp`` required) is
+believed; without it the widget's ``data-customer-id`` is taken at its word,
+which is fine for a demo and nothing else (a warning says so at start). A
+known customer's conversation id is their customer id (so suggestions are
+personal and the conversation follows them); an anonymous visitor gets a
+random ``web-<hex>`` id kept in the browser.
+"""
+from __future__ import annotations
+
+import html
+import logging
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Dict, Optional, Text
+
+import jwt
+from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
+from rasa.core.channels.socketio import SocketBlueprint, SocketIOInput
+from rasa.shared.core.trackers import DialogueStateTracker
+from sanic import response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+from socketio import AsyncServer
+
+from bot.channels.base import DeskChannel, secret
+from bot.channels.desk import desk_for
+from bot.channels.replies import BotReply
+from bot.channels.transcript import transcript
+from core.settings import PROJECT_ROOT
+
+logger = logging.getLogger(__name__)
+
+WEB_ROOT = PROJECT_ROOT / "web"
+WIDGET_BUNDLE = WEB_ROOT / "dist" / "widget.js"
+DEMO_PAGE = WEB_ROOT / "pages" / "demo.html"
+ANONYMOUS_SESSION = re.compile(r"^web-[0-9a-f]{32}$")
+CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+HISTORY_LIMIT = 200  # messages restored in the widget after a reload
+
+
+class WebChatOutput(OutputChannel):
+    """Sends bot messages, typing and handoff state to a widget session's room."""
+
+    @classmethod
+    def name(cls) -> Text:
+        return "web"
+
+    def __init__(self, sio: AsyncServer) -> None:
+        self.sio = sio
+
+    async def send_response(self, recipient_id: Text, message: Dict[Text, Any]) -> None:
+        """One widget event per bot message: text, buttons, quick replies and rating together."""
+        reply = BotReply.from_message(message)
+        if reply.is_empty:
+            return
+        event = reply.as_widget_event(timestamp=message.get("timestamp") or time.time())
+        await self.sio.emit("bot_uttered", event, room=recipient_id)
+
+    async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
+        """Send plain text."""
+        await self.send_response(recipient_id, {"text": text})
+
+    async def send_typing(self, recipient_id: Text, on: bool) -> None:
+        """Show or hide the typing indicator."""
+        await self.sio.emit("typing", {"on": on}, room=recipient_id)
+
+    async def send_handoff_state(self, recipient_id: Text, state: Dict[Text, Any]) -> None:
+        """Show whether the customer waits for, or talks to, a human."""
+        await self.sio.emit("handoff_state", state, room=recipient_id)
+
+
+class WebChatInput(DeskChannel, SocketIOInput):
+    """The website widget's socket.io channel and its pages."""
+
+    @classmethod
+    def name(cls) -> Text:
+        return "web"
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
+        credentials = credentials or {}
+        return cls(
+            socketio_path=credentials.get("socketio_path", "/socket.io"),
+            token_secret=secret(credentials, "customer_token_secret", "WEB_CUSTOMER_TOKEN_SECRET"),
+            title=credentials.get("title", "Northwind Bank"),
+        )
+
+    def __init__(self, socketio_path: Text = "/socket.io", token_secret: Text = "", title: Text = "Northwind Bank"):
+        super().__init__(session_persistence=True, socketio_path=socketio_path)
+        self.token_secret = token_secret
+        self.title = title
+        if not token_secret:
+            logger.warning(
+                "web widget: WEB_CUSTOMER_TOKEN_SECRET is not set, so the customer id a page passes "
+                "(data-customer-id) is believed as is; fine for the demo, not for a real site"
+            )
+
+    # ------------------------------------------------------------- identity
+    def customer_from(self, data: Dict[Text, Any]) -> Optional[Text]:
+        """The customer id the page vouches for, or None for an anonymous visitor."""
+        if self.token_secret:
+            token = data.get("customer_token")
+            if not isinstance(token, str) or not token:
+                return None
+            try:
+                claims = jwt.decode(token, self.token_secret, algorithms=["HS256"], options={"require": ["exp", "sub"]})
+            except jwt.PyJWTError as exc:
+                logger.info("web widget: customer token refused (%s); the visitor stays anonymous", exc)
+                return None
+            customer = str(claims["sub"])
+        else:
+            customer = data.get("customer_id")
+            if not isinstance(customer, str):
+                return None
+        return customer if CUSTOMER_ID.match(customer) else None
+
+    def sign_customer(self, customer_id: Text, lifetime_s: int = 3600) -> Text:
+        """A customer token as the bank's own site would sign it (used by the demo page)."""
+        return jwt.encode({"sub": customer_id, "exp": int(time.time()) + lifetime_s}, self.token_secret, "HS256")
+
+    # ------------------------------------------------------------ blueprint
+    def output_channel_for(self, tracker: DialogueStateTracker) -> Optional[OutputChannel]:
+        """The widget session's room (every open tab of the conversation)."""
+        return WebChatOutput(self.sio) if self.sio is not None else None
+
+    def get_output_channel(self) -> Optional[OutputChannel]:
+        """Rasa's API (``output_channel=latest``) reaches the widget too."""
+        return WebChatOutput(self.sio) if self.sio is not None else None
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> SocketBlueprint:
+        """The socket.io events and the widget's HTTP routes."""
+        sio = AsyncServer(async_mode="sanic", cors_allowed_origins=[])  # [] : any site may embed the widget
+        self.sio = sio
+        blueprint = self.watch(SocketBlueprint(sio, self.socketio_path, "web_chat", __name__))
+        deliver = self.gated(on_new_message)
+
+        @blueprint.route("/", methods=["GET"])
+        async def demo_page(request: Request) -> HTTPResponse:
+            return response.html(self.demo_page(request))
+
+        @blueprint.route("/health", methods=["GET"])
+        async def health(_: Request) -> HTTPResponse:
+            return response.json({"status": "ok", "widget_built": WIDGET_BUNDLE.exists()})
+
+        @blueprint.route("/widget.js", methods=["GET"])
+        async def widget(_: Request) -> HTTPResponse:
+            if not WIDGET_BUNDLE.exists():
+                return response.text(
+                    "The chat widget is not built: run scripts/setup-web (npm ci and build in web/).", status=404
+                )
+            return await response.file(
+                WIDGET_BUNDLE, mime_type="application/javascript", headers={"Cache-Control": "no-cache"}
+            )
+
+        @sio.on("connect")
+        async def connect(sid: Text, environ: Dict, auth: Optional[Dict] = None) -> bool:
+            return True
+
+        @sio.on("session_request")
+        async def session_request(sid: Text, data: Any) -> None:
+            data = data if isinstance(data, dict) else {}
+            customer = self.customer_from(data)
+            if customer:
+                session_id = customer
+            elif isinstance(data.get("session_id"), str) and ANONYMOUS_SESSION.match(data["session_id"]):
+                session_id = data["session_id"]
+            else:
+                session_id = f"web-{uuid.uuid4().hex}"
+            await sio.save_session(sid, {"session_id": session_id, "customer_id": customer})
+            await sio.enter_room(sid, session_id)  # a coroutine in python-socketio 5.x
+            await sio.emit("session_confirm", session_id, room=sid)
+
+        @sio.on("user_uttered")
+        async def user_uttered(sid: Text, data: Any) -> None:
+            session = await sio.get_session(sid)
+            text = data.get("message") if isinstance(data, dict) else None
+            if not session or not isinstance(text, str) or not text.strip():
+                return  # no session yet, or nothing to say: the widget always asks for a session first
+            session_id = session["session_id"]
+            metadata = {"channel": "web", "customer_id": session["customer_id"] or session_id}
+            page = (data.get("metadata") or {}).get("page") if isinstance(data.get("metadata"), dict) else None
+            if isinstance(page, str):
+                metadata["page"] = page[:300]
+            output = WebChatOutput(sio)
+            await output.send_typing(session_id, True)
+            try:
+                await deliver(UserMessage(text, output, session_id, input_channel=self.name(), metadata=metadata))
+            finally:
+                await output.send_typing(session_id, False)
+
+        @sio.on("history_request")
+        async def history_request(sid: Text, _data: Any = None) -> None:
+            session = await sio.get_session(sid)
+            if not session:
+                return
+            await sio.emit("history", await self.history(session["session_id"]), room=sid)
+
+        return blueprint
+
+    async def history(self, conversation_id: Text) -> Dict[Text, Any]:
+        """The conversation so far and the handoff state, for a widget that (re)opens."""
+        agent = getattr(self.app.ctx, "agent", None) if self.app is not None else None
+        if agent is None or agent.tracker_store is None:
+            return {"messages": [], "handoff": {"status": "none"}}
+        tracker = await agent.tracker_store.retrieve_full_tracker(conversation_id)
+        messages = transcript(tracker.events, limit=HISTORY_LIMIT) if tracker else []
+        try:
+            state = desk_for(self.app).state(conversation_id)
+        except Exception as exc:  # the queue is down; the history still shows
+            logger.error("handoff state unavailable for %s: %s", conversation_id, exc)
+            state = {"status": "none"}
+        return {"messages": messages, "handoff": state}
+
+    def demo_page(self, request: Request) -> Text:
+        """The demo site; ``?customer=<id>`` signs in as a customer (with a signed token when a secret is set)."""
+        customer = request.args.get("customer", "")
+        attributes = ""
+        if customer and CUSTOMER_ID.match(customer):
+            if self.token_secret:
+                attributes = f' data-customer-token="{html.escape(self.sign_customer(customer))}"'
+            else:
+                attributes = f' data-customer-id="{html.escape(customer)}"'
+        page = DEMO_PAGE.read_text(encoding="utf-8") if DEMO_PAGE.exists() else "<!doctype html><title>Chat</title>__WIDGET__"
+        tag = f'<script src="{request.app.url_for("web_chat.widget")}"{attributes} data-title="{html.escape(self.title)}" async></script>'
+        return (
+            page.replace("__WIDGET__", tag)
+            .replace("__CUSTOMER__", html.escape(customer) if customer else "Guest")
+        )
