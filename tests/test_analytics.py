@@ -185,3 +185,13 @@ def test_a_missing_tracker_store_is_explained(tmp_path, capsys):
     assert analytics.main(["--tracker", str(tmp_path / "nope.db"), "--db", f"sqlite:///{tmp_path / 'a.db'}",
                            "--out", str(tmp_path / "out")]) == 2
     assert "no tracker store" in capsys.readouterr().err
+
+
+def test_the_inbox_page_embeds_the_charts(stores):
+    from bot.channels.analytics_page import render_analytics_html
+
+    folder, db_url = stores
+    page = render_analytics_html("2026-01-01", "2026-01-31", tracker=str(folder / "tracker.db"), db_url=db_url)
+    assert "data:image/png;base64," in page and "conversations        4" in page
+    missing = render_analytics_html("2026-01-01", "2026-01-31", tracker=str(folder / "none.db"), db_url=db_url)
+    assert "no tracker store" in missing
