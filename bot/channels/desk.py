@@ -190,7 +190,7 @@ class HandoffDesk:
     async def _hand_off(self, agent, message: UserMessage, reason: str, summary: Optional[str]) -> None:
         cid = message.sender_id
         async with agent.lock_store.lock(cid):
-            tracker = await agent.processor.log_message(message, should_save_tracker=False)
+            tracker = await agent.processor.log_message(message, should_save_tracker=True)
             self.queue.open(cid, reason, customer_id_of(message), message.input_channel, summary)
             notice = await self._notice(
                 agent, tracker, NOTICE_FOR_REASON.get(reason, "utter_handoff_queued"), position=self.queue.position(cid)
@@ -206,8 +206,9 @@ class HandoffDesk:
         """Store the message for the agent; a waiting customer hears their place in the queue."""
         cid = message.sender_id
         async with agent.lock_store.lock(cid):
-            tracker = await agent.processor.log_message(message, should_save_tracker=False)
-            outgoing = self._unprompted(tracker.events[:-1]) if self._is_pull(message.output_channel) else []
+            # Saved at once: whatever happens next, the customer's words are kept.
+            tracker = await agent.processor.log_message(message, should_save_tracker=True)
+            outgoing = self._unprompted(list(tracker.events)[:-1]) if self._is_pull(message.output_channel) else []
             if not tracker.is_paused():  # e.g. a new session started while the customer waited
                 tracker.update(ConversationPaused())
             if handoff.status == WAITING:
@@ -383,10 +384,10 @@ class HandoffDesk:
         return True
 
     @staticmethod
-    async def _notice(agent, tracker: DialogueStateTracker, response: str, **values: Any) -> BotUttered:
+    async def _notice(rasa_agent, tracker: DialogueStateTracker, response: str, **values: Any) -> BotUttered:
         channel = tracker.get_latest_input_channel() or ""
         try:
-            generated = await agent.processor.nlg.generate(response, tracker, channel, **values)
+            generated = await rasa_agent.processor.nlg.generate(response, tracker, channel, **values)
         except Exception:  # a template naming a value we do not have
             generated = None
         text = (generated or {}).get("text") or NOTICES[response].format(**values)

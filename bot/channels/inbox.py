@@ -250,6 +250,9 @@ class AgentInbox(DeskChannel, InputChannel):
                     return response.json({"error": f"unknown action '{action}'"}, status=404)
             except HandoffError as exc:
                 return response.json({"error": str(exc)}, status=409)
+            except Exception:  # the database or the customer's platform failed; say so, keep serving
+                logger.exception("inbox action %s on %s failed", action, conversation_id)
+                return response.json({"error": f"could not {action}: see the server log"}, status=503)
             result = await self._conversation(conversation_id)
             result.headers["X-Delivered"] = "yes" if delivered else "stored"
             return result
