@@ -155,15 +155,28 @@ def as_record(raw: Union[Mapping[str, Any], AnswerRecord], redact_text: bool = T
 
 
 def _encoder_spec(encoder: Any) -> str:
-    """How the manifest names an encoder: 'bundled' or an absolute folder."""
+    """How the manifest names an encoder: 'bundled', a folder inside the project
+    (relative to its root, so that the project can move), or an absolute folder."""
     from core.encoder import BUNDLED, resolve_model_path
+    from core.settings import PROJECT_ROOT
 
     if encoder in (None, BUNDLED):
         return BUNDLED
     if isinstance(encoder, (str, os.PathLike)):
         resolve_model_path(str(encoder))  # fails early, with the encoder loader's message
-        return str(Path(encoder).expanduser().resolve())
+        folder = Path(encoder).expanduser().resolve()
+        try:
+            return str(folder.relative_to(PROJECT_ROOT))
+        except ValueError:
+            return str(folder)
     return getattr(encoder, "spec", None) or "custom"
+
+
+def _encoder_folder(spec: str) -> str:
+    """The folder a manifest's encoder name points to (relative names are inside the project)."""
+    from core.settings import PROJECT_ROOT
+
+    return spec if spec == "bundled" or Path(spec).is_absolute() else str(PROJECT_ROOT / spec)
 
 
 def _faiss_message(exc: Exception) -> str:
@@ -212,7 +225,7 @@ class AnswerIndex:
         if self._encoder_arg is None or isinstance(self._encoder_arg, (str, os.PathLike)):
             from core.encoder import load_encoder
 
-            self._encoder_arg = load_encoder(None if self.encoder_spec == "bundled" else self.encoder_spec)
+            self._encoder_arg = load_encoder(None if self.encoder_spec == "bundled" else _encoder_folder(self.encoder_spec))
         return self._encoder_arg
 
     @property
@@ -474,7 +487,7 @@ class AnswerIndex:
                 f"{FORMAT_VERSION}; rebuild it with `python -m training.build_index --out {folder}`"
             )
         if encoder is None:
-            encoder = manifest["encoder"]
+            encoder = _encoder_folder(manifest["encoder"])
         answer_index = cls(
             encoder=encoder,
             index=manifest["index"],

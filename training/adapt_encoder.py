@@ -71,13 +71,15 @@ def read_groups(path: Path) -> Dict[str, List[str]]:
 def split_holdout(
     groups: Dict[str, List[str]], fraction: float, rng: random.Random
 ) -> Tuple[Dict[str, List[str]], List[Tuple[str, str]]]:
-    """Stratified split: keep `fraction` of each answer's questions (at least 2 per group left to train on)."""
+    """Stratified split: hold out `fraction` of each answer's questions, at least two
+    (leave-one-out scoring needs a second question with the same answer) and only
+    from answers with six questions or more, so that each keeps four to train on."""
     train: Dict[str, List[str]] = {}
     held: List[Tuple[str, str]] = []
     for answer, questions in groups.items():
         questions = questions[:]
         rng.shuffle(questions)
-        n_held = int(round(len(questions) * fraction)) if len(questions) >= 4 else 0
+        n_held = max(2, int(round(len(questions) * fraction))) if len(questions) >= 6 and fraction > 0 else 0
         held += [(q, answer) for q in questions[:n_held]]
         train[answer] = questions[n_held:]
     return train, held

@@ -192,12 +192,6 @@ def synthetic_vectors(n: int, dim: int, seed: int, centers: np.ndarray, spread: 
     return out
 
 
-def _rss_mb() -> float:
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20
-
-
 def _peak_rss_mb() -> float:
     import resource
 
@@ -206,6 +200,7 @@ def _peak_rss_mb() -> float:
 
 def bench_scale(args) -> List[Dict]:
     import faiss
+    from tqdm import tqdm
 
     n, dim, n_queries = args.scale, 384, args.scale_queries
     build_threads = max(1, os.cpu_count() or 1) if args.build_threads is None else args.build_threads
@@ -229,11 +224,10 @@ def bench_scale(args) -> List[Dict]:
     def measure(name: str, build: Callable[[], "faiss.Index"], settings: List[Dict[str, float]], timed_queries: int) -> List[Dict]:
         gc.collect()
         faiss.omp_set_num_threads(build_threads)
-        rss_before = _rss_mb()
         start = time.perf_counter()
         index = build()
         build_s = time.perf_counter() - start
-        memory_mb = _rss_mb() - rss_before
+        memory_mb = index_bytes(index) / 2**20
         print(f"{name}: built in {build_s:.1f}s, {memory_mb:.0f} MB", flush=True)
         results = []
         space = faiss.ParameterSpace()
@@ -255,8 +249,6 @@ def bench_scale(args) -> List[Dict]:
                       "p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
             print(json.dumps(result), flush=True)
             results.append(result)
-        del index
-        gc.collect()
         return results
 
     def flat():
@@ -267,29 +259,61 @@ def bench_scale(args) -> List[Dict]:
     def hnsw():
         index = faiss.index_factory(dim, "HNSW32", faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = args.ef_construction
-        for start in range(0, n, 100_000):
-            index.add(base[start:start + 100_000])
+        for start in tqdm(range(0, n, 50_000), desc="HNSW32 add", unit="chunk"):
+            index.add(base[start:start + 50_000])
         return index
 
-    nlist = args.nlist or int(4 * np.sqrt(n) // 256 * 256) or 64
+    nlist = args.nlist or max(64, 2 ** int(round(np.log2(2 * np.sqrt(n)))))
+    trained = {}
 
-    def ivf(spec: str):
+    def ivf(kind: str):
         def build():
-            index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
-            sample = base[np.random.default_rng(4).choice(n, size=min(n, nlist * 40), replace=False)]
-            index.train(sample)
-            for start in range(0, n, 100_000):
+            if "quantizer" not in trained:
+                # k-means on a sample gives the lists; the IVF variants below share them.
+                sample = base[np.random.default_rng(4).choice(n, size=min(n, nlist * 40), replace=False)]
+                trained["quantizer"] = faiss.IndexFlatIP(dim)
+                kmeans = faiss.Clustering(dim, nlist)
+                kmeans.niter = 20
+                kmeans.train(sample, trained["quantizer"])
+                trained["sample"] = sample
+            quantizer = faiss.IndexFlatIP(dim)
+            quantizer.add(trained["quantizer"].reconstruct_n(0, nlist))
+            if kind == "Flat":
+                index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            else:
+                index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                                      faiss.METRIC_INNER_PRODUCT)
+            index.train(trained["sample"])  # lists are already trained; this fits the scalar quantizer only
+            for start in tqdm(range(0, n, 100_000), desc=f"IVF{nlist},{kind} add", unit="chunk"):
                 index.add(base[start:start + 100_000])
+            index.own_fields = True
+            quantizer.this.disown()
             return index
         return build
 
     rows = []
     rows += measure("Flat (exact)", flat, [{}], timed_queries=min(100, n_queries))
     rows += measure("HNSW32", hnsw, [{"efSearch": e} for e in (16, 32, 64, 128, 256)], n_queries)
-    rows += measure(f"IVF{nlist},Flat", ivf(f"IVF{nlist},Flat"), [{"nprobe": p} for p in (4, 8, 16, 32, 64, 128)], n_queries)
-    rows += measure(f"IVF{nlist},PQ48", ivf(f"IVF{nlist},PQ48"), [{"nprobe": p} for p in (16, 64)], n_queries)
+    rows += measure(f"IVF{nlist},Flat", ivf("Flat"), [{"nprobe": p} for p in (4, 8, 16, 32, 64)], n_queries)
+    rows += measure(f"IVF{nlist},SQ8", ivf("SQ8"), [{"nprobe": p} for p in (8, 16, 32, 64)], n_queries)
     print(f"peak memory of the process: {_peak_rss_mb():.0f} MB", flush=True)
     return rows
+
+
+def index_bytes(index) -> int:
+    """Bytes of the data an index keeps in memory (vectors or codes, ids, graph links, centroids)."""
+    import faiss
+
+    if isinstance(index, faiss.IndexHNSW):
+        hnsw = index.hnsw
+        links = hnsw.neighbors.size() * 4 + hnsw.offsets.size() * 8 + hnsw.levels.size() * 4
+        return links + index_bytes(faiss.downcast_index(index.storage))
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        lists = ivf.invlists
+        entries = sum(lists.list_size(i) for i in range(ivf.nlist))
+        return entries * (ivf.code_size + 8) + index_bytes(faiss.downcast_index(ivf.quantizer))
+    return index.ntotal * index.code_size
 
 
 def scale_table(rows: List[Dict]) -> str:
@@ -313,8 +337,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads for encoding (one server worker)")
     parser.add_argument("--scale", type=int, default=None, help="index this many synthetic vectors instead")
     parser.add_argument("--scale-queries", type=int, default=1000)
-    parser.add_argument("--spread", type=float, default=2.0, help="synthetic noise around cluster centres")
-    parser.add_argument("--nlist", type=int, default=None, help="IVF lists (default about 4*sqrt(N))")
+    parser.add_argument("--spread", type=float, default=0.5, help="synthetic noise around cluster centres")
+    parser.add_argument("--nlist", type=int, default=None, help="IVF lists (default: the power of 2 nearest 2*sqrt(N))")
     parser.add_argument("--ef-construction", type=int, default=40)
     parser.add_argument("--build-threads", type=int, default=None)
     parser.add_argument("--json", type=Path, help="also write the results here")
