@@ -18,6 +18,7 @@ same files.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -27,6 +28,8 @@ import sqlalchemy as sa
 
 from core import db
 from core.redaction import redact
+
+logger = logging.getLogger(__name__)
 
 REASONS = ("low_confidence", "fallback", "thumbs_down", "handoff")
 OPEN, DONE, DISCARDED = "open", "done", "discarded"
@@ -80,6 +83,16 @@ def enqueue(
             )
         )
         return int(result.inserted_primary_key[0])
+
+
+def try_enqueue(conversation_id: Optional[str], text: str, reason: str, predicted_intent: Optional[str] = None,
+                confidence: Optional[float] = None, db_url: Optional[str] = None) -> Optional[int]:
+    """`enqueue` for the actions: a database problem is logged, never raised into the conversation."""
+    try:
+        return enqueue(conversation_id, text, reason, predicted_intent, confidence, db_url)
+    except (sa.exc.SQLAlchemyError, db.DatabaseUnavailableError, OSError) as exc:
+        logger.error("could not keep message of %s for review (%s): %s", conversation_id, reason, exc)
+        return None
 
 
 def list_items(status: Optional[str] = OPEN, reason: Optional[str] = None, limit: int = 50,

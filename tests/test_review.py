@@ -64,3 +64,9 @@ def test_reviewed_items_become_rasa_nlu_examples_and_history_pairs(db_url, tmp_p
     review_cli.main(["--db", db_url, "export", "--nlu", str(nlu), "--history", str(history)])
     assert (nlu.read_text(), history.read_text()) == before
     assert review.list_items(db_url=db_url) == [review.get_item(d, db_url)]
+
+
+def test_actions_enqueue_without_failing_when_the_database_is_down(tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the database folder should be")
+    assert review.try_enqueue("c1", "help", "fallback", db_url=f"sqlite:///{blocked / 'db.sqlite'}") is None
