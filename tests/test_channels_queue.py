@@ -1,0 +1,50 @@
+"""The handoff queue: one open handoff per conversation, positions in order of arrival."""
+from __future__ import annotations
+
+import pytest
+
+from bot.channels.desk import is_fallback
+from bot.channels.queue import HandoffQueue
+from core import db
+
+
+@pytest.fixture
+def queue(tmp_path):
+    return HandoffQueue(db.connect(f"sqlite:///{tmp_path / 'assistant.db'}"))
+
+
+def test_customers_are_served_in_order_of_arrival(queue):
+    for conversation in ("ann", "bob", "cy"):
+        queue.open(conversation, "asked", customer_id=conversation, channel="web")
+    assert [queue.position(c) for c in ("ann", "bob", "cy")] == [1, 2, 3]
+    queue.take("ann", "Alex")
+    assert [queue.position(c) for c in ("ann", "bob", "cy")] == [None, 1, 2]
+    queue.close("bob", "Sam")
+    assert queue.position("cy") == 1
+    assert [(h.conversation_id, h.status) for h in queue.open_handoffs()] == [("cy", "waiting"), ("ann", "active")]
+
+
+def test_asking_again_keeps_the_customer_s_place(queue):
+    first = queue.open("ann", "frustration")
+    queue.open("bob", "asked")
+    again = queue.open("ann", "asked")
+    assert again.id == first.id and again.reason == "frustration"
+    assert queue.position("ann") == 1
+
+
+def test_a_closed_handoff_leaves_the_conversation_free_for_a_new_one(queue):
+    queue.open("ann", "asked")
+    closed = queue.close("ann", "Alex")
+    assert closed.status == "closed" and closed.agent == "Alex"
+    assert queue.current("ann") is None and queue.position("ann") is None
+    assert queue.open("ann", "fallbacks").id != closed.id
+    assert queue.take("nobody", "Alex") is None and queue.close("nobody") is None
+
+
+def test_a_fallback_is_a_message_neither_nlu_nor_past_answers_could_answer():
+    fallback = {"intent": {"name": "nlu_fallback"}, "retrieval": {"best_score": 0.2}}
+    answered_from_history = {"intent": {"name": "nlu_fallback"}, "retrieval": {"best_score": 0.8}}
+    assert is_fallback(fallback, retrieval_threshold=0.55)
+    assert not is_fallback(answered_from_history, retrieval_threshold=0.55)
+    assert is_fallback({"intent": {"name": "nlu_fallback"}}, retrieval_threshold=0.55)
+    assert not is_fallback({"intent": {"name": "card_arrival"}}, retrieval_threshold=0.55)

@@ -1,0 +1,402 @@
+"""The channels' webhooks over real HTTP: signatures, secret tokens, malformed bodies.
+
+The channels run in a real Sanic server on loopback, registered under
+``/webhooks/<name>/`` as Rasa registers them; the assistant behind them is
+replaced by a list that records what reaches it (these tests are about the
+channels; tests/e2e/ runs them in front of the real assistant). Outbound
+calls go to the local Slack and Telegram stand-ins.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from typing import Dict, List, Optional
+
+import pytest
+from rasa.core.channels.channel import UserMessage
+from sanic import Sanic
+
+from bot.channels.desk import HandoffDesk
+from bot.channels.frustration import FrustrationDetector
+from bot.channels.inbox import AgentInbox
+from bot.channels.queue import HandoffQueue
+from bot.channels.rest import RestInput
+from bot.channels.slack import SlackInput
+from bot.channels.standins import SlackWebAPI, TelegramBotAPI
+from bot.channels.telegram import SECRET_HEADER, TelegramInput, callback_data
+from bot.channels.web import WebChatInput
+from core import db
+
+SIGNING_SECRET = "test-signing-secret"
+TELEGRAM_SECRET = "test-telegram-secret"
+TELEGRAM_TOKEN = "123456:test-telegram-token"
+INBOX_PASSWORD = "test-agent-password"
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (Sanic reads port 0 as its default, 8000)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ServedChannels:
+    """Input channels in a real Sanic server on a free loopback port, in a background thread."""
+
+    def __init__(self, channels, engine) -> None:
+        self.received: List[UserMessage] = []
+        Sanic.test_mode = True  # several apps in one process (Sanic rewrites shared code per app otherwise)
+        self.app = Sanic(f"channels_{uuid.uuid4().hex[:8]}")
+        # No agent: the desk passes messages straight on, and no encoder is loaded.
+        self.app.ctx.handoff_desk = HandoffDesk(self.app, queue=HandoffQueue(engine), detector=FrustrationDetector())
+        self.app.ctx.handoff_desk_prepared = True
+        self.app.ctx.input_channels = channels
+
+        async def reaches_assistant(message: UserMessage) -> None:
+            self.received.append(message)
+
+        for channel in channels:
+            self.app.blueprint(channel.blueprint(reaches_assistant), url_prefix=f"/webhooks/{channel.url_prefix()}")
+        self._started = threading.Event()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+
+    def start(self) -> "ServedChannels":
+        threading.Thread(target=self._run, daemon=True).start()
+        assert self._started.wait(20), "the channel server did not start"
+        return self
+
+    def _run(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+
+        async def serve() -> None:
+            server = await self.app.create_server(host="127.0.0.1", port=free_port(), return_asyncio_server=True)
+            await server.startup()
+            await server.before_start()
+            await server.after_start()
+            self.port = server.server.sockets[0].getsockname()[1]
+            self._server = server
+            self._started.set()
+            await server.serve_forever()
+
+        try:
+            self._loop.run_until_complete(serve())
+        except asyncio.CancelledError:
+            pass
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(lambda: [t.cancel() for t in asyncio.all_tasks(self._loop)])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def post(self, path: str, body: bytes, headers: Dict[str, str]):
+        """(status, text) of a POST."""
+        request = urllib.request.Request(self.url + path, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=20) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def get(self, path: str):
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=20) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def wait_for_messages(self, count: int, timeout: float = 10) -> List[UserMessage]:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return list(self.received)
+
+
+@pytest.fixture(scope="module")
+def slack_api():
+    with SlackWebAPI() as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def telegram_api():
+    with TelegramBotAPI() as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    return db.connect(f"sqlite:///{tmp_path_factory.mktemp('db') / 'assistant.db'}")
+
+
+@pytest.fixture(scope="module")
+def server(slack_api, telegram_api, engine):
+    channels = [
+        WebChatInput(),
+        RestInput(),
+        SlackInput("xoxb-test", slack_signing_secret=SIGNING_SECRET, api_base_url=slack_api.base_url),
+        TelegramInput(TELEGRAM_TOKEN, "northwind_test_bot", secret_token=TELEGRAM_SECRET, api_base_url=telegram_api.base_url),
+        AgentInbox(password=INBOX_PASSWORD),
+    ]
+    served = ServedChannels(channels, engine).start()
+    yield served
+    served.stop()
+
+
+@pytest.fixture
+def received(server):
+    server.received.clear()
+    return server.received
+
+
+# ------------------------------------------------------------------ Slack
+def slack_headers(body: bytes, secret: str = SIGNING_SECRET, age_s: float = 0, content_type="application/json"):
+    timestamp = str(int(time.time() - age_s))
+    digest = hmac.new(secret.encode(), f"v0:{timestamp}:".encode() + body, hashlib.sha256).hexdigest()
+    return {"Content-Type": content_type, "X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": f"v0={digest}"}
+
+
+def slack_event(text="where is my card?", user="U123", channel="D42") -> bytes:
+    event = {"type": "message", "channel_type": "im", "channel": channel, "user": user, "text": text, "ts": "1700000000.1"}
+    return json.dumps({"type": "event_callback", "event": event, "authorizations": [{"user_id": "UBOT"}]}).encode()
+
+
+def test_a_signed_slack_message_reaches_the_assistant_with_its_channel(server, received):
+    body = slack_event("where is my card?")
+    assert server.post("/webhooks/slack/webhook", body, slack_headers(body)) == (200, "")
+    [message] = server.wait_for_messages(1)
+    assert (message.text, message.sender_id, message.input_channel) == ("where is my card?", "U123", "slack")
+    assert message.metadata["out_channel"] == "D42" and message.metadata["customer_id"] == "U123"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Type": "application/json"},  # no signature at all
+        "forged",
+        "stale",
+    ],
+    ids=["missing", "forged", "stale"],
+)
+def test_an_unsigned_forged_or_stale_slack_request_is_refused_with_401(server, received, headers):
+    body = slack_event("transfer all my money")
+    if headers == "forged":
+        headers = slack_headers(body, secret="not-the-secret")
+    elif headers == "stale":
+        headers = slack_headers(body, age_s=6 * 60)
+    status, _ = server.post("/webhooks/slack/webhook", body, headers)
+    time.sleep(0.3)
+    assert status == 401
+    assert received == []
+
+
+def test_a_slack_body_changed_after_signing_is_refused(server, received):
+    headers = slack_headers(slack_event("hello"))
+    assert server.post("/webhooks/slack/webhook", slack_event("send money to X"), headers)[0] == 401
+    assert received == []
+
+
+def test_slack_without_a_signing_secret_refuses_everything(engine):
+    served = ServedChannels([SlackInput("xoxb-test", slack_signing_secret="")], engine).start()
+    try:
+        body = slack_event()
+        assert served.post("/webhooks/slack/webhook", body, slack_headers(body, secret=""))[0] == 401
+        assert served.received == []
+    finally:
+        served.stop()
+
+
+def test_slack_url_verification_gets_its_challenge_back(server):
+    body = json.dumps({"type": "url_verification", "challenge": "c-123"}).encode()
+    status, text = server.post("/webhooks/slack/webhook", body, slack_headers(body))
+    assert (status, json.loads(text)) == (200, {"challenge": "c-123"})
+
+
+def test_a_slack_button_press_sends_its_payload(server, received):
+    payload = {
+        "type": "block_actions",
+        "user": {"id": "U123"},
+        "channel": {"id": "D42"},
+        "message": {"ts": "1700000000.2"},
+        "actions": [{"type": "button", "action_id": "rate_up", "value": '/rate_answer{"answer_id":"a1","rating":"up"}'}],
+    }
+    body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+    headers = slack_headers(body, content_type="application/x-www-form-urlencoded")
+    assert server.post("/webhooks/slack/webhook", body, headers)[0] == 200
+    [message] = server.wait_for_messages(1)
+    assert message.text == '/rate_answer{"answer_id":"a1","rating":"up"}' and message.sender_id == "U123"
+
+
+@pytest.mark.parametrize(
+    "body, content_type",
+    [
+        (b"{not json", "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b'{"type": "event_callback", "event": "text"}', "application/json"),
+        (b"payload=%7Bbroken", "application/x-www-form-urlencoded"),
+        (b"nothing=here", "application/x-www-form-urlencoded"),
+        (urllib.parse.urlencode({"payload": json.dumps({"user": {"id": "U1"}, "actions": [{"type": "weird"}]})}).encode(),
+         "application/x-www-form-urlencoded"),
+        (b"hello", "text/plain"),
+    ],
+    ids=["not-json", "json-list", "event-not-object", "broken-payload", "no-payload", "unsupported-action", "text"],
+)
+def test_malformed_signed_slack_requests_get_a_4xx(server, received, body, content_type):
+    status, _ = server.post("/webhooks/slack/webhook", body, slack_headers(body, content_type=content_type))
+    assert 400 <= status < 500
+    assert received == []
+
+
+# --------------------------------------------------------------- Telegram
+def telegram_update(text="where is my card?", chat=555) -> bytes:
+    message = {"message_id": 1, "date": 1700000000, "chat": {"id": chat, "type": "private"},
+               "from": {"id": chat, "is_bot": False, "first_name": "Ada"}, "text": text}
+    return json.dumps({"update_id": 1, "message": message}).encode()
+
+
+def test_a_telegram_update_with_the_secret_token_reaches_the_assistant(server, received):
+    headers = {"Content-Type": "application/json", SECRET_HEADER: TELEGRAM_SECRET}
+    assert server.post("/webhooks/telegram/webhook", telegram_update("hi @northwind_test_bot"), headers)[0] == 200
+    [message] = server.wait_for_messages(1)
+    assert (message.text, message.sender_id, message.input_channel) == ("hi", "555", "telegram")
+
+
+@pytest.mark.parametrize("token", [None, "wrong-secret", ""], ids=["missing", "wrong", "empty"])
+def test_a_telegram_update_without_the_secret_token_is_refused_with_401(server, received, token):
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers[SECRET_HEADER] = token
+    assert server.post("/webhooks/telegram/webhook", telegram_update(), headers)[0] == 401
+    time.sleep(0.3)
+    assert received == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{oops", b"[]", b'"text"', b'{"update_id": "x", "message": "hello"}',
+     b'{"update_id": 3, "callback_query": {"id": "q", "data": "p:x"}}'],
+    ids=["not-json", "list", "string", "message-not-object", "callback-without-chat"],
+)
+def test_malformed_telegram_updates_get_a_4xx(server, received, body):
+    headers = {"Content-Type": "application/json", SECRET_HEADER: TELEGRAM_SECRET}
+    status, _ = server.post("/webhooks/telegram/webhook", body, headers)
+    assert 400 <= status < 500
+    assert received == []
+
+
+def test_a_press_on_an_unknown_telegram_button_is_answered_and_goes_nowhere(server, received, telegram_api):
+    update = {"update_id": 9, "callback_query": {
+        "id": "cbq-unknown", "from": {"id": 555, "is_bot": False, "first_name": "Ada"}, "chat_instance": "1",
+        "data": callback_data("/never_offered"),
+        "message": {"message_id": 3, "date": 1700000000, "chat": {"id": 555, "type": "private"}, "text": "…"}}}
+    headers = {"Content-Type": "application/json", SECRET_HEADER: TELEGRAM_SECRET}
+    assert server.post("/webhooks/telegram/webhook", json.dumps(update).encode(), headers)[0] == 200
+    answered = telegram_api.wait_for("answerCallbackQuery", where=lambda p: p.get("callback_query_id") == "cbq-unknown")
+    assert answered and received == []
+
+
+# ------------------------------------------------------------------- REST
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"{bad", b"[]", b'{"message": "hi"}', b'{"sender": "u1"}', b'{"sender": "u1", "message": 5}',
+     b'{"sender": "u1", "message": "hi", "metadata": "x"}', b'{"sender": true, "message": "hi"}'],
+)
+def test_malformed_rest_bodies_get_400(server, received, body):
+    assert server.post("/webhooks/rest/webhook", body, {"Content-Type": "application/json"})[0] == 400
+    assert received == []
+
+
+def test_a_rest_message_reaches_the_assistant_with_its_metadata(server, received):
+    body = json.dumps({"sender": "c_0001", "message": "hello", "metadata": {"customer_id": "c_0001"}}).encode()
+    status, text = server.post("/webhooks/rest/webhook", body, {"Content-Type": "application/json"})
+    assert (status, json.loads(text)) == (200, [])
+    assert received[0].metadata == {"channel": "rest", "customer_id": "c_0001"}
+
+
+# ------------------------------------------------------------------ inbox
+def inbox_post(server, path, body, cookie=None, content_type="application/json"):
+    headers = {"Content-Type": content_type}
+    if cookie:
+        headers["Cookie"] = cookie
+    request = urllib.request.Request(server.url + "/webhooks/inbox" + path, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=20) as answer:
+            return answer.status, json.loads(answer.read()), answer.headers.get("Set-Cookie")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}"), None
+
+
+def test_the_inbox_needs_the_team_password(server):
+    status, body, cookie = inbox_post(server, "/login", json.dumps({"name": "Alex", "password": "guess"}).encode())
+    assert status == 401 and cookie is None
+    assert server.get("/webhooks/inbox/api/conversations")[0] == 401
+
+
+def test_an_agent_signs_in_and_sees_the_queue(server, engine):
+    HandoffQueue(engine).open("conv-inbox-1", "asked", customer_id="c_0042", channel="web")
+    status, body, cookie = inbox_post(server, "/login", json.dumps({"name": "Alex", "password": INBOX_PASSWORD}).encode())
+    assert status == 200 and body == {"name": "Alex"}
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    session = cookie.split(";")[0]
+    request = urllib.request.Request(server.url + "/webhooks/inbox/api/conversations", headers={"Cookie": session})
+    with urllib.request.urlopen(request, timeout=20) as answer:
+        listed = json.loads(answer.read())["conversations"]
+    assert [(c["conversation_id"], c["status"], c["position"]) for c in listed] == [("conv-inbox-1", "waiting", 1)]
+    # Acting needs a JSON body, so that a form on another site cannot act for the agent.
+    status, _, _ = inbox_post(server, "/api/conversations/conv-inbox-1/take", b"name=x", session, "application/x-www-form-urlencoded")
+    assert status == 400
+
+
+@pytest.mark.parametrize(
+    "body, content_type",
+    [(b"{bad", "application/json"), (b"[]", "application/json"), (b'{"name": 1, "password": "x"}', "application/json"),
+     (b"name=a&password=b", "application/x-www-form-urlencoded"), (b'{"name": "", "password": "x"}', "application/json")],
+)
+def test_malformed_inbox_logins_get_400(server, body, content_type):
+    status, _, cookie = inbox_post(server, "/login", body, content_type=content_type)
+    assert status == 400 and cookie is None
+
+
+def test_an_inbox_without_a_password_lets_nobody_in(engine):
+    served = ServedChannels([AgentInbox(password="")], engine).start()
+    try:
+        status, body, _ = inbox_post(served, "/login", json.dumps({"name": "Alex", "password": ""}).encode())
+        assert status == 401 and "INBOX_PASSWORD" in body["error"]
+    finally:
+        served.stop()
+
+
+# -------------------------------------------------------------------- web
+def test_the_demo_page_embeds_the_widget_with_one_script_tag(server):
+    status, page = server.get("/webhooks/web/?customer=c_0042")
+    assert status == 200
+    assert '<script src="/webhooks/web/widget.js" data-customer-id="c_0042"' in page
+
+
+def test_the_demo_page_signs_the_customer_when_a_token_secret_is_set(engine):
+    channel = WebChatInput(token_secret="a-demo-secret-of-thirty-two-bytes!")
+    served = ServedChannels([channel], engine).start()
+    try:
+        page = served.get("/webhooks/web/?customer=c_0042")[1]
+        token = page.split('data-customer-token="')[1].split('"')[0]
+        assert channel.customer_from({"customer_token": token}) == "c_0042"
+        assert channel.customer_from({"customer_id": "c_0042"}) is None  # unsigned ids are not believed
+    finally:
+        served.stop()
+
+
+def test_the_widget_bundle_is_served_or_its_absence_explained(server):
+    status, text = server.get("/webhooks/web/widget.js")
+    assert status == 200 and "session_request" in text or status == 404 and "scripts/setup-web" in text
