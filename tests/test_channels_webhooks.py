@@ -400,3 +400,48 @@ def test_the_demo_page_signs_the_customer_when_a_token_secret_is_set(engine):
 def test_the_widget_bundle_is_served_or_its_absence_explained(server):
     status, text = server.get("/webhooks/web/widget.js")
     assert status == 200 and "session_request" in text or status == 404 and "scripts/setup-web" in text
+
+
+# ---------------------------------------------------------------- outbound
+def test_slack_answers_go_to_the_configured_api_as_block_kit(slack_api):
+    from bot.channels.slack import SlackOutput
+
+    slack_api.clear()
+    answer = {"text": "Cards arrive in 3 to 5 days.", "buttons": [
+        {"title": "👍", "payload": '/rate_answer{"answer_id":"a1","rating":"up"}'},
+        {"title": "👎", "payload": '/rate_answer{"answer_id":"a1","rating":"down"}'},
+        {"title": "Virtual card", "payload": '/select_suggestion{"item_id":"virtual-card"}'}]}
+    asyncio.run(SlackOutput("xoxb-test", slack_api.base_url).send_response("D42", answer))
+    [call] = slack_api.calls
+    assert call["method"] == "chat.postMessage" and call["headers"]["Authorization"] == "Bearer xoxb-test"
+    blocks = call["params"]["blocks"]
+    assert call["params"]["channel"] == "D42"
+    assert [e["value"] for b in blocks if b["type"] == "actions" for e in b["elements"]] == [
+        '/select_suggestion{"item_id":"virtual-card"}',
+        '/rate_answer{"answer_id":"a1","rating":"up"}',
+        '/rate_answer{"answer_id":"a1","rating":"down"}',
+    ]
+
+
+def test_telegram_answers_go_to_the_configured_api_with_an_inline_keyboard(telegram_api):
+    from bot.channels.telegram import TelegramOutput
+
+    telegram_api.clear()
+    answer = {"text": "Cards arrive in 3 to 5 days.", "buttons": [
+        {"title": "👍", "payload": '/rate_answer{"answer_id":"a1","rating":"up"}'},
+        {"title": "👎", "payload": '/rate_answer{"answer_id":"a1","rating":"down"}'},
+        {"title": "Virtual card", "payload": '/select_suggestion{"item_id":"virtual-card"}'}]}
+
+    async def send() -> None:
+        bot = TelegramOutput(TELEGRAM_TOKEN, telegram_api.base_url)
+        try:
+            await bot.send_response("555", answer)
+        finally:
+            await bot.session.close()
+
+    asyncio.run(send())
+    [sent] = telegram_api.calls_to("sendMessage")
+    assert sent["chat_id"] == "555" and sent["text"] == "Cards arrive in 3 to 5 days."
+    keyboard = sent["reply_markup"]["inline_keyboard"]
+    assert [[b["text"] for b in row] for row in keyboard] == [["Virtual card"], ["👍", "👎"]]
+    assert keyboard[0][0]["callback_data"] == callback_data('/select_suggestion{"item_id":"virtual-card"}')

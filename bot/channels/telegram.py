@@ -201,7 +201,7 @@ class TelegramInput(DeskChannel, RasaTelegramInput):
         @telegram.listener("after_server_stop")
         async def close_bot(_app, _loop) -> None:
             if self._output is not None:
-                await self._output.close()
+                await self._output.session.close()  # Bot.close() is the Bot API's "close", not ours
 
         @telegram.route("/", methods=["GET"])
         async def health(_: Request) -> HTTPResponse:
