@@ -542,6 +542,7 @@ class Recommender:
         folder = Path(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+        staging.chmod(0o755)  # mkdtemp makes it private; the serving process may run as another user
         try:
             with self._lock:
                 manifest = {

@@ -155,7 +155,13 @@ class SequenceModel:
         if len(recent) == 0 or not self.trained_items.any():
             return None
         history = torch.from_numpy(recent + 1)[None]
-        last = self.network(history)[0, -1]
+        # One short sequence is too little work to share out: extra threads only wait on each other.
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            last = self.network(history)[0, -1]
+        finally:
+            torch.set_num_threads(previous)
         scores = (self.network.items.weight[1:] @ last).numpy().astype(np.float64)
         # Items never seen in training have untrained embeddings: this model knows nothing of them.
         if not self.trained_items.all():

@@ -1,11 +1,320 @@
-"""Suggestion buttons for an answer (placeholder).
+"""Suggestions that ride along with the assistant's answers, and the actions around them.
 
-The recommender's engineer replaces this module; until then no suggestion is
-ever offered.
+`suggestion_buttons(tracker, topic)` is what the answer actions call: up to
+``max_suggestions`` buttons (settings) for items the recommender finds
+relevant to this customer in this conversation, each titled with the item
+and why it is suggested, payload ``/select_suggestion{"item_id": "..."}``.
+It returns no buttons when suggestions would be out of place: a fallback, a
+complaint, a request for a person, a lost, stolen or frozen card (in the
+last few turns too), an active form, a conversation handed to a person, a
+customer who asked for no suggestions, or nothing relevant enough
+(``suggestion_threshold``).
+
+Actions:
+
+- ``action_select_suggestion``: a suggestion was clicked (or "tell me more
+  about that" typed): stores the click, tells the recommender at once (so
+  the next suggestions change without retraining), and gives the details.
+- ``action_no_suggestions``: the customer wants no suggestions; honoured at
+  once (slot) and remembered (``customers.suggestions_opt_out``).
+- ``action_forget_me``: after the customer confirmed, erases their profile,
+  interactions and answer ratings from the database and everything the
+  recommender holds about them.
+
+The recommender is loaded once per process from ``recommender_dir``; when
+that folder is missing, suggestions come from the catalogue and the
+database's popularity, with a warning in the log.
 """
-from typing import Any, Dict, List
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any, Dict, List, Optional, Text
+
+import sqlalchemy as sa
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from core import db
+from core.settings import PROJECT_ROOT, get_settings
+
+logger = logging.getLogger(__name__)
+
+CATALOGUE = PROJECT_ROOT / "bot" / "catalogue" / "items.jsonl"
+SELECT_SUGGESTION = "select_suggestion"
+OPT_OUT_SLOT = "suggestions_opt_out"
+# No suggestion during or shortly after these: the customer has other things on their mind.
+SENSITIVE_INTENTS = frozenset({"nlu_fallback", "complaint", "request_human", "lost_or_stolen_card", "freeze_card"})
+# How many of the customer's latest messages are checked for a sensitive intent.
+RECENT_TURNS = 3
+# How a topic is named in "Because you asked about ..."; others are spelt out from their tag.
+TOPIC_LABELS = {
+    "exchange_rate": "paying abroad", "card_payment_fee": "card payment fees", "cash_withdrawal_fee": "cash withdrawals",
+    "transfer_fees": "transfer fees", "top_up_methods": "adding money", "top_up_failed": "adding money",
+    "failed_transfer": "a transfer", "pending_payment": "a pending payment", "refund_not_showing": "a refund",
+    "card_declined": "a declined card", "card_arrival": "your new card", "activate_card": "your new card",
+    "change_pin": "your PIN", "virtual_card": "virtual cards", "mobile_wallet": "paying by phone",
+    "contactless_not_working": "contactless", "direct_debit": "Direct Debits", "statement_request": "statements",
+    "account_details": "your account details", "verify_identity": "checking your identity",
+    "change_personal_details": "your personal details", "atm_kept_card": "a kept card",
+    "cards-abroad": "using your card abroad", "joint-accounts": "joint accounts", "young-people": "accounts for young people",
+    "lending": "borrowing", "overdrafts": "overdrafts", "international": "international payments",
+}
+
+_recommender = None
+_recommender_lock = threading.Lock()
+
+
+# ------------------------------------------------------------------ the recommender of this process
+
+
+def get_recommender():
+    """The recommender of this process, loaded on first use (from the catalogue if no model was trained)."""
+    global _recommender
+    if _recommender is None:
+        with _recommender_lock:
+            if _recommender is None:
+                _recommender = _load_recommender()
+    return _recommender
+
+
+def use_recommender(recommender) -> None:
+    """Make `recommender` the one this process suggests with (None: load it again on next use)."""
+    global _recommender
+    with _recommender_lock:
+        _recommender = recommender
+
+
+def _load_recommender():
+    from recommender import ModelFolderError, Recommender, load_items
+    from recommender import store
+
+    folder = get_settings().recommender_dir
+    engine = None
+    try:
+        engine = db.connect()
+    except db.DatabaseUnavailableError:
+        logger.exception("no database for the recommender's customer histories")
+    try:
+        model = Recommender.load(folder)
+    except ModelFolderError as exc:
+        logger.warning("%s; until then suggestions come from the catalogue and popularity only", exc)
+        interactions = store.read_interactions(engine) if engine is not None else None
+        model = Recommender.fit(
+            interactions if interactions is not None else _no_interactions(), load_items(CATALOGUE),
+            sequence_weight=0.0, collaborative_weight=0.0, content_weight=0.0,
+        )
+    if engine is not None:
+        model.use_history(store.history_source(engine))
+    return model
+
+
+def _no_interactions():
+    import pandas as pd
+
+    return pd.DataFrame(columns=["customer_id", "item_id", "timestamp"])
+
+
+# ------------------------------------------------------------------ when, and which
+
+
+def _intent(parse_data: Optional[Dict[str, Any]]) -> str:
+    return ((parse_data or {}).get("intent") or {}).get("name") or ""
+
+
+def recent_intents(tracker: Tracker, turns: int = RECENT_TURNS) -> List[str]:
+    """Intents of the customer's latest `turns` messages, newest first."""
+    found = []
+    for event in reversed(tracker.events or []):
+        if event.get("event") == "user":
+            found.append(_intent(event.get("parse_data")))
+            if len(found) == turns:
+                break
+    latest = _intent(tracker.latest_message)
+    if latest and latest not in found:
+        found.insert(0, latest)
+    return found
+
+
+def suggestions_allowed(tracker: Tracker, topic: Optional[str]) -> bool:
+    """Whether suggestions fit this moment of the conversation (see the module docstring)."""
+    if topic in SENSITIVE_INTENTS or SENSITIVE_INTENTS.intersection(recent_intents(tracker)):
+        return False
+    if (tracker.active_loop or {}).get("name"):
+        return False
+    if tracker.get_slot(OPT_OUT_SLOT):
+        return False
+    try:
+        from bot.actions.dialogue import open_handoff
+
+        if open_handoff(tracker.sender_id) is not None:
+            return False
+    except ImportError:
+        pass
+    return True
+
+
+def suggestion_context(tracker: Tracker, topic: Optional[str]) -> Dict[str, Any]:
+    """What the conversation is about now: the topic (intent), the best retrieved answer's tags, a label."""
+    topics: List[str] = []
+    retrieval = (tracker.latest_message or {}).get("retrieval") or {}
+    hits = retrieval.get("hits") or []
+    if hits and float(hits[0].get("score", 0.0)) >= get_settings().retrieval_threshold:
+        topics = [str(t) for t in hits[0].get("tags") or []]
+    label = TOPIC_LABELS.get(topic or "") or next((TOPIC_LABELS[t] for t in topics if t in TOPIC_LABELS), None)
+    return {"intent": topic or None, "topics": topics, "label": label}
+
+
+def suggestion_button(suggestion) -> Dict[str, str]:
+    """The button for one `recommender.Suggestion`: item title and reason, payload selecting the item."""
+    payload = "/" + SELECT_SUGGESTION + json.dumps({"item_id": suggestion.item_id}, separators=(",", ":"), ensure_ascii=False)
+    return {"title": f"{suggestion.title} — {suggestion.reason}", "payload": payload}
 
 
 def suggestion_buttons(tracker: Any, topic: str) -> List[Dict[str, str]]:
-    """Buttons suggesting items for this customer after an answer on `topic`; none yet."""
-    return []
+    """Buttons suggesting items for this customer after an answer on `topic`; [] where suggestions do not belong.
+
+    The topic is also remembered as something the customer asked about.
+    Never raises: a failure here costs the suggestions, not the answer.
+    """
+    try:
+        if not suggestions_allowed(tracker, topic):
+            return []
+        engine = db.connect()
+        from recommender import store
+
+        customer = tracker.sender_id
+        if store.suggestions_opted_out(engine, customer):
+            return []
+        settings = get_settings()
+        model = get_recommender()
+        suggestions = model.recommend(customer, k=settings.max_suggestions, context=suggestion_context(tracker, topic))
+        if topic:
+            store.record_interaction(engine, customer, None, "topic", topic=topic, conversation_id=tracker.sender_id)
+            model.record(customer, None, "topic", topic=topic)
+        return [suggestion_button(s) for s in suggestions if s.score >= settings.suggestion_threshold][: settings.max_suggestions]
+    except Exception:  # the answer matters more than the suggestions
+        logger.exception("no suggestions for topic %r", topic)
+        return []
+
+
+# ------------------------------------------------------------------ actions
+
+
+def _entity(tracker: Tracker, name: str) -> Optional[str]:
+    for entity in (tracker.latest_message or {}).get("entities") or []:
+        if entity.get("entity") == name and entity.get("value") not in (None, ""):
+            return str(entity["value"])
+    return None
+
+
+def last_suggested_item(tracker: Tracker) -> Optional[str]:
+    """The first item of the latest bot message that carried suggestions (for a typed "tell me more")."""
+    prefix = "/" + SELECT_SUGGESTION
+    for event in reversed(tracker.events or []):
+        if event.get("event") != "bot":
+            continue
+        for button in (event.get("data") or {}).get("buttons") or []:
+            payload = button.get("payload") or ""
+            if payload.startswith(prefix):
+                try:
+                    return str(json.loads(payload[len(prefix):])["item_id"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+    return None
+
+
+class ActionSelectSuggestion(Action):
+    """Stores a click on a suggestion, updates the recommender at once and shows the item."""
+
+    def name(self) -> Text:
+        return "action_select_suggestion"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[Dict[Text, Any]]:
+        from recommender import UnknownItemError
+        from recommender import store
+
+        item_id = _entity(tracker, "item_id") or last_suggested_item(tracker)
+        model = get_recommender()
+        try:
+            item = model.item(item_id) if item_id else None
+        except UnknownItemError:
+            item = None
+        if item is None:
+            dispatcher.utter_message(response="utter_suggestion_unknown")
+            return []
+        customer = tracker.sender_id
+        try:
+            store.record_interaction(db.connect(), customer, item_id, "click", weight=model.config.kind_weights.get("click", 1.0),
+                                     conversation_id=tracker.sender_id)
+        except (db.DatabaseUnavailableError, sa.exc.SQLAlchemyError):
+            logger.exception("could not store the click of %r on %r", customer, item_id)
+        model.record(customer, item_id, "click")
+        buttons = suggestion_buttons(tracker, topic="")
+        dispatcher.utter_message(
+            response="utter_suggestion_details", title=item["title"], description=item["description"] or "",
+            url=item.get("url") or "the Northwind app", buttons=buttons,
+        )
+        return []
+
+
+class ActionNoSuggestions(Action):
+    """Stops suggestions for this customer now and for later conversations."""
+
+    def name(self) -> Text:
+        return "action_no_suggestions"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[Dict[Text, Any]]:
+        from recommender import store
+
+        try:
+            store.set_suggestions_opt_out(db.connect(), tracker.sender_id, True)
+            dispatcher.utter_message(response="utter_suggestions_off")
+        except (db.DatabaseUnavailableError, sa.exc.SQLAlchemyError):
+            logger.exception("could not store the opt-out of %r", tracker.sender_id)
+            dispatcher.utter_message(response="utter_suggestions_off_not_saved")
+        return [SlotSet(OPT_OUT_SLOT, True)]
+
+
+def forget_customer(customer_id: str, engine=None) -> Dict[str, int]:
+    """Erase `customer_id` from the database (profile, interactions, answer ratings) and from the recommender.
+
+    Returns rows deleted per table. Raises the database's error when it
+    cannot be reached, so that nobody is told "done" when it is not.
+    """
+    from recommender import store
+
+    engine = engine or db.connect()
+    deleted = store.erase_customer(engine, customer_id)
+    with engine.begin() as conn:
+        deleted["answer_ratings"] = conn.execute(
+            db.answer_ratings.delete().where(
+                sa.or_(db.answer_ratings.c.customer_id == customer_id, db.answer_ratings.c.conversation_id == customer_id)
+            )
+        ).rowcount
+    model = get_recommender()
+    try:
+        model.forget(customer_id)
+    except OSError:  # the model folder may be read-only here; memory is cleared all the same
+        logger.exception("could not remove customer %r from the saved recommender profiles", customer_id)
+    return deleted
+
+
+class ActionForgetMe(Action):
+    """Erases what is held about the customer, once they confirmed."""
+
+    def name(self) -> Text:
+        return "action_forget_me"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[Dict[Text, Any]]:
+        try:
+            deleted = forget_customer(tracker.sender_id)
+        except (db.DatabaseUnavailableError, sa.exc.SQLAlchemyError):
+            logger.exception("could not erase customer %r", tracker.sender_id)
+            dispatcher.utter_message(response="utter_forget_me_failed")
+            return []
+        logger.info("erased customer data on request: %s", deleted)
+        dispatcher.utter_message(response="utter_forget_me_done")
+        return []
