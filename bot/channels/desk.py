@@ -294,6 +294,7 @@ class HandoffDesk:
         tracker = await agent.processor.get_tracker(conversation_id)
         notice = await self._notice(agent, tracker, "utter_handoff_agent_joined", agent=agent_name)
         await self._deliver(conversation_id, [notice])
+        await self.push_state(conversation_id)
         await self.push_positions()
         return handoff  # type: ignore[return-value]
 
@@ -321,6 +322,7 @@ class HandoffDesk:
         await self._deliver(
             conversation_id, [ConversationResumed(), ActionExecuted(ACTION_LISTEN_NAME), notice]
         )
+        await self.push_state(conversation_id)
         await self.push_positions()
         logger.info("conversation %s handed back to the assistant by %s", conversation_id, agent_name)
         return handoff  # type: ignore[return-value]

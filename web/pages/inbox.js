@@ -113,10 +113,10 @@
     }
   }
 
-  async function open(id) {
-    $("action-error").textContent = "";
+  async function open(id, quietly) {
+    if (!quietly) $("action-error").textContent = "";
     try { render(await call(`/api/conversations/${encodeURIComponent(id)}`)); } catch (e) { $("action-error").textContent = e.message; }
-    refreshList();
+    if (!quietly) refreshList();
   }
 
   async function act(action, body) {
@@ -149,6 +149,6 @@
   });
 
   // New customers and new messages appear without reloading.
-  setInterval(() => { refreshList(); if (current && document.activeElement !== $("text")) open(current); }, 3000);
+  setInterval(() => { refreshList(); if (current && document.activeElement !== $("text")) open(current, true); }, 3000);
   call("/api/me").then((data) => showApp(data.name)).catch(() => showLogin());
 })();
