@@ -1,0 +1,104 @@
+"""Suggestions end to end through the REST channel, with the real servers and the trained recommender.
+
+A question about paying abroad is answered with rating buttons and
+suggestion buttons; a click is stored and changes the next suggestions at
+once; a lost card, a complaint or a fallback gets no suggestions; "no more
+suggestions" is honoured at once and remembered; "delete my data" erases
+the customer from the database.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Dict, List
+
+import pytest
+import sqlalchemy as sa
+
+from core import db
+
+pytestmark = pytest.mark.e2e
+
+ABROAD = "which exchange rate does Northwind use"
+
+
+def new_customer(label: str) -> str:
+    return f"e2e-{label}-{uuid.uuid4().hex[:8]}"
+
+
+def suggested(replies: List[Dict[str, Any]]) -> List[str]:
+    """Item ids of every suggestion button in the bot's replies."""
+    prefix = "/select_suggestion"
+    return [
+        json.loads(button["payload"][len(prefix):])["item_id"]
+        for reply in replies for button in reply.get("buttons") or []
+        if button.get("payload", "").startswith(prefix)
+    ]
+
+
+def suggestion_titles(replies: List[Dict[str, Any]]) -> List[str]:
+    return [b["title"] for r in replies for b in r.get("buttons") or [] if b.get("payload", "").startswith("/select_suggestion")]
+
+
+def count_rows(assistant, table, column, value) -> int:
+    with db.connect(assistant.db_url).connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(table).where(column == value)).scalar()
+
+
+def test_an_answer_carries_suggestion_buttons_with_their_reason(assistant):
+    replies = assistant.send(new_customer("abroad"), ABROAD)
+
+    items = suggested(replies)
+    assert 1 <= len(items) <= 3
+    assert any("Because you asked about paying abroad" in title for title in suggestion_titles(replies))
+    # the rating buttons come first, the suggestions after them
+    assert replies[0]["buttons"][0]["payload"].startswith("/rate_answer")
+
+
+def test_a_click_is_stored_and_changes_the_next_suggestions(assistant):
+    customer = new_customer("click")
+    first = suggested(assistant.send(customer, ABROAD))
+    clicked = first[0]
+
+    details = assistant.send(customer, f'/select_suggestion{{"item_id":"{clicked}"}}')
+
+    assert details and "Find out more" in details[0]["text"]
+    with db.connect(assistant.db_url).connect() as conn:
+        kinds = conn.execute(sa.select(db.interactions.c.kind).where(db.interactions.c.customer_id == customer)
+                             .where(db.interactions.c.item_id == clicked)).scalars().all()
+    assert kinds == ["click"]
+    second = suggested(assistant.send(customer, ABROAD))
+    assert clicked not in second and second != first
+
+
+@pytest.mark.parametrize("text", ["my card has been stolen", "I want to make a complaint", "purple monkey dishwasher flute"])
+def test_no_suggestions_in_sensitive_moments(assistant, text):
+    assert suggested(assistant.send(new_customer("sensitive"), text)) == []
+
+
+def test_no_suggestions_is_honoured_at_once_and_remembered(assistant):
+    customer = new_customer("optout")
+    assert suggested(assistant.send(customer, ABROAD))
+
+    assistant.send(customer, "no more suggestions please")
+
+    assert suggested(assistant.send(customer, ABROAD)) == []
+    with db.connect(assistant.db_url).connect() as conn:
+        opted_out = conn.execute(sa.select(db.customers.c.suggestions_opt_out).where(db.customers.c.id == customer)).scalar()
+    assert opted_out is True
+
+
+def test_forget_me_erases_the_customer_after_confirmation(assistant):
+    customer = new_customer("forget")
+    clicked = suggested(assistant.send(customer, ABROAD))[0]
+    assistant.send(customer, f'/select_suggestion{{"item_id":"{clicked}"}}')
+    assert count_rows(assistant, db.interactions, db.interactions.c.customer_id, customer) >= 2
+
+    [ask] = assistant.send(customer, "please delete my data")
+    assert [b["payload"] for b in ask["buttons"]] == ["/affirm", "/deny"]
+    done = assistant.send(customer, "/affirm")
+
+    assert "erased" in done[0]["text"]
+    assert count_rows(assistant, db.interactions, db.interactions.c.customer_id, customer) == 0
+    assert count_rows(assistant, db.customers, db.customers.c.id, customer) == 0
+    assert count_rows(assistant, db.answer_ratings, db.answer_ratings.c.customer_id, customer) == 0

@@ -1,0 +1,175 @@
+"""Suggestions in the dialogue: the buttons the answer actions add, and the select / opt-out / erase actions.
+
+The real actions run with the real recommender (trained briefly on synthetic
+demo customers) and a real temporary database.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Dict, List, Optional
+
+import pytest
+import sqlalchemy as sa
+from rasa_sdk import Tracker
+from rasa_sdk.executor import CollectingDispatcher
+
+from bot.actions import suggestions
+from bot.actions.dialogue import record_handoff
+from bot.actions.suggestions import (
+    ActionForgetMe,
+    ActionNoSuggestions,
+    ActionSelectSuggestion,
+    suggestion_buttons,
+)
+from core import db
+from core.settings import PROJECT_ROOT, get_settings
+from recommender import Recommender, load_items
+from recommender import store
+from training.generate_demo_customers import generate
+
+CATALOGUE = PROJECT_ROOT / "bot" / "catalogue" / "items.jsonl"
+
+
+@pytest.fixture(scope="module")
+def demo():
+    items = load_items(CATALOGUE)
+    customers, interactions = generate(items, customers=80, seed=5)
+    model = Recommender.fit(interactions, items, customers=customers, sequence_epochs=4, sequence_dim=16)
+    return items, customers, interactions, model
+
+
+@pytest.fixture
+def engine(tmp_path, monkeypatch, demo):
+    """A fresh database for the actions (settings and engines re-read), with the demo data in it."""
+    url = f"sqlite:///{tmp_path / 'assistant.db'}"
+    monkeypatch.setenv("ASSISTANT_DATABASE_URL", url)
+    get_settings.cache_clear()
+    db.connect.cache_clear()
+    items, customers, interactions, model = demo
+    engine = db.connect()
+    store.save_items(engine, items)
+    store.save_customers(engine, customers, synthetic=True)
+    store.add_interactions(engine, interactions)
+    fresh = Recommender.load(model.save(tmp_path / "recommender"))
+    fresh.use_history(store.history_source(engine))
+    suggestions.use_recommender(fresh)
+    yield engine
+    suggestions.use_recommender(None)
+    get_settings.cache_clear()
+    db.connect.cache_clear()
+
+
+def tracker(intent: str, sender: str = "cust-42", text: str = "", earlier: Optional[List[str]] = None,
+            slots: Optional[Dict[str, Any]] = None, active_loop: Optional[str] = None,
+            entities: Optional[List[Dict[str, Any]]] = None, bot_buttons: Optional[List[Dict[str, str]]] = None) -> Tracker:
+    events = [{"event": "user", "text": "", "parse_data": {"intent": {"name": name}}} for name in earlier or []]
+    if bot_buttons:
+        events.append({"event": "bot", "text": "answer", "data": {"buttons": bot_buttons}})
+    latest = {"intent": {"name": intent, "confidence": 0.9}, "entities": entities or [], "text": text}
+    events.append({"event": "user", "text": text, "parse_data": latest})
+    return Tracker(sender, dict(slots or {}), latest, events, False, None, {"name": active_loop} if active_loop else {}, "action_listen")
+
+
+def run(action, tracker_: Tracker):
+    dispatcher = CollectingDispatcher()
+    events = asyncio.run(action.run(dispatcher, tracker_, {}))
+    return dispatcher.messages, events
+
+
+def offered(buttons: List[Dict[str, str]]) -> List[str]:
+    return [json.loads(b["payload"][len("/select_suggestion"):])["item_id"] for b in buttons]
+
+
+def test_an_answer_about_paying_abroad_carries_up_to_three_explained_suggestions(engine):
+    buttons = suggestion_buttons(tracker("exchange_rate"), topic="exchange_rate")
+    assert 1 <= len(buttons) <= get_settings().max_suggestions
+    assert all(b["payload"].startswith('/select_suggestion{"item_id":"') for b in buttons)
+    assert "Because you asked about paying abroad" in buttons[0]["title"]
+    first = suggestions.get_recommender().item(offered(buttons)[0])
+    assert "exchange_rate" in first["tags"] and buttons[0]["title"].startswith(first["title"])
+
+
+@pytest.mark.parametrize("topic", ["nlu_fallback", "complaint", "request_human", "lost_or_stolen_card", "freeze_card"])
+def test_no_suggestions_on_sensitive_topics(engine, topic):
+    assert suggestion_buttons(tracker(topic), topic=topic) == []
+
+
+def test_no_suggestions_shortly_after_a_lost_card(engine):
+    assert suggestion_buttons(tracker("card_arrival", earlier=["lost_or_stolen_card"]), topic="card_arrival") == []
+    assert suggestion_buttons(tracker("exchange_rate", earlier=["lost_or_stolen_card", "thanks", "greet", "thanks"]),
+                              topic="exchange_rate") != []
+
+
+def test_no_suggestions_during_a_form_or_a_handoff(engine):
+    assert suggestion_buttons(tracker("exchange_rate", active_loop="freeze_card_form"), topic="exchange_rate") == []
+    record_handoff("cust-handed", "cust-handed", "rest", "asked")
+    assert suggestion_buttons(tracker("exchange_rate", sender="cust-handed"), topic="exchange_rate") == []
+
+
+def test_nothing_is_suggested_when_nothing_clears_the_threshold(engine, monkeypatch):
+    monkeypatch.setenv("ASSISTANT_SUGGESTION_THRESHOLD", "0.99")
+    get_settings.cache_clear()
+    assert suggestion_buttons(tracker("exchange_rate", sender="new-visitor"), topic="greet") == []
+
+
+def test_a_click_is_stored_and_changes_the_next_suggestions_at_once(engine):
+    before = offered(suggestion_buttons(tracker("exchange_rate"), topic="exchange_rate"))
+    clicked = before[0]
+    messages, _ = run(ActionSelectSuggestion(), tracker("select_suggestion", entities=[{"entity": "item_id", "value": clicked}]))
+    assert messages[0]["response"] == "utter_suggestion_details"
+    assert messages[0]["title"] == suggestions.get_recommender().item(clicked)["title"]
+    with engine.connect() as conn:
+        kinds = conn.execute(sa.select(db.interactions.c.kind).where(db.interactions.c.customer_id == "cust-42")
+                             .where(db.interactions.c.item_id == clicked)).scalars().all()
+    assert kinds == ["click"]
+    after = offered(suggestion_buttons(tracker("exchange_rate"), topic="exchange_rate"))
+    assert clicked not in after and after != before
+
+
+def test_typing_tell_me_more_opens_the_latest_suggestion(engine):
+    buttons = suggestion_buttons(tracker("exchange_rate", sender="typist"), topic="exchange_rate")
+    messages, _ = run(ActionSelectSuggestion(), tracker("select_suggestion", sender="typist", bot_buttons=buttons))
+    assert messages[0]["title"] == suggestions.get_recommender().item(offered(buttons)[0])["title"]
+    messages, _ = run(ActionSelectSuggestion(), tracker("select_suggestion", sender="typist"))
+    assert messages[0]["response"] == "utter_suggestion_unknown"
+
+
+def test_no_suggestions_is_honoured_at_once_and_remembered(engine):
+    assert suggestion_buttons(tracker("exchange_rate", sender="demo-0001"), topic="exchange_rate")
+    messages, events = run(ActionNoSuggestions(), tracker("no_suggestions", sender="demo-0001"))
+    assert messages[0]["response"] == "utter_suggestions_off"
+    assert events == [{"event": "slot", "timestamp": None, "name": "suggestions_opt_out", "value": True}]
+    assert store.suggestions_opted_out(engine, "demo-0001")
+    # remembered in a later conversation, where the slot is not set
+    assert suggestion_buttons(tracker("exchange_rate", sender="demo-0001"), topic="exchange_rate") == []
+
+
+def test_forget_me_leaves_nothing_about_the_customer(engine):
+    customer = "demo-0002"
+    with engine.begin() as conn:
+        conn.execute(db.answer_ratings.insert().values(answer_id="intent:exchange_rate", query="fees abroad?", rating=1,
+                                                       customer_id=customer, conversation_id=customer, ts=1.0))
+    run(ActionSelectSuggestion(), tracker("select_suggestion", sender=customer, entities=[{"entity": "item_id", "value": "easy-saver"}]))
+    model = suggestions.get_recommender()
+    assert customer in model.profiles
+
+    messages, _ = run(ActionForgetMe(), tracker("affirm", sender=customer))
+    assert messages[0]["response"] == "utter_forget_me_done"
+    with engine.connect() as conn:
+        for table, column in ((db.customers, db.customers.c.id), (db.interactions, db.interactions.c.customer_id),
+                              (db.answer_ratings, db.answer_ratings.c.customer_id)):
+            assert conn.execute(sa.select(sa.func.count()).select_from(table).where(column == customer)).scalar() == 0, table.name
+        assert conn.execute(sa.select(sa.func.count()).select_from(db.customers)).scalar() == 79  # the others stay
+    assert customer not in model.profiles
+    assert customer not in (model.folder / "profiles.jsonl").read_text()
+    assert customer not in Recommender.load(model.folder).profiles
+
+
+def test_without_a_trained_model_suggestions_come_from_the_catalogue(engine, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("ASSISTANT_RECOMMENDER_DIR", str(tmp_path / "never-trained"))
+    get_settings.cache_clear()
+    suggestions.use_recommender(None)
+    buttons = suggestion_buttons(tracker("exchange_rate", sender="new-visitor"), topic="exchange_rate")
+    assert buttons and "no recommender in" in caplog.text
+    assert "exchange_rate" in suggestions.get_recommender().item(offered(buttons)[0])["tags"]
