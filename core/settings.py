@@ -43,6 +43,8 @@ class Settings:
     # Minimum relevance for a suggestion to be shown; at most this many are shown.
     suggestion_threshold: float = 0.2
     max_suggestions: int = 3
+    # Intent answers below this confidence are also queued for human review.
+    review_confidence: float = 0.6
     # Rasa server and action server addresses used by the launcher and the tests.
     rasa_port: int = 5005
     action_port: int = 5055

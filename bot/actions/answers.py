@@ -13,6 +13,9 @@ from typing import Any, Dict, List, Text
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
+from core.review import try_enqueue
+from core.settings import get_settings
+
 from bot.actions.suggestions import suggestion_buttons
 
 logger = logging.getLogger(__name__)
@@ -56,6 +59,9 @@ class ActionAnswerIntent(Action):
             dispatcher.utter_message(response=FALLBACK_RESPONSE)
             return []
 
+        confidence = (tracker.latest_message.get("intent") or {}).get("confidence") or 0.0
+        if confidence < get_settings().review_confidence:
+            try_enqueue(tracker.sender_id, tracker.latest_message.get("text") or "", "low_confidence", intent, confidence)
         buttons = rating_buttons(answer_id_for_intent(intent))
         try:
             buttons += suggestion_buttons(tracker, topic=intent)

@@ -17,6 +17,7 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from core import db
+from core.review import try_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -191,5 +192,6 @@ class ActionHandoff(Action):
             dispatcher.utter_message(response="utter_handoff_unavailable")
             return []
         logger.info("conversation %s queued for an agent (handoff %s, %s)", tracker.sender_id, handoff_id, reason)
+        try_enqueue(tracker.sender_id, (tracker.latest_message or {}).get("text") or "", "handoff", intent)
         dispatcher.utter_message(response="utter_handoff_ack")
         return []

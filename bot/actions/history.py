@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Text
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
+from core.review import try_enqueue
 from core.settings import PROJECT_ROOT, get_settings
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class ActionAnswerFromHistory(Action):
             dispatcher.utter_message(response="utter_history_answer", answer=hit["answer"], buttons=buttons)
             return []
         intent = (latest.get("intent") or {}).get("name")
+        # Unanswered: keep it for a reviewer (redacted), whatever the database does.
+        try_enqueue(tracker.sender_id, latest.get("text") or "", "fallback", intent, (latest.get("intent") or {}).get("confidence"))
         if intent == "out_of_scope":
             dispatcher.utter_message(response="utter_out_of_scope")
         else:
@@ -193,6 +196,8 @@ class ActionRateAnswer(Action):
                 "conversation_id": tracker.sender_id,
             }
         )
+        if rating == "down":
+            try_enqueue(tracker.sender_id, previous_user_text(tracker), "thumbs_down", answer_id)
         if rating == "up":
             dispatcher.utter_message(response="utter_rating_thanks_up")
         else:
