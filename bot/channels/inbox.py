@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from rasa.core.channels.channel import InputChannel, UserMessage
 from rasa.shared.core.events import UserUttered
 from sanic import Blueprint, response
+from sanic.exceptions import SanicException
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
@@ -170,6 +171,15 @@ class AgentInbox(DeskChannel, InputChannel):
         """The inbox page and its API."""
         inbox = self.watch(Blueprint("agent_inbox", __name__))
 
+        @inbox.exception(Exception)
+        async def failed(request: Request, exc: Exception) -> HTTPResponse:
+            # Sanic's own errors keep their status (404, 405, ...); anything else is the
+            # database or a platform failing, which the agent should see as such.
+            if isinstance(exc, SanicException):
+                return response.json({"error": str(exc)}, status=exc.status_code)
+            logger.exception("inbox request %s failed", request.path)
+            return response.json({"error": "the inbox could not do that just now: see the server log"}, status=503)
+
         @inbox.route("/", methods=["GET"])
         async def page(_: Request) -> HTTPResponse:
             return await response.file(PAGES / "inbox.html", mime_type="text/html", headers={"Cache-Control": "no-cache"})
@@ -250,9 +260,6 @@ class AgentInbox(DeskChannel, InputChannel):
                     return response.json({"error": f"unknown action '{action}'"}, status=404)
             except HandoffError as exc:
                 return response.json({"error": str(exc)}, status=409)
-            except Exception:  # the database or the customer's platform failed; say so, keep serving
-                logger.exception("inbox action %s on %s failed", action, conversation_id)
-                return response.json({"error": f"could not {action}: see the server log"}, status=503)
             result = await self._conversation(conversation_id)
             result.headers["X-Delivered"] = "yes" if delivered else "stored"
             return result

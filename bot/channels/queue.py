@@ -19,7 +19,7 @@ from core import db
 
 WAITING, ACTIVE, CLOSED = "waiting", "active", "closed"
 OPEN = (WAITING, ACTIVE)
-REASONS = ("asked", "fallbacks", "frustration")
+REASONS = ("asked", "complaint", "fallbacks", "frustration")  # "complaint": set by the dialogue's action_handoff
 
 
 @dataclasses.dataclass(frozen=True)
