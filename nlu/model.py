@@ -258,13 +258,16 @@ class IntentModel:
         progress: bool = True,
         pretrained_adapter: Optional[str] = None,
         log: Callable[[str], None] = logger.info,
+        continue_training: bool = False,
     ) -> "IntentModel":
         """Fine-tune an adapter and head on (text, label) pairs.
 
         A stratified `validation_split` of the data (or the given
         `validation` pair) drives early stopping and temperature calibration.
         With `pretrained_adapter`, that adapter is loaded and frozen and only
-        the head is fitted (class centroids, then calibration).
+        the head is fitted (class centroids, then calibration); with
+        `continue_training` as well, the loaded adapter keeps training (the
+        retraining loop continues from the live adapter this way).
         """
         from peft import PeftModel, get_peft_model
         from tqdm.auto import tqdm
@@ -280,7 +283,9 @@ class IntentModel:
             torch.set_num_threads(config.num_threads)
         base, tokenizer = cls._load_base(config)
         if pretrained_adapter:
-            encoder = PeftModel.from_pretrained(base, str(Path(pretrained_adapter) / ADAPTER_DIR) if (Path(pretrained_adapter) / ADAPTER_DIR).is_dir() else pretrained_adapter)
+            folder = Path(pretrained_adapter)
+            folder = folder / ADAPTER_DIR if (folder / ADAPTER_DIR).is_dir() else folder
+            encoder = PeftModel.from_pretrained(base, str(folder), is_trainable=continue_training)
         else:
             encoder = get_peft_model(base, build_peft_config(config, base.config.num_hidden_layers))
         head = CosineHead(base.config.hidden_size, len(label_names))
@@ -319,7 +324,7 @@ class IntentModel:
         head.init_from_centroids(train_emb, torch.as_tensor(emb_y, device=train_emb.device))
         log(f"prepared {len(train_texts)} training utterances in {time.perf_counter() - started:.1f}s")
 
-        if pretrained_adapter:
+        if pretrained_adapter and not continue_training:
             for p in encoder.parameters():
                 p.requires_grad_(False)
             model._calibrate(val_texts, val_y)

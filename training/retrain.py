@@ -9,9 +9,9 @@ Steps:
 1. Export the reviewed queue (`training.review export`) so reviewed messages
    are in bot/data/reviewed_nlu.yml and bot/history/reviewed.jsonl.
 2. Train candidates into ``models/candidate/``: the intent classifier
-   continues from the live adapter (``models/intent``; the adapter is kept,
-   the head is refitted to all NLU data, the way the Rasa component's
-   ``pretrained_adapter`` does; ``--full`` fine-tunes a new adapter), the
+   continues from the live adapter (``models/intent``: the adapter is loaded
+   and trained further on all NLU data with a head started afresh from the
+   class centroids; ``--full`` fine-tunes a new adapter), the
    answer index is rebuilt from bot/history/ (`training.build_index`) and the
    recommender retrained (`training.train_recommender`, when installed).
 3. Gate: the candidate and the live intent model are scored on the fixed
@@ -187,7 +187,8 @@ def train_intent_candidate(data: Sequence[Path], out: Path, live: Optional[Path]
     continue_from = str(live) if live is not None and live.exists() and not full else None
     print(f"training the intent candidate on {len(texts)} examples of {len(set(labels))} intents"
           + (f", continuing from the adapter in {live}" if continue_from else ", new adapter"), flush=True)
-    model = IntentModel.fit(texts, labels, config, progress=True, pretrained_adapter=continue_from)
+    model = IntentModel.fit(texts, labels, config, progress=True, pretrained_adapter=continue_from,
+                            continue_training=continue_from is not None)
     if out.exists():
         shutil.rmtree(out)
     model.save(out)
