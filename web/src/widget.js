@@ -186,12 +186,20 @@ const BUBBLE = '<svg viewBox="0 0 24 24" width="28" height="28" aria-hidden="tru
   // ------------------------------------------------------------- socket.io
   const socket = io(options.server, { path: options.socketPath, transports: ["websocket", "polling"] });
   let sessionId = store.get("session");
+  // Messages written before the server confirmed the session wait here, so none is dropped.
+  let confirmed = false;
+  const pending = [];
+
+  function emitMessage(payload) {
+    socket.emit("user_uttered", { message: payload, session_id: sessionId, metadata: { page: window.location.pathname } });
+  }
 
   function send(payload, shownAs) {
     if (shownAs) addCustomer(shownAs);
     showQuickReplies([]);
     setTyping(true);
-    socket.emit("user_uttered", { message: payload, session_id: sessionId, metadata: { page: window.location.pathname } });
+    if (confirmed) emitMessage(payload);
+    else pending.push([payload, shownAs]);
   }
 
   socket.on("connect", () => {
@@ -202,9 +210,9 @@ const BUBBLE = '<svg viewBox="0 0 24 24" width="28" height="28" aria-hidden="tru
       customer_token: options.customerToken,
     });
   });
-  socket.on("disconnect", () => { $(".offline").hidden = false; });
-  socket.on("session_confirm", (confirmed) => {
-    sessionId = typeof confirmed === "string" ? confirmed : confirmed && confirmed.session_id;
+  socket.on("disconnect", () => { confirmed = false; $(".offline").hidden = false; });
+  socket.on("session_confirm", (session) => {
+    sessionId = typeof session === "string" ? session : session && session.session_id;
     store.set("session", sessionId);
     host.dataset.session = sessionId;
     socket.emit("history_request", {});
@@ -223,6 +231,12 @@ const BUBBLE = '<svg viewBox="0 0 24 24" width="28" height="28" aria-hidden="tru
     if (!last || last.sender === "customer") showQuickReplies([]);
     showHandoff(history && history.handoff);
     host.dataset.ready = "true";
+    confirmed = true;
+    while (pending.length) {
+      const [payload, shownAs] = pending.shift();
+      if (shownAs) addCustomer(shownAs); // the history was drawn without it
+      emitMessage(payload);
+    }
   });
   socket.on("bot_uttered", (message) => addBot(message));
   socket.on("typing", (state) => setTyping(Boolean(state && state.on)));
