@@ -219,7 +219,7 @@ class Recommender:
             started = time.perf_counter()
             sequences = [np.asarray(p.items, dtype=np.int64) for p in self.profiles.values() if len(p.items) >= 2]
             self.sequence = SequenceModel(n, cfg.sequence_dim, cfg.sequence_blocks, cfg.sequence_heads,
-                                          cfg.sequence_max_len, cfg.sequence_dropout)
+                                          cfg.sequence_max_len, cfg.sequence_dropout, cfg.seed)
             self.sequence.fit(sequences, cfg.sequence_epochs, cfg.sequence_batch_size, cfg.sequence_lr,
                               cfg.sequence_negatives, cfg.seed, cfg.threads, cfg.show_progress)
             self.fit_seconds["sequence"] = time.perf_counter() - started

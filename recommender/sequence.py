@@ -76,9 +76,12 @@ def _windows(sequences: List[np.ndarray], max_len: int):
 class SequenceModel:
     """SASRec over item indices 0..n_items-1: `fit` on sequences, `score` a recent history."""
 
-    def __init__(self, n_items: int, dim: int = 64, blocks: int = 2, heads: int = 1, max_len: int = 50, dropout: float = 0.2):
+    def __init__(self, n_items: int, dim: int = 64, blocks: int = 2, heads: int = 1, max_len: int = 50, dropout: float = 0.2,
+                 seed: int = 0):
         self.shape = {"n_items": n_items, "dim": dim, "blocks": blocks, "heads": heads, "max_len": max_len, "dropout": dropout}
-        self.network = SASRecNetwork(n_items, dim, blocks, heads, max_len, dropout)
+        with torch.random.fork_rng(devices=[]):  # the same seed, the same model; the caller's generator untouched
+            torch.manual_seed(seed)
+            self.network = SASRecNetwork(n_items, dim, blocks, heads, max_len, dropout)
         self.network.eval()
         self.trained_items = np.zeros(n_items, dtype=bool)
 
@@ -89,7 +92,11 @@ class SequenceModel:
     def fit(self, sequences: List[np.ndarray], epochs: int = 30, batch_size: int = 64, lr: float = 2e-3,
             negatives: int = 1024, seed: int = 0, threads: int = 1, show_progress: bool = False) -> "SequenceModel":
         """Train on customers' item sequences (oldest first) to predict each next item."""
-        torch.manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):  # dropout draws from the global generator: seed it, then give it back
+            torch.manual_seed(seed)
+            return self._fit(sequences, epochs, batch_size, lr, negatives, seed, threads, show_progress)
+
+    def _fit(self, sequences, epochs, batch_size, lr, negatives, seed, threads, show_progress) -> "SequenceModel":
         generator = torch.Generator().manual_seed(seed)
         inputs, targets = _windows(sequences, self.shape["max_len"])
         counts = np.bincount(np.concatenate(sequences) if sequences else np.zeros(0, np.int64), minlength=self.n_items)

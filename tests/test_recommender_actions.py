@@ -85,7 +85,7 @@ def test_an_answer_about_paying_abroad_carries_up_to_three_explained_suggestions
     buttons = suggestion_buttons(tracker("exchange_rate"), topic="exchange_rate")
     assert 1 <= len(buttons) <= get_settings().max_suggestions
     assert all(b["payload"].startswith('/select_suggestion{"item_id":"') for b in buttons)
-    assert "Because you asked about paying abroad" in buttons[0]["title"]
+    assert "because you asked about paying abroad" in buttons[0]["title"]
     first = suggestions.get_recommender().item(offered(buttons)[0])
     assert "exchange_rate" in first["tags"] and buttons[0]["title"].startswith(first["title"])
 

@@ -170,7 +170,8 @@ def suggestion_context(tracker: Tracker, topic: Optional[str]) -> Dict[str, Any]
 def suggestion_button(suggestion) -> Dict[str, str]:
     """The button for one `recommender.Suggestion`: item title and reason, payload selecting the item."""
     payload = "/" + SELECT_SUGGESTION + json.dumps({"item_id": suggestion.item_id}, separators=(",", ":"), ensure_ascii=False)
-    return {"title": f"{suggestion.title} — {suggestion.reason}", "payload": payload}
+    reason = suggestion.reason[:1].lower() + suggestion.reason[1:]
+    return {"title": f"{suggestion.title} — {reason}", "payload": payload}
 
 
 def suggestion_buttons(tracker: Any, topic: str) -> List[Dict[str, str]]:
@@ -191,9 +192,9 @@ def suggestion_buttons(tracker: Any, topic: str) -> List[Dict[str, str]]:
         settings = get_settings()
         model = get_recommender()
         suggestions = model.recommend(customer, k=settings.max_suggestions, context=suggestion_context(tracker, topic))
-        if topic:
-            store.record_interaction(engine, customer, None, "topic", topic=topic, conversation_id=tracker.sender_id)
+        if topic:  # remembered after ranking, so the question asked now is not counted twice
             model.record(customer, None, "topic", topic=topic)
+            store.record_interaction(engine, customer, None, "topic", topic=topic, conversation_id=tracker.sender_id)
         return [suggestion_button(s) for s in suggestions if s.score >= settings.suggestion_threshold][: settings.max_suggestions]
     except Exception:  # the answer matters more than the suggestions
         logger.exception("no suggestions for topic %r", topic)
@@ -246,12 +247,14 @@ class ActionSelectSuggestion(Action):
             dispatcher.utter_message(response="utter_suggestion_unknown")
             return []
         customer = tracker.sender_id
+        # The recommender first: it reads a customer's stored history on first sight, which must
+        # not already hold this click (it would count twice).
+        model.record(customer, item_id, "click")
         try:
             store.record_interaction(db.connect(), customer, item_id, "click", weight=model.config.kind_weights.get("click", 1.0),
                                      conversation_id=tracker.sender_id)
         except (db.DatabaseUnavailableError, sa.exc.SQLAlchemyError):
             logger.exception("could not store the click of %r on %r", customer, item_id)
-        model.record(customer, item_id, "click")
         buttons = suggestion_buttons(tracker, topic="")
         dispatcher.utter_message(
             response="utter_suggestion_details", title=item["title"], description=item["description"] or "",

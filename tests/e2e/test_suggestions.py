@@ -50,7 +50,7 @@ def test_an_answer_carries_suggestion_buttons_with_their_reason(assistant):
 
     items = suggested(replies)
     assert 1 <= len(items) <= 3
-    assert any("Because you asked about paying abroad" in title for title in suggestion_titles(replies))
+    assert any("because you asked about paying abroad" in title for title in suggestion_titles(replies))
     # the rating buttons come first, the suggestions after them
     assert replies[0]["buttons"][0]["payload"].startswith("/rate_answer")
 
