@@ -7,6 +7,9 @@ installs it and builds the widget.
 """
 from __future__ import annotations
 
+import functools
+import http.server
+import threading
 import uuid
 from pathlib import Path
 
@@ -115,4 +118,39 @@ def test_a_known_customer_s_id_reaches_the_assistant(assistant, browser):
     user_events = [e for e in tracker["events"] if e["event"] == "user"]
     assert user_events[-1]["metadata"]["customer_id"] == customer
     assert user_events[-1]["input_channel"] == "web"
+    page.close()
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def another_site(tmp_path):
+    """A static site on another loopback origin (the browser blocks public pages from reaching loopback)."""
+    def serve(html: str) -> str:
+        (tmp_path / "help.html").write_text(html)
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietFiles, directory=str(tmp_path)))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/help.html"
+
+    servers = []
+    yield serve
+    for server in servers:
+        server.shutdown()
+
+
+def test_one_script_tag_embeds_the_widget_in_another_site(assistant, browser, another_site):
+    url = another_site(
+        "<!doctype html><html><head><title>Shop</title><style>button { color: red !important; }</style></head>"
+        f"<body><h1>Another site</h1><script src='{assistant.url}/webhooks/web/widget.js' async></script></body></html>"
+    )
+    page = browser.new_page()
+    widget = open_widget(page, url)
+    say(widget, "hello")
+    widget.locator(".msg.bot").nth(1).wait_for(timeout=60_000)
+    # The host's CSS does not reach into the widget.
+    assert widget.locator(".composer button").evaluate("b => getComputedStyle(b).color") == "rgb(255, 255, 255)"
     page.close()
