@@ -82,7 +82,9 @@
       const who = m.sender === "agent" ? m.agent : m.sender === "customer" ? "Customer" : m.sender === "assistant" ? "Assistant" : "";
       if (who) item.appendChild(text("span", who, "who"));
       item.appendChild(document.createTextNode(m.text || ""));
-      if (m.rated) item.appendChild(text("span", ` (rated ${m.rated === "up" ? "👍" : "👎"})`, "meta"));
+      const offered = (m.buttons || []).concat(m.quick_replies || []).map((b) => b.title);
+      if (offered.length) item.appendChild(text("span", `\nOffered: ${offered.join(" · ")}`, "meta"));
+      if (m.rated) item.appendChild(text("span", `\nRated ${m.rated === "up" ? "helpful" : "not helpful"} by the customer`, "meta"));
       transcript.appendChild(item);
     }
     transcript.scrollTop = transcript.scrollHeight;
@@ -91,7 +93,8 @@
     const facts = document.createElement("dl");
     const rows = [["Id", detail.customer.id], ["Known", detail.customer.known ? "yes" : "no"]];
     if (detail.customer.known) rows.push(["Segment", detail.customer.segment], ["Age band", detail.customer.age_band]);
-    rows.push(["Ratings", `👍 ${detail.customer.ratings ? detail.customer.ratings.up : 0} · 👎 ${detail.customer.ratings ? detail.customer.ratings.down : 0}`]);
+    const ratings = detail.customer.ratings || { up: 0, down: 0 };
+    rows.push(["Ratings given", `${ratings.up} helpful · ${ratings.down} not helpful`]);
     for (const [k, v] of rows) facts.append(text("dt", k), text("dd", v == null ? "—" : v));
     customer.appendChild(facts);
     for (const r of (detail.customer.recent || []).slice(0, 5)) customer.appendChild(text("div", `${r.kind}: ${r.what || ""}`, "meta"));
