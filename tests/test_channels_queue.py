@@ -48,3 +48,18 @@ def test_a_fallback_is_a_message_neither_nlu_nor_past_answers_could_answer():
     assert not is_fallback(answered_from_history, retrieval_threshold=0.55)
     assert is_fallback({"intent": {"name": "nlu_fallback"}}, retrieval_threshold=0.55)
     assert not is_fallback({"intent": {"name": "card_arrival"}}, retrieval_threshold=0.55)
+
+
+def test_a_channel_that_cannot_push_gets_what_the_agent_said_since_the_customer_last_wrote():
+    from rasa.shared.core.events import BotUttered, UserUttered
+
+    from bot.channels.desk import HandoffDesk
+
+    events = [
+        UserUttered("I want a person"),
+        BotUttered("You're number 1 in the queue.", metadata={"notice": "utter_handoff_queued"}),  # already answered
+        BotUttered("Alex from Northwind Bank has joined.", metadata={"notice": "utter_handoff_agent_joined"}),
+        BotUttered("Hi, I'm Alex.", metadata={"agent": "Alex"}),
+    ]
+    assert [e.text for e in HandoffDesk._unprompted(events)] == ["Alex from Northwind Bank has joined.", "Hi, I'm Alex."]
+    assert HandoffDesk._unprompted(events + [UserUttered("thanks")]) == []

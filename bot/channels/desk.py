@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 from rasa.core.channels.channel import CollectingOutputChannel, OutputChannel, UserMessage
@@ -48,6 +49,7 @@ from core.settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 REQUEST_HUMAN = "request_human"
+REPEAT_WINDOW_S = 15 * 60
 FALLBACK_INTENT = "nlu_fallback"
 
 # Texts used when the domain lacks the response (e.g. a model trained before bot/domain/handoff.yml).
@@ -173,7 +175,9 @@ class HandoffDesk:
             return None, None
         tracker = await agent.processor.get_tracker(message.sender_id)
         typed = customer_texts_since_handback(tracker.events)
-        previous = [e.text for e in typed if e.text][-3:]
+        # Asking again counts only within a burst of conversation, not when the customer comes back later.
+        recent = time.time() - REPEAT_WINDOW_S
+        previous = [e.text for e in typed if e.text and e.timestamp >= recent][-3:]
         verdict = await asyncio.get_running_loop().run_in_executor(
             None, self.detector.assess, message.text, previous
         )

@@ -131,6 +131,8 @@ const BUBBLE = '<svg viewBox="0 0 24 24" width="28" height="28" aria-hidden="tru
       image.alt = "";
       item.appendChild(image);
     }
+    // The thumbs rate the answer, so they sit right under it, before any suggestion.
+    if (message.rating) addRating(item, message.rating, message.rated);
     if (message.buttons && message.buttons.length) {
       const group = element("div", "buttons");
       for (const button of message.buttons) {
@@ -145,7 +147,6 @@ const BUBBLE = '<svg viewBox="0 0 24 24" width="28" height="28" aria-hidden="tru
       }
       item.appendChild(group);
     }
-    if (message.rating) addRating(item, message.rating, message.rated);
     log.appendChild(item);
     showQuickReplies(message.quick_replies || []);
     scrollDown();
