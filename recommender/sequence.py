@@ -84,6 +84,7 @@ class SequenceModel:
             self.network = SASRecNetwork(n_items, dim, blocks, heads, max_len, dropout)
         self.network.eval()
         self.trained_items = np.zeros(n_items, dtype=bool)
+        self._unit_vectors: Optional[np.ndarray] = None
 
     @property
     def n_items(self) -> int:
@@ -97,6 +98,7 @@ class SequenceModel:
             return self._fit(sequences, epochs, batch_size, lr, negatives, seed, threads, show_progress)
 
     def _fit(self, sequences, epochs, batch_size, lr, negatives, seed, threads, show_progress) -> "SequenceModel":
+        self._unit_vectors = None
         generator = torch.Generator().manual_seed(seed)
         inputs, targets = _windows(sequences, self.shape["max_len"])
         counts = np.bincount(np.concatenate(sequences) if sequences else np.zeros(0, np.int64), minlength=self.n_items)
@@ -176,9 +178,11 @@ class SequenceModel:
         return scores
 
     def item_vectors(self) -> np.ndarray:
-        """Unit-length item embeddings (items x dim), for the diversity re-rank."""
-        vectors = self.network.items.weight[1:].detach().numpy().astype(np.float32)
-        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-8)
+        """Unit-length item embeddings (items x dim), for the diversity re-rank; computed once per model state."""
+        if self._unit_vectors is None or len(self._unit_vectors) != self.n_items:
+            vectors = self.network.items.weight[1:].detach().numpy().astype(np.float32)
+            self._unit_vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-8)
+        return self._unit_vectors
 
     def save(self, folder: Path) -> None:
         """Write the weights (safetensors) and shape (JSON) to `folder`."""

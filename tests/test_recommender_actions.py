@@ -95,6 +95,11 @@ def test_no_suggestions_on_sensitive_topics(engine, topic):
     assert suggestion_buttons(tracker(topic), topic=topic) == []
 
 
+@pytest.mark.parametrize("topic", ["bereavement-poa", "fraud"])
+def test_no_suggestions_after_an_answer_about_a_bereavement_or_a_fraud(engine, topic):
+    assert suggestion_buttons(tracker("ask_question"), topic=topic) == []
+
+
 def test_no_suggestions_shortly_after_a_lost_card(engine):
     assert suggestion_buttons(tracker("card_arrival", earlier=["lost_or_stolen_card"]), topic="card_arrival") == []
     assert suggestion_buttons(tracker("exchange_rate", earlier=["lost_or_stolen_card", "thanks", "greet", "thanks"]),

@@ -6,7 +6,8 @@ relevant to this customer in this conversation, each titled with the item
 and why it is suggested, payload ``/select_suggestion{"item_id": "..."}``.
 It returns no buttons when suggestions would be out of place: a fallback, a
 complaint, a request for a person, a lost, stolen or frozen card (in the
-last few turns too), an active form, a conversation handed to a person, a
+last few turns too), an answer about a bereavement, a fraud, a complaint or
+closing the account, an active form, a conversation handed to a person, a
 customer who asked for no suggestions, or nothing relevant enough
 (``suggestion_threshold``).
 
@@ -47,6 +48,9 @@ SELECT_SUGGESTION = "select_suggestion"
 OPT_OUT_SLOT = "suggestions_opt_out"
 # No suggestion during or shortly after these: the customer has other things on their mind.
 SENSITIVE_INTENTS = frozenset({"nlu_fallback", "complaint", "request_human", "lost_or_stolen_card", "freeze_card"})
+# Topics of retrieved answers where selling anything would be tactless: a bereavement,
+# a fraud, a complaint, closing the account.
+SENSITIVE_TOPICS = frozenset({"bereavement-poa", "fraud", "complaints-misc", "closing"})
 # How many of the customer's latest messages are checked for a sensitive intent.
 RECENT_TURNS = 3
 # How a topic is named in "Because you asked about ..."; others are spelt out from their tag.
@@ -140,7 +144,9 @@ def recent_intents(tracker: Tracker, turns: int = RECENT_TURNS) -> List[str]:
 
 def suggestions_allowed(tracker: Tracker, topic: Optional[str]) -> bool:
     """Whether suggestions fit this moment of the conversation (see the module docstring)."""
-    if topic in SENSITIVE_INTENTS or SENSITIVE_INTENTS.intersection(recent_intents(tracker)):
+    if topic in SENSITIVE_INTENTS or topic in SENSITIVE_TOPICS or SENSITIVE_INTENTS.intersection(recent_intents(tracker)):
+        return False
+    if SENSITIVE_TOPICS.intersection(suggestion_context(tracker, topic)["topics"]):
         return False
     if (tracker.active_loop or {}).get("name"):
         return False
