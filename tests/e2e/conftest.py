@@ -112,6 +112,10 @@ def assistant(trained_model) -> RunningAssistant:
     env = dict(trained_model["env"])
     env["ASSISTANT_RASA_PORT"] = str(free_port())
     env["ASSISTANT_ACTION_PORT"] = str(free_port())
+    # Slack's and Telegram's APIs are replaced at the network edge by local
+    # stand-ins that the channel tests start on these ports.
+    env["SLACK_API_BASE_URL"] = f"http://127.0.0.1:{free_port()}/api/"
+    env["TELEGRAM_API_BASE_URL"] = f"http://127.0.0.1:{free_port()}"
     workdir = trained_model["workdir"]
     credentials = PROJECT_ROOT / "bot" / "credentials.yml"
     if not credentials.exists():
