@@ -62,11 +62,14 @@ def engine(tmp_path, monkeypatch, demo):
 
 def tracker(intent: str, sender: str = "cust-42", text: str = "", earlier: Optional[List[str]] = None,
             slots: Optional[Dict[str, Any]] = None, active_loop: Optional[str] = None,
-            entities: Optional[List[Dict[str, Any]]] = None, bot_buttons: Optional[List[Dict[str, str]]] = None) -> Tracker:
+            entities: Optional[List[Dict[str, Any]]] = None, bot_buttons: Optional[List[Dict[str, str]]] = None,
+            retrieved_tags: Optional[List[str]] = None) -> Tracker:
     events = [{"event": "user", "text": "", "parse_data": {"intent": {"name": name}}} for name in earlier or []]
     if bot_buttons:
         events.append({"event": "bot", "text": "answer", "data": {"buttons": bot_buttons}})
     latest = {"intent": {"name": intent, "confidence": 0.9}, "entities": entities or [], "text": text}
+    if retrieved_tags is not None:
+        latest["retrieval"] = {"hits": [{"id": "qa-1", "answer": "...", "score": 0.7, "tags": retrieved_tags}], "best_score": 0.7}
     events.append({"event": "user", "text": text, "parse_data": latest})
     return Tracker(sender, dict(slots or {}), latest, events, False, None, {"name": active_loop} if active_loop else {}, "action_listen")
 
@@ -98,6 +101,17 @@ def test_no_suggestions_on_sensitive_topics(engine, topic):
 @pytest.mark.parametrize("topic", ["bereavement-poa", "fraud"])
 def test_no_suggestions_after_an_answer_about_a_bereavement_or_a_fraud(engine, topic):
     assert suggestion_buttons(tracker("ask_question"), topic=topic) == []
+
+
+def test_an_answer_from_history_is_followed_by_suggestions_on_its_topic(engine):
+    buttons = suggestion_buttons(tracker("ask_question", retrieved_tags=["cards-abroad"]), topic="cards-abroad")
+    assert buttons and "because you asked about using your card abroad" in buttons[0]["title"]
+    assert suggestion_buttons(tracker("ask_question", retrieved_tags=["joint-accounts", "bereavement-poa"]), topic="joint-accounts") == []
+
+
+def test_after_a_confident_intent_unrelated_retrieved_answers_do_not_matter(engine):
+    buttons = suggestion_buttons(tracker("exchange_rate", retrieved_tags=["complaints-misc"]), topic="exchange_rate")
+    assert buttons and "because you asked about paying abroad" in buttons[0]["title"]
 
 
 def test_no_suggestions_shortly_after_a_lost_card(engine):

@@ -147,7 +147,7 @@ def suggestions_allowed(tracker: Tracker, topic: Optional[str]) -> bool:
     if topic in SENSITIVE_INTENTS or topic in SENSITIVE_TOPICS or SENSITIVE_INTENTS.intersection(recent_intents(tracker)):
         return False
     if SENSITIVE_TOPICS.intersection(suggestion_context(tracker, topic)["topics"]):
-        return False
+        return False  # an answer from history whose other tags are sensitive
     if (tracker.active_loop or {}).get("name"):
         return False
     if tracker.get_slot(OPT_OUT_SLOT):
@@ -163,12 +163,17 @@ def suggestions_allowed(tracker: Tracker, topic: Optional[str]) -> bool:
 
 
 def suggestion_context(tracker: Tracker, topic: Optional[str]) -> Dict[str, Any]:
-    """What the conversation is about now: the topic (intent), the best retrieved answer's tags, a label."""
+    """What the conversation is about now: the topic, the tags of the answer given, a label for the reason.
+
+    When the answer came from history (the topic is a tag of the best
+    retrieved answer), all that answer's tags count; after a confident
+    intent the retrieved answers are not what was said, so they are left out.
+    """
     topics: List[str] = []
     retrieval = (tracker.latest_message or {}).get("retrieval") or {}
     hits = retrieval.get("hits") or []
-    if hits and float(hits[0].get("score", 0.0)) >= get_settings().retrieval_threshold:
-        topics = [str(t) for t in hits[0].get("tags") or []]
+    if hits and topic and topic in (hits[0].get("tags") or []):
+        topics = [str(t) for t in hits[0]["tags"]]
     label = TOPIC_LABELS.get(topic or "") or next((TOPIC_LABELS[t] for t in topics if t in TOPIC_LABELS), None)
     return {"intent": topic or None, "topics": topics, "label": label}
 
