@@ -433,7 +433,7 @@ class IntentModel:
             return loss
 
         optimizer.step(closure)
-        self.temperature = float(log_t.exp().clamp(0.05, 20.0))
+        self.temperature = float(log_t.detach().exp().clamp(0.05, 20.0))
 
     # ------------------------------------------------------------ persisting
     def save(self, folder: Path) -> Path:
