@@ -108,6 +108,12 @@ class AnswerRetriever(GraphComponent):
             index.check_encoder()  # also loads the encoder now rather than on the first message
         except (IndexNotFoundError, IndexConfigError, FileNotFoundError) as exc:
             raise AnswerIndexUnavailable(f"retrieval.AnswerRetriever: {exc}") from exc
+        if index.encoder_spec != index.built_with:
+            logger.warning(
+                "answer index %s was built with encoder '%s' but is queried with '%s'; scores will be off "
+                "unless both make the same vectors. Rebuild the index with the new encoder.",
+                index_dir, index.built_with, index.encoder_spec,
+            )
         limit = config["downvote_limit"]
         feedback = AnswerFeedback(
             encode=index.encode,
@@ -128,7 +134,8 @@ class AnswerRetriever(GraphComponent):
     def process(self, messages: List[Message]) -> List[Message]:
         """Add ``retrieval`` (hits and best score) to each message with text."""
         texts = [m.get(TEXT) or "" for m in messages]
-        todo = [i for i, text in enumerate(texts) if text.strip()]
+        # Button payloads ("/rate_answer{...}") are not questions: nothing to look up.
+        todo = [i for i, text in enumerate(texts) if text.strip() and not text.lstrip().startswith("/")]
         if not todo:
             return messages
         self.feedback.refresh()

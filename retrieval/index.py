@@ -216,6 +216,7 @@ class AnswerIndex:
         self._tombstones: set = set()  # FAISS ids removed from indexes that cannot delete (HNSW)
         self._next_key = 0
         self.updated_at = time.time()
+        self.built_with = self.encoder_spec  # the encoder the stored vectors came from
 
     # --- encoding -----------------------------------------------------------
 
@@ -494,6 +495,7 @@ class AnswerIndex:
             dimension=manifest["dimension"],
             search_params=manifest.get("search_params"),
         )
+        answer_index.built_with = manifest["encoder"]
         answer_index._faiss = faiss.read_index(str(folder / FAISS_FILE))
         answer_index._apply_search_params(answer_index._faiss)
         with (folder / RECORDS_FILE).open(encoding="utf-8") as fh:

@@ -64,13 +64,13 @@ def test_each_message_gets_the_best_past_answers_in_its_parse_result(index_dir, 
     assert retrieval["hits"][0]["tags"] == ["closing"]
 
 
-def test_messages_without_text_are_left_alone(index_dir, tmp_path):
+def test_messages_without_a_question_are_left_alone(index_dir, tmp_path):
     retriever = make_retriever(tmp_path, index_dir=str(index_dir))
-    message = Message(data={"text": "  "})
+    messages = [Message(data={"text": "  "}), Message(data={"text": '/rate_answer{"answer_id":"history:joint","rating":"up"}'})]
 
-    retriever.process([message])
+    retriever.process(messages)
 
-    assert message.get("retrieval") is None
+    assert [m.get("retrieval") for m in messages] == [None, None]
 
 
 def test_the_index_folder_defaults_to_the_index_dir_setting(index_dir, tmp_path, monkeypatch):
