@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 PAYLOAD = re.compile(r"^/\w")
 
 # Keys of the Rasa config that are not model settings.
-COMPONENT_KEYS = ("ranking_length", "pretrained_adapter", "inference_batch_size")
+COMPONENT_KEYS = ("ranking_length", "pretrained_adapter", "inference_batch_size", "inference_threads")
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=True)
@@ -84,6 +84,11 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
             "pretrained_adapter": None,
             # Messages classified per forward pass.
             "inference_batch_size": 64,
+            # Torch CPU threads when serving (0: torch's default). One thread per
+            # message is fastest for short messages on a busy server: with more,
+            # the threads spin waiting for each other (p50 10 ms vs 39 ms CPU
+            # time per message measured here on 2 loaded cores).
+            "inference_threads": 1,
         }
 
     def __init__(
@@ -168,6 +173,10 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
         **kwargs: Any,
     ) -> "TransformerIntentClassifier":
         """Load from model storage, offline; a missing or corrupt file names itself."""
+        if config.get("inference_threads"):
+            import torch
+
+            torch.set_num_threads(int(config["inference_threads"]))
         try:
             with model_storage.read_from(resource) as directory:
                 model = IntentModel.load(Path(directory), device=config.get("device"))
