@@ -25,6 +25,8 @@ from typing import Any, Dict, List, Optional, Text
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
+from bot.actions.answers import rating_buttons
+from bot.actions.suggestions import suggestion_buttons
 from core.review import try_enqueue
 from core.settings import PROJECT_ROOT, get_settings
 
@@ -36,19 +38,8 @@ HUMAN_BUTTON = {"title": "Talk to a person", "payload": "/request_human"}
 _spool_lock = threading.Lock()
 
 
-def _rating_buttons(answer_id: str) -> List[Dict[str, str]]:
-    # Written by the answers module's owner; rate without buttons while it is missing.
-    try:
-        from bot.actions.answers import rating_buttons
-    except ImportError:
-        return []
-    return rating_buttons(answer_id)
-
-
 def _suggestion_buttons(tracker: Tracker, topic: str) -> List[Dict[str, str]]:
     try:
-        from bot.actions.suggestions import suggestion_buttons
-
         return suggestion_buttons(tracker, topic=topic)
     except Exception:  # the answer matters more than the suggestions
         logger.exception("suggestions for topic %r failed; answering without them", topic)
@@ -78,7 +69,7 @@ class ActionAnswerFromHistory(Action):
         hit = best_history_hit(latest, get_settings().retrieval_threshold)
         if hit is not None:
             topic = (hit.get("tags") or ["history"])[0]
-            buttons = _rating_buttons(history_answer_id(hit["id"])) + _suggestion_buttons(tracker, topic)
+            buttons = rating_buttons(history_answer_id(hit["id"])) + _suggestion_buttons(tracker, topic)
             dispatcher.utter_message(response="utter_history_answer", answer=hit["answer"], buttons=buttons)
             return []
         intent = (latest.get("intent") or {}).get("name")
@@ -185,7 +176,7 @@ class ActionRateAnswer(Action):
             return []
         if rating not in ("up", "down"):
             # Typed "I'd like to rate that answer": offer the buttons for the last answer.
-            dispatcher.utter_message(response="utter_ask_rating", buttons=_rating_buttons(answer_id))
+            dispatcher.utter_message(response="utter_ask_rating", buttons=rating_buttons(answer_id))
             return []
         store_rating(
             {
