@@ -100,8 +100,8 @@ class Assistant:
 
     def endpoints_file(self) -> Path:
         """endpoints.yml for this run: action server port, tracker store from settings."""
-        template = yaml.safe_load((PROJECT_ROOT / "bot" / "endpoints.yml").read_text()) if (PROJECT_ROOT / "bot" / "endpoints.yml").exists() else {}
-        template = template or {}
+        source = PROJECT_ROOT / "bot" / "endpoints.yml"
+        template = (yaml.safe_load(source.read_text()) if source.exists() else None) or {}
         template["action_endpoint"] = {"url": f"http://localhost:{self.action_port}/webhook"}
         tracker_db = self.env.get("ASSISTANT_TRACKER_DB")
         if tracker_db:

@@ -317,10 +317,9 @@ class IntentModel:
         lengths = [len(s) for s in seqs]
 
         # Head starts at the class centroids of the untrained encoder.
-        train_emb = torch.cat(
-            [model._embed_cached(cached, lengths, batch, train=False) for batch in length_buckets(lengths, 128, None)]
-        )
-        emb_y = train_y[np.concatenate(length_buckets(lengths, 128, None))]  # the order of train_emb
+        buckets = length_buckets(lengths, 128, None)
+        train_emb = torch.cat([model._embed_cached(cached, lengths, batch, train=False) for batch in buckets])
+        emb_y = train_y[np.concatenate(buckets)]  # the order of train_emb
         head.init_from_centroids(train_emb, torch.as_tensor(emb_y, device=train_emb.device))
         log(f"prepared {len(train_texts)} training utterances in {time.perf_counter() - started:.1f}s")
 
