@@ -17,13 +17,14 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
-from core.settings import PROJECT_ROOT, get_settings
+from core.settings import PROJECT_ROOT, get_settings, load_settings
 
 PYTHON = sys.executable
 RASA = str(Path(PYTHON).with_name("rasa"))
@@ -87,52 +88,157 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float, name: str
     raise RuntimeError(f"{name} did not answer at {url} within {timeout:.0f}s")
 
 
-class Assistant:
-    """The running pair of servers (action server and Rasa server)."""
+# Rasa reads these from its environment (endpoints.yml says `password: ${...}`),
+# so a password never lands in the endpoints file the launcher writes.
+TRACKER_PASSWORD_ENV = "ASSISTANT_TRACKER_STORE_PASSWORD"
+LOCK_PASSWORD_ENV = "ASSISTANT_LOCK_STORE_PASSWORD"
 
-    def __init__(self, model: Path, env: Dict[str, str], rasa_port: int, action_port: int, workdir: Path, credentials: Path, log_dir: Optional[Path] = None):
+
+def tracker_store_section(url: str) -> Tuple[Dict[str, Any], Dict[str, str]]:
+    """endpoints.yml `tracker_store` for an SQLAlchemy URL, and the secret env it needs.
+
+    ``postgresql://user:pw@host:5432/db?sslmode=require`` gives type SQL,
+    dialect postgresql, url (the host), port, db, username, query and
+    ``password: ${ASSISTANT_TRACKER_STORE_PASSWORD}`` with the password in the
+    returned environment. Without a password in the URL, libpq's PGPASSWORD
+    (or ~/.pgpass) still applies. ``sqlite:///path`` gives the SQLite store.
+    """
+    import sqlalchemy as sa
+
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ValueError(f"tracker_url is not an SQLAlchemy URL (e.g. postgresql://user@host:5432/db): {url!r}") from exc
+    section: Dict[str, Any] = {"type": "SQL", "dialect": parsed.drivername, "db": parsed.database}
+    if parsed.get_backend_name() == "sqlite":
+        return section, {}
+    if parsed.host:
+        section["url"] = parsed.host
+    if parsed.port:
+        section["port"] = parsed.port
+    if parsed.username:
+        section["username"] = parsed.username
+    if parsed.query:
+        section["query"] = dict(parsed.query)
+    secrets: Dict[str, str] = {}
+    if parsed.password:
+        section["password"] = "${" + TRACKER_PASSWORD_ENV + "}"
+        secrets[TRACKER_PASSWORD_ENV] = str(parsed.password)
+    return section, secrets
+
+
+def lock_store_section(url: str, key_prefix: str = "") -> Tuple[Dict[str, Any], Dict[str, str]]:
+    """endpoints.yml `lock_store` for ``redis://[user:pw@]host:port/db`` (``rediss://`` for TLS)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ValueError(f"lock_store_url must look like redis://host:6379/1, got {url!r}")
+    db = parts.path.strip("/") or "0"
+    if not db.isdigit():
+        raise ValueError(f"the Redis database in lock_store_url must be a number, got {db!r}")
+    section: Dict[str, Any] = {"type": "redis", "url": parts.hostname, "port": parts.port or 6379, "db": int(db)}
+    if parts.scheme == "rediss":
+        section["use_ssl"] = True
+    if key_prefix:
+        if not key_prefix.isalnum():
+            raise ValueError(f"lock_store_key_prefix must be letters and digits only, got {key_prefix!r}")
+        section["key_prefix"] = key_prefix
+    if parts.username:
+        section["username"] = urllib.parse.unquote(parts.username)
+    secrets: Dict[str, str] = {}
+    if parts.password:
+        section["password"] = "${" + LOCK_PASSWORD_ENV + "}"
+        secrets[LOCK_PASSWORD_ENV] = urllib.parse.unquote(parts.password)
+    return section, secrets
+
+
+class Assistant:
+    """The running servers: the action server and one or more Rasa servers.
+
+    `extra_rasa_ports` starts more Rasa servers (replicas) beside the one on
+    `rasa_port`, all sharing the one action server, the tracker store and the
+    lock store; more than one needs a shared lock store (`lock_store_url`,
+    Redis) so that two replicas never work on one conversation at once.
+    `start_actions=False` starts only Rasa servers, for an action server that
+    runs elsewhere on `action_port`.
+    """
+
+    def __init__(self, model: Path, env: Dict[str, str], rasa_port: int, action_port: int, workdir: Path, credentials: Path,
+                 log_dir: Optional[Path] = None, extra_rasa_ports: Sequence[int] = (), start_actions: bool = True):
         self.model, self.env, self.workdir = model, env, workdir
         self.rasa_port, self.action_port = rasa_port, action_port
+        self.rasa_ports = [rasa_port, *extra_rasa_ports]
+        self.start_actions = start_actions
         self.credentials = credentials
         self.log_dir = log_dir
         self.processes: List[subprocess.Popen] = []
         self.url = f"http://localhost:{rasa_port}"
+        self.urls = [f"http://localhost:{port}" for port in self.rasa_ports]
+        self._store_env: Dict[str, str] = {}  # store passwords, given to the Rasa servers only
 
     def endpoints_file(self) -> Path:
-        """endpoints.yml for this run: action server port, tracker store from settings."""
+        """endpoints.yml for this run: action server port, tracker store and lock store from settings.
+
+        Tracker store: `tracker_url` (PostgreSQL) when set, else the SQLite file
+        `tracker_db`. Lock store: Redis at `lock_store_url` when set, else what
+        bot/endpoints.yml says (in memory). Passwords stay in the environment.
+        """
         source = PROJECT_ROOT / "bot" / "endpoints.yml"
         template = (yaml.safe_load(source.read_text()) if source.exists() else None) or {}
         template["action_endpoint"] = {"url": f"http://localhost:{self.action_port}/webhook"}
-        tracker_db = self.env.get("ASSISTANT_TRACKER_DB")
-        if tracker_db:
-            template["tracker_store"] = {"type": "SQL", "dialect": "sqlite", "db": tracker_db}
+        settings = load_settings(environ=self.env)
+        self._store_env = {}
+        if settings.tracker_url:
+            template["tracker_store"], secrets = tracker_store_section(settings.tracker_url)
+            self._store_env.update(secrets)
+        else:
+            template["tracker_store"] = {"type": "SQL", "dialect": "sqlite", "db": settings.tracker_db}
+        if settings.lock_store_url:
+            template["lock_store"], secrets = lock_store_section(settings.lock_store_url, settings.lock_store_key_prefix)
+            self._store_env.update(secrets)
+        if len(self.rasa_ports) > 1 and (template.get("lock_store") or {}).get("type") != "redis":
+            raise RuntimeError(
+                f"{len(self.rasa_ports)} Rasa servers need a shared lock store: set ASSISTANT_LOCK_STORE_URL "
+                "(e.g. redis://localhost:6379/1), or one server's in-memory lock lets two replicas "
+                "answer one conversation at once"
+            )
         path = self.workdir / "endpoints.yml"
-        path.write_text(yaml.safe_dump(template))
+        path.write_text(yaml.safe_dump(template, sort_keys=False))
         return path
 
-    def _spawn(self, args: List[str], name: str) -> subprocess.Popen:
+    def _spawn(self, args: List[str], name: str, extra_env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
         out = open(self.log_dir / f"{name}.log", "ab") if self.log_dir else None
-        process = subprocess.Popen(args, cwd=PROJECT_ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True)
+        env = dict(self.env, **(extra_env or {}))
+        process = subprocess.Popen(args, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True)
         self.processes.append(process)
         return process
 
-    def start(self, timeout: float = 240) -> "Assistant":
-        """Start both servers and wait until they answer."""
-        actions = self._spawn([RASA, "run", "actions", "--actions", "bot.actions", "--port", str(self.action_port)], "actions")
-        wait_until_up(f"http://localhost:{self.action_port}/health", actions, timeout, "action server")
+    def rasa_args(self, port: int, endpoints: Path) -> List[str]:
+        """The `rasa run` command line of the Rasa server on `port`."""
         args = [
-            RASA, "run", "--model", str(self.model), "--port", str(self.rasa_port),
-            "--endpoints", str(self.endpoints_file()), "--credentials", str(self.credentials),
-            "--enable-api", "--cors", self.env.get("ASSISTANT_CORS_ORIGINS", f"http://localhost:{self.rasa_port}"),
+            RASA, "run", "--model", str(self.model), "--port", str(port),
+            "--endpoints", str(endpoints), "--credentials", str(self.credentials),
+            "--enable-api", "--cors", self.env.get("ASSISTANT_CORS_ORIGINS", f"http://localhost:{port}"),
         ]
         if self.env.get("RASA_API_TOKEN"):  # Rasa's HTTP API answers only with this token
             args += ["--auth-token", self.env["RASA_API_TOKEN"]]
-        server = self._spawn(args, "rasa")
-        wait_until_up(f"{self.url}/webhooks/rest/", server, timeout, "Rasa server")
+        return args
+
+    def start(self, timeout: float = 240) -> "Assistant":
+        """Start the action server (unless `start_actions` is off), then the Rasa servers, and wait until they answer."""
+        if self.start_actions:
+            actions = self._spawn([RASA, "run", "actions", "--actions", "bot.actions", "--port", str(self.action_port)], "actions")
+            wait_until_up(f"http://localhost:{self.action_port}/health", actions, timeout, "action server")
+        endpoints = self.endpoints_file()
+        servers = []
+        for number, port in enumerate(self.rasa_ports, start=1):
+            name = "rasa" if number == 1 else f"rasa-{number}"
+            servers.append((self._spawn(self.rasa_args(port, endpoints), name, self._store_env), port, name))
+        for server, port, name in servers:  # started together, waited for in turn
+            wait_until_up(f"http://localhost:{port}/webhooks/rest/", server, timeout, "Rasa server" if name == "rasa" else f"Rasa server {name}")
         return self
 
     def stop(self) -> None:
-        """Stop both servers (SIGTERM, then SIGKILL after 15 s)."""
+        """Stop every server (SIGTERM, then SIGKILL after 15 s)."""
         for process in reversed(self.processes):
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
