@@ -125,6 +125,9 @@ def _v1_initial(conn: sa.engine.Connection) -> None:
 # Numbered migrations, oldest first. Append; never edit one that has shipped.
 MIGRATIONS: List[Callable[[sa.engine.Connection], None]] = [_v1_initial]
 
+# PostgreSQL advisory lock key held while migrating ("NWMIGR" in ASCII).
+_MIGRATION_LOCK = 0x4E574D49475200
+
 
 class DatabaseUnavailableError(RuntimeError):
     """The configured database cannot be reached or opened."""
@@ -149,6 +152,10 @@ def _make_engine(url: str) -> Engine:
 def migrate(engine: Engine) -> int:
     """Apply the migrations still missing; returns the schema version now in force."""
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Processes starting together (action server, Rasa replicas) migrate one at a
+            # time; the others wait here, then find the work done. Released at commit.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         schema_version.create(conn, checkfirst=True)
         current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
         for number, step in enumerate(MIGRATIONS, start=1):
