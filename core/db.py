@@ -136,7 +136,11 @@ class DatabaseUnavailableError(RuntimeError):
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, future=True, connect_args={"timeout": 30, "check_same_thread": False})
+        # A few connections kept open (SQLAlchemy 1.4 would open one per use of a file database).
+        engine = sa.create_engine(
+            url, future=True, poolclass=sa.pool.QueuePool, pool_size=4, max_overflow=8,
+            connect_args={"timeout": 30, "check_same_thread": False},
+        )
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # WAL lets the server and action server share the file

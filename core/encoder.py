@@ -67,3 +67,62 @@ def load_encoder(name_or_path: Optional[str] = None, device: str = "cpu"):
         from sentence_transformers import SentenceTransformer
 
         return SentenceTransformer(resolve_model_path(name_or_path), device=device)
+
+
+class _EmbeddingCache:
+    """Recent message embeddings per encoder, so that one message is encoded once.
+
+    The handoff desk's frustration check and the answer retriever both embed
+    the customer's message with the same encoder, a few milliseconds apart;
+    the second asks this cache instead of running the model again.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        from collections import OrderedDict
+
+        self.size = size
+        self._items: "OrderedDict" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            vector = self._items.get(key)
+            if vector is not None:
+                self._items.move_to_end(key)
+            return vector
+
+    def put(self, key, vector) -> None:
+        with self._lock:
+            self._items[key] = vector
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+_cache = _EmbeddingCache()
+
+
+def embed_few(encoder, texts):
+    """Normalised float32 embeddings of a few texts (a message or two), cached per encoder.
+
+    Calls the model directly (tokenise, forward, normalise) instead of
+    ``encoder.encode``, whose batching machinery costs a few milliseconds per
+    call, and returns the same vectors. Bulk encoding should use ``encode``.
+    """
+    import numpy as np
+    import torch
+
+    owner = id(encoder)
+    vectors = [_cache.get((owner, text)) for text in texts]
+    missing = [i for i, v in enumerate(vectors) if v is None]
+    if missing:
+        with torch.inference_mode():
+            features = encoder.preprocess([texts[i] for i in missing])
+            features = {k: v.to(encoder.device) if hasattr(v, "to") else v for k, v in features.items()}
+            fresh = torch.nn.functional.normalize(encoder.forward(features)["sentence_embedding"], dim=-1)
+            fresh = fresh.float().cpu().numpy()
+        for row, i in enumerate(missing):
+            vectors[i] = np.ascontiguousarray(fresh[row])
+            vectors[i].setflags(write=False)
+            _cache.put((owner, texts[i]), vectors[i])
+    return np.stack(vectors).astype("float32", copy=False)

@@ -242,15 +242,10 @@ class AnswerIndex:
             return np.zeros((0, self._dimension or 0), dtype="float32")
         encoder = self.encoder
         if len(texts) <= 8 and hasattr(encoder, "preprocess") and hasattr(encoder, "forward"):
-            # A message or two: call the model directly. Same vectors as `encode`, without
-            # its batching machinery, which costs a few milliseconds per call.
-            import torch
+            # A message or two: the direct, cached path (the desk may have embedded it already).
+            from core.encoder import embed_few
 
-            with torch.inference_mode():
-                features = encoder.preprocess(list(texts))
-                features = {k: v.to(encoder.device) if hasattr(v, "to") else v for k, v in features.items()}
-                vectors = torch.nn.functional.normalize(encoder.forward(features)["sentence_embedding"], dim=-1)
-            return np.ascontiguousarray(vectors.float().cpu().numpy())
+            return embed_few(encoder, list(texts))
         vectors = encoder.encode(
             list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=progress
         )

@@ -5,3 +5,5 @@ the Rasa server under ``/webhooks/<name>/``. Every customer message passes
 the handoff desk (`desk.py`) on its way to the assistant; bot messages are
 read once into a `replies.BotReply` and drawn by each channel its own way.
 """
+
+from bot import rasa_fixes  # noqa: E402,F401  (per-message costs of Rasa removed; see the module)

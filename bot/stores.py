@@ -1,0 +1,151 @@
+"""The conversation tracker store: Rasa's SQL store, rebuilt only when the database has news.
+
+Rasa's `SQLTrackerStore` reads every event of the current session, parses
+its JSON and deserialises it each time a conversation is fetched, and one
+customer message fetches it several times (the handoff desk, the
+processor, the handoff completion). `CachingSQLTrackerStore` keeps the
+deserialised events of recently active conversations and asks the database
+only ``count(*), max(id)`` of the conversation's rows (one indexed query):
+when those match what it holds, it rebuilds the tracker from the kept
+events; when they do not (another replica wrote, a conversation was erased,
+a new session started), it reads from the database as Rasa does. So several
+Rasa servers can share one database: the database stays the truth and the
+cache only saves parsing.
+
+Named in endpoints.yml as ``type: bot.stores.CachingSQLTrackerStore`` with
+the same keys as Rasa's ``type: SQL`` store (dialect, url, db, username...).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, List, Optional, Text, Tuple
+
+import sqlalchemy as sa
+from rasa.core.tracker_store import SQLTrackerStore
+from rasa.shared.core.events import Event, SessionStarted, deserialise_events
+from rasa.shared.core.trackers import DialogueStateTracker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Kept:
+    version: Tuple[int, Optional[int]]  # (rows of the sender, highest row id)
+    events: List[Event]  # the latest session's events, as retrieve returns them
+
+
+class CachingSQLTrackerStore(SQLTrackerStore):
+    """`SQLTrackerStore` that keeps recent conversations' events in memory (see module doc)."""
+
+    def __init__(
+        self,
+        domain: Any = None,
+        dialect: Text = "sqlite",
+        host: Optional[Text] = None,
+        port: Optional[int] = None,
+        db: Text = "rasa.db",
+        username: Optional[Text] = None,
+        password: Optional[Text] = None,
+        event_broker: Any = None,
+        login_db: Optional[Text] = None,
+        query: Optional[dict] = None,
+        cache_size: int = 2000,
+        **kwargs: Any,
+    ) -> None:
+        # The same arguments as SQLTrackerStore, spelled out: Rasa passes the
+        # endpoint's `url` as `host` only to classes whose __init__ names it.
+        super().__init__(domain, dialect, host, port, db, username, password, event_broker, login_db, query, **kwargs)
+        if self.engine.dialect.name == "sqlite" and isinstance(self.engine.pool, sa.pool.NullPool):
+            # SQLAlchemy 1.4 opens a new SQLite connection for every session of a file
+            # database; keep a few open instead (the file is in WAL mode, see below).
+            self.engine = sa.create_engine(
+                self.engine.url, poolclass=sa.pool.QueuePool, pool_size=4, max_overflow=4,
+                connect_args={"check_same_thread": False, "timeout": 30},
+            )
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+            self.sessionmaker = sa.orm.session.sessionmaker(bind=self.engine)
+        self._version_sql = sa.text(
+            f"SELECT count(*), max(id) FROM {self.SQLEvent.__tablename__} WHERE sender_id = :sender_id"
+        )
+        self.cache_size = int(cache_size)
+        self._kept: "OrderedDict[str, _Kept]" = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    # ------------------------------------------------------------------ cache
+    def _version(self, session: Any, sender_id: Text) -> Tuple[int, Optional[int]]:
+        rows, highest = session.execute(self._version_sql, {"sender_id": sender_id}).one()
+        return int(rows or 0), highest
+
+    def _keep(self, sender_id: Text, kept: Optional[_Kept]) -> None:
+        with self._lock:
+            if kept is None:
+                self._kept.pop(sender_id, None)
+                return
+            self._kept[sender_id] = kept
+            self._kept.move_to_end(sender_id)
+            while len(self._kept) > self.cache_size:
+                self._kept.popitem(last=False)
+
+    def _tracker(self, sender_id: Text, events: List[Event]) -> Optional[DialogueStateTracker]:
+        if not self.domain or not events:
+            return None
+        return DialogueStateTracker.from_events(sender_id, list(events), self.domain.slots)
+
+    # ------------------------------------------------------------ store API
+    async def retrieve(self, sender_id: Text) -> Optional[DialogueStateTracker]:
+        """The latest session's tracker; parsed from the database only when it changed."""
+        with self.session_scope() as session:
+            version = self._version(session, sender_id)
+            with self._lock:
+                kept = self._kept.get(sender_id)
+            if kept is not None and kept.version == version:
+                self.hits += 1
+                return self._tracker(sender_id, kept.events)
+            self.misses += 1
+            rows = self._event_query(session, sender_id, fetch_events_from_all_sessions=False).all()
+        events = deserialise_events([json.loads(row.data) for row in rows])
+        self._keep(sender_id, _Kept(version, events) if rows else None)
+        return self._tracker(sender_id, events)
+
+    async def save(self, tracker: DialogueStateTracker) -> None:
+        """Store the new events (as Rasa does) and extend the kept copy with them."""
+        await self.stream_events(tracker)
+        sender_id = tracker.sender_id
+        with self.session_scope() as session:
+            before = self._version(session, sender_id)
+            stored = self._event_query(session, sender_id, fetch_events_from_all_sessions=False).count()
+            new = list(tracker.events)[stored:]
+            dumped = []
+            for event in new:
+                data = event.as_dict()
+                dumped.append(data)
+                session.add(
+                    self.SQLEvent(
+                        sender_id=sender_id,
+                        type_name=event.type_name,
+                        timestamp=data.get("timestamp"),
+                        intent_name=data.get("parse_data", {}).get("intent", {}).get("name"),
+                        action_name=data.get("name"),
+                        data=json.dumps(data),
+                    )
+                )
+            session.commit()
+            after = self._version(session, sender_id) if new else before
+        with self._lock:
+            kept = self._kept.get(sender_id)
+        starts_session = any(isinstance(e, SessionStarted) for e in new)
+        if kept is not None and kept.version == before and not starts_session and after[0] == before[0] + len(new):
+            # Fresh objects from the stored form: the kept copy never shares the caller's events.
+            self._keep(sender_id, _Kept(after, kept.events + deserialise_events(dumped)))
+        else:
+            self._keep(sender_id, None)  # read from the database next time
+
+    def forget(self, sender_id: Text) -> None:
+        """Drop the kept copy of one conversation (e.g. after erasing it)."""
+        self._keep(sender_id, None)

@@ -1,0 +1,96 @@
+"""The caching SQL tracker store: same trackers as Rasa's, rebuilt only when the database changed."""
+import asyncio
+
+import sqlalchemy as sa
+from rasa.core.tracker_store import SQLTrackerStore
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, SlotSet, UserUttered
+from rasa.shared.core.trackers import DialogueStateTracker
+
+from bot.stores import CachingSQLTrackerStore
+
+DOMAIN = Domain.from_yaml(
+    """
+version: "3.1"
+intents: [greet]
+slots:
+  card_digits:
+    type: text
+    mappings: [{type: custom}]
+responses:
+  utter_greet: [{text: hi}]
+"""
+)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def turn(tracker: DialogueStateTracker, text: str) -> None:
+    tracker.update(UserUttered(text, {"name": "greet", "confidence": 1.0}))
+    tracker.update(ActionExecuted("utter_greet"))
+    tracker.update(BotUttered("hi"))
+    tracker.update(ActionExecuted("action_listen"))
+
+
+def dump(tracker):
+    return [e.as_dict() for e in tracker.events] if tracker else None
+
+
+def test_same_tracker_as_rasa_and_cache_hits(tmp_path):
+    db = str(tmp_path / "tracker.db")
+    ours = CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=db)
+    rasa = SQLTrackerStore(DOMAIN, dialect="sqlite", db=db)
+    tracker = DialogueStateTracker("c1", DOMAIN.slots)
+    turn(tracker, "hello")
+    tracker.update(SlotSet("card_digits", "1234"))
+    run(ours.save(tracker))
+    first = run(ours.retrieve("c1"))
+    assert dump(first) == dump(run(rasa.retrieve("c1")))
+    assert first.get_slot("card_digits") == "1234"
+    turn(first, "again")
+    run(ours.save(first))
+    hits = ours.hits
+    again = run(ours.retrieve("c1"))
+    assert ours.hits == hits + 1, "a conversation saved here is rebuilt without reading its events"
+    assert dump(again) == dump(run(rasa.retrieve("c1")))
+    assert run(ours.retrieve("nobody")) is None
+
+
+def test_another_server_writing_is_seen(tmp_path):
+    db = str(tmp_path / "tracker.db")
+    one = CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=db)
+    two = CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=db)
+    tracker = DialogueStateTracker("c2", DOMAIN.slots)
+    turn(tracker, "first")
+    run(one.save(tracker))
+    assert len(run(one.retrieve("c2")).events) == 4
+    other = run(two.retrieve("c2"))
+    turn(other, "second, through the other replica")
+    run(two.save(other))
+    seen = run(one.retrieve("c2"))
+    assert [e.text for e in seen.events if isinstance(e, UserUttered)] == ["first", "second, through the other replica"]
+
+
+def test_erased_conversation_and_new_session(tmp_path):
+    db = str(tmp_path / "tracker.db")
+    store = CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=db)
+    tracker = DialogueStateTracker("c3", DOMAIN.slots)
+    turn(tracker, "please forget me")
+    run(store.save(tracker))
+    assert run(store.retrieve("c3")) is not None
+    with sa.create_engine(f"sqlite:///{db}").begin() as conn:  # what "delete my data" does
+        conn.execute(sa.text("DELETE FROM events WHERE sender_id = 'c3'"))
+    assert run(store.retrieve("c3")) is None
+    fresh = DialogueStateTracker("c3", DOMAIN.slots)
+    turn(fresh, "old session")
+    run(store.save(fresh))
+    restarted = run(store.retrieve("c3"))
+    restarted.update(ActionExecuted("action_session_start"))
+    restarted.update(SessionStarted())
+    restarted.update(ActionExecuted("action_listen"))
+    turn(restarted, "new session")
+    run(store.save(restarted))
+    texts = [e.text for e in run(store.retrieve("c3")).events if isinstance(e, UserUttered)]
+    assert texts == ["new session"], "only the latest session, as Rasa's store returns"
