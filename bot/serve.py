@@ -94,6 +94,10 @@ TRACKER_PASSWORD_ENV = "ASSISTANT_TRACKER_STORE_PASSWORD"
 LOCK_PASSWORD_ENV = "ASSISTANT_LOCK_STORE_PASSWORD"
 
 
+# Rasa's SQL tracker store with a cache of parsed events (bot/stores.py); same keys as `type: SQL`.
+TRACKER_STORE_TYPE = "bot.stores.CachingSQLTrackerStore"
+
+
 def tracker_store_section(url: str) -> Tuple[Dict[str, Any], Dict[str, str]]:
     """endpoints.yml `tracker_store` for an SQLAlchemy URL, and the secret env it needs.
 
@@ -109,7 +113,7 @@ def tracker_store_section(url: str) -> Tuple[Dict[str, Any], Dict[str, str]]:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError as exc:
         raise ValueError(f"tracker_url is not an SQLAlchemy URL (e.g. postgresql://user@host:5432/db): {url!r}") from exc
-    section: Dict[str, Any] = {"type": "SQL", "dialect": parsed.drivername, "db": parsed.database}
+    section: Dict[str, Any] = {"type": TRACKER_STORE_TYPE, "dialect": parsed.drivername, "db": parsed.database}
     if parsed.get_backend_name() == "sqlite":
         return section, {}
     if parsed.host:
@@ -191,7 +195,7 @@ class Assistant:
             template["tracker_store"], secrets = tracker_store_section(settings.tracker_url)
             self._store_env.update(secrets)
         else:
-            template["tracker_store"] = {"type": "SQL", "dialect": "sqlite", "db": settings.tracker_db}
+            template["tracker_store"] = {"type": TRACKER_STORE_TYPE, "dialect": "sqlite", "db": settings.tracker_db}
         if settings.lock_store_url:
             template["lock_store"], secrets = lock_store_section(settings.lock_store_url, settings.lock_store_key_prefix)
             self._store_env.update(secrets)
