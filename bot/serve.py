@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
+from core.logs import write_logging_config
 from core.settings import PROJECT_ROOT, get_settings, load_settings
 
 PYTHON = sys.executable
@@ -222,6 +223,7 @@ class Assistant:
             RASA, "run", "--model", str(self.model), "--port", str(port),
             "--endpoints", str(endpoints), "--credentials", str(self.credentials),
             "--enable-api", "--cors", self.env.get("ASSISTANT_CORS_ORIGINS", f"http://localhost:{port}"),
+            "--logging-config-file", str(write_logging_config(self.workdir, "rasa")),  # JSON lines (core/logs.py)
         ]
         if self.env.get("RASA_API_TOKEN"):  # Rasa's HTTP API answers only with this token
             args += ["--auth-token", self.env["RASA_API_TOKEN"]]
@@ -230,7 +232,8 @@ class Assistant:
     def start(self, timeout: float = 240) -> "Assistant":
         """Start the action server (unless `start_actions` is off), then the Rasa servers, and wait until they answer."""
         if self.start_actions:
-            actions = self._spawn([RASA, "run", "actions", "--actions", "bot.actions", "--port", str(self.action_port)], "actions")
+            actions = self._spawn([RASA, "run", "actions", "--actions", "bot.actions", "--port", str(self.action_port),
+                                   "--logging-config-file", str(write_logging_config(self.workdir, "actions"))], "actions")
             wait_until_up(f"http://localhost:{self.action_port}/health", actions, timeout, "action server")
         endpoints = self.endpoints_file()
         servers = []

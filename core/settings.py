@@ -62,6 +62,14 @@ class Settings:
     action_port: int = 5055
     # Longest message accepted, in characters; longer ones are cut, not refused.
     max_message_chars: int = 2000
+    # Per customer (sender id): messages per minute, and how many may arrive at once,
+    # before the assistant asks them to slow down (REST answers 429). 0 turns it off.
+    rate_limit_per_minute: float = 30.0
+    rate_limit_burst: int = 10
+    # Largest HTTP request body the Rasa server accepts, in bytes (413 above it).
+    max_request_bytes: int = 1_000_000
+    # Replace personal data in customers' messages by [KIND] before Rasa parses, stores or logs them.
+    redact_messages: bool = True
 
     def as_dict(self) -> Dict[str, Any]:
         """The settings as a plain dictionary."""

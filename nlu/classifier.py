@@ -26,6 +26,7 @@ from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from core import metrics
 from nlu.model import IntentModel, IntentModelConfig, IntentModelError
 
 logger = logging.getLogger(__name__)
@@ -187,6 +188,7 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
         return cls(config, model_storage, resource, model)
 
     # ------------------------------------------------------------- inference
+    @metrics.timed(metrics.NLU_SECONDS, "nlu")  # assistant_nlu_seconds on /metrics
     def process(self, messages: List[Message]) -> List[Message]:
         """Set `intent` and `intent_ranking` on each message, classifying them in one batch."""
         todo = []

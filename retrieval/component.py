@@ -33,6 +33,7 @@ from rasa.shared.exceptions import RasaException
 from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.message import Message
 
+from core import metrics
 from retrieval.feedback import AnswerFeedback
 from retrieval.index import AnswerIndex, IndexConfigError, IndexNotFoundError
 from retrieval.rerank import group_by_answer
@@ -131,6 +132,7 @@ class AnswerRetriever(GraphComponent):
         """Packages the component imports."""
         return ["faiss", "sentence_transformers"]
 
+    @metrics.timed(metrics.RETRIEVAL_SECONDS, "retrieval")  # assistant_retrieval_seconds on /metrics
     def process(self, messages: List[Message]) -> List[Message]:
         """Add ``retrieval`` (hits and best score) to each message with text."""
         texts = [m.get(TEXT) or "" for m in messages]

@@ -5,3 +5,8 @@ it finds; the imports below make the core modules' actions available to
 anyone who imports the package directly.
 """
 from bot.actions import answers, dialogue, history, suggestions  # noqa: F401
+from core import metrics as _metrics
+
+# Each action's run time on the action server's /metrics, its logs under the conversation id.
+_metrics.instrument_actions(answers, dialogue, history, suggestions)
+_metrics.serve_on_action_server()  # GET /metrics beside the SDK's /health (only inside `rasa run actions`)

@@ -38,7 +38,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from core import db
+from core import db, metrics
 from core.settings import PROJECT_ROOT, get_settings
 
 logger = logging.getLogger(__name__)
@@ -202,12 +202,16 @@ def suggestion_buttons(tracker: Any, topic: str) -> List[Dict[str, str]]:
             return []
         settings = get_settings()
         model = get_recommender()
-        suggestions = model.recommend(customer, k=settings.max_suggestions, context=suggestion_context(tracker, topic))
+        with metrics.RECOMMENDATION_SECONDS.time():
+            suggestions = model.recommend(customer, k=settings.max_suggestions, context=suggestion_context(tracker, topic))
         if topic:  # remembered after ranking, so the question asked now is not counted twice
             model.record(customer, None, "topic", topic=topic)
             store.record_interaction(engine, customer, None, "topic", topic=topic, conversation_id=tracker.sender_id)
-        return [suggestion_button(s) for s in suggestions if s.score >= settings.suggestion_threshold][: settings.max_suggestions]
+        buttons = [suggestion_button(s) for s in suggestions if s.score >= settings.suggestion_threshold][: settings.max_suggestions]
+        metrics.SUGGESTIONS_SHOWN.inc(len(buttons))
+        return buttons
     except Exception:  # the answer matters more than the suggestions
+        metrics.ERRORS.labels("recommender").inc()
         logger.exception("no suggestions for topic %r", topic)
         return []
 
@@ -258,6 +262,7 @@ class ActionSelectSuggestion(Action):
             dispatcher.utter_message(response="utter_suggestion_unknown")
             return []
         customer = tracker.sender_id
+        metrics.SUGGESTION_CLICKS.inc()
         # The recommender first: it reads a customer's stored history on first sight, which must
         # not already hold this click (it would count twice).
         model.record(customer, item_id, "click")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
@@ -44,6 +45,10 @@ from bot.channels.frustration import FrustrationDetector
 from bot.channels.queue import ACTIVE, WAITING, Handoff, HandoffQueue
 from bot.channels.replies import is_payload
 from bot.channels.transcript import customer_texts_since_handback
+from core import metrics
+from core.logs import conversation
+from core.ratelimit import RATE_LIMITED_TEXT, limiter_from_settings
+from core.redaction import redact
 from core.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -118,6 +123,7 @@ class HandoffDesk:
         # Word-list detector until the sentence encoder has loaded (see `prepare`).
         self.detector = detector or FrustrationDetector()
         self._detector_given = detector is not None
+        self.limiter = limiter_from_settings(self.settings)
 
     # ------------------------------------------------------------ life cycle
     async def prepare(self) -> None:
@@ -144,6 +150,32 @@ class HandoffDesk:
 
     # ------------------------------------------------------- customer side
     async def receive(self, message: UserMessage, on_new_message: OnNewMessage) -> None:
+        """Every customer message: logged under its conversation id, counted, timed, rate-limited, redacted."""
+        with conversation(message.sender_id), metrics.MessageTimer(message.input_channel):
+            if not await self._within_rate_limit(message):
+                return
+            if self.settings.redact_messages and message.text and not is_payload(message.text):
+                # Cut first (redacting a huge text is slow), then redact: Rasa parses, stores and logs only this.
+                message.text = redact(message.text[: self.settings.max_message_chars + 64])
+            await self._route(message, on_new_message)
+
+    async def _within_rate_limit(self, message: UserMessage) -> bool:
+        """False, and the customer told so, when the sender is over the rate limit (core/ratelimit.py)."""
+        wait = self.limiter.acquire(message.sender_id)
+        if wait <= 0:
+            return True
+        metrics.RATE_LIMITED.labels(message.input_channel or "unknown").inc()
+        pull, notify = self._is_pull(message.output_channel), self.limiter.should_notify(message.sender_id)
+        if pull:  # the REST channel answers 429 with Retry-After
+            message.output_channel.retry_after = max(1, math.ceil(wait))
+        if notify:
+            logger.warning("messages from %s refused by the rate limit (next in %.1fs)", message.sender_id, wait)
+        if pull or notify:  # push channels hear it at most once per 10 s, however fast the flood
+            notice = BotUttered(RATE_LIMITED_TEXT, metadata={"notice": "rate_limited"})
+            await self._send(message.output_channel, message.sender_id, [notice])
+        return False
+
+    async def _route(self, message: UserMessage, on_new_message: OnNewMessage) -> None:
         """Pass a customer message to the assistant, or keep it for the agent."""
         agent = self.agent
         if agent is None:  # no model yet: Rasa itself says so
@@ -203,6 +235,7 @@ class HandoffDesk:
             tracker.update(notice)
             await agent.processor.save_tracker(tracker)
         logger.info("conversation %s handed to the agents (%s)", cid, reason)
+        metrics.HANDOFFS.labels(reason).inc()
         await self._send(message.output_channel, cid, [notice])
         await self.push_state(cid, message.output_channel)
 
@@ -231,6 +264,7 @@ class HandoffDesk:
         try:
             handoff = self.queue.current(cid)
             tracker = await agent.processor.get_tracker(cid)
+            metrics.count_turn(tracker.events)  # fallbacks of the turn just answered (no I/O)
             if handoff is None:
                 intent = (tracker.latest_message.intent or {}).get("name") if tracker.latest_message else None
                 if intent != REQUEST_HUMAN:
@@ -246,6 +280,7 @@ class HandoffDesk:
                 if handoff.status == WAITING:
                     tracker.update(notice)
                 await agent.processor.save_tracker(tracker)
+            metrics.HANDOFFS.labels(handoff.reason or "asked").inc()
         except Exception as exc:
             logger.error("could not complete the handoff of %s: %s", cid, exc)
             return

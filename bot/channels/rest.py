@@ -81,6 +81,9 @@ class RestInput(DeskChannel, RasaRestInput):
                 await deliver(UserMessage(body["message"], collector, body["sender"], input_channel=self.name(), metadata=metadata))
             except Exception:  # the customer still gets what was said before the failure
                 logger.exception("REST message from %s could not be handled", body["sender"])
+            retry_after = getattr(collector, "retry_after", None)  # set by the desk's rate limit
+            if retry_after:
+                return response.json(collector.messages, status=429, headers={"Retry-After": str(retry_after)})
             return response.json(collector.messages)
 
         return rest

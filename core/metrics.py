@@ -1,0 +1,246 @@
+"""Prometheus metrics of the Rasa server and the action server.
+
+Both processes define the same metrics (this module); each exposes what it
+measured at ``GET /metrics`` on its own port: the Rasa server through the
+ops channel (`bot/channels/ops.py`), the action server through a route that
+`serve_on_action_server` adds to the Rasa SDK's Sanic app. Scrape both.
+
+Rasa server:
+
+- ``assistant_messages_total{channel}``: customer messages received;
+- ``assistant_message_seconds{channel}``: a message's whole way through the
+  handoff desk (NLU, policies, custom actions, sending the answer);
+- ``assistant_nlu_seconds``: intent classification
+  (`nlu.TransformerIntentClassifier.process`);
+- ``assistant_retrieval_seconds``: answer retrieval (`retrieval.AnswerRetriever.process`);
+- ``assistant_fallbacks_total{kind}``: ``nlu_fallback`` (the intent was too
+  uncertain) and ``action_default_fallback`` (the policies were);
+- ``assistant_handoffs_total{reason}``: conversations handed to a person
+  (asked, frustration, fallbacks);
+- ``assistant_rate_limited_messages_total{channel}``: messages refused by the
+  per-sender rate limit.
+
+Action server:
+
+- ``assistant_action_seconds{action}``: each custom action's run;
+- ``assistant_recommendation_seconds``: the recommender's ranking for suggestions;
+- ``assistant_suggestions_shown_total``, ``assistant_suggestion_clicks_total``
+  (click-through = clicks / shown).
+
+Both: ``assistant_errors_total{kind}`` (exceptions in a measured stage: message,
+nlu, retrieval, action, recommender) and ``assistant_log_errors_total{logger}``
+(log records at ERROR or above), plus the client's process and Python
+metrics. Every hook is a counter increment or a histogram observation (about
+a microsecond); nothing does I/O per message.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import time
+from typing import Any, Callable, Optional, Sequence, Tuple, TypeVar
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+
+logger = logging.getLogger(__name__)
+
+# From a millisecond to half a minute: a parse takes milliseconds, a message under load seconds.
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+MESSAGES = Counter("assistant_messages", "Customer messages received, by channel.", ["channel"])
+MESSAGE_SECONDS = Histogram(
+    "assistant_message_seconds", "Time of a customer message through the handoff desk, answer sent.",
+    ["channel"], buckets=BUCKETS,
+)
+NLU_SECONDS = Histogram("assistant_nlu_seconds", "Intent classification of a batch of messages.", buckets=BUCKETS)
+RETRIEVAL_SECONDS = Histogram("assistant_retrieval_seconds", "Answer retrieval for a batch of messages.", buckets=BUCKETS)
+ACTION_SECONDS = Histogram("assistant_action_seconds", "Run time of a custom action.", ["action"], buckets=BUCKETS)
+RECOMMENDATION_SECONDS = Histogram(
+    "assistant_recommendation_seconds", "Ranking suggestions for a customer.", buckets=BUCKETS
+)
+FALLBACKS = Counter("assistant_fallbacks", "Turns that fell back, by kind.", ["kind"])
+HANDOFFS = Counter("assistant_handoffs", "Conversations handed to a person, by reason.", ["reason"])
+SUGGESTIONS_SHOWN = Counter("assistant_suggestions_shown", "Suggestion buttons shown to customers.")
+SUGGESTION_CLICKS = Counter("assistant_suggestion_clicks", "Suggestions clicked (or asked about) by customers.")
+RATE_LIMITED = Counter(
+    "assistant_rate_limited_messages", "Messages refused by the per-sender rate limit, by channel.", ["channel"]
+)
+ERRORS = Counter("assistant_errors", "Exceptions in a measured stage, by kind.", ["kind"])
+LOG_ERRORS = Counter("assistant_log_errors", "Log records at ERROR or above, by logger.", ["logger"])
+
+NLU_FALLBACK = "nlu_fallback"
+CORE_FALLBACK = "action_default_fallback"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def timed(histogram: Histogram, error_kind: str) -> Callable[[F], F]:
+    """Decorator: observe the call's duration in `histogram`; count an exception under `error_kind`."""
+
+    def decorate(fn: F) -> F:
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def timed_async(*args: Any, **kwargs: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return await fn(*args, **kwargs)
+                except Exception:
+                    ERRORS.labels(error_kind).inc()
+                    raise
+                finally:
+                    histogram.observe(time.perf_counter() - start)
+
+            return timed_async  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def timed_sync(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            except Exception:
+                ERRORS.labels(error_kind).inc()
+                raise
+            finally:
+                histogram.observe(time.perf_counter() - start)
+
+        return timed_sync  # type: ignore[return-value]
+
+    return decorate
+
+
+class MessageTimer:
+    """Context manager around one customer message: counts it and times it by channel."""
+
+    __slots__ = ("channel", "start")
+
+    def __init__(self, channel: Optional[str]) -> None:
+        self.channel = channel or "unknown"
+        self.start = 0.0
+
+    def __enter__(self) -> "MessageTimer":
+        MESSAGES.labels(self.channel).inc()
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, kind, _value, _tb) -> None:
+        MESSAGE_SECONDS.labels(self.channel).observe(time.perf_counter() - self.start)
+        if kind is not None and issubclass(kind, Exception):
+            ERRORS.labels("message").inc()
+
+
+def count_turn(events: Sequence[Any]) -> None:
+    """Count the fallbacks of the latest turn, given a tracker's events (Rasa `Event` objects).
+
+    Walks back from the end to the customer's latest message: cheap, no I/O.
+    """
+    for event in reversed(events):  # a tracker's events are a deque: reversed without copying
+        name = type(event).__name__
+        if name == "ActionExecuted" and getattr(event, "action_name", None) == CORE_FALLBACK:
+            FALLBACKS.labels(CORE_FALLBACK).inc()
+        elif name == "UserUttered":
+            if (getattr(event, "intent", None) or {}).get("name") == NLU_FALLBACK:
+                FALLBACKS.labels(NLU_FALLBACK).inc()
+            return
+
+
+def metrics_response_body() -> Tuple[bytes, str]:
+    """What ``GET /metrics`` answers: the exposition text and its content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+# ------------------------------------------------------------- logged errors
+
+
+class ErrorCountHandler(logging.Handler):
+    """Counts records at ERROR or above by logger (its first two name parts); writes nothing."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        LOG_ERRORS.labels(".".join(record.name.split(".")[:2])).inc()
+
+
+def count_logged_errors() -> None:
+    """Attach `ErrorCountHandler` to the root logger (once; again after a logging reconfiguration)."""
+    root = logging.getLogger()
+    if not any(isinstance(h, ErrorCountHandler) for h in root.handlers):
+        root.addHandler(ErrorCountHandler())
+
+
+# ------------------------------------------------------------- action server
+
+
+def instrument_actions(*modules: Any) -> int:
+    """Time the ``run`` of every Rasa SDK action defined in `modules`; returns how many were wrapped.
+
+    The wrapper observes ``assistant_action_seconds{action}``, counts an
+    exception under ``assistant_errors_total{kind="action"}`` and sets the
+    conversation id for the logs (`core.logs`).
+    """
+    from rasa_sdk import Action
+
+    from core.logs import conversation
+
+    wrapped = 0
+    for module in modules:
+        for cls in vars(module).values():
+            if not (inspect.isclass(cls) and issubclass(cls, Action) and cls.__module__ == module.__name__):
+                continue
+            original = cls.run
+            if getattr(original, "__assistant_timed__", False):
+                continue
+
+            @functools.wraps(original)
+            async def run(self, dispatcher, tracker, domain, __original=original):
+                start = time.perf_counter()
+                with conversation(getattr(tracker, "sender_id", None)):
+                    try:
+                        result = __original(self, dispatcher, tracker, domain)
+                        if inspect.isawaitable(result):
+                            result = await result
+                        return result
+                    except Exception:
+                        ERRORS.labels("action").inc()
+                        raise
+                    finally:
+                        ACTION_SECONDS.labels(self.name()).observe(time.perf_counter() - start)
+
+            run.__assistant_timed__ = True  # type: ignore[attr-defined]
+            cls.run = run
+            wrapped += 1
+    return wrapped
+
+
+def serve_on_action_server(app_name: str = "rasa_sdk") -> bool:
+    """Add ``GET /metrics`` to the action server's Sanic app, if this process is one.
+
+    The Rasa SDK creates its app (named ``rasa_sdk``) before it imports the
+    actions package, so the package can add the route while it is imported.
+    Returns whether the route is there.
+    """
+    try:
+        from sanic import Sanic, response
+    except ImportError:  # pragma: no cover - Sanic comes with the Rasa SDK
+        return False
+    try:
+        app = Sanic.get_app(app_name)
+    except Exception:  # not running inside the action server (tests, scripts)
+        return False
+    if getattr(app.ctx, "assistant_metrics_route", False):
+        return True
+
+    async def metrics(_request):
+        body, content_type = metrics_response_body()
+        return response.raw(body, headers={"Content-Type": content_type})
+
+    try:
+        app.add_route(metrics, "/metrics", methods=["GET"], name="assistant_metrics")
+    except Exception as exc:  # the app already started (auto-reload): keep what is there
+        logger.warning("could not add /metrics to the action server: %s", exc)
+        return False
+    app.ctx.assistant_metrics_route = True
+    count_logged_errors()
+    return True
