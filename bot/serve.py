@@ -93,6 +93,8 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float, name: str
 # so a password never lands in the endpoints file the launcher writes.
 TRACKER_PASSWORD_ENV = "ASSISTANT_TRACKER_STORE_PASSWORD"
 LOCK_PASSWORD_ENV = "ASSISTANT_LOCK_STORE_PASSWORD"
+# Rasa's Redis lock store with atomic ticket changes (bot/lock_store.py); same keys as `type: redis`.
+LOCK_STORE_TYPE = "bot.lock_store.AtomicRedisLockStore"
 
 
 # Rasa's SQL tracker store with a cache of parsed events (bot/stores.py); same keys as `type: SQL`.
@@ -140,7 +142,7 @@ def lock_store_section(url: str, key_prefix: str = "") -> Tuple[Dict[str, Any], 
     db = parts.path.strip("/") or "0"
     if not db.isdigit():
         raise ValueError(f"the Redis database in lock_store_url must be a number, got {db!r}")
-    section: Dict[str, Any] = {"type": "redis", "url": parts.hostname, "port": parts.port or 6379, "db": int(db)}
+    section: Dict[str, Any] = {"type": LOCK_STORE_TYPE, "url": parts.hostname, "port": parts.port or 6379, "db": int(db)}
     if parts.scheme == "rediss":
         section["use_ssl"] = True
     if key_prefix:
@@ -200,7 +202,7 @@ class Assistant:
         if settings.lock_store_url:
             template["lock_store"], secrets = lock_store_section(settings.lock_store_url, settings.lock_store_key_prefix)
             self._store_env.update(secrets)
-        if len(self.rasa_ports) > 1 and (template.get("lock_store") or {}).get("type") != "redis":
+        if len(self.rasa_ports) > 1 and (template.get("lock_store") or {}).get("type") not in ("redis", LOCK_STORE_TYPE):
             raise RuntimeError(
                 f"{len(self.rasa_ports)} Rasa servers need a shared lock store: set ASSISTANT_LOCK_STORE_URL "
                 "(e.g. redis://localhost:6379/1), or one server's in-memory lock lets two replicas "
