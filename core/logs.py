@@ -16,7 +16,7 @@ message is handled carries it, whichever module logs it.
 The message, the exception and every extra field pass `core.redaction.redact`
 (cards, IBANs, e-mails, phones, account numbers, PINs) and lose anything that
 looks like a credential (``token=...``, ``password: ...``, ``Authorization:
-Bearer ...``) before they are written.
+Bearer ...``, the password of ``scheme://user:password@host``) before they are written.
 """
 from __future__ import annotations
 
@@ -43,10 +43,14 @@ _CREDENTIAL = re.compile(
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "conversation_id"}
 
 
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^/\s@]+@")
+
+
 def scrub(text: str) -> str:
     """`text` without personal data and without credential values."""
     if not text:
         return text
+    text = _URL_PASSWORD.sub(lambda m: m.group(1) + "[SECRET]@", text)
     return _CREDENTIAL.sub(lambda m: m.group(1) + "[SECRET]", redact(text))
 
 
