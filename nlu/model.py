@@ -232,7 +232,7 @@ class IntentModel:
             for batch in length_buckets([len(s) for s in seqs], batch_size, None):
                 ids, mask = self._pad([seqs[i] for i in batch])
                 hidden = self._run_layers(self._bert().embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids)), mask, 0)
-                out[batch] = torch.nn.functional.normalize(self._mean_pool(hidden, mask), dim=-1).float().cpu()
+                out[batch] = torch.nn.functional.normalize(self._mean_pool(hidden.float(), mask), dim=-1).cpu()
         return out
 
     def logits(self, texts: Sequence[str], batch_size: int = 64):
@@ -456,8 +456,12 @@ class IntentModel:
         return folder
 
     @classmethod
-    def load(cls, folder: Path, device: Optional[str] = None, merge: bool = True) -> "IntentModel":
-        """Load a folder written by `save`, offline; merges the adapter for fast inference."""
+    def load(cls, folder: Path, device: Optional[str] = None, merge: bool = True, precision: str = "fp32") -> "IntentModel":
+        """Load a folder written by `save`, offline; merges the adapter for fast inference.
+
+        `precision` 'bf16' keeps the merged transformer in bfloat16 for serving
+        (see `core.encoder.inference_precision`); the head stays float32.
+        """
         from peft import PeftModel
         from safetensors.torch import load_file
 
@@ -469,18 +473,24 @@ class IntentModel:
                     f"intent model file '{needed}' is missing; retrain with `rasa train` or "
                     f"`python -m training.finetune_intent`"
                 )
+        # Each step names the file it reads, so a corrupt one is named in the error.
+        step = meta_path
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             config = IntentModelConfig.from_dict(meta["config"])
             if device:
                 config.device = device
+            step = None  # the base model: ModelNotFoundError names what is missing
             base, tokenizer = cls._load_base(config)
+            step = adapter_path
             encoder = PeftModel.from_pretrained(base, str(adapter_path))
+            step = head_path
             head_state = load_file(str(head_path))
         except ModelNotFoundError:
             raise
         except Exception as exc:  # corrupt JSON, safetensors or adapter weights
-            raise IntentModelError(f"intent model in '{folder}' is corrupt ({type(exc).__name__}: {exc}); retrain it") from exc
+            where = f"'{step}'" if step is not None else f"the base model of '{folder}'"
+            raise IntentModelError(f"intent model file {where} is corrupt ({type(exc).__name__}: {exc}); retrain it") from exc
         head = CosineHead(base.config.hidden_size, len(meta["labels"]))
         try:
             head.load_state_dict(head_state)
@@ -490,6 +500,8 @@ class IntentModel:
         model.history = meta.get("history", [])
         if merge:
             model.encoder = encoder.merge_and_unload()  # plain BertModel: no adapter cost per call
+            if precision == "bf16":
+                model.encoder.to(torch.bfloat16)
         model.encoder.to(model.device).eval()
         model.head.to(model.device).eval()
         return model

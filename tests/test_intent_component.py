@@ -53,7 +53,7 @@ def test_process_fills_intent_and_ranking_for_any_text(trained):
 
 def test_loaded_component_predicts_like_the_trained_one(trained):
     storage, config, context, resource, component = trained
-    loaded = TransformerIntentClassifier.load(config, storage, resource, context)
+    loaded = TransformerIntentClassifier.load({**config, "inference_precision": "fp32"}, storage, resource, context)
     texts = ["my card was stolen", "euro rate", "hello"]
     a = component.process([Message(data={"text": t}) for t in texts])
     b = loaded.process([Message(data={"text": t}) for t in texts])
@@ -62,6 +62,18 @@ def test_loaded_component_predicts_like_the_trained_one(trained):
         assert [r["confidence"] for r in before.get("intent_ranking")] == pytest.approx(
             [r["confidence"] for r in after.get("intent_ranking")], abs=1e-5
         )
+
+
+def test_bfloat16_serving_keeps_the_predictions(trained):
+    """Serving in bfloat16 (the default where the CPU has it) moves confidences by a hair, not the answer."""
+    storage, config, context, resource, component = trained
+    half = TransformerIntentClassifier.load({**config, "inference_precision": "bf16"}, storage, resource, context)
+    texts = ["my card was stolen", "euro rate", "hello", "where is my new card"]
+    a = component.process([Message(data={"text": t}) for t in texts])
+    b = half.process([Message(data={"text": t}) for t in texts])
+    for before, after in zip(a, b):
+        assert before.get("intent")["name"] == after.get("intent")["name"]
+        assert before.get("intent")["confidence"] == pytest.approx(after.get("intent")["confidence"], abs=0.03)
 
 
 def test_button_payloads_are_left_to_rasa(trained):

@@ -1,0 +1,38 @@
+"""The shared encoder's fast path: same vectors as sentence-transformers, cached, in either precision."""
+import numpy as np
+import pytest
+
+from core import encoder as enc
+
+
+@pytest.fixture(scope="module")
+def model():
+    return enc.load_encoder(None)
+
+
+def test_fast_path_matches_encode(model):
+    texts = ["my card was declined abroad", "hi", "how do I open a joint account with my partner?"]
+    reference = model.encode(texts, normalize_embeddings=True)
+    fp32 = enc.embed_few(model, texts, "fp32")
+    assert fp32.dtype == np.float32 and fp32.shape == reference.shape
+    assert (fp32 * reference).sum(1).min() > 0.99999
+    bf16 = enc.embed_few(model, texts, "bf16")
+    assert (bf16 * reference).sum(1).min() > 0.999
+
+
+def test_second_request_for_a_text_is_not_encoded_again(model, monkeypatch):
+    first = enc.embed_few(model, ["is there a fee for paying in dollars"], "fp32")
+    monkeypatch.setattr(enc, "_mean_pooling_parts", lambda _: pytest.fail("encoded twice"))
+    again = enc.embed_few(model, ["is there a fee for paying in dollars"], "fp32")
+    assert np.array_equal(first, again)
+
+
+def test_precision_setting(monkeypatch):
+    monkeypatch.delenv("ASSISTANT_INFERENCE_PRECISION", raising=False)
+    assert enc.inference_precision("fp32") == "fp32"
+    assert enc.inference_precision("bf16") == "bf16"
+    assert enc.inference_precision("auto") == ("bf16" if enc.cpu_has_bf16() else "fp32")
+    monkeypatch.setenv("ASSISTANT_INFERENCE_PRECISION", "fp32")
+    assert enc.inference_precision(None) == "fp32"
+    with pytest.raises(ValueError, match="auto, bf16 or fp32"):
+        enc.inference_precision("int4")

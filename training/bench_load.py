@@ -1,0 +1,414 @@
+"""Load test: simulated customers in multi-turn conversations over REST, ours beside stock Rasa.
+
+    python -m training.bench_load --rate 50 --customers 150 --duration 60
+
+Open loop: every customer sends its next message on its own schedule (one
+every `customers / rate` seconds on average, with jitter), whether or not the
+previous one has been answered, so a slow server is not rewarded with a
+lighter load. Latency is measured from each message's *scheduled* time to
+the end of its HTTP response, so time spent waiting behind earlier messages
+counts. A message is an error when the request fails, answers non-200,
+takes longer than `--timeout`, or answers with no bot message at all.
+
+Both systems run on the same machine in the same run, one after the other,
+each with a fresh action server (this project's actions) and a fresh SQLite
+tracker store:
+- ours: the demo assistant (config.yml; the model from --model or trained),
+  through this project's channels;
+- stock: Rasa 3.6's default pipeline and policies (DIET, ResponseSelector,
+  Memoization, Rule, UnexpecTED, TED with 100 epochs) on the same domain,
+  NLU data and stories, through Rasa's built-in REST channel.
+
+The conversations are built from held-out utterances (bot/tests/heldout_nlu.yml)
+and from questions of the answer history, so the server has not seen them
+word for word in training. Per-stage latency (NLU, retrieval, actions) comes
+from the servers' /metrics where the running server has it.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import yaml
+
+from core.settings import PROJECT_ROOT
+
+STOCK_CONFIG = {
+    "recipe": "default.v1",
+    "assistant_id": "stock-rasa",
+    "language": "en",
+    "pipeline": [
+        {"name": "WhitespaceTokenizer"},
+        {"name": "RegexFeaturizer"},
+        {"name": "LexicalSyntacticFeaturizer"},
+        {"name": "CountVectorsFeaturizer"},
+        {"name": "CountVectorsFeaturizer", "analyzer": "char_wb", "min_ngram": 1, "max_ngram": 4},
+        {"name": "DIETClassifier", "epochs": 100, "constrain_similarities": True},
+        {"name": "EntitySynonymMapper"},
+        {"name": "ResponseSelector", "epochs": 100, "constrain_similarities": True},
+        {"name": "FallbackClassifier", "threshold": 0.3, "ambiguity_threshold": 0.1},
+    ],
+    "policies": [
+        {"name": "MemoizationPolicy"},
+        {"name": "RulePolicy"},
+        {"name": "UnexpecTEDIntentPolicy", "max_history": 5, "epochs": 100},
+        {"name": "TEDPolicy", "max_history": 5, "epochs": 100, "constrain_similarities": True},
+    ],
+}
+
+# Intents whose answer is a plain answer (no handoff, no form), for the question turns.
+QUESTION_INTENTS = [
+    "card_arrival", "activate_card", "card_declined", "change_pin", "contactless_not_working",
+    "card_payment_fee", "cash_withdrawal_fee", "exchange_rate", "transfer_fees", "failed_transfer",
+    "pending_payment", "refund_not_showing", "top_up_methods", "top_up_failed", "direct_debit",
+    "statement_request", "change_personal_details", "verify_identity", "virtual_card", "mobile_wallet",
+    "atm_kept_card",
+]
+
+
+# --------------------------------------------------------------------- conversations
+def heldout_examples(path: Path = PROJECT_ROOT / "bot" / "tests" / "heldout_nlu.yml") -> Dict[str, List[str]]:
+    """intent -> held-out utterances (annotations like [x](entity) reduced to their text)."""
+    import re
+
+    data = yaml.safe_load(path.read_text())
+    examples: Dict[str, List[str]] = {}
+    for block in data.get("nlu", []):
+        if "intent" not in block:
+            continue
+        lines = [line.strip()[2:].strip() for line in str(block.get("examples", "")).splitlines() if line.strip().startswith("- ")]
+        examples[block["intent"]] = [re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", line) for line in lines if line]
+    return examples
+
+
+def history_questions(path: Path = PROJECT_ROOT / "bot" / "history" / "qa.jsonl") -> List[str]:
+    """Long-tail questions from the answer history, lower-cased and without the question mark."""
+    questions = []
+    for line in path.read_text().splitlines():
+        try:
+            questions.append(json.loads(line)["question"].rstrip("?").lower())
+        except (ValueError, KeyError):
+            continue
+    return questions
+
+
+def conversation_scripts(rng: random.Random, n: int) -> List[List[str]]:
+    """`n` multi-turn conversations: greetings, intent questions, long-tail questions, a form, thanks."""
+    ex = heldout_examples()
+    history = history_questions()
+    pick = lambda intent: rng.choice(ex[intent])  # noqa: E731
+    question = lambda: pick(rng.choice([i for i in QUESTION_INTENTS if i in ex]))  # noqa: E731
+    shapes = [
+        lambda: [pick("greet"), question(), pick("thanks"), pick("goodbye")],
+        lambda: [question(), question(), pick("goodbye")],
+        lambda: [pick("greet"), rng.choice(history), pick("thanks")],
+        lambda: [rng.choice(history), question(), pick("thanks"), pick("goodbye")],
+        lambda: [pick("lost_or_stolen_card"), "yes please", str(rng.randint(1000, 9999)), pick("thanks")],
+        lambda: [pick("greet"), question(), rng.choice(history), pick("goodbye")],
+    ]
+    return [rng.choice(shapes)() for _ in range(n)]
+
+
+@dataclass
+class Customer:
+    sender: str
+    messages: List[str]
+    schedule: List[float] = field(default_factory=list)
+
+
+def plan(customers: int, rate: float, duration: float, seed: int, jitter: float = 0.5) -> List[Customer]:
+    """Every customer's messages and their scheduled send times (seconds from the start)."""
+    rng = random.Random(seed)
+    gap = customers / rate  # each customer's mean time between messages
+    people = []
+    for i in range(customers):
+        t = rng.uniform(0, gap)
+        messages: List[str] = []
+        times: List[float] = []
+        while t < duration:
+            for text in conversation_scripts(rng, 1)[0]:
+                if t >= duration:
+                    break
+                messages.append(text)
+                times.append(t)
+                t += gap * rng.uniform(1 - jitter, 1 + jitter)
+        people.append(Customer(f"load-{seed}-{i:04d}", messages, times))
+    return people
+
+
+# --------------------------------------------------------------------- the client
+@dataclass
+class Result:
+    latency_ms: float
+    ok: bool
+    error: str = ""
+    message: str = ""  # "sender: text" of a failed message, for the report
+
+
+async def drive(url: str, people: List[Customer], timeout: float, headers: Dict[str, str]) -> Dict[str, Any]:
+    """Send every planned message at its time; collect latency from the scheduled time."""
+    import aiohttp
+
+    results: List[Result] = []
+    connector = aiohttp.TCPConnector(limit=0)
+    client_timeout = aiohttp.ClientTimeout(total=timeout)
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
+        start = loop.time() + 1.0
+
+        async def one(sender: str, text: str, at: float) -> None:
+            await asyncio.sleep(max(0.0, start + at - loop.time()))
+            scheduled = start + at
+            try:
+                async with session.post(url, json={"sender": sender, "message": text}, headers=headers) as response:
+                    body = await response.read()
+                    latency = (loop.time() - scheduled) * 1000
+                    if response.status != 200:
+                        results.append(Result(latency, False, f"HTTP {response.status}", f"{sender}: {text}"))
+                        return
+                    replies = json.loads(body)
+                    if not replies:
+                        results.append(Result(latency, False, "no reply", f"{sender}: {text}"))
+                        return
+                    results.append(Result(latency, True))
+            except asyncio.TimeoutError:
+                results.append(Result((loop.time() - scheduled) * 1000, False, "timeout"))
+            except Exception as exc:  # connection refused, reset, bad JSON
+                results.append(Result((loop.time() - scheduled) * 1000, False, type(exc).__name__))
+
+        tasks = [one(p.sender, text, at) for p in people for text, at in zip(p.messages, p.schedule)]
+        began = time.perf_counter()
+        await asyncio.gather(*tasks)
+        wall = time.perf_counter() - began - 1.0
+    return summarise(results, wall)
+
+
+def summarise(results: List[Result], wall: float) -> Dict[str, Any]:
+    latencies = np.array([r.latency_ms for r in results]) if results else np.array([0.0])
+    errors: Dict[str, int] = {}
+    for r in results:
+        if not r.ok:
+            errors[r.error] = errors.get(r.error, 0) + 1
+    answered = sum(r.ok for r in results)
+    return {
+        "failed_examples": [f"{r.error}: {r.message}" for r in results if not r.ok and r.message][:10],
+        "messages": len(results),
+        "answered": answered,
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+        "throughput": answered / wall if wall > 0 else 0.0,
+        "p50": float(np.percentile(latencies, 50)),
+        "p95": float(np.percentile(latencies, 95)),
+        "p99": float(np.percentile(latencies, 99)),
+        "max": float(latencies.max()),
+        "wall_s": wall,
+    }
+
+
+# --------------------------------------------------------------------- servers
+def cpu_seconds(pids: List[int]) -> float:
+    """User+system CPU seconds used so far by these processes (Linux /proc)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def child_pids(root: int) -> List[int]:
+    """`root` and its descendants."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
+    children: Dict[int, List[int]] = {}
+    for line in out.splitlines():
+        pid, ppid = map(int, line.split())
+        children.setdefault(ppid, []).append(pid)
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def scrape_stages(url: str, headers: Dict[str, str]) -> Dict[str, float]:
+    """Mean seconds per stage from the server's Prometheus histograms, when it has them."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(f"{url}/metrics", headers=headers), timeout=5) as r:
+            text = r.read().decode()
+    except Exception:
+        return {}
+    sums: Dict[str, float] = {}
+    counts: Dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or "_seconds_" not in line:
+            continue
+        name_labels, _, value = line.rpartition(" ")
+        name = name_labels.split("{")[0]
+        labels = name_labels[len(name):]
+        key = name.rsplit("_seconds_", 1)[0] + labels.replace('le="+Inf"', "")
+        try:
+            if name.endswith("_seconds_sum"):
+                sums[key] = sums.get(key, 0.0) + float(value)
+            elif name.endswith("_seconds_count"):
+                counts[key] = counts.get(key, 0.0) + float(value)
+        except ValueError:
+            continue
+    return {k: 1000 * sums[k] / counts[k] for k in sums if counts.get(k)}
+
+
+def train_stock(workdir: Path, epochs: Optional[int]) -> Path:
+    """Train the stock Rasa model on the same domain, NLU data and stories."""
+    config = json.loads(json.dumps(STOCK_CONFIG))
+    if epochs:
+        for part in config["pipeline"] + config["policies"]:
+            if "epochs" in part:
+                part["epochs"] = epochs
+    path = workdir / "stock_config.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    out = workdir / "stock_models"
+    rasa = str(Path(sys.executable).with_name("rasa"))
+    print("==> training the stock Rasa model (DIET, ResponseSelector, TED)", flush=True)
+    subprocess.run([rasa, "train", "--config", str(path), "--domain", "bot/domain", "--data", "bot/data",
+                    "--out", str(out), "--quiet"], cwd=PROJECT_ROOT, check=True)
+    return sorted(out.glob("*.tar.gz"))[-1]
+
+
+def run_system(name: str, model: Path, credentials: Path, args, people: List[Customer], workdir: Path) -> Dict[str, Any]:
+    """Start one system, warm it, drive the load, scrape stages, stop it."""
+    from bot.serve import Assistant
+    from tests.e2e.conftest import free_port
+
+    run_dir = workdir / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+        ASSISTANT_DATABASE_URL=f"sqlite:///{run_dir / 'assistant.db'}",
+        ASSISTANT_TRACKER_DB=str(run_dir / "tracker.db"),
+    )
+    for key in ("ASSISTANT_INDEX_DIR", "ASSISTANT_RECOMMENDER_DIR"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    env.pop("RASA_API_TOKEN", None)
+    servers = Assistant(model, env, free_port(), free_port(), run_dir, credentials, log_dir=run_dir)
+    print(f"==> {name}: starting the servers", flush=True)
+    servers.start(timeout=600)
+    url = f"{servers.url}/webhooks/rest/webhook"
+    try:
+        warm = plan(10, 10, 3, seed=args.seed + 1000)
+        asyncio.run(drive(url, warm, args.timeout, {}))
+        pids = [pid for p in servers.processes for pid in child_pids(p.pid)]
+        rasa_pids = child_pids(servers.processes[-1].pid)
+        cpu0, rasa0 = cpu_seconds(pids), cpu_seconds(rasa_pids)
+        print(f"==> {name}: {sum(len(p.messages) for p in people)} messages from {len(people)} customers "
+              f"at {args.rate}/s for {args.duration}s", flush=True)
+        summary = asyncio.run(drive(url, people, args.timeout, {}))
+        summary["cpu_ms_per_msg"] = 1000 * (cpu_seconds(pids) - cpu0) / max(1, summary["messages"])
+        summary["rasa_cpu_ms_per_msg"] = 1000 * (cpu_seconds(rasa_pids) - rasa0) / max(1, summary["messages"])
+        summary["stages"] = scrape_stages(servers.url, {})
+        summary["load_avg"] = os.getloadavg()[0]
+    finally:
+        servers.stop()
+    summary["system"] = name
+    return summary
+
+
+def table(rows: List[Dict[str, Any]], args) -> str:
+    lines = [
+        f"Offered: {args.rate} msg/s over {args.customers} customers for {args.duration}s, open loop "
+        f"(latency from the scheduled send time; timeout {args.timeout}s)",
+        "",
+        "| system | messages | answered/s | p50 ms | p95 ms | p99 ms | errors | CPU ms/msg (all) | CPU ms/msg (Rasa) | load avg |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(r["error_kinds"].items()))
+        lines.append(
+            f"| {r['system']} | {r['messages']} | {r['throughput']:.1f} | {r['p50']:.0f} | {r['p95']:.0f} | "
+            f"{r['p99']:.0f} | {r['errors']}{' (' + kinds + ')' if kinds else ''} | {r['cpu_ms_per_msg']:.1f} | "
+            f"{r['rasa_cpu_ms_per_msg']:.1f} | {r['load_avg']:.1f} |"
+        )
+    if len(rows) == 2 and rows[1]["p95"] > 0:
+        ours, stock = rows
+        lines.append("")
+        lines.append(f"p95 ratio stock/ours: {stock['p95'] / max(ours['p95'], 1e-9):.1f}x; "
+                     f"answered/s ratio ours/stock: {ours['throughput'] / max(stock['throughput'], 1e-9):.2f}x")
+    for r in rows:
+        if r.get("failed_examples"):
+            lines.append("")
+            lines.append(f"First failures, {r['system']}: " + "; ".join(r["failed_examples"][:5]))
+    for r in rows:
+        if r.get("stages"):
+            lines.append("")
+            lines.append(f"Mean per stage, {r['system']} (from /metrics): " +
+                         ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(r["stages"].items())))
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=50.0, help="offered messages per second")
+    parser.add_argument("--customers", type=int, default=150)
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of scheduled sends")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds before a message counts as an error")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", type=Path, help="our Rasa model archive (default: newest in models/, trained if none)")
+    parser.add_argument("--stock-model", type=Path, help="a trained stock model archive (default: train one)")
+    parser.add_argument("--stock-epochs", type=int, default=None, help="shorten the stock 100 epochs (stated in the report)")
+    parser.add_argument("--systems", default="ours,stock", help="comma list: ours, stock")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "reports" / "load")
+    args = parser.parse_args(argv)
+
+    from bot.serve import prepare
+    from core.settings import get_settings
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    people = plan(args.customers, args.rate, args.duration, args.seed)
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    rows = []
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    try:
+        for name in systems:
+            if name == "ours":
+                model = args.model or prepare(env, PROJECT_ROOT / "config.yml", Path(get_settings().model_dir))
+                rows.append(run_system("ours", model, PROJECT_ROOT / "bot" / "credentials.yml", args, people, workdir))
+            elif name == "stock":
+                model = args.stock_model or train_stock(workdir, args.stock_epochs)
+                credentials = workdir / "stock_credentials.yml"
+                credentials.write_text("rest:\n")
+                rows.append(run_system("stock-rasa", model, credentials, args, people, workdir))
+            else:
+                parser.error(f"unknown system {name!r}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    report = table(rows, args)
+    if args.stock_epochs and "stock" in systems:
+        report += f"\n\nStock Rasa trained with {args.stock_epochs} epochs instead of 100."
+    print("\n" + report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "load.md").write_text(report + "\n")
+    (args.out / "load.json").write_text(json.dumps(rows, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
