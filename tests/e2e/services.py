@@ -37,7 +37,18 @@ import pytest
 
 from core.settings import PROJECT_ROOT
 
-PG_BIN = Path(os.environ.get("ASSISTANT_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+def _pg_bin() -> Path:
+    """PostgreSQL's programs: ASSISTANT_TEST_PG_BIN, else Debian's 15, else the newest Debian has."""
+    if os.environ.get("ASSISTANT_TEST_PG_BIN"):
+        return Path(os.environ["ASSISTANT_TEST_PG_BIN"])
+    preferred = Path("/usr/lib/postgresql/15/bin")
+    if (preferred / "initdb").exists():
+        return preferred
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    return found[-1].parent if found else preferred
+
+
+PG_BIN = _pg_bin()
 NGINX_TEMPLATE = PROJECT_ROOT / "deploy" / "nginx.conf"
 
 
@@ -142,7 +153,7 @@ def postgres_server(user: str = "northwind", password: Optional[str] = None, tim
     """A fresh PostgreSQL cluster (initdb + pg_ctl) on a free loopback port, removed afterwards."""
     initdb, pg_ctl = PG_BIN / "initdb", PG_BIN / "pg_ctl"
     if not initdb.exists() or not pg_ctl.exists():
-        raise ServiceUnavailable(f"PostgreSQL 15 is not installed ({initdb} missing): run scripts/setup, "
+        raise ServiceUnavailable(f"PostgreSQL is not installed ({initdb} missing): run scripts/setup, "
                                  "or apt-get install postgresql")
     prefix = _as_postgres_user()
     password = password or secrets.token_urlsafe(16)
