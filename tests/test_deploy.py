@@ -1,0 +1,88 @@
+"""The deployment files in deploy/ stay in step with the code (they cannot be run here).
+
+No Docker engine or Kubernetes here, so the Helm values and Dockerfiles are
+checked for what would break silently: a secret written into a values file,
+channels or store types that differ from what the launcher uses, a COPY of
+a folder that no longer exists. deploy/nginx.conf is rendered and checked
+with `nginx -t` (and run for real by tests/e2e/test_scaleout.py).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+import bot.serve as serve
+from core.settings import PROJECT_ROOT
+from tests.e2e.services import render_nginx_conf
+
+DEPLOY = PROJECT_ROOT / "deploy"
+SECRET_NAME = re.compile(r"TOKEN|PASSWORD|SECRET", re.IGNORECASE)
+
+
+def load(name: str):
+    return yaml.safe_load((DEPLOY / "helm" / name).read_text(encoding="utf-8"))
+
+
+def env_from_values(values) -> dict:
+    return {item["name"]: item for item in values.get("extraEnv", [])}
+
+
+@pytest.mark.parametrize("name", ["values.yaml", "action-server-values.yaml"])
+def test_secrets_come_from_kubernetes_secrets(name):
+    values = load(name)
+    for variable, item in env_from_values(values).items():
+        if SECRET_NAME.search(variable):
+            assert "secretKeyRef" in item.get("valueFrom", {}), f"{variable} must come from a Secret in {name}"
+        assert not re.search(r"://[^/@\s]+:[^/@\s]+@", str(item.get("value", ""))), f"a password in {variable}'s URL in {name}"
+    endpoints = (values.get("applicationSettings") or {}).get("endpoints") or {}
+    for store in endpoints.values():
+        if isinstance(store, dict) and "password" in store:
+            assert re.fullmatch(r"\$\{[A-Z_]+\}", str(store["password"])), "store passwords are ${ENV} references"
+
+
+def test_the_rasa_chart_runs_two_replicas_with_the_launchers_stores_and_channels():
+    values = load("values.yaml")
+    endpoints = values["applicationSettings"]["endpoints"]
+
+    assert values["replicaCount"] == 2
+    assert endpoints["lockStore"]["enabled"] and endpoints["lockStore"]["type"] == serve.LOCK_STORE_TYPE
+    tracker = endpoints["trackerStore"]
+    assert tracker["enabled"] and tracker["dialect"] == "postgresql"
+    assert tracker["type"] == getattr(serve, "TRACKER_STORE_TYPE", "SQL")
+    channels = yaml.safe_load((PROJECT_ROOT / "bot" / "credentials.yml").read_text(encoding="utf-8"))
+    assert set(values["applicationSettings"]["credentials"]["additionalChannelCredentials"]) == set(channels)
+    assert "$(RASA_API_TOKEN)" in values["args"] and "RASA_API_TOKEN" in env_from_values(values)
+    assert values["ingress"]["enabled"] and values["nginx"]["enabled"] is False
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.actions"])
+def test_the_dockerfiles_copy_folders_that_exist(dockerfile):
+    text = (DEPLOY / dockerfile).read_text(encoding="utf-8")
+    built = ("models/", "artifacts/")  # made by training before the image is built
+    for source in re.findall(r"^COPY (?:--\S+ )*(\S+) \S+$", text, flags=re.MULTILINE):
+        if source.startswith(built) or source.startswith("/"):
+            continue
+        assert (PROJECT_ROOT / source).exists(), f"{dockerfile} copies {source}, which is not in the repository"
+    assert "USER 1001" in text
+    instructions = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    assert not [line for line in instructions if re.search(r"(?i)(password|token|secret)\w*\s*=", line)], "a secret in the image"
+
+
+def test_the_nginx_template_is_valid_for_nginx(tmp_path):
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not shutil.which(nginx):
+        pytest.skip("nginx is not installed (scripts/setup installs it)")
+    tmp_path.chmod(0o755)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(render_nginx_conf(tmp_path, "127.0.0.1:18080", ["127.0.0.1:5005", "127.0.0.1:5006"]))
+
+    check = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(conf)],
+                           capture_output=True, text=True)
+
+    assert check.returncode == 0, check.stderr
+    text = conf.read_text()
+    assert "ip_hash" in text and "Upgrade $http_upgrade" in text and text.count("server 127.0.0.1:5006;") == 2
