@@ -227,7 +227,8 @@ class IntentModel:
         """Normalised sentence embeddings of `texts` (eval mode, no gradients)."""
         seqs = self._tokenize(texts)
         out = torch.zeros((len(seqs), self._bert().config.hidden_size))
-        self.encoder.eval()
+        if self.encoder.training:  # eval() walks every module: not on each served message
+            self.encoder.eval()
         with torch.inference_mode():
             for batch in length_buckets([len(s) for s in seqs], batch_size, None):
                 ids, mask = self._pad([seqs[i] for i in batch])

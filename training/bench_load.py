@@ -324,7 +324,7 @@ def run_system(name: str, model: Path, credentials: Path, args, people: List[Cus
         summary = asyncio.run(drive(url, people, args.timeout, {}))
         summary["cpu_ms_per_msg"] = 1000 * (cpu_seconds(pids) - cpu0) / max(1, summary["messages"])
         summary["rasa_cpu_ms_per_msg"] = 1000 * (cpu_seconds(rasa_pids) - rasa0) / max(1, summary["messages"])
-        summary["stages"] = scrape_stages(servers.url, {})
+        summary["stages"] = {**scrape_stages(servers.url, {}), **scrape_stages(f"http://localhost:{servers.action_port}", {})}
         summary["load_avg"] = os.getloadavg()[0]
     finally:
         servers.stop()
