@@ -93,6 +93,16 @@ def _stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float =
             process.wait(timeout=timeout)
 
 
+def _die_with_parent() -> None:
+    """In a server's process: SIGTERM when the test process dies, so a killed run leaves no server behind (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _shared_tempdir(prefix: str) -> Path:
     """A temporary folder another system user can be given (pytest's tmp_path is root-only)."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
@@ -223,7 +233,8 @@ def redis_server(password: Optional[str] = None, timeout: float = 30) -> Iterato
             "--daemonize", "no", "--dir", str(folder), "--logfile", str(log)]
     if password:
         args += ["--requirepass", password]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+                               preexec_fn=_die_with_parent)
     try:
         wait_for_port(port, process, timeout, "redis-server", log)
         server = RedisServer(port=port, password=password)
@@ -280,7 +291,8 @@ def nginx_proxy(upstreams: Sequence[str], timeout: float = 30) -> Iterator[Nginx
     if check.returncode != 0:
         shutil.rmtree(folder, ignore_errors=True)
         raise RuntimeError(f"nginx -t refused the rendered deploy/nginx.conf:\n{check.stderr}")
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+                               preexec_fn=_die_with_parent)
     try:
         wait_for_port(port, process, timeout, "nginx", folder / "error.log")
         yield NginxProxy(port=port, upstreams=list(upstreams), folder=folder, conf=conf)
