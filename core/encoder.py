@@ -102,6 +102,12 @@ class _EmbeddingCache:
 _cache = _EmbeddingCache()
 
 
+def clear_embedding_cache() -> None:
+    """Forget the cached message embeddings (benchmarks time real encoding with this)."""
+    global _cache
+    _cache = _EmbeddingCache(_cache.size)
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_has_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is slower."""
