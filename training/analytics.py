@@ -75,8 +75,10 @@ class AnalyticsError(RuntimeError):
 # ----------------------------------------------------------------- reading
 
 def default_tracker_url() -> str:
-    """The tracker store the demo assistant writes: ASSISTANT_TRACKER_DB or var/tracker.db."""
-    return tracker_url(os.environ.get("ASSISTANT_TRACKER_DB") or str(PROJECT_ROOT / "var" / "tracker.db"))
+    """The tracker store the assistant writes: ASSISTANT_TRACKER_URL, ASSISTANT_TRACKER_DB or var/tracker.db."""
+    return tracker_url(
+        os.environ.get("ASSISTANT_TRACKER_URL") or os.environ.get("ASSISTANT_TRACKER_DB") or str(PROJECT_ROOT / "var" / "tracker.db")
+    )
 
 
 def tracker_url(path_or_url: str) -> str:

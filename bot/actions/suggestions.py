@@ -355,8 +355,10 @@ def erase_conversation_when_saved(sender_id: str, tracker_db: Optional[str] = No
     """
     import time
 
-    path = tracker_db or get_settings().tracker_db
-    engine = sa.create_engine(f"sqlite:///{path}", future=True)
+    settings = get_settings()
+    # The store the Rasa server writes: PostgreSQL when tracker_url is set, else the SQLite file.
+    path = f"sqlite:///{tracker_db}" if tracker_db else (settings.tracker_url or f"sqlite:///{settings.tracker_db}")
+    engine = sa.create_engine(path, future=True)
     events = sa.table("events", sa.column("sender_id"), sa.column("action_name"), sa.column("type_name"))
     deadline = time.monotonic() + timeout
     try:
@@ -381,5 +383,5 @@ def erase_conversation_when_saved(sender_id: str, tracker_db: Optional[str] = No
         logger.exception("could not erase the stored conversation of %r", sender_id)
     finally:
         engine.dispose()
-    logger.error("the conversation of %r was not erased from %s in time", sender_id, path)
+    logger.error("the conversation of %r was not erased from %s in time", sender_id, engine.url.render_as_string(hide_password=True))
     return 0
