@@ -24,11 +24,16 @@ transcript shows everything in order.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
+import sqlite3
 import time
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
+import aiohttp
+import sqlalchemy as sa
 from rasa.core.channels.channel import CollectingOutputChannel, OutputChannel, UserMessage
 from rasa.shared.core.constants import ACTION_LISTEN_NAME
 from rasa.shared.core.events import (
@@ -40,12 +45,14 @@ from rasa.shared.core.events import (
     UserUttered,
 )
 from rasa.shared.core.trackers import DialogueStateTracker
+from rasa.utils.endpoints import ClientResponseError, EndpointConfig
 
 from bot.channels.frustration import FrustrationDetector
 from bot.channels.queue import ACTIVE, WAITING, Handoff, HandoffQueue
 from bot.channels.replies import is_payload
 from bot.channels.transcript import customer_texts_since_handback
 from core import metrics
+from core.db import DatabaseUnavailableError
 from core.logs import conversation
 from core.ratelimit import RATE_LIMITED_TEXT, limiter_from_settings
 from core.redaction import redact
@@ -68,6 +75,10 @@ NOTICES = {
     "utter_handoff_still_waiting": "Thanks, I've added that for the adviser. You're number {position} in the queue.",
     "utter_handoff_agent_joined": "{agent} from Northwind Bank has joined the conversation.",
     "utter_handoff_returned": "You're back with the Northwind Bank assistant. How else can I help?",
+    # When a part of the assistant is down (see `HandoffDesk._guarded_turn`).
+    "utter_action_unavailable": "I can't do that right now, please try again in a minute; nothing you said was lost.",
+    "utter_storage_unavailable": "I can't save our conversation right now, so I won't take new requests; "
+    "please try again shortly.",
 }
 NOTICE_FOR_REASON = {
     "frustration": "utter_handoff_frustrated",
@@ -82,6 +93,92 @@ OnNewMessage = Callable[[UserMessage], Awaitable[Any]]
 
 class HandoffError(ValueError):
     """An agent asked for something the conversation's state does not allow."""
+
+
+# ----------------------------------------------------- parts of the assistant that fail
+class StorageUnavailable(RuntimeError):
+    """The tracker store or the project's database failed during a customer's message."""
+
+
+@dataclass
+class _Turn:
+    """What went wrong while the assistant handled one customer message."""
+
+    failed_actions: List[str] = field(default_factory=list)
+
+
+# The customer message being handled in this task (None outside one: Rasa's HTTP API, the inbox).
+_TURN: contextvars.ContextVar[Optional[_Turn]] = contextvars.ContextVar("desk_turn", default=None)
+
+
+def _storage_errors() -> tuple:
+    errors: tuple = (StorageUnavailable, DatabaseUnavailableError, sa.exc.DBAPIError, sa.exc.TimeoutError, sqlite3.Error)
+    try:
+        import redis  # the lock store, when it is Redis
+
+        errors += (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+    except ImportError:
+        pass
+    return errors
+
+
+STORAGE_ERRORS = _storage_errors()
+
+
+def is_storage_error(exc: Optional[BaseException]) -> bool:
+    """Whether `exc`, or an exception it came from, says a database or store could not be used."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, STORAGE_ERRORS):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _tracker_store_failed(error: Exception) -> None:
+    """Rasa's `FailSafeTrackerStore` hook: refuse the customer's message rather than answer and forget it.
+
+    Without it Rasa logs the error and carries on with an empty conversation
+    kept in memory, so the customer is answered out of context and the turn
+    is lost at the next restart.
+    """
+    if _TURN.get() is not None:
+        raise StorageUnavailable(f"the tracker store failed: {error}") from error
+    logger.error("the tracker store failed (Rasa falls back to memory for this request): %s", error)
+
+
+class WatchedActionEndpoint(EndpointConfig):
+    """The action server's endpoint, noting in the customer's turn when a call fails.
+
+    Rasa logs a failed custom action and goes on without its events, so the
+    customer would get no answer at all; the desk reads the note after the
+    turn and tells the customer instead (`HandoffDesk._guarded_turn`).
+    """
+
+    @classmethod
+    def wrap(cls, endpoint: EndpointConfig) -> "WatchedActionEndpoint":
+        watched = cls.__new__(cls)
+        watched.__dict__.update(endpoint.__dict__)
+        return watched
+
+    async def request(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().request(*args, **kwargs)
+        except ClientResponseError as exc:
+            if exc.status != 400:  # 400: the action rejected itself (e.g. a form's validation), not a failure
+                self._note(kwargs, f"the action server answered {exc.status}")
+            raise
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            self._note(kwargs, f"the action server at {self.url} is unreachable ({type(exc).__name__})")
+            raise
+
+    @staticmethod
+    def _note(kwargs: Dict[str, Any], problem: str) -> None:
+        turn = _TURN.get()
+        if turn is not None:
+            action = (kwargs.get("json") or {}).get("next_action") if isinstance(kwargs.get("json"), dict) else None
+            turn.failed_actions.append(f"{action or 'a custom action'}: {problem}")
 
 
 def customer_id_of(message: UserMessage) -> str:
@@ -157,7 +254,7 @@ class HandoffDesk:
             if self.settings.redact_messages and message.text and not is_payload(message.text):
                 # Cut first (redacting a huge text is slow), then redact: Rasa parses, stores and logs only this.
                 message.text = redact(message.text[: self.settings.max_message_chars + 64])
-            await self._route(message, on_new_message)
+            await self._guarded_turn(message, on_new_message)
 
     async def _within_rate_limit(self, message: UserMessage) -> bool:
         """False, and the customer told so, when the sender is over the rate limit (core/ratelimit.py)."""
@@ -175,6 +272,61 @@ class HandoffDesk:
             await self._send(message.output_channel, message.sender_id, [notice])
         return False
 
+    async def _guarded_turn(self, message: UserMessage, on_new_message: OnNewMessage) -> None:
+        """`_route`, telling the customer plainly when a part of the assistant is down.
+
+        - The tracker store or the project's database fails: the message is
+          refused ("I can't save our conversation right now..."), never answered
+          and silently forgotten. Found before the assistant answers (the first
+          thing a message does is read both), or, if saving the answered turn
+          fails, right after the answer.
+        - The action server is down or fails: Rasa logs it and the customer
+          would hear nothing; they are asked to try again in a minute. The
+          turn is stored as usual, and the next message reaches the action
+          server again without a restart.
+        """
+        agent = self.agent
+        if agent is not None:
+            self._watch(agent)
+        turn = _Turn()
+        token = _TURN.set(turn)
+        try:
+            await self._route(message, on_new_message)
+            if turn.failed_actions and agent is not None:
+                await self._apologise(agent, message, turn.failed_actions)
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            logger.error("message from %s refused: cannot save the conversation (%s)", message.sender_id, exc)
+            notice = BotUttered(NOTICES["utter_storage_unavailable"], metadata={"notice": "utter_storage_unavailable"})
+            await self._send(message.output_channel, message.sender_id, [notice])
+        finally:
+            _TURN.reset(token)
+
+    @staticmethod
+    def _watch(agent) -> None:
+        """Route the action server's and the tracker store's failures during customer messages to the desk."""
+        for owner in (agent, agent.processor):
+            endpoint = getattr(owner, "action_endpoint", None)
+            if endpoint is not None and not isinstance(endpoint, WatchedActionEndpoint):
+                owner.action_endpoint = WatchedActionEndpoint.wrap(endpoint)
+        store = agent.tracker_store  # Rasa's FailSafeTrackerStore, whose hook is its error callback
+        if hasattr(store, "_on_tracker_store_error") and store._on_tracker_store_error is not _tracker_store_failed:
+            store._on_tracker_store_error = _tracker_store_failed
+
+    async def _apologise(self, agent, message: UserMessage, failures: List[str]) -> None:
+        """A custom action failed: say so (and keep it in the transcript) unless a person has taken over."""
+        cid = message.sender_id
+        logger.error("conversation %s: %s; the customer is asked to try again", cid, "; ".join(failures))
+        notice = BotUttered(NOTICES["utter_action_unavailable"], metadata={"notice": "utter_action_unavailable"})
+        async with agent.lock_store.lock(cid):
+            tracker = await agent.processor.get_tracker(cid)
+            if tracker.is_paused():  # handed to a person meanwhile (e.g. the desk queued a request_human)
+                return
+            tracker.update(notice)
+            await agent.processor.save_tracker(tracker)
+        await self._send(message.output_channel, cid, [notice])
+
     async def _route(self, message: UserMessage, on_new_message: OnNewMessage) -> None:
         """Pass a customer message to the assistant, or keep it for the agent."""
         agent = self.agent
@@ -184,12 +336,8 @@ class HandoffDesk:
         limit = self.settings.max_message_chars
         if message.text and len(message.text) > limit:
             message.text = message.text[:limit]
-        try:
-            handoff = self.queue.current(message.sender_id)
-        except Exception as exc:  # the queue is unreachable: the assistant still answers
-            logger.error("handoff queue unavailable, message goes to the assistant: %s", exc)
-            await on_new_message(message)
-            return
+        # An unreachable database raises here: the message is refused (`_guarded_turn`).
+        handoff = self.queue.current(message.sender_id)
         if handoff is not None:
             await self._keep_for_agent(agent, message, handoff)
             return
