@@ -16,6 +16,7 @@ from rasa.core.channels.channel import OutputChannel, UserMessage
 from rasa.shared.core.trackers import DialogueStateTracker
 from sanic import Blueprint
 
+from bot.channels import api_guard
 from bot.channels.desk import OnNewMessage, desk_for
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class DeskChannel:
         async def remember_app(app, _loop) -> None:
             self.app = app
             desk_for(app)
+            api_guard.install(app)  # Rasa's HTTP API: 400, not 500, for a malformed request
 
         @blueprint.listener("after_server_start")
         async def prepare_desk(app, _loop) -> None:

@@ -56,7 +56,7 @@ def _json_body(request: Request) -> Optional[Dict[str, Any]]:
         return None  # JSON only: a form on another site cannot post here
     try:
         body = json.loads(request.body or b"")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's JSON reader goes
         return None
     return body if isinstance(body, dict) else None
 

@@ -43,7 +43,7 @@ def parse_payload(text: Optional[str]) -> Optional[Tuple[str, Dict[str, Any]]]:
         try:
             loaded = json.loads(match.group("entities"))
             values = loaded if isinstance(loaded, dict) else {}
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's JSON reader goes
             values = {}
     return match.group("intent"), values
 

@@ -27,7 +27,7 @@ def read_rest_body(request: Request) -> Tuple[Optional[Dict[Text, Any]], Optiona
     """(sender, message, metadata) from a REST request, or (None, why it is refused)."""
     try:
         body = json.loads(request.body or b"")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's JSON reader goes
         return None, "the body must be JSON"
     if not isinstance(body, dict):
         return None, "the body must be a JSON object"

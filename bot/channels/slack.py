@@ -210,7 +210,7 @@ class SlackInput(DeskChannel, RasaSlackInput):
     def _event(self, request: Request, deliver) -> HTTPResponse:
         try:
             body = json.loads(request.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's JSON reader goes
             return response.text("the body must be JSON", status=HTTPStatus.BAD_REQUEST)
         if not isinstance(body, dict):
             return response.text("the body must be a JSON object", status=HTTPStatus.BAD_REQUEST)
@@ -241,14 +241,17 @@ class SlackInput(DeskChannel, RasaSlackInput):
         try:
             fields = parse_qs(request.body.decode("utf-8"), strict_parsing=True)
             payload = json.loads(fields["payload"][0])
-        except (ValueError, KeyError, UnicodeDecodeError):
+        except (ValueError, KeyError, UnicodeDecodeError, RecursionError):
             return response.text("the body must carry a JSON 'payload' field", status=HTTPStatus.BAD_REQUEST)
         if not isinstance(payload, dict) or not isinstance(payload.get("user"), dict) or not isinstance(payload.get("actions"), list):
             return response.text("the payload must name a user and its actions", status=HTTPStatus.BAD_REQUEST)
         action = payload["actions"][0] if payload["actions"] else None
         if not isinstance(action, dict) or not self._is_interactive_message(payload):
             return response.text("unsupported interaction", status=HTTPStatus.BAD_REQUEST)
-        text = self._get_interactive_response(action)
+        try:
+            text = self._get_interactive_response(action)
+        except (AttributeError, IndexError, KeyError, TypeError):  # e.g. a "selected_option" that is not an object
+            return response.text("the action's value is malformed", status=HTTPStatus.BAD_REQUEST)
         user = payload["user"].get("id")
         if not isinstance(text, str) or not isinstance(user, str):
             return response.text("nothing to send; ignored")  # e.g. a link button

@@ -216,13 +216,13 @@ class TelegramInput(DeskChannel, RasaTelegramInput):
             try:
                 body = json.loads(request.body)
                 update = Update(**body) if isinstance(body, dict) else None
-            except (ValueError, TypeError, AttributeError):
+            except Exception:  # any field aiogram cannot read (e.g. a date out of range: OSError) is a malformed update
                 update = None
             if update is None:
                 return response.text("the body must be a Telegram update (a JSON object)", status=HTTPStatus.BAD_REQUEST)
             try:
                 return await self._handle(update, request, deliver)
-            except (AttributeError, TypeError, KeyError, ValueError):
+            except (AttributeError, TypeError, KeyError, ValueError, RecursionError, OverflowError):
                 return response.text("malformed Telegram update", status=HTTPStatus.BAD_REQUEST)
 
         return telegram

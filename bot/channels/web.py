@@ -36,6 +36,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, Optional, Text
 
+import engineio
 import jwt
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from rasa.core.channels.socketio import SocketBlueprint, SocketIOInput
@@ -59,6 +60,43 @@ DEMO_PAGE = WEB_ROOT / "pages" / "demo.html"
 ANONYMOUS_SESSION = re.compile(r"^web-[0-9a-f]{32}$")
 CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 HISTORY_LIMIT = 200  # messages restored in the widget after a reload
+
+
+class _EngineIOServer(engineio.AsyncServer):
+    """engine.io that answers a client's bad packets with 400, never a hang or a 500.
+
+    Two faults of python-engineio 4, found by tests/e2e/test_fuzz.py:
+
+    - it drops a session whose client posted a packet it refuses (a PING,
+      say: only the server sends those) by waiting until that client has
+      fetched everything queued for it. Such a client never polls again, so
+      its POST hung for ever, holding a connection. Here the session is
+      closed without waiting, and the POST is answered 400;
+    - a session its client closed (a CLOSE packet) stays listed until the
+      next request for it, which then fails with a KeyError (500). Here such
+      a session is forgotten first, so the request gets "Invalid session".
+    """
+
+    async def handle_request(self, *args, **kwargs):
+        request = args[0] if args else None
+        sid = request.args.get("sid") if hasattr(request, "args") else None
+        socket = self.sockets.get(sid) if isinstance(sid, str) else None
+        if socket is not None and socket.closed:
+            self.sockets.pop(sid, None)
+        return await super().handle_request(*args, **kwargs)
+
+    async def disconnect(self, sid=None):
+        if sid is None:
+            return await super().disconnect()
+        socket = self.sockets.get(sid)
+        if socket is not None:
+            await socket.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
+            self.sockets.pop(sid, None)
+
+
+class _SocketIOServer(AsyncServer):
+    def _engineio_server_class(self):
+        return _EngineIOServer
 
 
 class WebChatOutput(OutputChannel):
@@ -152,7 +190,7 @@ class WebChatInput(DeskChannel, SocketIOInput):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> SocketBlueprint:
         """The socket.io events and the widget's HTTP routes."""
-        sio = AsyncServer(async_mode="sanic", cors_allowed_origins=[])  # [] : any site may embed the widget
+        sio = _SocketIOServer(async_mode="sanic", cors_allowed_origins=[])  # [] : any site may embed the widget
         self.sio = sio
         blueprint = self.watch(SocketBlueprint(sio, self.socketio_path, "web_chat", __name__))
         deliver = self.gated(on_new_message)

@@ -1,0 +1,123 @@
+"""Rasa's HTTP API answers a malformed request with 400, not with a server error.
+
+Rasa 3.6's API handlers read the body themselves and turn any exception into
+a 500 ("An unexpected error occurred"), so a body that is not JSON, a list
+where an object belongs or a number where a text belongs reads as a failure
+of the server (found by tests/e2e/test_fuzz.py). This response middleware
+looks at 5xx answers of the API only: when the request's body does not have
+the shape the endpoint documents, the answer becomes a 400 saying what is
+wrong, in Rasa's own error format. It runs after the handler, so a request
+without the API token still gets its 401 first, and a well-formed request
+that fails keeps its 500: that one is a real failure.
+
+Installed once per server by the channels (`base.DeskChannel.watch`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from sanic import response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+logger = logging.getLogger(__name__)
+
+Check = Callable[[Any], Optional[str]]
+
+
+def _object_with(required: Dict[str, type], optional: Dict[str, Tuple[type, ...]]) -> Check:
+    def check(body: Any) -> Optional[str]:
+        if not isinstance(body, dict):
+            return "the body must be a JSON object"
+        for key, kind in required.items():
+            if not isinstance(body.get(key), kind) or isinstance(body.get(key), bool) and kind is not bool:
+                return f"'{key}' must be a {_name(kind)}"
+        for key, kinds in optional.items():
+            if body.get(key) is not None and not isinstance(body[key], kinds):
+                return f"'{key}' must be {' or '.join(_name(k) for k in kinds)}"
+        return None
+
+    return check
+
+
+def _name(kind: type) -> str:
+    return {str: "string", dict: "object", list: "list", int: "number", float: "number", bool: "boolean"}.get(kind, kind.__name__)
+
+
+def _parse_data(body: Any) -> Optional[str]:
+    problem = _object_with({"text": str, "sender": str}, {"parse_data": (dict,)})(body)
+    if problem or body.get("parse_data") is None:
+        return problem
+    parse = body["parse_data"]
+    intent = parse.get("intent")
+    if intent is not None and not (isinstance(intent, dict) and isinstance(intent.get("name", ""), (str, type(None)))):
+        return "'parse_data.intent' must be an object with a string 'name'"
+    entities = parse.get("entities")
+    if entities is not None and not (isinstance(entities, list) and all(isinstance(e, dict) for e in entities)):
+        return "'parse_data.entities' must be a list of objects"
+    if parse.get("text") is not None and not isinstance(parse["text"], str):
+        return "'parse_data.text' must be a string"
+    return None
+
+
+def _events(body: Any) -> Optional[str]:
+    events = body if isinstance(body, list) else [body]
+    if not events:
+        return "send at least one event"
+    for event in events:
+        if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+            return "send an event object, or a list of them, each with an 'event' name"
+    return None
+
+
+# (method, path pattern) -> what the body must look like
+ROUTES = [
+    ("POST", re.compile(r"^/model/parse/?$"), _object_with({"text": str}, {"message_id": (str,)})),
+    ("POST", re.compile(r"^/conversations/.+/messages/?$"), _parse_data),
+    ("POST", re.compile(r"^/conversations/.+/tracker/events/?$"), _events),
+    ("PUT", re.compile(r"^/conversations/.+/tracker/events/?$"), _events),
+    ("POST", re.compile(r"^/conversations/.+/execute/?$"), _object_with({"name": str}, {"policy": (str,), "confidence": (int, float)})),
+    ("POST", re.compile(r"^/conversations/.+/trigger_intent/?$"), _object_with({"name": str}, {"entities": (dict,)})),
+    ("PUT", re.compile(r"^/model/?$"), _object_with({}, {"model_file": (str,), "model_server": (dict,), "remote_storage": (str,)})),
+]
+
+
+def problem_with(method: str, path: str, body: Optional[bytes]) -> Optional[str]:
+    """Why the body of an API request is malformed, or None (also for paths this does not know)."""
+    for route_method, pattern, check in ROUTES:
+        if method == route_method and pattern.match(path):
+            if not body:
+                return "the request needs a JSON body"
+            try:
+                data = json.loads(body)
+            except (ValueError, RecursionError):
+                return "the body must be JSON (UTF-8, at most a few hundred levels deep)"
+            return check(data)
+    return None
+
+
+async def _malformed_as_400(request: Request, answer: HTTPResponse) -> Optional[HTTPResponse]:
+    if answer is None or answer.status < 500:
+        return None
+    problem = problem_with(request.method, request.path, request.body)
+    if problem is None:
+        return None
+    logger.info("Rasa API %s %s: malformed request answered 400 (%s)", request.method, request.path, problem)
+    from rasa.version import __version__
+
+    return response.json(
+        {"version": __version__, "status": "failure", "message": problem, "reason": "BadRequest", "details": {},
+         "help": None, "code": 400},
+        status=400,
+    )
+
+
+def install(app: Any) -> None:
+    """Add the middleware to the Rasa server's app (once)."""
+    if getattr(app.ctx, "rasa_api_guard", False):
+        return
+    app.ctx.rasa_api_guard = True
+    app.register_middleware(_malformed_as_400, "response")
