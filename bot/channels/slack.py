@@ -221,7 +221,10 @@ class SlackInput(DeskChannel, RasaSlackInput):
             return response.text("no event in the body", status=HTTPStatus.BAD_REQUEST)
         if not self._is_user_message(body) or not isinstance(event.get("text"), str) or not isinstance(event.get("user"), str):
             return response.text("not a user message; ignored")
-        users = body.get("authed_users") or [a.get("user_id") for a in body.get("authorizations") or [] if isinstance(a, dict)][:1]
+        # Lists in Slack's events; anything else (a number, say) is ignored rather than iterated.
+        authed = body.get("authed_users") if isinstance(body.get("authed_users"), list) else []
+        authorizations = body.get("authorizations") if isinstance(body.get("authorizations"), list) else []
+        users = authed or [a.get("user_id") for a in authorizations if isinstance(a, dict)][:1]
         metadata = {
             "channel": "slack",
             "out_channel": event.get("channel"),

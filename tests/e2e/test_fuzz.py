@@ -291,10 +291,10 @@ slack_messages = st.fixed_dictionaries({
     "event": st.fixed_dictionaries(
         {"type": st.sampled_from(["message", "app_mention"]), "channel_type": st.sampled_from(["im", "channel"]),
          "channel": texts.map(lambda t: "D" + t), "user": texts.map(lambda t: "U" + t), "text": texts},
-        optional={"ts": texts, "thread_ts": texts, "bot_id": texts, "subtype": texts},
+        optional={"ts": st.one_of(texts, json_values), "thread_ts": st.one_of(texts, json_values), "bot_id": texts, "subtype": texts},
     ),
-}, optional={"authorizations": st.lists(st.fixed_dictionaries({"user_id": texts}), max_size=2),
-             "authed_users": st.lists(texts, max_size=2)}).map(as_json)
+}, optional={"authorizations": st.one_of(st.lists(st.fixed_dictionaries({"user_id": texts}), max_size=2), json_values),
+             "authed_users": st.one_of(st.lists(texts, max_size=2), json_values)}).map(as_json)
 slack_events = shaped(
     type=st.sampled_from(["event_callback", "url_verification", "block_actions"]),
     challenge=texts,
@@ -337,6 +337,8 @@ def test_slack_signed(assistant, fuzz):
     @example(body_and_type=(DEEP_LIST, "application/json"))
     @example(body_and_type=(Blob(urllib.parse.urlencode({"payload": DEEP_LIST.decode()}).encode()), "application/x-www-form-urlencoded"))
     @example(body_and_type=(HUGE, "application/json"))
+    @example(body_and_type=(as_json({"type": "event_callback", "authed_users": 5, "authorizations": 7, "event": {
+        "type": "message", "channel_type": "im", "channel": "D1", "user": "U1", "text": "hi"}}), "application/json"))
     @example(body_and_type=(EXTREMES["invalid utf-8"], "application/x-www-form-urlencoded"))
     def case(body_and_type):
         body, content_type = body_and_type
