@@ -107,7 +107,8 @@ class _Turn:
     failed_actions: List[str] = field(default_factory=list)
 
 
-# The customer message being handled in this task (None outside one: Rasa's HTTP API, the inbox).
+# The customer message (or agent's write, `_deliver`) being handled in this task, whose store
+# failures must not pass silently; None elsewhere (Rasa's HTTP API, reading transcripts).
 _TURN: contextvars.ContextVar[Optional[_Turn]] = contextvars.ContextVar("desk_turn", default=None)
 
 
@@ -552,11 +553,17 @@ class HandoffDesk:
     async def _deliver(self, conversation_id: str, events: List[Event]) -> bool:
         """Store `events` in the conversation and send its messages to the customer."""
         agent = self._require_agent()
-        async with agent.lock_store.lock(conversation_id):
-            tracker = await agent.processor.get_tracker(conversation_id)
-            for event in events:
-                tracker.update(event)
-            await agent.processor.save_tracker(tracker)
+        self._watch(agent)
+        # A tracker store that fails raises here (the inbox answers 503) instead of keeping the write in memory only.
+        token = _TURN.set(_Turn())
+        try:
+            async with agent.lock_store.lock(conversation_id):
+                tracker = await agent.processor.get_tracker(conversation_id)
+                for event in events:
+                    tracker.update(event)
+                await agent.processor.save_tracker(tracker)
+        finally:
+            _TURN.reset(token)
         output = self.output_for(tracker)
         if output is None:
             return False  # kept in the tracker; a REST customer gets it with their next message

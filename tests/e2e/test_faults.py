@@ -306,10 +306,19 @@ def unreachable(pg, database: str) -> Iterator[None]:
 
 
 def test_an_unreachable_database_gets_a_clear_refusal_never_a_silent_loss(on_postgres):
+    import requests
+
     servers, pg, databases = on_postgres
     customer = new_customer("db")
     assert texts(servers.send(customer, "hello")) == [response_text("utter_greet")]
     health_status, _ = servers.get("/health")
+    # A second customer waits for an agent, who is signed in to the inbox.
+    waiting = new_customer("db-handoff")
+    assert "in the queue" in " ".join(texts(servers.send(waiting, "I want to speak to a real person")))
+    inbox = requests.Session()
+    login = inbox.post(f"{servers.url}/webhooks/inbox/login", json={"name": "Alex", "password": servers.env["INBOX_PASSWORD"]}, timeout=30)
+    assert login.status_code == 200
+    reply_url = f"{servers.url}/webhooks/inbox/api/conversations/{waiting}/reply"
     questions = iter(["how do I change my PIN?", "my new card still hasn't arrived, when will it come?",
                       "is there a fee for bank transfers?", "how do I top up my Northwind account?"])
     for part, database in databases.items():
@@ -327,6 +336,9 @@ def test_an_unreachable_database_gets_a_clear_refusal_never_a_silent_loss(on_pos
                         break
                     time.sleep(0.5)
                 assert status == 503 and part in body["failed"], body
+            if part == "tracker_store":  # the agent is told too, rather than the reply kept in memory only
+                answer = inbox.post(reply_url, json={"text": "Hello, Alex here."}, timeout=30)
+                assert answer.status_code == 503, (answer.status_code, answer.text)
         # Back: the conversation goes on (a pool may spend one more message finding out its connections died).
         question = next(questions)
         for _ in range(5):
@@ -338,6 +350,10 @@ def test_an_unreachable_database_gets_a_clear_refusal_never_a_silent_loss(on_pos
         stored = [text for text, _ in conversation_turns(servers.tracker(customer)["events"])]
         assert refused not in stored, "a refused message is not half-kept: the customer was told to send it again"
         assert question in stored
+    answer = inbox.post(reply_url, json={"text": "Hello again, Alex here."}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    agent_said = [e.get("text") for e in servers.tracker(waiting)["events"] if e.get("event") == "bot" and (e.get("metadata") or {}).get("agent")]
+    assert agent_said == ["Hello again, Alex here."], "the reply that failed was not kept; the one after it was"
 
 
 # ------------------------------------------------------------------ broken model files
