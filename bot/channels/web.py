@@ -94,6 +94,18 @@ class _EngineIOServer(engineio.AsyncServer):
             self.sockets.pop(sid, None)
 
 
+def shared_rooms():
+    """socket.io's Redis client manager on the lock store's Redis, or None (rooms in this process)."""
+    from core.settings import get_settings
+
+    settings = get_settings()
+    if not settings.lock_store_url.startswith(("redis://", "rediss://")):
+        return None
+    from socketio import AsyncRedisManager
+
+    return AsyncRedisManager(settings.lock_store_url, channel=f"{settings.lock_store_key_prefix or 'northwind'}:socketio")
+
+
 class _SocketIOServer(AsyncServer):
     def _engineio_server_class(self):
         return _EngineIOServer
@@ -190,7 +202,10 @@ class WebChatInput(DeskChannel, SocketIOInput):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> SocketBlueprint:
         """The socket.io events and the widget's HTTP routes."""
-        sio = _SocketIOServer(async_mode="sanic", cors_allowed_origins=[])  # [] : any site may embed the widget
+        # [] : any site may embed the widget. With several Rasa servers (a Redis lock store
+        # configured), rooms are shared through Redis: an agent's reply sent by one server
+        # reaches a widget connected to another.
+        sio = _SocketIOServer(async_mode="sanic", cors_allowed_origins=[], client_manager=shared_rooms())
         self.sio = sio
         blueprint = self.watch(SocketBlueprint(sio, self.socketio_path, "web_chat", __name__))
         deliver = self.gated(on_new_message)

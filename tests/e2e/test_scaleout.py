@@ -388,3 +388,65 @@ def test_the_web_widget_talks_through_nginx(scaled_out, transport):
     # The conversation is in the shared store: both replicas have it.
     [(text, bot_texts)] = turns(same_tracker_on_every_replica(scaled_out, customer))
     assert text == "hello there" and bot_texts == [response_text("utter_greet")]
+
+
+# ------------------------------------------------- an agent on one replica, the widget on the other
+
+AGENT_TEXT = "Robin here, how can I help?"
+
+
+def _inbox(base_url: str, password: str):
+    """A signed-in agent session on one replica: post(path, body) -> JSON."""
+    import http.cookiejar
+
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def post(path: str, body: Dict[str, Any]) -> Any:
+        request = urllib.request.Request(
+            f"{base_url}/webhooks/inbox/{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
+        with opener.open(request, timeout=60) as response:
+            return json.loads(response.read())
+
+    post("login", {"name": "Robin", "password": password})
+    return post
+
+
+async def _agent_reply_reaches_widget(stack: ScaledOut, customer: str) -> Dict[str, Any]:
+    """Widget on replica 1 asks for a person; the agent answers from replica 2; what the widget gets."""
+    import websockets
+
+    async def until(ws, wanted: str, timeout: float = 180) -> Any:
+        deadline = time.monotonic() + timeout  # pings every 25 s would otherwise keep it waiting forever
+        while True:
+            packet = await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.monotonic()))
+            if packet == "2":
+                await ws.send("3")
+            elif packet.startswith("40") and wanted == "connect":
+                return None
+            elif (_event(packet) or ("", None))[0] == wanted:
+                found = _event(packet)[1]
+                if wanted != "bot_uttered" or (found or {}).get("text") == AGENT_TEXT:
+                    return found
+
+    url = stack.replicas[0].replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    async with websockets.connect(url, open_timeout=30) as ws:
+        assert (await asyncio.wait_for(ws.recv(), 30)).startswith("0")
+        await ws.send("40")
+        await until(ws, "connect")
+        await ws.send(_packet("session_request", {"customer_id": customer}))
+        session_id = await until(ws, "session_confirm")
+        await ws.send(_packet("user_uttered", {"message": "I want to talk to a real person please"}))
+        await until(ws, "handoff_state")
+        conversation = session_id
+        post = _inbox(stack.replicas[1], stack.env["INBOX_PASSWORD"])
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, post, f"api/conversations/{conversation}/take", {})
+        await loop.run_in_executor(None, post, f"api/conversations/{conversation}/reply", {"text": AGENT_TEXT})
+        return await until(ws, "bot_uttered", timeout=60)
+
+
+def test_an_agent_on_one_replica_reaches_a_widget_on_the_other(scaled_out):
+    """socket.io rooms are shared through Redis: the reply is pushed, not left for the next message."""
+    reply = asyncio.run(_agent_reply_reaches_widget(scaled_out, f"scale-agent-{uuid.uuid4().hex[:8]}"))
+    assert reply["text"] == AGENT_TEXT
