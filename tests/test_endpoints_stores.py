@@ -15,8 +15,8 @@ from bot.serve import (
     tracker_store_section,
 )
 
-TRACKER_URL = "postgresql://rasa:s3cr%40t@db.example:5433/conversations?sslmode=require"
-LOCK_URL = "redis://:r3dis-pw@redis.example:6380/2"
+TRACKER_URL = "postgresql://rasa:test-s3cr%40t@db.example:5433/conversations?sslmode=require"
+LOCK_URL = "redis://:test-r3dis-pw@redis.example:6380/2"
 
 
 def endpoints(tmp_path: Path, extra_ports=(), **env: str):
@@ -33,7 +33,7 @@ def test_postgresql_url_becomes_rasas_sql_store_keys():
     assert section["dialect"] == "postgresql" and section["url"] == "db.example" and section["port"] == 5433
     assert section["db"] == "conversations" and section["username"] == "rasa"
     assert section["query"] == {"sslmode": "require"}
-    assert section["password"] == "${" + TRACKER_PASSWORD_ENV + "}" and secrets == {TRACKER_PASSWORD_ENV: "s3cr@t"}
+    assert section["password"] == "${" + TRACKER_PASSWORD_ENV + "}" and secrets == {TRACKER_PASSWORD_ENV: "test-s3cr@t"}
 
 
 def test_without_urls_conversations_stay_in_the_sqlite_file(tmp_path):
@@ -48,7 +48,7 @@ def test_urls_give_postgresql_and_redis_with_the_passwords_left_out_of_the_file(
 
     text, written, secrets = endpoints(tmp_path, extra_ports=[5006], ASSISTANT_TRACKER_URL=TRACKER_URL, ASSISTANT_LOCK_STORE_URL=LOCK_URL)
 
-    assert "s3cr" not in text and "r3dis-pw" not in text
+    assert "s3cr" not in text and "test-r3dis-pw" not in text
     assert written["lock_store"] == {"type": LOCK_STORE_TYPE, "url": "redis.example", "port": 6380, "db": 2,
                                      "key_prefix": "northwind", "password": "${" + LOCK_PASSWORD_ENV + "}"}
     # Rasa fills the ${...} from the environment the launcher gives it.
@@ -56,8 +56,8 @@ def test_urls_give_postgresql_and_redis_with_the_passwords_left_out_of_the_file(
         monkeypatch.setenv(name, value)
     tracker = read_endpoint_config(str(tmp_path / "endpoints.yml"), "tracker_store")
     lock = read_endpoint_config(str(tmp_path / "endpoints.yml"), "lock_store")
-    assert tracker.url == "db.example" and tracker.kwargs["password"] == "s3cr@t"
-    assert lock.url == "redis.example" and lock.kwargs["password"] == "r3dis-pw"
+    assert tracker.url == "db.example" and tracker.kwargs["password"] == "test-s3cr@t"
+    assert lock.url == "redis.example" and lock.kwargs["password"] == "test-r3dis-pw"
 
 
 def test_several_replicas_are_refused_without_a_shared_lock_store(tmp_path):
