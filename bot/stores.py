@@ -117,28 +117,34 @@ class CachingSQLTrackerStore(SQLTrackerStore):
         """Store the new events (as Rasa does) and extend the kept copy with them."""
         await self.stream_events(tracker)
         sender_id = tracker.sender_id
+        with self._lock:
+            kept = self._kept.get(sender_id)
         with self.session_scope() as session:
             before = self._version(session, sender_id)
-            stored = self._event_query(session, sender_id, fetch_events_from_all_sessions=False).count()
+            if kept is not None and kept.version == before:
+                stored = len(kept.events)  # what the database holds of this session, without asking it
+            else:
+                stored = self._event_query(session, sender_id, fetch_events_from_all_sessions=False).count()
             new = list(tracker.events)[stored:]
-            dumped = []
-            for event in new:
-                data = event.as_dict()
-                dumped.append(data)
-                session.add(
-                    self.SQLEvent(
-                        sender_id=sender_id,
-                        type_name=event.type_name,
-                        timestamp=data.get("timestamp"),
-                        intent_name=data.get("parse_data", {}).get("intent", {}).get("name"),
-                        action_name=data.get("name"),
-                        data=json.dumps(data),
-                    )
+            dumped = [event.as_dict() for event in new]
+            if dumped:
+                # One Core INSERT of plain rows: the ORM's unit of work costs more than the write.
+                session.execute(
+                    self.SQLEvent.__table__.insert(),
+                    [
+                        {
+                            "sender_id": sender_id,
+                            "type_name": event.type_name,
+                            "timestamp": data.get("timestamp"),
+                            "intent_name": ((data.get("parse_data") or {}).get("intent") or {}).get("name"),
+                            "action_name": data.get("name"),
+                            "data": json.dumps(data),
+                        }
+                        for event, data in zip(new, dumped)
+                    ],
                 )
             session.commit()
             after = self._version(session, sender_id) if new else before
-        with self._lock:
-            kept = self._kept.get(sender_id)
         starts_session = any(isinstance(e, SessionStarted) for e in new)
         if kept is not None and kept.version == before and not starts_session and after[0] == before[0] + len(new):
             # Fresh objects from the stored form: the kept copy never shares the caller's events.
