@@ -63,3 +63,18 @@ def test_a_channel_that_cannot_push_gets_what_the_agent_said_since_the_customer_
     ]
     assert [e.text for e in HandoffDesk._unprompted(events)] == ["Alex from Northwind Bank has joined.", "Hi, I'm Alex."]
     assert HandoffDesk._unprompted(events + [UserUttered("thanks")]) == []
+
+
+def test_a_message_kept_for_the_agent_counts_as_answered_only_by_its_own_acknowledgement():
+    from rasa.shared.core.events import BotUttered, ConversationPaused, UserUttered
+
+    from bot.channels.desk import _unanswered
+
+    first, second = UserUttered("yes please", message_id="a"), UserUttered("1219", message_id="b")
+    events = [UserUttered("thanks", message_id="x"), ConversationPaused(), BotUttered("handed over"), first, second]
+    assert _unanswered(events, "a") and _unanswered(events, "b")
+    events.append(BotUttered("still waiting", metadata={"in_reply_to": "a"}))  # lands after "b"
+    assert not _unanswered(events, "a") and _unanswered(events, "b")
+    events.append(BotUttered("still waiting", metadata={"in_reply_to": "b"}))
+    assert not _unanswered(events, "b")
+    assert not _unanswered(events, "x"), "a bot message before the customer's next one answers it"

@@ -196,6 +196,34 @@ def is_fallback(parse_data: Dict[str, Any], retrieval_threshold: float) -> bool:
     return best is None or float(best) < retrieval_threshold
 
 
+def _unanswered(events, message_id: Optional[str] = None) -> bool:
+    """Whether the customer's message `message_id` (else their latest) has had no bot message.
+
+    A bot message answers it when it follows it before the customer's next
+    message, or when it says so (``in_reply_to``, set on the desk's
+    acknowledgements, which may land after later messages).
+    """
+    events = list(events)
+    start = None
+    for index in range(len(events) - 1, -1, -1):
+        event = events[index]
+        if isinstance(event, UserUttered) and (message_id is None or event.message_id == message_id):
+            start = index
+            break
+    if start is None:
+        return False
+    message_id = events[start].message_id
+    in_turn = True
+    for event in events[start + 1:]:
+        if isinstance(event, UserUttered):
+            in_turn = False
+        elif isinstance(event, BotUttered):
+            replying_to = (event.metadata or {}).get("in_reply_to")
+            if replying_to == message_id or (in_turn and replying_to is None):
+                return False
+    return True
+
+
 def desk_for(app: Any) -> "HandoffDesk":
     """The one desk of a Rasa server (`app` is its Sanic app)."""
     desk = getattr(app.ctx, "handoff_desk", None)
@@ -407,6 +435,19 @@ class HandoffDesk:
         await self._send(message.output_channel, cid, outgoing)
         await self.push_state(cid, message.output_channel)
 
+    async def _acknowledge_kept(self, agent, message: UserMessage, handoff: Handoff) -> None:
+        """The customer's message was kept for the agent without a word: say they are still queued."""
+        cid = message.sender_id
+        async with agent.lock_store.lock(cid):
+            tracker = await agent.processor.get_tracker(cid)
+            if not _unanswered(tracker.events, message.message_id):
+                return  # answered meanwhile
+            notice = await self._notice(agent, tracker, "utter_handoff_still_waiting", position=self.queue.position(cid))
+            notice.metadata = {**(notice.metadata or {}), "in_reply_to": message.message_id}
+            tracker.update(notice)
+            await agent.processor.save_tracker(tracker)
+        await self._send(message.output_channel, cid, [notice])
+
     async def _complete_requested_handoff(self, agent, message: UserMessage) -> None:
         """After the assistant answered: pause a conversation that ``action_handoff`` queued."""
         cid = message.sender_id
@@ -421,6 +462,10 @@ class HandoffDesk:
                 # The customer asked but nothing was queued (action server down?): queue them here.
                 handoff = self.queue.open(cid, "asked", customer_id_of(message), message.input_channel)
             if tracker.is_paused():
+                # Handed over while this message waited its turn (a second message sent before
+                # the first was answered): Rasa kept it for the agent and said nothing. Tell them.
+                if handoff.status == WAITING and _unanswered(tracker.events, message.message_id):
+                    await self._acknowledge_kept(agent, message, handoff)
                 return
             async with agent.lock_store.lock(cid):
                 tracker = await agent.processor.get_tracker(cid)
