@@ -46,28 +46,26 @@ import yaml
 
 from core.settings import PROJECT_ROOT
 
-STOCK_CONFIG = {
-    "recipe": "default.v1",
-    "assistant_id": "stock-rasa",
-    "language": "en",
-    "pipeline": [
-        {"name": "WhitespaceTokenizer"},
-        {"name": "RegexFeaturizer"},
-        {"name": "LexicalSyntacticFeaturizer"},
-        {"name": "CountVectorsFeaturizer"},
-        {"name": "CountVectorsFeaturizer", "analyzer": "char_wb", "min_ngram": 1, "max_ngram": 4},
-        {"name": "DIETClassifier", "epochs": 100, "constrain_similarities": True},
+def stock_config() -> Dict[str, Any]:
+    """Rasa 3.6's default assistant: the stock DIET pipeline (as in the intent benchmark) plus
+    the rest of `rasa init`'s config, policies included."""
+    from training.bench_intent import stock_config as stock_nlu
+
+    config = stock_nlu(100)
+    config["assistant_id"] = "stock-rasa"
+    config["pipeline"] += [
         {"name": "EntitySynonymMapper"},
         {"name": "ResponseSelector", "epochs": 100, "constrain_similarities": True},
         {"name": "FallbackClassifier", "threshold": 0.3, "ambiguity_threshold": 0.1},
-    ],
-    "policies": [
+    ]
+    config["policies"] = [
         {"name": "MemoizationPolicy"},
         {"name": "RulePolicy"},
         {"name": "UnexpecTEDIntentPolicy", "max_history": 5, "epochs": 100},
         {"name": "TEDPolicy", "max_history": 5, "epochs": 100, "constrain_similarities": True},
-    ],
-}
+    ]
+    return config
+
 
 # Intents whose answer is a plain answer (no handoff, no form), for the question turns.
 QUESTION_INTENTS = [
@@ -277,7 +275,7 @@ def scrape_stages(url: str, headers: Dict[str, str]) -> Dict[str, float]:
 
 def train_stock(workdir: Path, epochs: Optional[int]) -> Path:
     """Train the stock Rasa model on the same domain, NLU data and stories."""
-    config = json.loads(json.dumps(STOCK_CONFIG))
+    config = stock_config()
     if epochs:
         for part in config["pipeline"] + config["policies"]:
             if "epochs" in part:
