@@ -111,7 +111,9 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = record.exc_text
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(_scrubbed(entry), ensure_ascii=False, default=str)
+        # ASCII only: a customer's text may hold U+2028, U+0085 or other characters that
+        # log shippers (and str.splitlines) take for line ends, which would split an entry.
+        return json.dumps(_scrubbed(entry), ensure_ascii=True, default=str)
 
 
 def _scrubbed(value: Any) -> Any:

@@ -117,3 +117,15 @@ def test_logged_errors_are_counted_by_logger():
     finally:
         logger.removeHandler(handler)
     assert metrics.LOG_ERRORS.labels("bot.channels")._value.get() == before + 1
+
+
+def test_an_entry_stays_one_line_whatever_the_customer_typed():
+    import json
+    import logging
+
+    from core.logs import JsonFormatter
+
+    record = logging.LogRecord("bot.channels.desk", logging.INFO, __file__, 1, "conversation %s", ("fuzz-\u2028\x85\x1c-é",), None)
+    line = JsonFormatter().format(record)
+    assert line.splitlines() == [line]
+    assert json.loads(line)["message"] == "conversation fuzz-\u2028\x85\x1c-é"
