@@ -6,6 +6,10 @@
   server). The schema never changes, so the checked validator is built once.
   Same schema, same errors: a malformed response still raises
   ``ValidationError`` with Rasa's hint appended.
+- `LockStore.lock` makes a message that waits behind another of the same
+  conversation re-check its ticket once a second, so a customer who sends
+  twice quickly waits up to a second for nothing. It re-checks every
+  `LOCK_POLL_S` (20 ms) instead: a dictionary lookup in memory, one GET on Redis.
 """
 from __future__ import annotations
 
@@ -38,12 +42,29 @@ def _validate_action_result(self, result: Dict[str, Any]) -> bool:
     raise error if isinstance(error, ValidationError) else ValidationError(error.message)
 
 
+LOCK_POLL_S = 0.02
+
+
+def _polling_lock(original):
+    def lock(self, conversation_id, lock_lifetime=None, wait_time_in_seconds=LOCK_POLL_S):
+        from rasa.core.lock_store import LOCK_LIFETIME
+
+        return original(self, conversation_id, LOCK_LIFETIME if lock_lifetime is None else lock_lifetime, wait_time_in_seconds)
+
+    lock.__module__ = __name__
+    lock.__wrapped__ = original
+    return lock
+
+
 def apply() -> None:
     """Install the fixes (idempotent)."""
     from rasa.core.actions.action import RemoteAction
+    from rasa.core.lock_store import LockStore
 
     if getattr(RemoteAction._validate_action_result, "__module__", "") != __name__:
         RemoteAction._validate_action_result = _validate_action_result
+    if getattr(LockStore.lock, "__module__", "") != __name__:
+        LockStore.lock = _polling_lock(LockStore.lock)
 
 
 apply()

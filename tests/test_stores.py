@@ -94,3 +94,29 @@ def test_erased_conversation_and_new_session(tmp_path):
     run(store.save(restarted))
     texts = [e.text for e in run(store.retrieve("c3")).events if isinstance(e, UserUttered)]
     assert texts == ["new session"], "only the latest session, as Rasa's store returns"
+
+
+def test_a_message_waiting_behind_another_of_its_conversation_is_not_held_a_second():
+    import asyncio
+    import time
+
+    import bot.rasa_fixes  # noqa: F401  (installed when the channels load)
+    from rasa.core.lock_store import InMemoryLockStore
+
+    store = InMemoryLockStore()
+
+    async def main():
+        started = time.perf_counter()
+
+        async def first():
+            async with store.lock("c"):
+                await asyncio.sleep(0.1)
+
+        async def second():
+            await asyncio.sleep(0.01)
+            async with store.lock("c"):
+                return time.perf_counter() - started
+
+        return (await asyncio.gather(first(), second()))[1]
+
+    assert asyncio.run(main()) < 0.4  # Rasa alone re-checks once a second
