@@ -12,7 +12,8 @@ takes longer than `--timeout`, or answers with no bot message at all.
 
 Both systems run on the same machine in the same run, one after the other,
 each with a fresh action server (this project's actions) and a fresh SQLite
-tracker store:
+tracker store (ours: the project's caching store; stock: Rasa's own SQL
+store), started by the same launcher, so both get one BLAS/OpenMP thread:
 - ours: the demo assistant (config.yml; the model from --model or trained),
   through this project's channels;
 - stock: Rasa 3.6's default pipeline and policies (DIET, ResponseSelector,
@@ -290,10 +291,28 @@ def train_stock(workdir: Path, epochs: Optional[int]) -> Path:
     return sorted(out.glob("*.tar.gz"))[-1]
 
 
+def _stock_assistant_class():
+    from bot.serve import Assistant
+
+    class StockAssistant(Assistant):
+        """The launcher, with Rasa's own SQL tracker store instead of this project's caching one."""
+
+        def endpoints_file(self):
+            path = super().endpoints_file()
+            endpoints = yaml.safe_load(path.read_text())
+            endpoints["tracker_store"]["type"] = "SQL"
+            path.write_text(yaml.safe_dump(endpoints))
+            return path
+
+    return StockAssistant
+
+
 def run_system(name: str, model: Path, credentials: Path, args, people: List[Customer], workdir: Path) -> Dict[str, Any]:
     """Start one system, warm it, drive the load, scrape stages, stop it."""
     from bot.serve import Assistant
     from tests.e2e.conftest import free_port
+
+    StockAssistant = _stock_assistant_class()
 
     run_dir = workdir / name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -307,7 +326,8 @@ def run_system(name: str, model: Path, credentials: Path, args, people: List[Cus
         if key in os.environ:
             env[key] = os.environ[key]
     env.pop("RASA_API_TOKEN", None)
-    servers = Assistant(model, env, free_port(), free_port(), run_dir, credentials, log_dir=run_dir)
+    servers_class = StockAssistant if name == "stock-rasa" else Assistant
+    servers = servers_class(model, env, free_port(), free_port(), run_dir, credentials, log_dir=run_dir)
     print(f"==> {name}: starting the servers", flush=True)
     servers.start(timeout=600)
     url = f"{servers.url}/webhooks/rest/webhook"
