@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import urllib.request
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import yaml
 
 from bot.serve import Assistant, prepare
 from core.settings import PROJECT_ROOT
+from tests.e2e.services import free_port  # noqa: F401  (also imported from here by other modules)
 
 # Fewer epochs than production: the tests check behaviour, not accuracy.
 TEST_EPOCHS = {"nlu.TransformerIntentClassifier": 6, "TEDPolicy": 30}
@@ -37,13 +37,6 @@ TEST_SECRETS = {
 }
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_config(path: Path) -> Path:
     """config.yml with the test epochs."""
     config = yaml.safe_load((PROJECT_ROOT / "config.yml").read_text())
@@ -52,6 +45,20 @@ def test_config(path: Path) -> Path:
             part["epochs"] = TEST_EPOCHS[part["name"]]
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def rest_send(base_url: str, sender: str, text: str, metadata: Optional[Dict[str, Any]] = None, timeout: float = 60) -> List[Dict[str, Any]]:
+    """`text` from customer `sender` through the REST channel of the server at `base_url`; the bot's messages."""
+    body: Dict[str, Any] = {"sender": sender, "message": text}
+    if metadata is not None:
+        body["metadata"] = metadata
+    request = urllib.request.Request(
+        f"{base_url}/webhooks/rest/webhook",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
 
 
 @dataclass
@@ -66,16 +73,7 @@ class RunningAssistant:
 
     def send(self, sender: str, text: str, metadata: Optional[Dict[str, Any]] = None, timeout: float = 60) -> List[Dict[str, Any]]:
         """Send `text` as customer `sender` through the REST channel; the bot's messages."""
-        body = {"sender": sender, "message": text}
-        if metadata is not None:
-            body["metadata"] = metadata
-        request = urllib.request.Request(
-            f"{self.url}/webhooks/rest/webhook",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())
+        return rest_send(self.url, sender, text, metadata, timeout)
 
     def tracker(self, sender: str) -> Dict[str, Any]:
         """The conversation tracker of `sender` through Rasa's HTTP API."""

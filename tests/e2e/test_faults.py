@@ -42,7 +42,7 @@ import yaml
 from bot.channels.desk import NOTICES
 from bot.serve import PYTHON, Assistant, ModelCheckError, wait_until_up
 from core.settings import PROJECT_ROOT
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import free_port, rest_send
 
 pytestmark = pytest.mark.e2e
 
@@ -149,13 +149,7 @@ class OwnServers:
     # -------------------------------------------------------------- traffic
     def send(self, sender: str, text: str, timeout: float = 60) -> List[Dict[str, Any]]:
         """The bot's messages for `text` from `sender`, through the REST channel."""
-        request = urllib.request.Request(
-            f"{self.url}/webhooks/rest/webhook",
-            data=json.dumps({"sender": sender, "message": text}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())
+        return rest_send(self.url, sender, text, timeout=timeout)
 
     def tracker(self, sender: str) -> Dict[str, Any]:
         """The stored conversation, through Rasa's HTTP API (with the API token)."""

@@ -36,6 +36,7 @@ import yaml
 from bot.serve import Assistant
 from core import db
 from core.settings import PROJECT_ROOT
+from tests.e2e.conftest import rest_send
 from tests.e2e.services import (
     NginxProxy,
     RedisServer,
@@ -72,13 +73,7 @@ class ScaledOut:
 
     def send(self, base_url: str, sender: str, text: str, timeout: float = 180) -> Replies:
         """`text` from customer `sender` through the REST channel at `base_url`; the bot's messages."""
-        request = urllib.request.Request(
-            f"{base_url}/webhooks/rest/webhook",
-            data=json.dumps({"sender": sender, "message": text}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())
+        return rest_send(base_url, sender, text, timeout=timeout)
 
     def tracker(self, base_url: str, sender: str) -> Dict[str, Any]:
         """`sender`'s tracker through Rasa's HTTP API at `base_url`, every event."""
