@@ -176,13 +176,18 @@ def embed_few(encoder, texts, precision: Optional[str] = None):
     For the usual Transformer -> mean pooling -> normalise encoder on the CPU
     it runs the transformer directly (tokenise, forward, pool), in bfloat16
     when `precision` (see `inference_precision`) says so; other encoders go
-    through their own modules in float32.
-    Either way it skips ``encoder.encode``'s batching machinery, which costs a
-    few milliseconds per call. Bulk encoding should use ``encode``.
+    through their own modules in float32; both skip ``encoder.encode``'s
+    batching machinery, which costs a few milliseconds per call. An object
+    with only ``encode(texts, normalize_embeddings=True)`` is simply asked
+    (uncached). Bulk encoding should use ``encode``.
     """
     import numpy as np
     import torch
 
+    if not (hasattr(encoder, "preprocess") and hasattr(encoder, "forward")):
+        # Any object with encode(texts, normalize_embeddings=True), e.g. a test double: not cached.
+        vectors = encoder.encode(list(texts), normalize_embeddings=True)
+        return np.ascontiguousarray(np.asarray(vectors, dtype="float32"))
     precision = inference_precision(precision)
     owner = (id(encoder), precision)
     vectors = [_cache.get((owner, text)) for text in texts]

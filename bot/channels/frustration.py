@@ -167,12 +167,9 @@ class FrustrationDetector:
 
     def _similar(self, text: str):
         """Similarity-weighted share of frustrated examples among the nearest ones, and those examples."""
-        if hasattr(self.encoder, "preprocess") and hasattr(self.encoder, "forward"):
-            from core.encoder import embed_few  # cached: the answer retriever reuses this vector
+        from core.encoder import embed_few  # cached: the answer retriever reuses this vector
 
-            vector = embed_few(self.encoder, [text])[0]
-        else:
-            vector = self.encoder.encode([text], normalize_embeddings=True)[0]
+        vector = embed_few(self.encoder, [text])[0]
         similarities = self._example_vectors @ vector
         nearest = similarities.argsort()[::-1][: self.neighbours]
         weights = similarities[nearest].clip(min=0)
