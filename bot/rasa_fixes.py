@@ -51,7 +51,6 @@ def _polling_lock(original):
 
         return original(self, conversation_id, LOCK_LIFETIME if lock_lifetime is None else lock_lifetime, wait_time_in_seconds)
 
-    lock.__module__ = __name__
     lock.__wrapped__ = original
     return lock
 

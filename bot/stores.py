@@ -151,7 +151,3 @@ class CachingSQLTrackerStore(SQLTrackerStore):
             self._keep(sender_id, _Kept(after, kept.events + deserialise_events(dumped)))
         else:
             self._keep(sender_id, None)  # read from the database next time
-
-    def forget(self, sender_id: Text) -> None:
-        """Drop the kept copy of one conversation (e.g. after erasing it)."""
-        self._keep(sender_id, None)

@@ -310,7 +310,7 @@ def _stock_assistant_class():
 def run_system(name: str, model: Path, credentials: Path, args, people: List[Customer], workdir: Path) -> Dict[str, Any]:
     """Start one system, warm it, drive the load, scrape stages, stop it."""
     from bot.serve import Assistant
-    from tests.e2e.conftest import free_port
+    from tests.e2e.services import free_port
 
     StockAssistant = _stock_assistant_class()
 
@@ -322,9 +322,6 @@ def run_system(name: str, model: Path, credentials: Path, args, people: List[Cus
         ASSISTANT_DATABASE_URL=f"sqlite:///{run_dir / 'assistant.db'}",
         ASSISTANT_TRACKER_DB=str(run_dir / "tracker.db"),
     )
-    for key in ("ASSISTANT_INDEX_DIR", "ASSISTANT_RECOMMENDER_DIR"):
-        if key in os.environ:
-            env[key] = os.environ[key]
     env.pop("RASA_API_TOKEN", None)
     servers_class = StockAssistant if name == "stock-rasa" else Assistant
     servers = servers_class(model, env, free_port(), free_port(), run_dir, credentials, log_dir=run_dir)
