@@ -380,6 +380,12 @@ def test_the_web_widget_talks_through_nginx(scaled_out, transport):
         reply = _polling_turn(scaled_out.nginx.url, customer, "hello there")
 
     assert reply["text"] == response_text("utter_greet")
+    # The widget hears the reply before Rasa commits the turn (REST answers only after
+    # it); reading the tracker earlier would get Rasa's fresh, unsaved one for a new
+    # conversation. So wait for the turn to be stored, then compare every replica.
+    deadline = time.monotonic() + 30
+    while not turns(scaled_out.tracker(scaled_out.replicas[0], customer)["events"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
     # The conversation is in the shared store: both replicas have it.
     [(text, bot_texts)] = turns(same_tracker_on_every_replica(scaled_out, customer))
     assert text == "hello there" and bot_texts == [response_text("utter_greet")]
