@@ -10,6 +10,8 @@
   conversation re-check its ticket once a second, so a customer who sends
   twice quickly waits up to a second for nothing. It re-checks every
   `LOCK_POLL_S` (20 ms) instead: a dictionary lookup in memory, one GET on Redis.
+- The interpreter's GIL switch interval is shortened so that the model
+  thread (`core.serving`) is not starved by the event loop.
 """
 from __future__ import annotations
 
@@ -64,6 +66,9 @@ def apply() -> None:
         RemoteAction._validate_action_result = _validate_action_result
     if getattr(LockStore.lock, "__module__", "") != __name__:
         LockStore.lock = _polling_lock(LockStore.lock)
+    from core.serving import tune_for_serving
+
+    tune_for_serving()
 
 
 apply()

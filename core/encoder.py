@@ -69,43 +69,25 @@ def load_encoder(name_or_path: Optional[str] = None, device: str = "cpu"):
         return SentenceTransformer(resolve_model_path(name_or_path), device=device)
 
 
-class _EmbeddingCache:
+def _new_cache():
     """Recent message embeddings per encoder, so that one message is encoded once.
 
-    The handoff desk's frustration check and the answer retriever both embed
-    the customer's message with the same encoder, a few milliseconds apart;
-    the second asks this cache instead of running the model again.
+    The handoff desk embeds each customer message on the model thread (the
+    frustration check, `core.serving.prefetch`); the answer retriever then
+    asks this cache instead of running the model again.
     """
+    from core.serving import LRUCache
 
-    def __init__(self, size: int = 4096) -> None:
-        from collections import OrderedDict
-
-        self.size = size
-        self._items: "OrderedDict" = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            vector = self._items.get(key)
-            if vector is not None:
-                self._items.move_to_end(key)
-            return vector
-
-    def put(self, key, vector) -> None:
-        with self._lock:
-            self._items[key] = vector
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+    return LRUCache(4096)
 
 
-_cache = _EmbeddingCache()
+_cache = _new_cache()
 
 
 def clear_embedding_cache() -> None:
     """Forget the cached message embeddings (benchmarks time real encoding with this)."""
     global _cache
-    _cache = _EmbeddingCache(_cache.size)
+    _cache = _new_cache()
 
 
 @functools.lru_cache(maxsize=1)
@@ -138,19 +120,66 @@ def inference_precision(setting: Optional[str] = None) -> str:
 _half_models: dict = {}
 
 
-def _serving_copy(model, precision: str):
+def _serving_copy(model, precision: str, locked: bool = False):
     """`model` itself for fp32; a bfloat16 copy of it (made once) for bf16."""
     if precision != "bf16":
         return model
+    if not locked:
+        with _lock:
+            return _serving_copy(model, precision, locked=True)
+    copy = _half_models.get(id(model))
+    if copy is None:
+        import copy as copying
+
+        import torch
+
+        copy = _half_models[id(model)] = copying.deepcopy(model).to(torch.bfloat16).eval()
+    return copy
+
+
+_runners: dict = {}
+
+
+def _serving_runner(model, tokenizer, precision: str):
+    """`(ids, mask) -> normalised mean-pooled embeddings` for serving, made once per model and precision.
+
+    A TorchScript trace of the (bfloat16 when asked) transformer plus the
+    pooling, so that one call runs the whole pass without holding the GIL
+    (see `core.serving`); the eager module where tracing is not possible.
+    """
+    key = (id(model), precision)
+    runner = _runners.get(key)
+    if runner is not None:
+        return runner
+    import torch
+
+    from core.serving import compile_for_serving
+
+    class MeanPooled(torch.nn.Module):
+        def __init__(self, transformer) -> None:
+            super().__init__()
+            self.transformer = transformer
+
+        def forward(self, ids, mask):
+            hidden = self.transformer(input_ids=ids, attention_mask=mask)[0].float()
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, dim=-1)
+
+    def inputs(texts):
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+        return batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
+
     with _lock:
-        copy = _half_models.get(id(model))
-        if copy is None:
-            import copy as copying
-
-            import torch
-
-            copy = _half_models[id(model)] = copying.deepcopy(model).to(torch.bfloat16).eval()
-        return copy
+        runner = _runners.get(key)
+        if runner is None:
+            runner = _runners[key] = compile_for_serving(
+                MeanPooled(_serving_copy(model, precision, locked=True)),
+                inputs(["where is my new card"]),
+                [inputs(["hi"]), inputs(["my card payment was declined twice at the shop today", "hello"])],
+                name=f"sentence encoder ({precision})",
+            )
+    return runner
 
 
 def _mean_pooling_parts(encoder):
@@ -188,29 +217,22 @@ def embed_few(encoder, texts, precision: Optional[str] = None):
         # Any object with encode(texts, normalize_embeddings=True), e.g. a test double: not cached.
         vectors = encoder.encode(list(texts), normalize_embeddings=True)
         return np.ascontiguousarray(np.asarray(vectors, dtype="float32"))
+    from core.serving import cached_rows
+
     precision = inference_precision(precision)
-    owner = (id(encoder), precision)
-    vectors = [_cache.get((owner, text)) for text in texts]
-    missing = [i for i, v in enumerate(vectors) if v is None]
-    if missing:
-        todo = [texts[i] for i in missing]
+
+    def compute(todo):
         parts = _mean_pooling_parts(encoder)
         with torch.inference_mode():
             if parts is not None:
                 model, tokenizer, max_length = parts
-                model = _serving_copy(model, precision)
+                runner = _serving_runner(model, tokenizer, precision)
                 batch = tokenizer(todo, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-                batch = {k: v.to(model.device) for k, v in batch.items()}
-                hidden = model(**batch)[0].float()
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            else:
-                features = encoder.preprocess(todo)
-                features = {k: v.to(encoder.device) if hasattr(v, "to") else v for k, v in features.items()}
-                pooled = encoder.forward(features)["sentence_embedding"].float()
-            fresh = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
-        for row, i in enumerate(missing):
-            vectors[i] = np.ascontiguousarray(fresh[row])
-            vectors[i].setflags(write=False)
-            _cache.put((owner, texts[i]), vectors[i])
+                return runner(batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)).cpu().numpy()
+            features = encoder.preprocess(todo)
+            features = {k: v.to(encoder.device) if hasattr(v, "to") else v for k, v in features.items()}
+            pooled = encoder.forward(features)["sentence_embedding"].float()
+            return torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+
+    vectors = cached_rows(_cache, (id(encoder), precision), list(texts), compute)
     return np.stack(vectors).astype("float32", copy=False)

@@ -191,6 +191,10 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
             raise IntentModelError(
                 f"the model archive has no files for {resource.name}: retrain with `rasa train`"
             ) from exc
+        from core.serving import register_prefetch
+
+        model.prefetch(["warm up the compiled pass"])  # compile now, not on the first customer's message
+        register_prefetch(("intent", resource.name), model.prefetch)
         return cls(config, model_storage, resource, model)
 
     # ------------------------------------------------------------- inference

@@ -154,6 +154,9 @@ class IntentModel:
         self.temperature = float(temperature)
         self.device = pick_device(config.device)
         self.history: List[Dict[str, float]] = []
+        # Serving only (set by `load`): a compiled logits pass and the recent messages' probabilities.
+        self._serving_logits = None
+        self._served = None
 
     # ----------------------------------------------------------------- build
     @staticmethod
@@ -243,10 +246,56 @@ class IntentModel:
             return self.head(emb).float().cpu()
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Calibrated class probabilities (temperature-scaled softmax), one row per text."""
+        """Calibrated class probabilities (temperature-scaled softmax), one row per text.
+
+        A loaded (serving) model answers a few texts from its cache of recent
+        messages, filled by `core.serving.prefetch` on the model thread, and
+        computes the rest with its compiled pass.
+        """
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return torch.softmax(self.logits(texts, batch_size) / self.temperature, dim=-1).numpy()
+        if self._served is None or len(texts) > 8:
+            return torch.softmax(self.logits(texts, batch_size) / self.temperature, dim=-1).numpy()
+        from core.serving import cached_rows
+
+        return np.stack(cached_rows(self._served, "proba", list(texts), self._serve_proba))
+
+    def _serve_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities of a few texts through the compiled pass (built on first use)."""
+        if self._serving_logits is None:
+            self._serving_logits = self._compile()
+        ids, mask = self._pad(self._tokenize(texts))
+        with torch.inference_mode():
+            logits = self._serving_logits(ids, mask).float().cpu()
+        return torch.softmax(logits / self.temperature, dim=-1).numpy()
+
+    def _compile(self):
+        """`(ids, mask) -> logits` as one TorchScript call (see `core.serving`), checked against `logits`."""
+        from core.serving import compile_for_serving
+
+        model = self
+
+        class Logits(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.encoder, self.head = model.encoder, model.head
+
+            def forward(self, ids, mask):
+                bert = model._bert()
+                hidden = model._run_layers(bert.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids)), mask, 0)
+                embedded = torch.nn.functional.normalize(model._mean_pool(hidden.float(), mask), dim=-1)
+                return self.head(embedded).float()
+
+        def inputs(texts):
+            return self._pad(self._tokenize(texts))
+
+        if self.encoder.training:
+            self.encoder.eval()
+        return compile_for_serving(
+            Logits(), inputs(["where is my new card"]),
+            [inputs(["hi"]), inputs(["my card payment was declined twice at the shop today", "hello"])],
+            name="intent model",
+        )
 
     # --------------------------------------------------------------- fitting
     @classmethod
@@ -505,7 +554,16 @@ class IntentModel:
                 model.encoder.to(torch.bfloat16)
         model.encoder.to(model.device).eval()
         model.head.to(model.device).eval()
+        if merge:
+            from core.serving import LRUCache
+
+            model._served = LRUCache(4096)
         return model
+
+    def prefetch(self, texts: Sequence[str]) -> None:
+        """Classify `texts` now (on the model thread) so that `predict_proba` finds them cached."""
+        if self._served is not None:
+            self.predict_proba(list(texts))
 
 
 def stratified_split(y: np.ndarray, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:

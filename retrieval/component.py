@@ -125,6 +125,10 @@ class AnswerRetriever(GraphComponent):
             max_shift=float(config["feedback_max_shift"]),
         )
         logger.info("answer index with %d past answers loaded from %s", len(index), index_dir)
+        from core.serving import register_prefetch
+
+        index.encode(["warm up the compiled pass"])  # compile now, not on the first customer's message
+        register_prefetch(("retrieval", resource.name), index.encode)  # the desk embeds each message ahead
         return cls(config, index, feedback)
 
     @staticmethod

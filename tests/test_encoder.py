@@ -36,3 +36,14 @@ def test_precision_setting(monkeypatch):
     assert enc.inference_precision(None) == "fp32"
     with pytest.raises(ValueError, match="auto, bf16 or fp32"):
         enc.inference_precision("int4")
+
+
+def test_serving_trace_gives_the_eager_vectors(model, monkeypatch):
+    """The TorchScript pass (core.serving) and the eager model agree, in a batch with padding too."""
+    texts = ["a fee for paying in dollars?", "hi", "why was my card payment declined twice at the shop today"]
+    traced = enc.embed_few(model, texts, "fp32")
+    enc.clear_embedding_cache()
+    monkeypatch.setenv("ASSISTANT_TRACE_MODELS", "0")
+    monkeypatch.setattr(enc, "_runners", {})
+    eager = enc.embed_few(model, texts, "fp32")
+    assert np.abs(traced - eager).max() < 1e-5

@@ -155,6 +155,7 @@ class Result:
     ok: bool
     error: str = ""
     message: str = ""  # "sender: text" of a failed message, for the report
+    at: float = 0.0  # scheduled send time, seconds from the start
 
 
 async def drive(url: str, people: List[Customer], timeout: float, headers: Dict[str, str]) -> Dict[str, Any]:
@@ -176,17 +177,17 @@ async def drive(url: str, people: List[Customer], timeout: float, headers: Dict[
                     body = await response.read()
                     latency = (loop.time() - scheduled) * 1000
                     if response.status != 200:
-                        results.append(Result(latency, False, f"HTTP {response.status}", f"{sender}: {text}"))
+                        results.append(Result(latency, False, f"HTTP {response.status}", f"{sender}: {text}", at))
                         return
                     replies = json.loads(body)
                     if not replies:
-                        results.append(Result(latency, False, "no reply", f"{sender}: {text}"))
+                        results.append(Result(latency, False, "no reply", f"{sender}: {text}", at))
                         return
-                    results.append(Result(latency, True))
+                    results.append(Result(latency, True, at=at))
             except asyncio.TimeoutError:
-                results.append(Result((loop.time() - scheduled) * 1000, False, "timeout"))
+                results.append(Result((loop.time() - scheduled) * 1000, False, "timeout", f"{sender}: {text}", at))
             except Exception as exc:  # connection refused, reset, bad JSON
-                results.append(Result((loop.time() - scheduled) * 1000, False, type(exc).__name__))
+                results.append(Result((loop.time() - scheduled) * 1000, False, type(exc).__name__, f"{sender}: {text}", at))
 
         tasks = [one(p.sender, text, at) for p in people for text, at in zip(p.messages, p.schedule)]
         began = time.perf_counter()
@@ -202,7 +203,12 @@ def summarise(results: List[Result], wall: float) -> Dict[str, Any]:
         if not r.ok:
             errors[r.error] = errors.get(r.error, 0) + 1
     answered = sum(r.ok for r in results)
+    timeline: Dict[int, List[float]] = {}
+    for r in results:
+        timeline.setdefault(int(r.at), []).append(r.latency_ms)
     return {
+        # p95 latency of the messages scheduled in each second: shows whether the tail is steady or a stall
+        "timeline_p95": {s: float(np.percentile(v, 95)) for s, v in sorted(timeline.items())},
         "failed_examples": [f"{r.error}: {r.message}" for r in results if not r.ok and r.message][:10],
         "messages": len(results),
         "answered": answered,

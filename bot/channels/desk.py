@@ -55,6 +55,7 @@ from core import metrics
 from core.db import DatabaseUnavailableError
 from core.logs import conversation
 from core.ratelimit import RATE_LIMITED_TEXT, limiter_from_settings
+from core.serving import model_executor, prefetch
 from core.redaction import redact
 from core.settings import Settings, get_settings
 
@@ -260,7 +261,9 @@ class HandoffDesk:
         def build() -> FrustrationDetector:
             from core.encoder import load_encoder
 
-            return FrustrationDetector(encoder=load_encoder(None))  # None: the same cached encoder as retrieval
+            detector = FrustrationDetector(encoder=load_encoder(None))  # None: the same cached encoder as retrieval
+            detector.assess("warm up the compiled pass")  # compile now, not on the first customer's message
+            return detector
 
         try:
             self.detector = await asyncio.get_running_loop().run_in_executor(None, build)
@@ -378,6 +381,11 @@ class HandoffDesk:
         await on_new_message(message)
         await self._complete_requested_handoff(agent, message)
 
+    def _analyse(self, text: str, previous: List[str]):
+        """Run every model on the message (see `core.serving`), then judge frustration."""
+        prefetch([text])
+        return self.detector.assess(text, previous)
+
     async def _reason_to_hand_off(self, agent, message: UserMessage):
         """('frustration' | 'fallbacks' | None, summary for the agent), decided before the assistant answers."""
         if not message.text or is_payload(message.text):
@@ -387,8 +395,10 @@ class HandoffDesk:
         # Asking again counts only within a burst of conversation, not when the customer comes back later.
         recent = time.time() - REPEAT_WINDOW_S
         previous = [e.text for e in typed if e.text and e.timestamp >= recent][-3:]
+        # On the model thread: the frustration check, and the intent model and the
+        # retriever's encoder on this message, whose results Rasa's pipeline then reuses.
         verdict = await asyncio.get_running_loop().run_in_executor(
-            None, self.detector.assess, message.text, previous
+            model_executor(), self._analyse, message.text, previous
         )
         if verdict.frustrated:
             return "frustration", "frustration: " + "; ".join(verdict.evidence)

@@ -1,0 +1,182 @@
+"""Model calls for serving: compiled, off the event loop, once per message.
+
+Why this exists (measured with py-spy and `training.bench_load` on the
+2-core machine):
+
+- The Rasa server runs one event loop. Every millisecond of model work on
+  it is a millisecond no other customer is served, so the models run on a
+  worker thread instead (the handoff desk hands it each message before Rasa
+  sees it; see `prefetch`).
+- An eager PyTorch forward pass on a thread next to a busy event loop is
+  starved: each of its ~100 operators gives the GIL back and waits up to
+  the interpreter's switch interval to get it again. A 4 ms MiniLM pass
+  took over 50 ms that way. `compile_for_serving` traces the model with
+  TorchScript, so the whole forward pass is one call that holds the GIL
+  only to start and to return: 4.3 ms with the event loop at 100 %.
+- `SERVING_SWITCH_INTERVAL_S` shortens how long a thread waits for the GIL,
+  for the same reason.
+
+Components that can analyse a message ahead of Rasa's pipeline register a
+prefetcher (`register_prefetch`); their `process` then finds the result in
+their own cache. Anything that calls the component directly (Rasa's HTTP
+API, another project) simply computes it inline, as before.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from typing import Callable, Dict, Hashable, Optional, Sequence
+
+logger = logging.getLogger(__name__)
+
+# The GIL switch interval of a serving process (Python's default is 5 ms).
+SERVING_SWITCH_INTERVAL_S = 0.001
+
+
+def tracing_enabled() -> bool:
+    """Whether to serve TorchScript traces (ASSISTANT_TRACE_MODELS=0 turns it off)."""
+    return os.environ.get("ASSISTANT_TRACE_MODELS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def compile_for_serving(module, example: Sequence, checks: Sequence[Sequence] = (), name: str = "model",
+                        tolerance: float = 2e-2) -> Callable:
+    """A frozen TorchScript trace of `module(*example)`, or `module` itself when that is not possible.
+
+    The trace is checked against the eager module on `checks` (other shapes:
+    lengths and batch sizes); if any output differs by more than `tolerance`
+    the eager module is served and a warning says why. Tracing is only
+    valid for modules whose control flow does not depend on their inputs'
+    values, which holds for BERT-style encoders.
+    """
+    if not tracing_enabled():
+        return module
+    import warnings
+
+    import torch
+
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings about shape-dependent Python: checked below
+            traced = torch.jit.trace(module.eval(), tuple(example), strict=False, check_trace=False)
+            traced = torch.jit.freeze(traced.eval())
+            for inputs in [example, *checks]:
+                want, got = module(*inputs), traced(*inputs)
+                if want.shape != got.shape or float((want.float() - got.float()).abs().max()) > tolerance:
+                    raise ValueError(f"trace disagrees with the model on inputs of shape {tuple(inputs[0].shape)}")
+    except Exception as exc:  # unsupported operator, shape-dependent branch, ...
+        logger.warning("%s is served without TorchScript (%s: %s); it will be slower under load",
+                       name, type(exc).__name__, exc)
+        return module
+    logger.info("%s is served as a TorchScript trace", name)
+    return traced
+
+
+class LRUCache:
+    """A small thread-safe least-recently-used map (model outputs per message text)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._items: "OrderedDict" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+_prefetchers: Dict[Hashable, Callable[[Sequence[str]], object]] = {}
+_prefetch_lock = threading.Lock()
+
+
+def register_prefetch(key: Hashable, fn: Callable[[Sequence[str]], object]) -> None:
+    """Have `prefetch` call `fn(texts)`; a later registration under the same key replaces it.
+
+    Components register at load time, keyed by what they are (a newly
+    loaded model replaces the one it succeeds).
+    """
+    with _prefetch_lock:
+        _prefetchers[key] = fn
+
+
+def unregister_prefetch(key: Hashable) -> None:
+    with _prefetch_lock:
+        _prefetchers.pop(key, None)
+
+
+def prefetch(texts: Sequence[str]) -> None:
+    """Run every registered model on `texts` now (on the caller's thread), filling their caches.
+
+    A failing prefetcher is logged and skipped: the component will compute
+    inline when Rasa calls it, and report the error there.
+    """
+    texts = [t for t in texts if t and t.strip() and not t.lstrip().startswith("/")]
+    if not texts:
+        return
+    with _prefetch_lock:
+        todo = list(_prefetchers.items())
+    for key, fn in todo:
+        try:
+            fn(texts)
+        except Exception as exc:  # pragma: no cover - logged, the inline path reports it
+            logger.warning("prefetch by %s failed (%s: %s)", key, type(exc).__name__, exc)
+
+
+_executor = None
+_executor_lock = threading.Lock()
+
+
+def model_executor():
+    """The process's single model thread: model work is queued there, one call at a time.
+
+    One thread, because the machine's other core is what it is for; more
+    threads would only fight over it and over the GIL.
+    """
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="models")
+        return _executor
+
+
+def tune_for_serving() -> None:
+    """Process settings for a serving process (called by the Rasa server's channels at import)."""
+    import sys
+
+    sys.setswitchinterval(SERVING_SWITCH_INTERVAL_S)
+
+
+def cached_rows(cache: Optional[LRUCache], owner: Hashable, texts: Sequence[str], compute: Callable):
+    """Rows of `compute(missing_texts)` for `texts`, through `cache` keyed by (owner, text).
+
+    Returns a list with one row per text; rows are read-only numpy arrays.
+    """
+    import numpy as np
+
+    rows = [cache.get((owner, t)) if cache is not None else None for t in texts]
+    missing = [i for i, r in enumerate(rows) if r is None]
+    if missing:
+        fresh = compute([texts[i] for i in missing])
+        for row, i in enumerate(missing):
+            value = np.ascontiguousarray(fresh[row])
+            value.setflags(write=False)
+            rows[i] = value
+            if cache is not None:
+                cache.put((owner, texts[i]), value)
+    return rows
