@@ -18,7 +18,9 @@ Rasa server:
 - ``assistant_handoffs_total{reason}``: conversations handed to a person
   (asked, frustration, fallbacks);
 - ``assistant_rate_limited_messages_total{channel}``: messages refused by the
-  per-sender rate limit.
+  per-sender rate limit;
+- ``assistant_gc_pause_seconds{generation}``: the garbage collector's pauses
+  (the whole event loop stops for them).
 
 Action server:
 
@@ -65,6 +67,10 @@ SUGGESTIONS_SHOWN = Counter("assistant_suggestions_shown", "Suggestion buttons s
 SUGGESTION_CLICKS = Counter("assistant_suggestion_clicks", "Suggestions clicked (or asked about) by customers.")
 RATE_LIMITED = Counter(
     "assistant_rate_limited_messages", "Messages refused by the per-sender rate limit, by channel.", ["channel"]
+)
+GC_PAUSE_SECONDS = Histogram(
+    "assistant_gc_pause_seconds", "Python garbage collector pauses, by generation.", ["generation"],
+    buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
 ERRORS = Counter("assistant_errors", "Exceptions in a measured stage, by kind.", ["kind"])
 LOG_ERRORS = Counter("assistant_log_errors", "Log records at ERROR or above, by logger.", ["logger"])
@@ -143,6 +149,24 @@ def count_turn(events: Sequence[Any]) -> None:
             if (getattr(event, "intent", None) or {}).get("name") == NLU_FALLBACK:
                 FALLBACKS.labels(NLU_FALLBACK).inc()
             return
+
+
+_gc_started = [0.0]
+
+
+def _gc_callback(phase: str, info: dict) -> None:
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+    elif _gc_started[0]:
+        GC_PAUSE_SECONDS.labels(str(info.get("generation", "?"))).observe(time.perf_counter() - _gc_started[0])
+
+
+def watch_gc() -> None:
+    """Observe every garbage collection's pause in ``assistant_gc_pause_seconds{generation}`` (once)."""
+    import gc
+
+    if _gc_callback not in gc.callbacks:
+        gc.callbacks.append(_gc_callback)
 
 
 def metrics_response_body() -> Tuple[bytes, str]:

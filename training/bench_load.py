@@ -252,15 +252,19 @@ def child_pids(root: int) -> List[int]:
     return found
 
 
-def scrape_stages(url: str, headers: Dict[str, str]) -> Dict[str, float]:
-    """Mean seconds per stage from the server's Prometheus histograms, when it has them."""
+def scrape(url: str, headers: Dict[str, str]) -> str:
+    """The server's /metrics text, or '' when it has none."""
     import urllib.request
 
     try:
         with urllib.request.urlopen(urllib.request.Request(f"{url}/metrics", headers=headers), timeout=5) as r:
-            text = r.read().decode()
+            return r.read().decode()
     except Exception:
-        return {}
+        return ""
+
+
+def scrape_stages(text: str) -> Dict[str, float]:
+    """Mean milliseconds per stage from a server's Prometheus histograms (the /metrics text)."""
     sums: Dict[str, float] = {}
     counts: Dict[str, float] = {}
     for line in text.splitlines():
@@ -345,7 +349,9 @@ def run_system(name: str, model: Path, credentials: Path, args, people: List[Cus
         summary = asyncio.run(drive(url, people, args.timeout, {}))
         summary["cpu_ms_per_msg"] = 1000 * (cpu_seconds(pids) - cpu0) / max(1, summary["messages"])
         summary["rasa_cpu_ms_per_msg"] = 1000 * (cpu_seconds(rasa_pids) - rasa0) / max(1, summary["messages"])
-        summary["stages"] = {**scrape_stages(servers.url, {}), **scrape_stages(f"http://localhost:{servers.action_port}", {})}
+        scraped = {"rasa": scrape(servers.url, {}), "actions": scrape(f"http://localhost:{servers.action_port}", {})}
+        summary["stages"] = {**scrape_stages(scraped["rasa"]), **scrape_stages(scraped["actions"])}
+        summary["metrics"] = scraped  # the raw text, saved beside the report
         summary["load_avg"] = os.getloadavg()[0]
     finally:
         servers.stop()
@@ -427,6 +433,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     print("\n" + report)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "load.md").write_text(report + "\n")
+    for row in rows:
+        for server, text in row.pop("metrics", {}).items():
+            (args.out / f"metrics-{row['system']}-{server}.txt").write_text(text)
     (args.out / "load.json").write_text(json.dumps(rows, indent=2, default=str))
     return 0
 

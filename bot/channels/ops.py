@@ -164,6 +164,14 @@ class OpsChannel(InputChannel):
             logs.reapply_configured_logging()  # Sanic's app set-up configured its own loggers since
             metrics.count_logged_errors()
 
+        @ops.listener("after_server_start")
+        async def settle(app, _loop) -> None:
+            # Rasa loads the model before the server starts: keep the GC off what it loaded.
+            from core.serving import settle_heap
+
+            metrics.watch_gc()
+            settle_heap()
+
         @ops.route("/metrics", methods=["GET"])
         async def scrape(request: Request) -> HTTPResponse:
             if not self._authorised(request):
