@@ -55,6 +55,9 @@ class Settings:
     # Minimum relevance for a suggestion to be shown; at most this many are shown.
     suggestion_threshold: float = 0.2
     max_suggestions: int = 3
+    # Intents (comma-separated) whose messages are never "asked again" frustration: saying
+    # "thanks" or "yes" twice is conversation, not a customer repeating an unanswered request.
+    repeat_ignored_intents: str = "greet,goodbye,thanks,affirm,deny,inform_card_digits"
     # Intent answers below this confidence are also queued for human review.
     review_confidence: float = 0.6
     # Rasa server and action server addresses used by the launcher and the tests.

@@ -394,7 +394,11 @@ class HandoffDesk:
         typed = customer_texts_since_handback(tracker.events)
         # Asking again counts only within a burst of conversation, not when the customer comes back later.
         recent = time.time() - REPEAT_WINDOW_S
-        previous = [e.text for e in typed if e.text and e.timestamp >= recent][-3:]
+        pleasantries = {i.strip() for i in self.settings.repeat_ignored_intents.split(",") if i.strip()}
+        previous = [
+            e.text for e in typed
+            if e.text and e.timestamp >= recent and (e.intent or {}).get("name") not in pleasantries
+        ][-3:]
         # On the model thread: the frustration check, and the intent model and the
         # retriever's encoder on this message, whose results Rasa's pipeline then reuses.
         verdict = await asyncio.get_running_loop().run_in_executor(

@@ -109,6 +109,15 @@ def test_a_frustrated_customer_is_handed_to_a_person_and_nothing_they_write_is_l
     assert user_texts(assistant, sender)[-2:] == ["This is RIDICULOUS, you are completely useless!!", "where is my card"]
 
 
+def test_saying_thanks_twice_is_not_asking_again(assistant):
+    """A repeated request is frustration; a repeated pleasantry is not (setting repeat_ignored_intents)."""
+    sender = f"rest-thanks-{uuid.uuid4().hex[:8]}"
+    for text in ["thank you so much for the help", "how do I activate my new card", "thank you so much for the help"]:
+        replies = assistant.send(sender, text)
+        assert not any(r.get("notice", "").startswith("utter_handoff") for r in replies), (text, replies)
+    assert handoff_row(assistant, sender) is None
+
+
 def test_two_fallbacks_in_a_row_hand_the_customer_to_a_person(assistant):
     sender = f"rest-fallbacks-{uuid.uuid4().hex[:8]}"
     first = assistant.send(sender, "zxq wibble florp quonk")
