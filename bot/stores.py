@@ -79,7 +79,8 @@ class CachingSQLTrackerStore(SQLTrackerStore):
 
     # ------------------------------------------------------------------ cache
     def _version(self, session: Any, sender_id: Text) -> Tuple[int, Optional[int]]:
-        rows, highest = session.execute(self._version_sql, {"sender_id": sender_id}).one()
+        # On the session's connection: the ORM's execute adds more than the query costs.
+        rows, highest = session.connection().execute(self._version_sql, {"sender_id": sender_id}).one()
         return int(rows or 0), highest
 
     def _keep(self, sender_id: Text, kept: Optional[_Kept]) -> None:

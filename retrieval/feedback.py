@@ -95,6 +95,15 @@ class _Ratings:
         return self._stacked
 
 
+# Built once (read on every message): SQLAlchemy then skips rebuilding and re-keying it.
+_NEW_RATINGS = (
+    sa.select(answer_ratings.c.id, answer_ratings.c.answer_id, answer_ratings.c.query, answer_ratings.c.rating)
+    .where(answer_ratings.c.id > sa.bindparam("after"))
+    .where(answer_ratings.c.answer_id.like(f"{HISTORY_PREFIX}%"))
+    .order_by(answer_ratings.c.id)
+)
+
+
 class AnswerFeedback:
     """Ratings of historical answers, read incrementally and applied to hits."""
 
@@ -139,12 +148,7 @@ class AnswerFeedback:
         try:
             engine = connect(self.database_url)
             with engine.connect() as conn:
-                rows = conn.execute(
-                    sa.select(answer_ratings.c.id, answer_ratings.c.answer_id, answer_ratings.c.query, answer_ratings.c.rating)
-                    .where(answer_ratings.c.id > self._last_id - self.reread_window)
-                    .where(answer_ratings.c.answer_id.like(f"{HISTORY_PREFIX}%"))
-                    .order_by(answer_ratings.c.id)
-                ).fetchall()
+                rows = conn.execute(_NEW_RATINGS, {"after": self._last_id - self.reread_window}).fetchall()
         except Exception as exc:  # noqa: BLE001 - any database failure degrades to "no feedback"
             if not self._warned:
                 logger.warning("answer ratings could not be read (%s); answering without them", exc)

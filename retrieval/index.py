@@ -42,6 +42,21 @@ class IndexConfigError(ValueError):
     """The FAISS index type or its parameters cannot be used for this history."""
 
 
+def _shallow(record: Any) -> Dict[str, Any]:
+    """A frozen dataclass's fields as a dict, without `dataclasses.asdict`'s deep copy.
+
+    The fields are strings, numbers and tuples of strings, so nothing needs
+    copying; this runs for every hit of every message.
+    """
+    names = _FIELD_NAMES.get(type(record))
+    if names is None:
+        names = _FIELD_NAMES[type(record)] = tuple(f.name for f in dataclasses.fields(record))
+    return {name: getattr(record, name) for name in names}
+
+
+_FIELD_NAMES: Dict[type, tuple] = {}
+
+
 @dataclasses.dataclass(frozen=True)
 class AnswerRecord:
     """A past question and the answer it received."""
@@ -55,7 +70,7 @@ class AnswerRecord:
 
     def as_dict(self) -> Dict[str, Any]:
         """The record as plain JSON-ready data."""
-        return {**dataclasses.asdict(self), "tags": list(self.tags)}
+        return {**_shallow(self), "tags": list(self.tags)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +92,7 @@ class Hit:
 
     def as_dict(self) -> Dict[str, Any]:
         """The hit as plain JSON-ready data (the shape the Rasa component outputs)."""
-        return {**dataclasses.asdict(self), "tags": list(self.tags), "score": round(float(self.score), 4)}
+        return {**_shallow(self), "tags": list(self.tags), "score": round(float(self.score), 4)}
 
 
 def normalize_timestamp(value: Any) -> Optional[str]:
@@ -412,7 +427,7 @@ class AnswerIndex:
                 record = self._records.get(key)
                 if key < 0 or record is None:
                     continue
-                hits.append(Hit(score=score, **dataclasses.asdict(record)))
+                hits.append(Hit(score=score, **_shallow(record)))
                 if len(hits) == k:
                     break
             results.append(hits)

@@ -138,7 +138,14 @@ def plan(customers: int, rate: float, duration: float, seed: int, jitter: float 
         messages: List[str] = []
         times: List[float] = []
         while t < duration:
-            for text in conversation_scripts(rng, 1)[0]:
+            script = conversation_scripts(rng, 1)[0]
+            for _ in range(20):
+                # A customer who types the very same question again within a few messages is
+                # frustrated (the desk hands them to a person); these simulated ones are not.
+                if len(set(script)) == len(script) and not set(script) & set(messages[-10:]):
+                    break
+                script = conversation_scripts(rng, 1)[0]
+            for text in script:
                 if t >= duration:
                     break
                 messages.append(text)

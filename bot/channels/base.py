@@ -48,6 +48,12 @@ class DeskChannel:
                 app.ctx.handoff_desk_prepared = True
                 app.add_task(desk_for(app).prepare())
 
+        @blueprint.listener("before_server_stop")
+        async def close_sessions(app, _loop) -> None:
+            from bot.channels.desk import close_kept_sessions
+
+            await close_kept_sessions()
+
         return blueprint
 
     def gated(self, on_new_message: OnNewMessage) -> OnNewMessage:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import logging
 import math
 import sqlite3
@@ -150,6 +151,40 @@ def _tracker_store_failed(error: Exception) -> None:
     logger.error("the tracker store failed (Rasa falls back to memory for this request): %s", error)
 
 
+def _dumps(body: Dict[str, Any]) -> bytes:
+    """JSON of an action call: ujson where it can write the body, else the standard library."""
+    try:
+        import ujson
+
+        return ujson.dumps(body, ensure_ascii=False, escape_forward_slashes=False).encode("utf-8")
+    except (ImportError, TypeError, OverflowError, ValueError):
+        return json.dumps(body).encode("utf-8")
+
+
+_KEPT_SESSIONS: List[aiohttp.ClientSession] = []
+
+
+class _Borrowed:
+    """`async with` a kept session without closing it at the end."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    async def __aenter__(self) -> aiohttp.ClientSession:
+        return self._session
+
+    async def __aexit__(self, *exc: Any) -> bool:
+        return False
+
+
+async def close_kept_sessions() -> None:
+    """Close the action server sessions kept alive by `WatchedActionEndpoint` (at server stop)."""
+    while _KEPT_SESSIONS:
+        session = _KEPT_SESSIONS.pop()
+        if not session.closed:
+            await session.close()
+
+
 class WatchedActionEndpoint(EndpointConfig):
     """The action server's endpoint, noting in the customer's turn when a call fails.
 
@@ -162,24 +197,56 @@ class WatchedActionEndpoint(EndpointConfig):
     def wrap(cls, endpoint: EndpointConfig) -> "WatchedActionEndpoint":
         watched = cls.__new__(cls)
         watched.__dict__.update(endpoint.__dict__)
+        watched._kept = None
         return watched
 
+    def session(self) -> Any:
+        """One kept-alive client session per event loop, instead of Rasa's new one per request.
+
+        Rasa opens a session, resolves the host, connects, sends one request
+        and closes again for every custom action: a tenth of the Rasa
+        server's time per message under load (py-spy). Same headers, auth
+        and timeout as Rasa's session; idle connections are dropped after
+        3 s, before the action server's own 5 s keep-alive ends them.
+        """
+        loop = asyncio.get_running_loop()
+        kept = getattr(self, "_kept", None)
+        if kept is None or kept[0] is not loop or kept[1].closed:
+            from rasa.core.constants import DEFAULT_REQUEST_TIMEOUT
+
+            auth = aiohttp.BasicAuth(self.basic_auth["username"], self.basic_auth["password"]) if self.basic_auth else None
+            session = aiohttp.ClientSession(  # as Rasa configures it, with a kept-alive connector
+                headers=self.headers,
+                auth=auth,
+                timeout=aiohttp.ClientTimeout(total=DEFAULT_REQUEST_TIMEOUT),
+                connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=3, ttl_dns_cache=300),
+            )
+            self._kept = kept = (loop, session)
+            _KEPT_SESSIONS.append(session)
+        return _Borrowed(kept[1])
+
     async def request(self, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(kwargs.get("json"), dict):
+            # The whole conversation goes with every action call; ujson writes it in
+            # 40 % of json's time (same JSON). Kept for `_note` as `sent`.
+            kwargs["data"] = _dumps(kwargs["json"])
+            kwargs["sent"] = kwargs.pop("json")
+        sent = kwargs.pop("sent", None)
         try:
             return await super().request(*args, **kwargs)
         except ClientResponseError as exc:
             if exc.status != 400:  # 400: the action rejected itself (e.g. a form's validation), not a failure
-                self._note(kwargs, f"the action server answered {exc.status}")
+                self._note(sent, f"the action server answered {exc.status}")
             raise
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            self._note(kwargs, f"the action server at {self.url} is unreachable ({type(exc).__name__})")
+            self._note(sent, f"the action server at {self.url} is unreachable ({type(exc).__name__})")
             raise
 
     @staticmethod
-    def _note(kwargs: Dict[str, Any], problem: str) -> None:
+    def _note(sent: Optional[Dict[str, Any]], problem: str) -> None:
         turn = _TURN.get()
         if turn is not None:
-            action = (kwargs.get("json") or {}).get("next_action") if isinstance(kwargs.get("json"), dict) else None
+            action = sent.get("next_action") if isinstance(sent, dict) else None
             turn.failed_actions.append(f"{action or 'a custom action'}: {problem}")
 
 
