@@ -108,11 +108,23 @@ class CachingSQLTrackerStore(SQLTrackerStore):
             if kept is not None and kept.version == version:
                 self.hits += 1
                 return self._tracker(sender_id, kept.events)
+            if version[0] == 0:  # a new conversation: nothing to read, and the first save extends this
+                self._keep(sender_id, _Kept(version, []))
+                return None
             self.misses += 1
             rows = self._event_query(session, sender_id, fetch_events_from_all_sessions=False).all()
         events = deserialise_events([json.loads(row.data) for row in rows])
         self._keep(sender_id, _Kept(version, events) if rows else None)
         return self._tracker(sender_id, events)
+
+    @staticmethod
+    def _latest_session(events: List[Event]) -> List[Event]:
+        """What Rasa's query returns of these rows: events at or after the latest SessionStarted's timestamp."""
+        starts = [e.timestamp for e in events if isinstance(e, SessionStarted)]
+        if not starts:
+            return events
+        since = max(starts)
+        return [e for e in events if e.timestamp >= since]
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         """Store the new events (as Rasa does) and extend the kept copy with them."""
@@ -146,9 +158,9 @@ class CachingSQLTrackerStore(SQLTrackerStore):
                 )
             session.commit()
             after = self._version(session, sender_id) if new else before
-        starts_session = any(isinstance(e, SessionStarted) for e in new)
-        if kept is not None and kept.version == before and not starts_session and after[0] == before[0] + len(new):
+        if kept is not None and kept.version == before and after[0] == before[0] + len(new):
             # Fresh objects from the stored form: the kept copy never shares the caller's events.
-            self._keep(sender_id, _Kept(after, kept.events + deserialise_events(dumped)))
+            # A new session keeps only its own events, as Rasa's query would return them.
+            self._keep(sender_id, _Kept(after, self._latest_session(kept.events + deserialise_events(dumped))))
         else:
             self._keep(sender_id, None)  # read from the database next time

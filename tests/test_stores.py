@@ -120,3 +120,45 @@ def test_a_message_waiting_behind_another_of_its_conversation_is_not_held_a_seco
         return (await asyncio.gather(first(), second()))[1]
 
     assert asyncio.run(main()) < 0.4  # Rasa alone re-checks once a second
+
+
+def test_new_conversation_and_new_session_need_no_reread(tmp_path):
+    """A conversation's first save and a session start keep the cache; trackers stay Rasa's, rows unduplicated."""
+    from rasa.shared.core.constants import ACTION_SESSION_START_NAME
+
+    ours = CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=str(tmp_path / "ours.db"))
+    rasa = SQLTrackerStore(DOMAIN, dialect="sqlite", db=str(tmp_path / "rasa.db"))
+
+    def both(do):
+        return run(do(ours)), run(do(rasa))
+
+    assert both(lambda s: s.retrieve("new")) == (None, None)
+    created = DialogueStateTracker("new", DOMAIN.slots)
+    created.update(ActionExecuted("action_listen"))
+    for store in (ours, rasa):
+        run(store.save(created))
+    misses = ours.misses
+    mine, theirs = both(lambda s: s.retrieve("new"))
+    assert dump(mine) == dump(theirs) and ours.misses == misses, "the first save is kept"
+
+    for tracker in (mine, theirs):  # Rasa's session start, then a turn, saved together
+        tracker.update(ActionExecuted(ACTION_SESSION_START_NAME, timestamp=created.events[-1].timestamp + 1))
+        tracker.update(SessionStarted(timestamp=created.events[-1].timestamp + 1))
+        tracker.update(ActionExecuted("action_listen", timestamp=created.events[-1].timestamp + 2))
+        turn(tracker, "hello")
+    run(ours.save(mine))
+    run(rasa.save(theirs))
+    mine, theirs = both(lambda s: s.retrieve("new"))
+    assert dump(mine) == dump(theirs) and ours.misses == misses, "the new session is kept, as Rasa reads it"
+    assert len(mine.events) == len(theirs.events) < 3 + 4 + 1  # the first session's action_listen is left out
+    turn(mine, "and again")
+    turn(theirs, "and again")
+    run(ours.save(mine))
+    run(rasa.save(theirs))
+    assert dump(run(ours.retrieve("new"))) == dump(run(rasa.retrieve("new")))
+    assert dump(run(CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=str(tmp_path / "ours.db")).retrieve("new"))) == dump(
+        run(rasa.retrieve("new"))
+    ), "what the database holds is what was kept"
+    with ours.engine.connect() as a, rasa.engine.connect() as b:
+        count = "SELECT count(*) FROM events WHERE sender_id = 'new'"
+        assert a.exec_driver_sql(count).scalar() == b.exec_driver_sql(count).scalar()

@@ -115,7 +115,7 @@ def conversation_scripts(rng: random.Random, n: int) -> List[List[str]]:
         lambda: [question(), question(), pick("goodbye")],
         lambda: [pick("greet"), rng.choice(history), pick("thanks")],
         lambda: [rng.choice(history), question(), pick("thanks"), pick("goodbye")],
-        lambda: [pick("lost_or_stolen_card"), "yes please", str(rng.randint(1000, 9999)), pick("thanks")],
+        lambda: [pick("lost_or_stolen_card"), "yes please", str(rng.randint(1000, 9999)), "yes", pick("thanks")],
         lambda: [pick("greet"), question(), rng.choice(history), pick("goodbye")],
     ]
     return [rng.choice(shapes)() for _ in range(n)]
@@ -190,7 +190,7 @@ async def drive(url: str, people: List[Customer], timeout: float, headers: Dict[
                     if not replies:
                         results.append(Result(latency, False, "no reply", f"{sender}: {text}", at))
                         return
-                    results.append(Result(latency, True, at=at))
+                    results.append(Result(latency, True, message=f"{sender}: {text}", at=at))
             except asyncio.TimeoutError:
                 results.append(Result((loop.time() - scheduled) * 1000, False, "timeout", f"{sender}: {text}", at))
             except Exception as exc:  # connection refused, reset, bad JSON
@@ -217,6 +217,8 @@ def summarise(results: List[Result], wall: float) -> Dict[str, Any]:
         # p95 latency of the messages scheduled in each second: shows whether the tail is steady or a stall
         "timeline_p95": {s: float(np.percentile(v, 95)) for s, v in sorted(timeline.items())},
         "failed_examples": [f"{r.error}: {r.message}" for r in results if not r.ok and r.message][:10],
+        # Every message: scheduled second, latency, "sender: text" (for looking into the tail).
+        "per_message": [(round(r.at, 3), round(r.latency_ms, 1), r.message) for r in results],
         "messages": len(results),
         "answered": answered,
         "errors": sum(errors.values()),

@@ -440,11 +440,16 @@ class HandoffDesk:
         if handoff is not None:
             await self._keep_for_agent(agent, message, handoff)
             return
-        reason, summary = await self._reason_to_hand_off(agent, message)
+        # One read serves the frustration check and the catch-up: no agent can write to a
+        # conversation that has no open handoff, so nothing for the catch-up arrives meanwhile.
+        typed = bool(message.text) and not is_payload(message.text)
+        tracker = await agent.processor.get_tracker(message.sender_id) if typed or self._is_pull(message.output_channel) else None
+        reason, summary = await self._reason_to_hand_off(agent, message, tracker) if typed else (None, None)
         if reason:
             await self._hand_off(agent, message, reason, summary)
             return
-        await self._catch_up(agent, message)
+        if self._is_pull(message.output_channel):
+            await self._catch_up(message, tracker)
         await on_new_message(message)
         await self._complete_requested_handoff(agent, message)
 
@@ -453,11 +458,8 @@ class HandoffDesk:
         prefetch([text])
         return self.detector.assess(text, previous)
 
-    async def _reason_to_hand_off(self, agent, message: UserMessage):
+    async def _reason_to_hand_off(self, agent, message: UserMessage, tracker: DialogueStateTracker):
         """('frustration' | 'fallbacks' | None, summary for the agent), decided before the assistant answers."""
-        if not message.text or is_payload(message.text):
-            return None, None
-        tracker = await agent.processor.get_tracker(message.sender_id)
         typed = customer_texts_since_handback(tracker.events)
         # Asking again counts only within a burst of conversation, not when the customer comes back later.
         recent = time.time() - REPEAT_WINDOW_S
@@ -563,11 +565,8 @@ class HandoffDesk:
             await self._send(message.output_channel, cid, [notice])
         await self.push_state(cid, message.output_channel)
 
-    async def _catch_up(self, agent, message: UserMessage) -> None:
+    async def _catch_up(self, message: UserMessage, tracker: DialogueStateTracker) -> None:
         """A channel that cannot push (REST) gets the agent's last words with its next answer."""
-        if not self._is_pull(message.output_channel):
-            return
-        tracker = await agent.processor.get_tracker(message.sender_id)
         await self._send(message.output_channel, message.sender_id, self._unprompted(tracker.events))
 
     @staticmethod
