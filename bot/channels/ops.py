@@ -169,8 +169,8 @@ class OpsChannel(InputChannel):
             # Rasa loads the model before the server starts: keep the GC off what it loaded.
             from core.serving import settle_heap
 
+            settle_heap()  # its own full collection is start-up, not a pause anyone waits for
             metrics.watch_gc()
-            settle_heap()
 
         @ops.route("/metrics", methods=["GET"])
         async def scrape(request: Request) -> HTTPResponse:
