@@ -115,3 +115,17 @@ def test_corrupt_model_file_is_reported(trained, tmp_path):
     (copy / "head.safetensors").write_bytes(b"not a tensor file")
     with pytest.raises(IntentModelError, match="corrupt"):
         IntentModel.load(copy)
+
+
+def test_served_model_answers_from_its_compiled_pass_and_its_cache(trained, monkeypatch):
+    """Serving (core.serving): TorchScript pass == eager pass; a prefetched text is not computed again."""
+    import torch
+
+    _, folder = trained
+    served = IntentModel.load(folder, device="cpu")
+    texts = ["where is my new card", "hi", "what rate do you use to change pounds into euros"]
+    eager = torch.softmax(served.logits(texts) / served.temperature, dim=-1).numpy()
+    served.prefetch(texts)
+    assert isinstance(served._serving_logits, torch.jit.ScriptModule) and len(served._served) == 3
+    monkeypatch.setattr(served, "_serve_proba", lambda _: pytest.fail("computed again"))
+    np.testing.assert_allclose(served.predict_proba(texts), eager, atol=1e-5)
