@@ -34,3 +34,34 @@ def test_those_modules_use_deepcopy_only_in_debug_log_calls():
         calls = re.findall(r"structlogger\.debug\((?:[^()]|\([^()]*(?:\([^()]*\))*[^()]*\))*\)", source)
         inside = sum(call.count("copy.deepcopy(") for call in calls)
         assert inside == source.count("copy.deepcopy("), name
+
+
+def test_graph_runs_give_what_dask_gives():
+    import dask
+
+    calls = []
+
+    def node(name):
+        def run(*inputs):
+            calls.append(name)
+            return name, [i[1] if isinstance(i, tuple) else i for i in inputs]
+        return run
+
+    graph = {
+        "__message__": ("__message__", {"text": "hi"}),
+        "tokens": (node("tokens"), "__message__"),
+        "intent": (node("intent"), "tokens", "__message__"),
+        "entities": (node("entities"), "tokens"),
+        "parsed": (node("parsed"), "intent", "entities", "not a node"),
+        "unused": (node("unused"), "tokens"),
+    }
+    ours = fixes.run_graph(graph, ["parsed", "__message__"])
+    assert calls.count("tokens") == 1 and "unused" not in calls
+    calls.clear()
+    assert ours == dict(dask.get(graph, ["parsed", "__message__"]))
+
+
+def test_the_graph_runner_is_replaced_and_keeps_the_pruned_graph():
+    from rasa.engine.runner.dask import DaskGraphRunner
+
+    assert DaskGraphRunner.run is fixes._graph_run
