@@ -65,3 +65,19 @@ def test_the_graph_runner_is_replaced_and_keeps_the_pruned_graph():
     from rasa.engine.runner.dask import DaskGraphRunner
 
     assert DaskGraphRunner.run is fixes._graph_run
+
+
+def test_action_responses_are_validated_as_rasa_validates_them():
+    import jsonschema
+    import pytest
+    from rasa.core.actions.action import RemoteAction
+
+    assert RemoteAction._validate_action_result is fixes._validate_action_result
+    good = {"events": [{"event": "slot", "name": "x", "value": 1}], "responses": [{"text": "hi"}]}
+    assert fixes._validate_action_result(None, good)
+    jsonschema.validate(good, RemoteAction.action_response_format_spec())
+    bad = {"events": "not a list", "responses": []}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, RemoteAction.action_response_format_spec())
+    with pytest.raises(jsonschema.ValidationError, match="Failed to validate Action server response"):
+        fixes._validate_action_result(None, bad)
