@@ -120,13 +120,10 @@ def inference_precision(setting: Optional[str] = None) -> str:
 _half_models: dict = {}
 
 
-def _serving_copy(model, precision: str, locked: bool = False):
-    """`model` itself for fp32; a bfloat16 copy of it (made once) for bf16."""
+def _serving_copy(model, precision: str):
+    """`model` itself for fp32; a bfloat16 copy of it (made once) for bf16. Call with `_lock` held."""
     if precision != "bf16":
         return model
-    if not locked:
-        with _lock:
-            return _serving_copy(model, precision, locked=True)
     copy = _half_models.get(id(model))
     if copy is None:
         import copy as copying
@@ -174,7 +171,7 @@ def _serving_runner(model, tokenizer, precision: str):
         runner = _runners.get(key)
         if runner is None:
             runner = _runners[key] = compile_for_serving(
-                MeanPooled(_serving_copy(model, precision, locked=True)),
+                MeanPooled(_serving_copy(model, precision)),
                 inputs(["where is my new card"]),
                 [inputs(["hi"]), inputs(["my card payment was declined twice at the shop today", "hello"])],
                 name=f"sentence encoder ({precision})",

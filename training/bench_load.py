@@ -161,7 +161,7 @@ class Result:
     latency_ms: float
     ok: bool
     error: str = ""
-    message: str = ""  # "sender: text" of a failed message, for the report
+    message: str = ""  # "sender: text", for the report
     at: float = 0.0  # scheduled send time, seconds from the start
 
 
@@ -179,22 +179,23 @@ async def drive(url: str, people: List[Customer], timeout: float, headers: Dict[
         async def one(sender: str, text: str, at: float) -> None:
             await asyncio.sleep(max(0.0, start + at - loop.time()))
             scheduled = start + at
+            label = f"{sender}: {text}"
             try:
                 async with session.post(url, json={"sender": sender, "message": text}, headers=headers) as response:
                     body = await response.read()
                     latency = (loop.time() - scheduled) * 1000
                     if response.status != 200:
-                        results.append(Result(latency, False, f"HTTP {response.status}", f"{sender}: {text}", at))
+                        results.append(Result(latency, False, f"HTTP {response.status}", label, at))
                         return
                     replies = json.loads(body)
                     if not replies:
-                        results.append(Result(latency, False, "no reply", f"{sender}: {text}", at))
+                        results.append(Result(latency, False, "no reply", label, at))
                         return
-                    results.append(Result(latency, True, message=f"{sender}: {text}", at=at))
+                    results.append(Result(latency, True, message=label, at=at))
             except asyncio.TimeoutError:
-                results.append(Result((loop.time() - scheduled) * 1000, False, "timeout", f"{sender}: {text}", at))
+                results.append(Result((loop.time() - scheduled) * 1000, False, "timeout", label, at))
             except Exception as exc:  # connection refused, reset, bad JSON
-                results.append(Result((loop.time() - scheduled) * 1000, False, type(exc).__name__, f"{sender}: {text}", at))
+                results.append(Result((loop.time() - scheduled) * 1000, False, type(exc).__name__, label, at))
 
         tasks = [one(p.sender, text, at) for p in people for text, at in zip(p.messages, p.schedule)]
         began = time.perf_counter()

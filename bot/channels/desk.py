@@ -226,12 +226,11 @@ class WatchedActionEndpoint(EndpointConfig):
         return _Borrowed(kept[1])
 
     async def request(self, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(kwargs.get("json"), dict):
+        sent = kwargs.get("json")
+        if isinstance(sent, dict):
             # The whole conversation goes with every action call; ujson writes it in
-            # 40 % of json's time (same JSON). Kept for `_note` as `sent`.
-            kwargs["data"] = _dumps(kwargs["json"])
-            kwargs["sent"] = kwargs.pop("json")
-        sent = kwargs.pop("sent", None)
+            # 40 % of json's time (same JSON).
+            kwargs["data"] = _dumps(kwargs.pop("json"))
         try:
             return await super().request(*args, **kwargs)
         except ClientResponseError as exc:
@@ -318,6 +317,8 @@ class HandoffDesk:
         self.detector = detector or FrustrationDetector()
         self._detector_given = detector is not None
         self.limiter = limiter_from_settings(self.settings)
+        # Intents whose repetition is not "asking again" (settings are fixed for the process).
+        self._pleasantries = frozenset(i.strip() for i in self.settings.repeat_ignored_intents.split(",") if i.strip())
 
     # ------------------------------------------------------------ life cycle
     async def prepare(self) -> None:
@@ -443,12 +444,13 @@ class HandoffDesk:
         # One read serves the frustration check and the catch-up: no agent can write to a
         # conversation that has no open handoff, so nothing for the catch-up arrives meanwhile.
         typed = bool(message.text) and not is_payload(message.text)
-        tracker = await agent.processor.get_tracker(message.sender_id) if typed or self._is_pull(message.output_channel) else None
+        pull = self._is_pull(message.output_channel)
+        tracker = await agent.processor.get_tracker(message.sender_id) if typed or pull else None
         reason, summary = await self._reason_to_hand_off(agent, message, tracker) if typed else (None, None)
         if reason:
             await self._hand_off(agent, message, reason, summary)
             return
-        if self._is_pull(message.output_channel):
+        if pull:
             await self._catch_up(message, tracker)
         await on_new_message(message)
         await self._complete_requested_handoff(agent, message)
@@ -463,10 +465,9 @@ class HandoffDesk:
         typed = customer_texts_since_handback(tracker.events)
         # Asking again counts only within a burst of conversation, not when the customer comes back later.
         recent = time.time() - REPEAT_WINDOW_S
-        pleasantries = {i.strip() for i in self.settings.repeat_ignored_intents.split(",") if i.strip()}
         previous = [
             e.text for e in typed
-            if e.text and e.timestamp >= recent and (e.intent or {}).get("name") not in pleasantries
+            if e.text and e.timestamp >= recent and (e.intent or {}).get("name") not in self._pleasantries
         ][-3:]
         # On the model thread: the frustration check, and the intent model and the
         # retriever's encoder on this message, whose results Rasa's pipeline then reuses.
