@@ -122,8 +122,33 @@ def _v1_initial(conn: sa.engine.Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+# ------------------------------------------------------------------ trust (issue 13)
+# Each section below is owned by one part of the work; tables are defined here (the one
+# SQL layer) and created by that section's migration.
+
+# --- v2: customer identity (conversation -> verified identity, REST callers) ---
+
+
+def _v2_identity(conn: sa.engine.Connection) -> None:
+    pass  # filled in by the identity work
+
+
+# --- v3: staff accounts, sessions, sign-in throttling, audit log ---
+
+
+def _v3_staff(conn: sa.engine.Connection) -> None:
+    pass  # filled in by the staff-accounts work
+
+
+# --- v4: privacy (erasure requests, data exports, retention) ---
+
+
+def _v4_privacy(conn: sa.engine.Connection) -> None:
+    pass  # filled in by the erasure work
+
+
 # Numbered migrations, oldest first. Append; never edit one that has shipped.
-MIGRATIONS: List[Callable[[sa.engine.Connection], None]] = [_v1_initial]
+MIGRATIONS: List[Callable[[sa.engine.Connection], None]] = [_v1_initial, _v2_identity, _v3_staff, _v4_privacy]
 
 # PostgreSQL advisory lock key held while migrating ("NWMIGR" in ASCII).
 _MIGRATION_LOCK = 0x4E574D49475200
