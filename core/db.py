@@ -129,8 +129,30 @@ def _v1_initial(conn: sa.engine.Connection) -> None:
 # --- v2: customer identity (conversation -> verified identity, REST callers) ---
 
 
+identities = sa.Table(
+    "identities",
+    metadata,
+    sa.Column("conversation_id", sa.String(192), primary_key=True),  # Rasa sender id: web:..., rest:caller:id, ...
+    sa.Column("customer_id", sa.String(128), nullable=False, index=True),  # the verified customer
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("verified_by", sa.String(64), nullable=False),  # token | anonymous | rest:<caller> | slack | telegram | demo
+    sa.Column("created_at", sa.Float, nullable=False, default=time.time),
+)
+
+api_callers = sa.Table(
+    "api_callers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, index=True),
+    sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),  # hex; the token itself is never stored
+    sa.Column("created_at", sa.Float, nullable=False, default=time.time),
+    sa.Column("revoked_at", sa.Float),  # NULL while the credential is valid
+)
+
+
 def _v2_identity(conn: sa.engine.Connection) -> None:
-    pass  # filled in by the identity work
+    for table in (identities, api_callers):
+        table.create(conn, checkfirst=True)
 
 
 # --- v3: staff accounts, sessions, sign-in throttling, audit log ---

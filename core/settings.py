@@ -73,6 +73,13 @@ class Settings:
     max_request_bytes: int = 1_000_000
     # Replace personal data in customers' messages by [KIND] before Rasa parses, stores or logs them.
     redact_messages: bool = True
+    # Widget customer tokens (signed by the company's website): required `iss` and `aud` values.
+    web_token_issuer: str = "northwind-website"
+    web_token_audience: str = "northwind-assistant"
+    # Longest lifetime a customer token may have (exp - iat, or exp - now without iat), in seconds.
+    web_token_max_lifetime_s: int = 900
+    # Clock skew allowed between the website and the assistant when checking exp/iat/nbf, in seconds.
+    web_token_leeway_s: int = 30
 
     def as_dict(self) -> Dict[str, Any]:
         """The settings as a plain dictionary."""
