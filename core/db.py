@@ -165,8 +165,40 @@ def _v3_staff(conn: sa.engine.Connection) -> None:
 # --- v4: privacy (erasure requests, data exports, retention) ---
 
 
+erasure_requests = sa.Table(
+    "erasure_requests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("customer_id", sa.String(128), nullable=False, index=True),
+    # The customer id while the request is open (pending|running), NULL after: one open request per customer.
+    sa.Column("open_key", sa.String(128), unique=True),
+    sa.Column("requested_at", sa.Float, nullable=False, default=time.time),
+    sa.Column("requested_via", sa.String(256)),  # the conversation that asked (NULL: staff or a script)
+    sa.Column("status", sa.String(16), nullable=False, default="pending"),  # pending|running|done|failed
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text),
+    sa.Column("next_attempt_at", sa.Float, nullable=False, default=time.time, index=True),
+    sa.Column("claimed_by", sa.String(128)),  # worker (host:pid) holding it while running
+    sa.Column("lease_until", sa.Float),  # a running claim older than this is taken over
+    sa.Column("finished_at", sa.Float),
+    sa.Column("removed", sa.JSON),  # what was removed, per store
+)
+
+data_exports = sa.Table(
+    "data_exports",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),  # sha256 of the download token; the token is never stored
+    sa.Column("customer_id", sa.String(128), nullable=False, index=True),
+    sa.Column("conversation_id", sa.String(256)),
+    sa.Column("path", sa.String(512), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False, default=time.time),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+
 def _v4_privacy(conn: sa.engine.Connection) -> None:
-    pass  # filled in by the erasure work
+    for table in (erasure_requests, data_exports):
+        table.create(conn, checkfirst=True)
 
 
 # Numbered migrations, oldest first. Append; never edit one that has shipped.

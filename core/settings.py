@@ -73,6 +73,8 @@ class Settings:
     max_request_bytes: int = 1_000_000
     # Replace personal data in customers' messages by [KIND] before Rasa parses, stores or logs them.
     redact_messages: bool = True
+    # Conversations and project rows older than this many days are purged by the privacy worker; 0 = keep forever.
+    retention_days: int = 0
     # Widget customer tokens (signed by the company's website): required `iss` and `aud` values.
     web_token_issuer: str = "northwind-website"
     web_token_audience: str = "northwind-assistant"
