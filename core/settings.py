@@ -82,6 +82,22 @@ class Settings:
     web_token_max_lifetime_s: int = 900
     # Clock skew allowed between the website and the assistant when checking exp/iat/nbf, in seconds.
     web_token_leeway_s: int = 30
+    # Mode: local (safe defaults), demo (`make run`: open REST, demo sign-ins) or production
+    # (refuses to start without every secret); see bot/security/mode.py.
+    env: str = "local"
+    # Address the Rasa server and the action server listen on: 127.0.0.1 (this machine only);
+    # 0.0.0.0 in a container (the Helm values set it).
+    bind_host: str = "127.0.0.1"
+    # Ingress limits on every /webhooks/* request and socket.io connection or message (429 with
+    # Retry-After). Per client address: requests a minute, and how many may come at once; 0 = off.
+    ingress_per_address_per_minute: float = 600.0
+    ingress_per_address_burst: int = 200
+    # Per credential (a REST caller's bearer token): requests a minute and burst; 0 = off.
+    ingress_per_credential_per_minute: float = 3000.0
+    ingress_per_credential_burst: int = 600
+    # Proxies in front of the Rasa server that append the client to X-Forwarded-For (1 behind
+    # one ingress); 0 = the connecting address is the client's.
+    ingress_proxy_hops: int = 0
 
     def as_dict(self) -> Dict[str, Any]:
         """The settings as a plain dictionary."""
