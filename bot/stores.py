@@ -14,6 +14,17 @@ cache only saves parsing.
 
 Named in endpoints.yml as ``type: bot.stores.CachingSQLTrackerStore`` with
 the same keys as Rasa's ``type: SQL`` store (dialect, url, db, username...).
+
+Encryption at rest (`core.crypto`): when ``ASSISTANT_ENCRYPTION_KEY`` is set,
+each row's ``data`` column (the whole event: message text, entities, slot
+values, metadata) is stored as a Fernet token; rows written before, in
+plaintext JSON, still read. The other columns stay plain because Rasa's own
+queries and the project's counts need them and they hold no customer words:
+``sender_id`` (the conversation id), ``type_name``, ``timestamp``,
+``intent_name`` (an intent of the domain: Rasa ignores ``/name`` payloads
+naming an intent the domain lacks) and ``action_name`` (an action, slot or
+form name of the domain). Rasa's plain ``type: SQL`` store cannot read
+encrypted rows: with a key, name this store.
 """
 from __future__ import annotations
 
@@ -28,6 +39,8 @@ import sqlalchemy as sa
 from rasa.core.tracker_store import SQLTrackerStore
 from rasa.shared.core.events import Event, SessionStarted, deserialise_events
 from rasa.shared.core.trackers import DialogueStateTracker
+
+from core import crypto
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +71,7 @@ class CachingSQLTrackerStore(SQLTrackerStore):
     ) -> None:
         # The same arguments as SQLTrackerStore, spelled out: Rasa passes the
         # endpoint's `url` as `host` only to classes whose __init__ names it.
+        crypto.check_key()  # a malformed ASSISTANT_ENCRYPTION_KEY stops the server here, not at the first save
         super().__init__(domain, dialect, host, port, db, username, password, event_broker, login_db, query, **kwargs)
         if self.engine.dialect.name == "sqlite" and isinstance(self.engine.pool, sa.pool.NullPool):
             # SQLAlchemy 1.4 opens a new SQLite connection for every session of a file
@@ -113,9 +127,22 @@ class CachingSQLTrackerStore(SQLTrackerStore):
                 return None
             self.misses += 1
             rows = self._event_query(session, sender_id, fetch_events_from_all_sessions=False).all()
-        events = deserialise_events([json.loads(row.data) for row in rows])
+        events = deserialise_events(self._stored_events(rows))
         self._keep(sender_id, _Kept(version, events) if rows else None)
         return self._tracker(sender_id, events)
+
+    async def retrieve_full_tracker(self, conversation_id: Text) -> Optional[DialogueStateTracker]:
+        """Every session's events (Rasa's query), decrypted; not cached."""
+        with self.session_scope() as session:
+            rows = self._event_query(session, conversation_id, fetch_events_from_all_sessions=True).all()
+        if not self.domain or not rows:
+            return None
+        return DialogueStateTracker.from_dict(conversation_id, self._stored_events(rows), self.domain.slots)
+
+    @staticmethod
+    def _stored_events(rows: List[Any]) -> List[dict]:
+        """The event dictionaries of stored rows: encrypted or legacy plaintext alike."""
+        return [json.loads(crypto.decrypt_text(row.data)) for row in rows]
 
     @staticmethod
     def _latest_session(events: List[Event]) -> List[Event]:
@@ -151,7 +178,7 @@ class CachingSQLTrackerStore(SQLTrackerStore):
                             "timestamp": data.get("timestamp"),
                             "intent_name": ((data.get("parse_data") or {}).get("intent") or {}).get("name"),
                             "action_name": data.get("name"),
-                            "data": json.dumps(data),
+                            "data": crypto.encrypt_text(json.dumps(data)),
                         }
                         for event, data in zip(new, dumped)
                     ],

@@ -1,6 +1,8 @@
 """The caching SQL tracker store: same trackers as Rasa's, rebuilt only when the database changed."""
 import asyncio
+import json
 
+import pytest
 import sqlalchemy as sa
 from rasa.core.tracker_store import SQLTrackerStore
 from rasa.shared.core.domain import Domain
@@ -8,6 +10,7 @@ from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, 
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from bot.stores import CachingSQLTrackerStore
+from core import crypto
 
 DOMAIN = Domain.from_yaml(
     """
@@ -21,6 +24,22 @@ responses:
   utter_greet: [{text: hi}]
 """
 )
+
+
+@pytest.fixture(params=["plaintext", "encrypted"])
+def key(request, monkeypatch):
+    """Each store test runs without and with ASSISTANT_ENCRYPTION_KEY (the Helm values' setting)."""
+    if request.param == "encrypted":
+        monkeypatch.setenv(crypto.KEY_VARIABLE, crypto.new_key())
+    else:
+        monkeypatch.delenv(crypto.KEY_VARIABLE, raising=False)
+    return request.param
+
+
+def rows(engine, sender_id):
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(
+            sa.text("SELECT * FROM events WHERE sender_id = :s ORDER BY id"), {"s": sender_id}).mappings()]
 
 
 def run(coro):
@@ -38,27 +57,73 @@ def dump(tracker):
     return [e.as_dict() for e in tracker.events] if tracker else None
 
 
-def test_same_tracker_as_rasa_and_cache_hits(tmp_path):
-    db = str(tmp_path / "tracker.db")
-    ours = CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=db)
-    rasa = SQLTrackerStore(DOMAIN, dialect="sqlite", db=db)
+def test_same_tracker_as_rasa_and_cache_hits(tmp_path, key):
+    # Rasa's store saves the same trackers into a database of its own (it cannot read encrypted rows).
+    ours = CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=str(tmp_path / "ours.db"))
+    rasa = SQLTrackerStore(DOMAIN, dialect="sqlite", db=str(tmp_path / "rasa.db"))
     tracker = DialogueStateTracker("c1", DOMAIN.slots)
     turn(tracker, "hello")
     tracker.update(SlotSet("card_digits", "1234"))
     run(ours.save(tracker))
+    run(rasa.save(tracker))
     first = run(ours.retrieve("c1"))
     assert dump(first) == dump(run(rasa.retrieve("c1")))
     assert first.get_slot("card_digits") == "1234"
     turn(first, "again")
     run(ours.save(first))
+    run(rasa.save(first))
     hits = ours.hits
     again = run(ours.retrieve("c1"))
     assert ours.hits == hits + 1, "a conversation saved here is rebuilt without reading its events"
     assert dump(again) == dump(run(rasa.retrieve("c1")))
+    assert dump(run(ours.retrieve_full_tracker("c1"))) == dump(run(rasa.retrieve_full_tracker("c1")))
     assert run(ours.retrieve("nobody")) is None
 
 
-def test_another_server_writing_is_seen(tmp_path):
+def test_rows_are_rasas_with_the_data_column_encrypted(tmp_path, key):
+    """Row for row what Rasa's store writes; with a key only `data` differs, and decrypts to Rasa's."""
+    ours = CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=str(tmp_path / "ours.db"))
+    rasa = SQLTrackerStore(DOMAIN, dialect="sqlite", db=str(tmp_path / "rasa.db"))
+    tracker = DialogueStateTracker("c9", DOMAIN.slots)
+    turn(tracker, "my name is Ann Smith, card 4539 1488 0343 6467")
+    tracker.update(SlotSet("card_digits", "6467"))
+    for store in (ours, rasa):
+        run(store.save(tracker))
+    mine, theirs = rows(ours.engine, "c9"), rows(rasa.engine, "c9")
+    assert len(mine) == len(theirs) == 5
+    for a, b in zip(mine, theirs):
+        assert {k: v for k, v in a.items() if k != "data"} == {k: v for k, v in b.items() if k != "data"}
+        assert json.loads(crypto.decrypt_text(a["data"])) == json.loads(b["data"])
+        assert crypto.is_encrypted(a["data"]) == (key == "encrypted")
+    stored = " ".join(str(row[k]) for row in mine for k in ("data", "intent_name", "action_name", "type_name"))
+    assert ("Ann Smith" in stored) == (key == "plaintext") and ("6467" in stored) == (key == "plaintext")
+    assert [r["intent_name"] for r in mine][0] == "greet", "intent names stay plain for Rasa's and our queries"
+
+
+def test_legacy_plaintext_rows_and_encrypted_rows_read_together(tmp_path, monkeypatch):
+    """A conversation begun before the key was set goes on after it: both kinds of row are read."""
+    db = str(tmp_path / "tracker.db")
+    monkeypatch.delenv(crypto.KEY_VARIABLE, raising=False)
+    tracker = DialogueStateTracker("c10", DOMAIN.slots)
+    turn(tracker, "written in plaintext")
+    run(SQLTrackerStore(DOMAIN, dialect="sqlite", db=db).save(tracker))  # Rasa's own store, before the key
+    monkeypatch.setenv(crypto.KEY_VARIABLE, crypto.new_key())
+    store = CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=db)
+    tracker = run(store.retrieve("c10"))
+    turn(tracker, "written encrypted")
+    run(store.save(tracker))
+    raw = [r["data"] for r in rows(store.engine, "c10")]
+    assert [crypto.is_encrypted(d) for d in raw] == [False] * 4 + [True] * 4
+    fresh = CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=db)
+    for read in (fresh.retrieve, fresh.retrieve_full_tracker):
+        texts = [e.text for e in run(read("c10")).events if isinstance(e, UserUttered)]
+        assert texts == ["written in plaintext", "written encrypted"]
+    monkeypatch.setenv(crypto.KEY_VARIABLE, crypto.new_key())  # a key that did not write them
+    with pytest.raises(crypto.EncryptionKeyError, match=crypto.KEY_VARIABLE):
+        run(CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=db).retrieve("c10"))
+
+
+def test_another_server_writing_is_seen(tmp_path, key):
     db = str(tmp_path / "tracker.db")
     one = CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=db)
     two = CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=db)
@@ -73,7 +138,7 @@ def test_another_server_writing_is_seen(tmp_path):
     assert [e.text for e in seen.events if isinstance(e, UserUttered)] == ["first", "second, through the other replica"]
 
 
-def test_erased_conversation_and_new_session(tmp_path):
+def test_erased_conversation_and_new_session(tmp_path, key):
     db = str(tmp_path / "tracker.db")
     store = CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=db)
     tracker = DialogueStateTracker("c3", DOMAIN.slots)
@@ -122,7 +187,7 @@ def test_a_message_waiting_behind_another_of_its_conversation_is_not_held_a_seco
     assert asyncio.run(main()) < 0.4  # Rasa alone re-checks once a second
 
 
-def test_new_conversation_and_new_session_need_no_reread(tmp_path):
+def test_new_conversation_and_new_session_need_no_reread(tmp_path, key):
     """A conversation's first save and a session start keep the cache; trackers stay Rasa's, rows unduplicated."""
     from rasa.shared.core.constants import ACTION_SESSION_START_NAME
 
