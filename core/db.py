@@ -15,6 +15,12 @@ Tables:
 - handoffs: conversations handed to a human agent.
 - review_queue: messages kept for a human to review (low confidence,
   fallback, thumbs-down, handoff), redacted.
+
+Personal columns (customers' words and attributes) are `EncryptedText` /
+`EncryptedJSON` (core/crypto.py): encrypted at rest when
+``ASSISTANT_ENCRYPTION_KEY`` is set, plaintext otherwise, legacy plaintext
+rows readable either way. Ids, names from the domain, times and counts stay
+plain (queries need them). A WHERE on an encrypted column never matches.
 """
 from __future__ import annotations
 
@@ -26,6 +32,8 @@ from typing import Callable, List, Optional
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from core.crypto import EncryptedJSON, EncryptedText, check_key
+
 metadata = sa.MetaData()
 
 customers = sa.Table(
@@ -34,7 +42,7 @@ customers = sa.Table(
     sa.Column("id", sa.String(128), primary_key=True),
     sa.Column("segment", sa.String(64)),
     sa.Column("age_band", sa.String(32)),
-    sa.Column("attributes", sa.JSON, default=dict),
+    sa.Column("attributes", EncryptedJSON, default=dict),  # personal: encrypted at rest
     sa.Column("suggestions_opt_out", sa.Boolean, nullable=False, default=False),
     sa.Column("synthetic", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", sa.Float, nullable=False, default=time.time),
@@ -71,7 +79,7 @@ answer_ratings = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("answer_id", sa.String(128), nullable=False, index=True),
-    sa.Column("query", sa.Text, nullable=False),
+    sa.Column("query", EncryptedText, nullable=False),  # the customer's words: encrypted at rest
     sa.Column("rating", sa.Integer, nullable=False),  # +1 thumbs up, -1 thumbs down
     sa.Column("customer_id", sa.String(128)),
     sa.Column("conversation_id", sa.String(128)),
@@ -89,7 +97,7 @@ handoffs = sa.Table(
     sa.Column("reason", sa.String(64), nullable=False),  # asked | fallbacks | frustration
     sa.Column("status", sa.String(16), nullable=False, default="waiting"),  # waiting|active|closed
     sa.Column("agent", sa.String(128)),
-    sa.Column("summary", sa.Text),
+    sa.Column("summary", EncryptedText),  # what the customer said: encrypted at rest
     sa.Column("created_at", sa.Float, nullable=False, default=time.time),
     sa.Column("updated_at", sa.Float, nullable=False, default=time.time),
 )
@@ -99,13 +107,13 @@ review_queue = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("conversation_id", sa.String(128)),
-    sa.Column("text", sa.Text, nullable=False),  # already redacted
+    sa.Column("text", EncryptedText, nullable=False),  # already redacted; encrypted at rest
     sa.Column("reason", sa.String(32), nullable=False),  # low_confidence|fallback|thumbs_down|handoff
     sa.Column("predicted_intent", sa.String(128)),
     sa.Column("confidence", sa.Float),
     sa.Column("status", sa.String(16), nullable=False, default="open"),  # open|done|discarded
     sa.Column("assigned_intent", sa.String(128)),
-    sa.Column("answer", sa.Text),
+    sa.Column("answer", EncryptedText),  # may quote the customer: encrypted at rest
     sa.Column("created_at", sa.Float, nullable=False, default=time.time),
 )
 
@@ -260,6 +268,7 @@ def connect(url: Optional[str] = None) -> Engine:
         from core.settings import get_settings
 
         url = get_settings().database_url
+    check_key()  # a malformed ASSISTANT_ENCRYPTION_KEY stops the process here, not at the first write
     engine = _make_engine(url)
     try:
         migrate(engine)
