@@ -164,10 +164,80 @@ def _v2_identity(conn: sa.engine.Connection) -> None:
 
 
 # --- v3: staff accounts, sessions, sign-in throttling, audit log ---
+# Written only through bot.security.staff and bot.security.audit.
+
+staff_accounts = sa.Table(
+    "staff_accounts",
+    metadata,
+    sa.Column("username", sa.String(128), primary_key=True),  # lower case; an e-mail address for OIDC
+    sa.Column("display_name", sa.String(128), nullable=False),  # what customers see
+    sa.Column("role", sa.String(16), nullable=False),  # agent | supervisor | admin
+    sa.Column("password_hash", sa.String(256)),  # argon2id; NULL: signs in through OIDC only
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.Float, nullable=False, default=time.time),
+    sa.Column("updated_at", sa.Float, nullable=False, default=time.time),
+    sa.Column("password_changed_at", sa.Float),
+)
+
+staff_sessions = sa.Table(
+    "staff_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),  # SHA-256 of the cookie's 256-bit token
+    sa.Column("username", sa.String(128), nullable=False, index=True),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("method", sa.String(16), nullable=False, default="password"),  # password | oidc
+    sa.Column("client", sa.String(64)),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_seen", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float),
+)
+
+signin_throttle = sa.Table(
+    "signin_throttle",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),  # "account:<username>" | "address:<client>"
+    sa.Column("failures", sa.Integer, nullable=False, default=0),
+    sa.Column("locked_until", sa.Float, nullable=False, default=0.0),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.Float, nullable=False, index=True),
+    sa.Column("actor", sa.String(128), nullable=False, index=True),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(256)),
+    sa.Column("client", sa.String(64)),
+    sa.Column("detail", sa.JSON),
+)
+
+# The database itself refuses to change or remove audit rows, whoever asks.
+_AUDIT_APPEND_ONLY = {
+    "sqlite": [
+        "CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log "
+        "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+        "CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log "
+        "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+    ],
+    "postgresql": [
+        "CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$",
+        "CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log "
+        "FOR EACH ROW EXECUTE PROCEDURE audit_log_append_only()",
+        "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
+        "FOR EACH STATEMENT EXECUTE PROCEDURE audit_log_append_only()",
+    ],
+}
 
 
 def _v3_staff(conn: sa.engine.Connection) -> None:
-    pass  # filled in by the staff-accounts work
+    for table in (staff_accounts, staff_sessions, signin_throttle, audit_log):
+        table.create(conn, checkfirst=True)
+    for statement in _AUDIT_APPEND_ONLY.get(conn.dialect.name, []):
+        conn.execute(sa.text(statement))
 
 
 # --- v4: privacy (erasure requests, data exports, retention) ---
