@@ -16,6 +16,7 @@ from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from bot.actions.identity import customer_id_of
 from core import db
 from core.review import try_enqueue
 
@@ -185,7 +186,7 @@ class ActionHandoff(Action):
         try:
             handoff_id = record_handoff(
                 conversation_id=tracker.sender_id,
-                customer_id=tracker.sender_id,
+                customer_id=customer_id_of(tracker),
                 channel=tracker.get_latest_input_channel(),
                 reason=reason,
                 db_url=self.db_url,

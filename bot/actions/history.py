@@ -26,6 +26,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.actions.answers import rating_buttons
+from bot.actions.identity import customer_id_of
 from bot.actions.suggestions import suggestion_buttons
 from core.review import try_enqueue
 from core.settings import PROJECT_ROOT, get_settings
@@ -183,7 +184,7 @@ class ActionRateAnswer(Action):
                 "answer_id": answer_id,
                 "rating": rating,
                 "query": previous_user_text(tracker),
-                "customer_id": tracker.sender_id,
+                "customer_id": customer_id_of(tracker),
                 "conversation_id": tracker.sender_id,
             }
         )

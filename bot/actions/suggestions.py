@@ -38,6 +38,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from bot.actions.identity import customer_id_of
 from core import db, metrics
 from core.settings import PROJECT_ROOT, get_settings
 
@@ -197,7 +198,7 @@ def suggestion_buttons(tracker: Any, topic: str) -> List[Dict[str, str]]:
         engine = db.connect()
         from recommender import store
 
-        customer = tracker.sender_id
+        customer = customer_id_of(tracker)
         if store.suggestions_opted_out(engine, customer):
             return []
         settings = get_settings()
@@ -261,7 +262,7 @@ class ActionSelectSuggestion(Action):
         if item is None:
             dispatcher.utter_message(response="utter_suggestion_unknown")
             return []
-        customer = tracker.sender_id
+        customer = customer_id_of(tracker)
         metrics.SUGGESTION_CLICKS.inc()
         # The recommender first: it reads a customer's stored history on first sight, which must
         # not already hold this click (it would count twice).
@@ -289,10 +290,10 @@ class ActionNoSuggestions(Action):
         from recommender import store
 
         try:
-            store.set_suggestions_opt_out(db.connect(), tracker.sender_id, True)
+            store.set_suggestions_opt_out(db.connect(), customer_id_of(tracker), True)
             dispatcher.utter_message(response="utter_suggestions_off")
         except (db.DatabaseUnavailableError, sa.exc.SQLAlchemyError):
-            logger.exception("could not store the opt-out of %r", tracker.sender_id)
+            logger.exception("could not store the opt-out of %r", customer_id_of(tracker))
             dispatcher.utter_message(response="utter_suggestions_off_not_saved")
         return [SlotSet(OPT_OUT_SLOT, True)]
 
@@ -335,7 +336,7 @@ class ActionForgetMe(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[Dict[Text, Any]]:
         try:
-            deleted = forget_customer(tracker.sender_id)
+            deleted = forget_customer(customer_id_of(tracker))
         except (db.DatabaseUnavailableError, sa.exc.SQLAlchemyError):
             logger.exception("could not erase customer %r", tracker.sender_id)
             dispatcher.utter_message(response="utter_forget_me_failed")

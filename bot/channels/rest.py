@@ -1,10 +1,19 @@
-"""Rasa's REST channel, behind the handoff desk and strict about its input.
+"""Rasa's REST channel for trusted servers, behind the handoff desk and strict about its input.
 
 Same path and JSON as Rasa's (``POST /webhooks/rest/webhook`` with
 ``{"sender": ..., "message": ..., "metadata": {...}}``, answered with the
 list of bot messages). A body that is not such an object gets 400 with the
 reason, never a 500. REST cannot push, so while a conversation is with an
 agent the agent's messages come back with the customer's next message.
+
+Only trusted server-to-server callers may post: ``Authorization: Bearer
+<token>`` of a caller in ``REST_CALLER_TOKENS`` or the ``api_callers`` table
+(`bot.security.callers`), else 401 with the reason. ``sender`` is the customer
+id the caller vouches for (`bot.security.identity.CUSTOMER_ID`); the
+conversation is ``rest:<caller>:<sender>``, so two callers never share one,
+and the customer id is ``<sender>``. The client's ``metadata.customer_id`` and
+``metadata.channel`` are dropped: the channel sets them. In demo mode only, a
+request without credential is caller ``demo``.
 """
 from __future__ import annotations
 
@@ -19,6 +28,8 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot.channels.base import DeskChannel
+from bot.security import identity
+from bot.security.callers import CallerRefused, CallerRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +45,15 @@ def read_rest_body(request: Request) -> Tuple[Optional[Dict[Text, Any]], Optiona
     sender, text, metadata = body.get("sender"), body.get("message"), body.get("metadata")
     if not isinstance(sender, (str, int)) or isinstance(sender, bool) or not str(sender).strip():
         return None, "'sender' must be a non-empty string"
+    if not identity.CUSTOMER_ID.match(str(sender)):
+        return None, "'sender' must be a customer id: 1-128 letters, digits, '_', '.', '@' or '-'"
     if not isinstance(text, str):
         return None, "'message' must be a string"
     if metadata is not None and not isinstance(metadata, dict):
         return None, "'metadata' must be an object"
-    return {"sender": str(sender)[:128], "message": text, "metadata": dict(metadata or {})}, None
+    # The channel says who the customer is and where they wrote from, never the client.
+    kept = {key: value for key, value in (metadata or {}).items() if key not in ("customer_id", "channel")}
+    return {"sender": str(sender), "message": text, "metadata": kept}, None
 
 
 class RestOutput(CollectingOutputChannel):
@@ -61,10 +76,13 @@ class RestInput(DeskChannel, RasaRestInput):
     def name(cls) -> Text:
         return "rest"
 
+    callers: Optional[CallerRegistry] = None
+
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         """Health check and webhook."""
         rest = self.watch(Blueprint("project_rest", __name__))
         deliver = self.gated(on_new_message)
+        self.callers = CallerRegistry()
 
         @rest.route("/", methods=["GET"])
         async def health(_: Request) -> HTTPResponse:
@@ -72,15 +90,24 @@ class RestInput(DeskChannel, RasaRestInput):
 
         @rest.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> HTTPResponse:
+            try:
+                caller = self.callers.caller_for(request.headers.get("Authorization"), demo=identity.is_demo())
+            except CallerRefused as refused:
+                return response.json({"error": str(refused)}, status=401, headers={"WWW-Authenticate": "Bearer"})
             body, problem = read_rest_body(request)
             if body is None:
                 return response.json({"error": problem}, status=400)
-            metadata = {"channel": "rest", **body["metadata"]}
+            conversation_id = f"rest:{caller}:{body['sender']}"
+            try:
+                identity.link_at_ingress(conversation_id, body["sender"], "rest", f"rest:{caller}")
+            except identity.IdentityConflict:  # cannot happen with derived ids; refuse rather than mix customers
+                return response.json({"error": "this conversation belongs to another customer"}, status=403)
+            metadata = {**body["metadata"], "channel": "rest", "customer_id": body["sender"], "rest_caller": caller}
             collector = RestOutput()
             try:
-                await deliver(UserMessage(body["message"], collector, body["sender"], input_channel=self.name(), metadata=metadata))
+                await deliver(UserMessage(body["message"], collector, conversation_id, input_channel=self.name(), metadata=metadata))
             except Exception:  # the customer still gets what was said before the failure
-                logger.exception("REST message from %s could not be handled", body["sender"])
+                logger.exception("REST message for %s could not be handled", conversation_id)
             retry_after = getattr(collector, "retry_after", None)  # set by the desk's rate limit
             if retry_after:
                 return response.json(collector.messages, status=429, headers={"Retry-After": str(retry_after)})

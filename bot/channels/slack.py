@@ -35,11 +35,13 @@ from sanic.response import HTTPResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.channels.base import DeskChannel, secret
+from bot.security import identity
 from bot.channels.replies import BotReply
 
 logger = logging.getLogger(__name__)
 
 SLACK_API = "https://slack.com/api/"
+NAMESPACE = "slack:"  # conversation and customer ids slack:<user>
 SECTION_LIMIT = 3000  # characters Slack accepts in one section's text
 BUTTON_TITLE_LIMIT = 75
 
@@ -93,6 +95,11 @@ def slack_message(reply: BotReply) -> Dict[str, Any]:
     return {"text": text or "…", "blocks": blocks}
 
 
+def user_of(conversation_id: Text) -> Text:
+    """The Slack id inside conversation id ``slack:<id>`` (with granularity ``sender``, the user's DM)."""
+    return conversation_id[len(NAMESPACE):] if conversation_id.startswith(NAMESPACE) else conversation_id
+
+
 class SlackOutput(SlackBot):
     """Posts Block Kit messages through Slack's Web API at a configurable address."""
 
@@ -112,7 +119,7 @@ class SlackOutput(SlackBot):
         reply = BotReply.from_message(message)
         if reply.is_empty:
             return
-        await self._post_message(channel=self.slack_channel or recipient_id, **slack_message(reply))
+        await self._post_message(channel=self.slack_channel or user_of(recipient_id), **slack_message(reply))
 
     async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
         """Send plain text."""
@@ -169,6 +176,12 @@ class SlackInput(DeskChannel, RasaSlackInput):
         if not self.slack_signing_secret:
             return False
         return super().is_request_from_slack_authentic(request)
+
+    def _conversation(self, user: Text, channel: Optional[Text], thread: Optional[Text]) -> Text:
+        """``slack:<Rasa's conversation id>``, linked to customer ``slack:<user>`` (vouched for by Slack's signature)."""
+        conversation = f"{NAMESPACE}{self._get_conversation_id(user, channel, thread)}"
+        identity.link_at_ingress(conversation, f"{NAMESPACE}{user}", "slack", "slack")
+        return conversation
 
     def _deliver_later(self, handler: Callable[[UserMessage], Awaitable[Any]], message: UserMessage) -> None:
         # Slack wants its answer within 3 seconds; the assistant may take longer.
@@ -233,8 +246,8 @@ class SlackInput(DeskChannel, RasaSlackInput):
         }
         if not self._is_supported_channel(body, metadata):
             return response.text("channel not supported; ignored")
-        sender = self._get_conversation_id(event["user"], metadata["out_channel"], metadata["thread_id"])
-        metadata["customer_id"] = event["user"]
+        sender = self._conversation(event["user"], metadata["out_channel"], metadata["thread_id"])
+        metadata["customer_id"] = f"{NAMESPACE}{event['user']}"
         text = self._sanitize_user_message(event["text"], metadata["users"])
         output = self.get_output_channel(metadata["out_channel"], metadata["thread_id"] if self.use_threads else None)
         self._deliver_later(deliver, UserMessage(text, output, sender, input_channel=self.name(), metadata=metadata))
@@ -261,8 +274,8 @@ class SlackInput(DeskChannel, RasaSlackInput):
         channel = (payload.get("channel") or {}).get("id") if isinstance(payload.get("channel"), dict) else None
         message = payload.get("message") if isinstance(payload.get("message"), dict) else {}
         thread = message.get("thread_ts", message.get("ts"))
-        metadata = {"channel": "slack", "out_channel": channel, "thread_id": thread, "users": [user], "customer_id": user}
-        sender = self._get_conversation_id(user, channel, thread)
+        metadata = {"channel": "slack", "out_channel": channel, "thread_id": thread, "users": [user], "customer_id": f"{NAMESPACE}{user}"}
+        sender = self._conversation(user, channel, thread)
         output = self.get_output_channel(channel, thread if self.use_threads else None)
         self._deliver_later(deliver, UserMessage(text, output, sender, input_channel=self.name(), metadata=metadata))
         return response.text("")

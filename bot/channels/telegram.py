@@ -47,11 +47,13 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot.channels.base import DeskChannel, secret
+from bot.security import identity
 from bot.channels.replies import RATE_ANSWER, BotReply, parse_payload
 
 logger = logging.getLogger(__name__)
 
 TELEGRAM_API = "https://api.telegram.org"
+NAMESPACE = "telegram:"  # conversation ids telegram:<chat>, customer ids telegram:<user>
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 TEXT_LIMIT = 4096
 CALLBACK_PREFIX = "p:"
@@ -100,6 +102,11 @@ def telegram_text(reply: BotReply) -> str:
     return text[:TEXT_LIMIT]
 
 
+def chat_of(conversation_id: Text) -> Text:
+    """The Telegram chat id of conversation ``telegram:<chat>``."""
+    return conversation_id[len(NAMESPACE):] if conversation_id.startswith(NAMESPACE) else conversation_id
+
+
 class TelegramOutput(RasaTelegramOutput):
     """Sends messages with inline keyboards through the Bot API at a configurable address."""
 
@@ -107,10 +114,11 @@ class TelegramOutput(RasaTelegramOutput):
         Bot.__init__(self, access_token, server=TelegramAPIServer.from_base(api_base_url))
 
     async def send_response(self, recipient_id: Text, message: Dict[Text, Any]) -> None:
-        """One ``sendMessage`` per bot message (and ``sendPhoto`` for an image)."""
+        """One ``sendMessage`` per bot message (and ``sendPhoto`` for an image) to the chat of ``telegram:<chat>``."""
         reply = BotReply.from_message(message)
         if reply.is_empty:
             return
+        recipient_id = chat_of(recipient_id)
         if reply.text or reply.buttons or reply.quick_replies or reply.rating:
             await self.send_message(recipient_id, telegram_text(reply), reply_markup=inline_keyboard(reply))
         if reply.image:
@@ -234,7 +242,7 @@ class TelegramInput(DeskChannel, RasaTelegramInput):
             chat = query.message.chat if query.message is not None else None
             if chat is None or not isinstance(query.data, str):
                 return response.text("callback without a chat or data", status=HTTPStatus.BAD_REQUEST)
-            sender = str(chat.id)
+            sender = f"{NAMESPACE}{chat.id}"
             payload = await self._payload_for(sender, query.data)
             parsed = parse_payload(payload) if payload else None
             thanks = "Thanks for your feedback!" if parsed and parsed[0] == RATE_ANSWER else None
@@ -249,10 +257,16 @@ class TelegramInput(DeskChannel, RasaTelegramInput):
                 return response.text("not a message; ignored")
             if not isinstance(message.text, str) or not message.text.strip():
                 return response.text("only text messages are read; ignored")
-            sender = str(message.chat.id)
+            sender = f"{NAMESPACE}{message.chat.id}"
             text = self._text_of(message.text)
             user = message.from_user.id if message.from_user is not None else message.chat.id
-        metadata = {"channel": "telegram", "customer_id": str(user), "chat_id": sender}
+        # The chat is the conversation, the Telegram user the customer: both vouched for by the secret token.
+        customer = f"{NAMESPACE}{user}"
+        try:
+            identity.link_at_ingress(sender, customer, "telegram", "telegram")
+        except identity.IdentityConflict:
+            pass  # a group chat: linked to its first writer; each message still names its own author below
+        metadata = {"channel": "telegram", "customer_id": customer, "chat_id": chat_of(sender)}
         self._later(deliver(UserMessage(text, bot, sender, input_channel=self.name(), metadata=metadata)))
         return response.text("success")
 

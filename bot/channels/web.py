@@ -13,31 +13,40 @@ Any page embeds the widget with one tag::
             data-customer-token="<signed by your site>" async></script>
 
 Socket.io events (client -> server): ``session_request`` {session_id,
-customer_token | customer_id}, ``user_uttered`` {message}, ``history_request``.
-Server -> client: ``session_confirm`` (the session id), ``bot_uttered`` (a
-`BotReply.as_widget_event`), ``typing`` {on}, ``handoff_state`` {status,
-position, agent}, ``history`` {messages, handoff}.
+customer_token}, ``user_uttered`` {message}, ``history_request``.
+Server -> client: ``session_confirm`` (the conversation id), ``session_refused``
+{reason}, ``bot_uttered`` (a `BotReply.as_widget_event`), ``typing`` {on},
+``handoff_state`` {status, position, agent}, ``history`` {messages, handoff}.
 
-Who the customer is: with ``WEB_CUSTOMER_TOKEN_SECRET`` set, only a token
-signed with it (JWT, HS256, ``sub`` = customer id, ``exp`` required) is
-believed; without it the widget's ``data-customer-id`` is taken at its word,
-which is fine for a demo and nothing else (a warning says so at start). A
-known customer's conversation id is their customer id (so suggestions are
-personal and the conversation follows them); an anonymous visitor gets a
-random ``web-<hex>`` id kept in the browser.
+Who the customer is (see `bot.security.identity`): the server decides, never
+the page's word.
+
+- A signed-in customer: ``customer_token`` is a JWT signed by the company's
+  website (`bot.security.tokens`); the conversation is ``web:<sub>``. A token
+  that is not believed gets ``session_refused`` with the reason, and no session.
+- An anonymous visitor: the server issues ``web:anon-<32 random hex>``. The
+  browser keeps it and presents it back as ``session_id``; it is taken back
+  only if this server issued it and it has been used (linked at its first
+  message), otherwise a new one is issued. 128 random bits: nobody can guess
+  another visitor's.
+- ``customer_id`` from the page is never read. In demo mode only, the demo page
+  ``/webhooks/web/?customer=<id>`` signs in as that customer with a token
+  minted by `bot.security.tokens.demo_token`; in any other mode
+  ``?customer=`` is ignored.
+
+The socket's conversation is bound to it on the server (socket.io's session);
+``user_uttered`` and ``history_request`` only ever use that one.
 """
 from __future__ import annotations
 
 import html
 import logging
-import re
+import secrets
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, Optional, Text
 
 import engineio
-import jwt
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from rasa.core.channels.socketio import SocketBlueprint, SocketIOInput
 from rasa.shared.core.trackers import DialogueStateTracker
@@ -46,7 +55,9 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 from socketio import AsyncServer
 
-from bot.channels.base import DeskChannel, secret
+from bot.channels.base import DeskChannel
+from bot.security import identity
+from bot.security.tokens import CustomerTokenError, TokenVerifier, demo_token
 from bot.channels.desk import desk_for
 from bot.channels.replies import BotReply
 from bot.channels.transcript import transcript
@@ -57,8 +68,6 @@ logger = logging.getLogger(__name__)
 WEB_ROOT = PROJECT_ROOT / "web"
 WIDGET_BUNDLE = WEB_ROOT / "dist" / "widget.js"
 DEMO_PAGE = WEB_ROOT / "pages" / "demo.html"
-ANONYMOUS_SESSION = re.compile(r"^web-[0-9a-f]{32}$")
-CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 HISTORY_LIMIT = 200  # messages restored in the widget after a reload
 
 
@@ -152,44 +161,37 @@ class WebChatInput(DeskChannel, SocketIOInput):
     @classmethod
     def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
         credentials = credentials or {}
-        return cls(
-            socketio_path=credentials.get("socketio_path", "/socket.io"),
-            token_secret=secret(credentials, "customer_token_secret", "WEB_CUSTOMER_TOKEN_SECRET"),
-            title=credentials.get("title", "Northwind Bank"),
-        )
+        return cls(socketio_path=credentials.get("socketio_path", "/socket.io"), title=credentials.get("title", "Northwind Bank"))
 
-    def __init__(self, socketio_path: Text = "/socket.io", token_secret: Text = "", title: Text = "Northwind Bank"):
+    def __init__(self, socketio_path: Text = "/socket.io", title: Text = "Northwind Bank", verifier: Optional[TokenVerifier] = None):
         super().__init__(session_persistence=True, socketio_path=socketio_path)
-        self.token_secret = token_secret
         self.title = title
-        if not token_secret:
+        self.verifier = verifier or TokenVerifier.from_environment()
+        if not self.verifier.enabled:
             logger.warning(
-                "web widget: WEB_CUSTOMER_TOKEN_SECRET is not set, so the customer id a page passes "
-                "(data-customer-id) is believed as is; fine for the demo, not for a real site"
+                "web widget: no WEB_CUSTOMER_TOKEN_SECRET or WEB_CUSTOMER_TOKEN_PUBLIC_KEY, so every visitor "
+                "is anonymous (signed-in customers need a token signed by your website)"
             )
 
     # ------------------------------------------------------------- identity
-    def customer_from(self, data: Dict[Text, Any]) -> Optional[Text]:
-        """The customer id the page vouches for, or None for an anonymous visitor."""
-        if self.token_secret:
-            token = data.get("customer_token")
-            if not isinstance(token, str) or not token:
-                return None
-            try:
-                claims = jwt.decode(token, self.token_secret, algorithms=["HS256"], options={"require": ["exp", "sub"]})
-            except jwt.PyJWTError as exc:
-                logger.info("web widget: customer token refused (%s); the visitor stays anonymous", exc)
-                return None
-            customer = str(claims["sub"])
-        else:
-            customer = data.get("customer_id")
-            if not isinstance(customer, str):
-                return None
-        return customer if CUSTOMER_ID.match(customer) else None
+    def session_for(self, data: Dict[Text, Any]) -> Dict[Text, Text]:
+        """The conversation a ``session_request`` gets: {conversation_id, customer_id, verified_by}.
 
-    def sign_customer(self, customer_id: Text, lifetime_s: int = 3600) -> Text:
-        """A customer token as the bank's own site would sign it (used by the demo page)."""
-        return jwt.encode({"sub": customer_id, "exp": int(time.time()) + lifetime_s}, self.token_secret, "HS256")
+        Raises `CustomerTokenError` for a token that is not believed.
+        """
+        token = data.get("customer_token")
+        if token:
+            customer = self.verifier.verify(token)
+            return {"conversation_id": f"web:{customer}", "customer_id": customer, "verified_by": "token"}
+        presented = data.get("session_id")
+        if (
+            isinstance(presented, str) and identity.ANONYMOUS_CONVERSATION.match(presented)
+            and identity.customer_of(presented) == presented  # issued here, used, and still anonymous
+        ):
+            conversation = presented
+        else:
+            conversation = f"web:anon-{secrets.token_hex(16)}"
+        return {"conversation_id": conversation, "customer_id": conversation, "verified_by": "anonymous"}
 
     # ------------------------------------------------------------ blueprint
     def output_channel_for(self, tracker: DialogueStateTracker) -> Optional[OutputChannel]:
@@ -235,16 +237,26 @@ class WebChatInput(DeskChannel, SocketIOInput):
         @sio.on("session_request")
         async def session_request(sid: Text, data: Any) -> None:
             data = data if isinstance(data, dict) else {}
-            customer = self.customer_from(data)
-            if customer:
-                session_id = customer
-            elif isinstance(data.get("session_id"), str) and ANONYMOUS_SESSION.match(data["session_id"]):
-                session_id = data["session_id"]
-            else:
-                session_id = f"web-{uuid.uuid4().hex}"
-            await sio.save_session(sid, {"session_id": session_id, "customer_id": customer})
-            await sio.enter_room(sid, session_id)  # a coroutine in python-socketio 5.x
-            await sio.emit("session_confirm", session_id, room=sid)
+            try:
+                session = self.session_for(data)
+            except CustomerTokenError as refused:
+                logger.info("web widget: customer token refused (%s)", refused)
+                await sio.save_session(sid, {})  # a socket that had a session loses it
+                for room in list(sio.rooms(sid)):
+                    if room != sid:
+                        await sio.leave_room(sid, room)
+                await sio.emit("session_refused", {"reason": str(refused)}, room=sid)
+                return
+            except Exception as exc:  # the identity table is unreachable: no session rather than a wrong one
+                logger.error("web widget: cannot open a session: %s", exc)
+                await sio.emit("session_refused", {"reason": "the assistant cannot open a session now; try again"}, room=sid)
+                return
+            previous = (await sio.get_session(sid) or {}).get("conversation_id")
+            if previous and previous != session["conversation_id"]:
+                await sio.leave_room(sid, previous)
+            await sio.save_session(sid, session)
+            await sio.enter_room(sid, session["conversation_id"])  # a coroutine in python-socketio 5.x
+            await sio.emit("session_confirm", session["conversation_id"], room=sid)
 
         @sio.on("user_uttered")
         async def user_uttered(sid: Text, data: Any) -> None:
@@ -252,24 +264,29 @@ class WebChatInput(DeskChannel, SocketIOInput):
             text = data.get("message") if isinstance(data, dict) else None
             if not session or not isinstance(text, str) or not text.strip():
                 return  # no session yet, or nothing to say: the widget always asks for a session first
-            session_id = session["session_id"]
-            metadata = {"channel": "web", "customer_id": session["customer_id"] or session_id}
+            conversation_id = session["conversation_id"]
+            try:
+                identity.link_at_ingress(conversation_id, session["customer_id"], "web", session["verified_by"])
+            except identity.IdentityConflict:
+                await sio.emit("session_refused", {"reason": "this conversation belongs to another customer"}, room=sid)
+                return
+            metadata = {"channel": "web", "customer_id": session["customer_id"]}
             page = (data.get("metadata") or {}).get("page") if isinstance(data.get("metadata"), dict) else None
             if isinstance(page, str):
-                metadata["page"] = page[:300]
+                metadata["page"] = page[:300]  # redacted with the rest of the metadata (core.redaction)
             output = WebChatOutput(sio)
-            await output.send_typing(session_id, True)
+            await output.send_typing(conversation_id, True)
             try:
-                await deliver(UserMessage(text, output, session_id, input_channel=self.name(), metadata=metadata))
+                await deliver(UserMessage(text, output, conversation_id, input_channel=self.name(), metadata=metadata))
             finally:
-                await output.send_typing(session_id, False)
+                await output.send_typing(conversation_id, False)
 
         @sio.on("history_request")
         async def history_request(sid: Text, _data: Any = None) -> None:
             session = await sio.get_session(sid)
             if not session:
-                return
-            await sio.emit("history", await self.history(session["session_id"]), room=sid)
+                return  # only the socket's own conversation, bound at session_request; the request's data is ignored
+            await sio.emit("history", await self.history(session["conversation_id"]), room=sid)
 
         return blueprint
 
@@ -288,17 +305,16 @@ class WebChatInput(DeskChannel, SocketIOInput):
         return {"messages": messages, "handoff": state}
 
     def demo_page(self, request: Request) -> Text:
-        """The demo site; ``?customer=<id>`` signs in as a customer (with a signed token when a secret is set)."""
+        """The demo site; in demo mode only, ``?customer=<id>`` signs in as that customer (a demo token)."""
         customer = request.args.get("customer", "")
         attributes = ""
-        if customer and CUSTOMER_ID.match(customer):
-            if self.token_secret:
-                attributes = f' data-customer-token="{html.escape(self.sign_customer(customer))}"'
-            else:
-                attributes = f' data-customer-id="{html.escape(customer)}"'
+        signed_in = None
+        if customer and identity.is_demo() and identity.CUSTOMER_ID.match(customer) and not customer.startswith("anon-"):
+            attributes = f' data-customer-token="{html.escape(demo_token(customer))}"'
+            signed_in = customer
         page = DEMO_PAGE.read_text(encoding="utf-8") if DEMO_PAGE.exists() else "<!doctype html><title>Chat</title>__WIDGET__"
         tag = f'<script src="{request.app.url_for("web_chat.widget")}"{attributes} data-title="{html.escape(self.title)}" async></script>'
         return (
             page.replace("__WIDGET__", tag)
-            .replace("__CUSTOMER__", html.escape(customer) if customer else "Guest")
+            .replace("__CUSTOMER__", html.escape(signed_in) if signed_in else "Guest")
         )
