@@ -1,14 +1,15 @@
 // The Northwind Bank chat widget: one <script> tag on any page.
 //
 //   <script src="https://assistant.example/webhooks/web/widget.js"
-//           data-customer-token="..."   (or data-customer-id="..." on a demo)
+//           data-customer-token="..."   (a JWT your website signs for its signed-in customer)
 //           data-title="Northwind Bank" data-open="false" async></script>
 //
 // It talks to the Rasa server that served it (socket.io at /socket.io/),
 // renders text, buttons, quick replies, a thumbs up / down on each answer,
 // a typing indicator and the handoff state, and keeps the conversation
-// across page reloads (the session id lives in localStorage; the server
-// sends the history back). Everything runs in a shadow root, so host-page
+// across page reloads (the server-issued session id lives in localStorage;
+// the server sends the history back). Without a token the visitor is a guest
+// with a session id only the server can issue. Everything runs in a shadow root, so host-page
 // styles and the widget's styles cannot clash.
 import { io } from "socket.io-client";
 import css from "./widget.css";
@@ -26,18 +27,16 @@ const BUBBLE = '<svg viewBox="0 0 24 24" width="28" height="28" aria-hidden="tru
   const options = {
     server: source.origin,
     socketPath: script.dataset.socketPath || `${root}/socket.io`,
-    customerId: script.dataset.customerId || null,
     customerToken: script.dataset.customerToken || null,
     title: script.dataset.title || "Chat with us",
     open: script.dataset.open === "true",
   };
-  // One stored session per server and signed-in customer, so two customers on
-  // one browser never see each other's conversation.
-  const who = options.customerId || (options.customerToken ? "signed" : "guest");
-  const storageKey = `northwind-chat:${options.server}:${who}`;
+  // The guest's session is stored apart from a signed-in customer's (whose
+  // conversation the token decides), so a guest never resumes a customer's.
+  const storageKey = () => `northwind-chat:${options.server}:${options.customerToken ? "signed" : "guest"}`;
   const store = {
-    get: (key) => { try { return window.localStorage.getItem(`${storageKey}:${key}`); } catch (e) { return null; } },
-    set: (key, value) => { try { window.localStorage.setItem(`${storageKey}:${key}`, value); } catch (e) { /* private mode */ } },
+    get: (key) => { try { return window.localStorage.getItem(`${storageKey()}:${key}`); } catch (e) { return null; } },
+    set: (key, value) => { try { window.localStorage.setItem(`${storageKey()}:${key}`, value); } catch (e) { /* private mode */ } },
   };
 
   // ------------------------------------------------------------------ DOM
@@ -192,7 +191,7 @@ const BUBBLE = '<svg viewBox="0 0 24 24" width="28" height="28" aria-hidden="tru
   const pending = [];
 
   function emitMessage(payload) {
-    socket.emit("user_uttered", { message: payload, session_id: sessionId, metadata: { page: window.location.pathname } });
+    socket.emit("user_uttered", { message: payload, metadata: { page: window.location.pathname } });
   }
 
   function send(payload, shownAs) {
@@ -203,13 +202,21 @@ const BUBBLE = '<svg viewBox="0 0 24 24" width="28" height="28" aria-hidden="tru
     else pending.push([payload, shownAs]);
   }
 
+  function requestSession() {
+    socket.emit("session_request", { session_id: sessionId, customer_token: options.customerToken });
+  }
+
   socket.on("connect", () => {
     $(".offline").hidden = true;
-    socket.emit("session_request", {
-      session_id: sessionId,
-      customer_id: options.customerId,
-      customer_token: options.customerToken,
-    });
+    requestSession();
+  });
+  // The server did not believe the sign-in token (expired, say): carry on as a guest.
+  socket.on("session_refused", (refusal) => {
+    if (!options.customerToken) return;
+    options.customerToken = null;
+    sessionId = store.get("session");
+    host.dataset.refused = (refusal && refusal.reason) || "refused";
+    requestSession();
   });
   socket.on("disconnect", () => { confirmed = false; $(".offline").hidden = false; });
   socket.on("session_confirm", (session) => {
