@@ -11,6 +11,7 @@ from rasa.shared.core.trackers import DialogueStateTracker
 
 from bot.stores import CachingSQLTrackerStore
 from core import crypto, db
+from tests.e2e.services import postgres  # noqa: F401  (a fixture)
 
 DOMAIN = Domain.from_yaml('version: "3.1"\nintents: [greet]\nresponses:\n  utter_greet: [{text: hi}]\n')
 KEY_A, KEY_B = crypto.new_key(), crypto.new_key()
@@ -184,3 +185,34 @@ def test_the_encrypted_columns_are_the_personal_ones():
         "customers": ["attributes"], "answer_ratings": ["query"], "handoffs": ["summary"],
         "review_queue": ["text", "answer"],
     }.items()
+
+
+def test_on_postgresql_json_and_text_columns_and_the_tracker_rotate(key, postgres):  # noqa: F811
+    """The same on PostgreSQL: the JSON column stays valid JSON, Rasa's queries run on encrypted rows."""
+    import uuid
+
+    url = postgres.create_database(f"t_{uuid.uuid4().hex[:12]}")
+    tracker_url = postgres.create_database(f"t_{uuid.uuid4().hex[:12]}")
+    parsed = sa.engine.make_url(tracker_url)
+    key(None)
+    engine = write_project_rows(url)  # legacy plaintext, then encrypted rows beside them
+    key(KEY_A)
+    with engine.begin() as conn:
+        conn.execute(db.customers.insert().values(id="c2", attributes={"name": "Bo Li"}))
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT json_typeof(attributes) FROM customers WHERE id = 'c2'")).scalar() == "string"
+    store = CachingSQLTrackerStore(DOMAIN, dialect="postgresql", host=parsed.host, port=parsed.port,
+                                   db=parsed.database, username=parsed.username, password=parsed.password)
+    tracker = DialogueStateTracker("web:c1", DOMAIN.slots)
+    tracker.update(UserUttered("my sort code is 20-00-00", {"name": "greet", "confidence": 1.0}))
+    asyncio.run(store.save(tracker))
+    key(f"{KEY_B},{KEY_A}")
+    assert crypto.main(["rotate", "--database-url", url, "--tracker-url", tracker_url]) == 0
+    key(KEY_B)
+    assert read_project_rows(engine) == EXPECTED
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(db.customers.c.attributes).where(db.customers.c.id == "c2")).scalar() == {"name": "Bo Li"}
+    fresh = CachingSQLTrackerStore(DOMAIN, dialect="postgresql", host=parsed.host, port=parsed.port,
+                                   db=parsed.database, username=parsed.username, password=parsed.password)
+    assert [e.text for e in asyncio.run(fresh.retrieve("web:c1")).events if isinstance(e, UserUttered)] == [
+        "my sort code is 20-00-00"]
