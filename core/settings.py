@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import urllib.parse
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -116,10 +117,31 @@ def _coerce(name: str, raw: Any, kind: type) -> Any:
         ) from exc
 
 
+# URL settings that may carry a password: allowed from the environment, refused from the file,
+# with where the password goes instead (libpq reads PGPASSWORD for PostgreSQL URLs).
+_URL_SETTINGS = {
+    "database_url": "ASSISTANT_DATABASE_URL, or PGPASSWORD for PostgreSQL",
+    "tracker_url": "ASSISTANT_TRACKER_URL, or PGPASSWORD for PostgreSQL",
+    "lock_store_url": "ASSISTANT_LOCK_STORE_URL",
+}
+
+
+def _refuse_password(name: str, value: str, path: Path) -> None:
+    """Raise `SettingsError` when a URL from the settings file carries a password (never shown)."""
+    parts = urllib.parse.urlsplit(value)
+    in_query = any(k.lower() == "password" and v for k, v in urllib.parse.parse_qsl(parts.query))
+    if parts.password or in_query:
+        raise SettingsError(
+            f"setting '{name}' in {path} carries a password: the settings file may not hold secrets. "
+            f"Remove the password from it and put it in the environment ({_URL_SETTINGS[name]})"
+        )
+
+
 def load_settings(path: Optional[os.PathLike] = None, environ: Optional[Dict[str, str]] = None) -> Settings:
     """Read the settings: environment over file over defaults.
 
-    Raises `SettingsError` naming the key for unknown keys or wrong types.
+    Raises `SettingsError` naming the key for unknown keys or wrong types, and
+    for a URL in the file that carries a password (allowed from the environment).
     """
     environ = dict(os.environ if environ is None else environ)
     path = Path(path or environ.get("ASSISTANT_SETTINGS") or PROJECT_ROOT / "assistant.yml")
@@ -138,6 +160,8 @@ def load_settings(path: Optional[os.PathLike] = None, environ: Optional[Dict[str
                     f"unknown setting '{key}' in {path}; known settings: {', '.join(sorted(fields))}"
                 )
             values[key] = _coerce(key, raw, type(fields[key].default))
+            if key in _URL_SETTINGS:
+                _refuse_password(key, values[key], path)
     for name, field in fields.items():
         env_name = f"ASSISTANT_{name.upper()}"
         if env_name in environ:
