@@ -216,3 +216,17 @@ def test_on_postgresql_json_and_text_columns_and_the_tracker_rotate(key, postgre
                                    db=parsed.database, username=parsed.username, password=parsed.password)
     assert [e.text for e in asyncio.run(fresh.retrieve("web:c1")).events if isinstance(e, UserUttered)] == [
         "my sort code is 20-00-00"]
+
+
+def test_analytics_reads_an_encrypted_tracker_store(key, tmp_path):
+    from training import analytics
+
+    tracker_db = str(tmp_path / "tracker.db")
+    save_turn(tracker_db, "web:c1", "written before the key")
+    key(KEY_A)
+    save_turn(tracker_db, "web:c1", "written with the key")
+    events = analytics.read_events(f"sqlite:///{tracker_db}", 0, 2e10)
+    assert [e["data"]["text"] for e in events if e["type_name"] == "user"] == ["written before the key", "written with the key"]
+    key(KEY_B)
+    with pytest.raises(analytics.AnalyticsError, match=crypto.KEY_VARIABLE):
+        analytics.read_events(f"sqlite:///{tracker_db}", 0, 2e10)

@@ -42,7 +42,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import sqlalchemy as sa
 
-from core import db
+from core import crypto, db
 from core.experiments import RECOMMENDER_EXPERIMENT, arm_for, parse_arms, recommender_arms, two_proportion_z_test
 from core.settings import PROJECT_ROOT
 
@@ -120,7 +120,9 @@ def read_events(url: str, since: float, until: float) -> List[Dict[str, Any]]:
         engine.dispose()
     for row in rows:
         try:
-            row["data"] = json.loads(row["data"] or "{}")
+            row["data"] = json.loads(crypto.decrypt_text(row["data"]) or "{}")  # encrypted at rest or legacy
+        except crypto.EncryptionKeyError as exc:
+            raise AnalyticsError(str(exc)) from None
         except ValueError:
             row["data"] = {}
     return rows
