@@ -230,3 +230,10 @@ def test_analytics_reads_an_encrypted_tracker_store(key, tmp_path):
     key(KEY_B)
     with pytest.raises(analytics.AnalyticsError, match=crypto.KEY_VARIABLE):
         analytics.read_events(f"sqlite:///{tracker_db}", 0, 2e10)
+
+
+def test_the_benchmark_runs_and_leaves_the_key_as_it_was(key):
+    key(KEY_A)
+    results = crypto.bench(turns=2, repeats=1)
+    assert set(results) == {"off", "on"} and all(f["total"] > 0 for f in results.values())
+    assert crypto.encrypt_text("x") != "x" and crypto.decrypt_text(crypto.encrypt_text("x")) == "x"
