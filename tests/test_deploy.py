@@ -44,6 +44,14 @@ def test_secrets_come_from_kubernetes_secrets(name):
             assert re.fullmatch(r"\$\{[A-Z_]+\}", str(store["password"])), "store passwords are ${ENV} references"
 
 
+@pytest.mark.parametrize("name", ["values.yaml", "action-server-values.yaml"])
+def test_encryption_at_rest_is_on_with_the_key_from_the_secret(name):
+    """Both charts set ASSISTANT_ENCRYPTION_KEY from the same Secret key: the Rasa servers write
+    the tracker, the action servers the personal columns, and each must read what the other wrote."""
+    item = env_from_values(load(name))["ASSISTANT_ENCRYPTION_KEY"]
+    assert item["valueFrom"]["secretKeyRef"] == {"name": "northwind-assistant", "key": "encryption-key"}
+
+
 def test_the_rasa_chart_runs_two_replicas_with_the_launchers_stores_and_channels():
     values = load("values.yaml")
     endpoints = values["applicationSettings"]["endpoints"]
