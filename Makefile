@@ -9,9 +9,10 @@ export TRANSFORMERS_OFFLINE := 1
 setup:
 	@bash scripts/setup
 
-# Set up, train what is missing, start the Rasa server and the action server.
+# Set up, train what is missing, start the Rasa server and the action server in demo
+# mode (it prints what demo mode relaxes; production refuses all of it).
 run: setup
-	$(PY) -m bot.serve
+	$(PY) -m bot.serve --demo
 
 # Set up and run the whole test suite (unit and end-to-end).
 test: setup

@@ -1,7 +1,17 @@
 """Start the assistant: train what is missing, run the action server and the Rasa server.
 
-    python -m bot.serve            # what `make run` calls
+    python -m bot.serve --demo     # what `make run` calls: demo mode, relaxations printed
+    python -m bot.serve            # the mode ASSISTANT_ENV says (default local)
     python -m bot.serve --retrain  # retrain the Rasa model first
+
+The mode (`bot.security.mode`) goes to both servers as ASSISTANT_ENV; in
+production mode the launcher refuses to start, naming every missing or weak
+secret (and so do the servers themselves). Both servers listen on the
+``bind_host`` setting (127.0.0.1 unless a container says 0.0.0.0). Rasa's
+HTTP API is on only with RASA_API_TOKEN (sent as ``Authorization: Bearer``);
+``--enable-api`` without it is refused. The action server answers only
+requests with ``X-Action-Secret`` (ACTION_SERVER_SECRET; outside production
+a random one is made for the run when unset).
 
 Prints the URLs once both answer; Ctrl-C (SIGINT) or SIGTERM stops both.
 The same `Assistant` class starts the real servers for the end-to-end tests.
@@ -11,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -284,6 +295,28 @@ LOCK_STORE_TYPE = "bot.lock_store.AtomicRedisLockStore"
 # about 60% of a core in the Rasa server under load and halved its throughput.
 SERVING_THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
+# The header the action server checks (bot/action_server.py); endpoints.yml names the variable, never the value.
+ACTION_SECRET_ENV = "ACTION_SERVER_SECRET"
+ACTION_SECRET_HEADERS = {"X-Action-Secret": "${" + ACTION_SECRET_ENV + "}"}
+
+
+def check_mode(env: Dict[str, str]) -> str:
+    """The mode of a run with `env`, written back into it as ASSISTANT_ENV so both servers get it.
+
+    Raises `bot.security.mode.ModeError` for an unknown mode and, in production,
+    `ProductionRefused` naming every missing or weak secret. Outside
+    production, an unset ACTION_SERVER_SECRET becomes a random one for this run.
+    """
+    from bot.security.mode import mode_from, refuse_unsafe_start
+
+    mode = mode_from(env.get("ASSISTANT_ENV") or load_settings(environ=env).env)
+    env["ASSISTANT_ENV"] = mode
+    refuse_unsafe_start("the assistant", env=env)
+    if mode != "production" and not (env.get(ACTION_SECRET_ENV) or "").strip():
+        env[ACTION_SECRET_ENV] = secrets.token_urlsafe(32)
+    return mode
+
+
 # Rasa's SQL tracker store with a cache of parsed events (bot/stores.py); same keys as `type: SQL`.
 TRACKER_STORE_TYPE = "bot.stores.CachingSQLTrackerStore"
 
@@ -368,6 +401,11 @@ class Assistant:
         self.url = f"http://localhost:{rasa_port}"
         self.urls = [f"http://localhost:{port}" for port in self.rasa_ports]
         self._store_env: Dict[str, str] = {}  # store passwords, given to the Rasa servers only
+        self.enable_api = bool((env.get("RASA_API_TOKEN") or "").strip())  # Rasa's HTTP API: only with a token
+        settings = load_settings(environ=env)
+        self.bind_host = settings.bind_host
+        reach = "localhost" if self.bind_host in ("0.0.0.0", "::", "127.0.0.1") else self.bind_host
+        self.action_url = f"http://{reach}:{action_port}"
 
     def endpoints_file(self) -> Path:
         """endpoints.yml for this run: action server port, tracker store and lock store from settings.
@@ -378,7 +416,7 @@ class Assistant:
         """
         source = PROJECT_ROOT / "bot" / "endpoints.yml"
         template = (yaml.safe_load(source.read_text()) if source.exists() else None) or {}
-        template["action_endpoint"] = {"url": f"http://localhost:{self.action_port}/webhook"}
+        template["action_endpoint"] = {"url": f"{self.action_url}/webhook", "headers": dict(ACTION_SECRET_HEADERS)}
         settings = load_settings(environ=self.env)
         self._store_env = {}
         if settings.tracker_url:
@@ -410,23 +448,29 @@ class Assistant:
         """The `rasa run` command line of the Rasa server on `port`."""
         args = [
             RASA, "run", "--model", str(self.model), "--port", str(port),
-            "--endpoints", str(endpoints), "--credentials", str(self.credentials),
-            "--enable-api", "--cors", self.env.get("ASSISTANT_CORS_ORIGINS", f"http://localhost:{port}"),
+            "--endpoints", str(endpoints), "--credentials", str(self.credentials), "--interface", self.bind_host,
+            "--cors", self.env.get("ASSISTANT_CORS_ORIGINS", f"http://localhost:{port}"),
             "--logging-config-file", str(write_logging_config(self.workdir, "rasa")),  # JSON lines (core/logs.py)
         ]
-        if self.env.get("RASA_API_TOKEN"):  # Rasa's HTTP API answers only with this token
-            args += ["--auth-token", self.env["RASA_API_TOKEN"]]
+        if self.enable_api:  # only with its token, which bot/channels/api_guard.py takes from a header
+            args += ["--enable-api", "--auth-token", self.env["RASA_API_TOKEN"].strip()]
         return args
+
+    def check_mode(self) -> str:
+        """`check_mode` of this run's environment."""
+        return check_mode(self.env)
 
     def start(self, timeout: float = 240) -> "Assistant":
         """Start the action server (unless `start_actions` is off), then the Rasa servers, and wait until they answer."""
+        self.check_mode()  # production without every secret stops here, each problem named
         check_model(self.model)  # a broken file stops start-up here, named, instead of a server without a model
         settings = load_settings(environ=self.env)
         check_artifacts(Path(settings.index_dir), Path(settings.recommender_dir))
         if self.start_actions:
-            actions = self._spawn([RASA, "run", "actions", "--actions", "bot.actions", "--port", str(self.action_port),
+            actions = self._spawn([PYTHON, "-m", "bot.action_server", "--actions", "bot.actions", "--port", str(self.action_port),
+                                   "--host", self.bind_host,
                                    "--logging-config-file", str(write_logging_config(self.workdir, "actions"))], "actions")
-            wait_until_up(f"http://localhost:{self.action_port}/health", actions, timeout, "action server")
+            wait_until_up(f"{self.action_url}/health", actions, timeout, "action server")
         endpoints = self.endpoints_file()
         servers = []
         for number, port in enumerate(self.rasa_ports, start=1):
@@ -453,9 +497,30 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--retrain", action="store_true", help="retrain the Rasa model even if one exists")
     parser.add_argument("--config", type=Path, default=PROJECT_ROOT / "config.yml")
+    parser.add_argument("--demo", action="store_true", help="demo mode (ASSISTANT_ENV=demo): what `make run` starts")
+    parser.add_argument("--enable-api", action="store_true",
+                        help="ask for Rasa's HTTP API (refused without RASA_API_TOKEN; on anyway when it is set)")
     args = parser.parse_args(argv)
-    settings = get_settings()
+    from bot.security.mode import DEMO_RELAXATIONS, ModeError, ProductionRefused
+
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    if args.demo:
+        env["ASSISTANT_ENV"] = "demo"
+    if args.enable_api and not (env.get("RASA_API_TOKEN") or "").strip():
+        print("cannot start the assistant: --enable-api needs RASA_API_TOKEN (a random value of 32+ characters), "
+              "which callers send as 'Authorization: Bearer <token>'", file=sys.stderr)
+        return 2
+    try:  # the mode is checked before any training, so a refused start is quick
+        mode = check_mode(env)
+    except (ModeError, ProductionRefused) as exc:
+        print(f"cannot start the assistant: {exc}", file=sys.stderr)
+        return ProductionRefused.exit_code
+    if mode == "demo":
+        print("DEMO MODE (ASSISTANT_ENV=demo): for trying the assistant on this machine, never for customers. It relaxes:")
+        for relaxation in DEMO_RELAXATIONS:
+            print(f"  - {relaxation}")
+        print("Production mode (ASSISTANT_ENV=production) refuses all of these.", flush=True)
+    settings = load_settings(environ=env)
     (PROJECT_ROOT / "var").mkdir(exist_ok=True)
     model = prepare(env, args.config, Path(settings.model_dir), args.retrain)
     credentials = PROJECT_ROOT / "bot" / "credentials.yml"
@@ -473,13 +538,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         except ModelCheckError as exc:
             print(f"cannot start the assistant: {exc}", file=sys.stderr)
             return 2
+        except ProductionRefused as exc:
+            print(f"cannot start the assistant: {exc}", file=sys.stderr)
+            return ProductionRefused.exit_code
         print("\nNorthwind Bank assistant is up:")
         print(f"  web chat   {assistant.url}/webhooks/web/")
         print(f"  agent inbox {assistant.url}/webhooks/inbox/")
         print(f"  REST API   {assistant.url}/webhooks/rest/webhook")
         print(f"  Slack      {assistant.url}/webhooks/slack/webhook")
         print(f"  Telegram   {assistant.url}/webhooks/telegram/webhook")
-        print(f"  actions    http://localhost:{settings.action_port}/health")
+        print(f"  actions    {assistant.action_url}/health")
+        print(f"  Rasa HTTP API {'on (Authorization: Bearer $RASA_API_TOKEN)' if assistant.enable_api else 'off (set RASA_API_TOKEN to turn it on)'}")
+        print(f"Mode: {mode}; listening on {assistant.bind_host} only" if assistant.bind_host.startswith("127.")
+              else f"Mode: {mode}; listening on {assistant.bind_host}")
         print("Press Ctrl-C to stop.", flush=True)
         while not stop["now"] and all(p.poll() is None for p in assistant.processes):
             time.sleep(0.5)

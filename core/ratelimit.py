@@ -101,3 +101,72 @@ def limiter_from_settings(settings: Optional[object] = None) -> RateLimiter:
 
         settings = get_settings()
     return RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+
+
+# ------------------------------------------------------------ shared buckets (Redis)
+# One atomic step of a token bucket kept in a Redis hash: refill by the time
+# passed (Redis's own clock, so replicas' clocks need not agree), take a token
+# if there is one, and say how long until the next one. One script call, so
+# two replicas never both take the last token.
+_TAKE_TOKEN = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local saved = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(saved[1])
+local at = tonumber(saved[2])
+if tokens == nil or at == nil then
+  tokens = burst
+  at = now
+end
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return tostring(wait)
+"""
+
+
+class SharedRateLimiter:
+    """Token buckets in Redis, shared by every replica; `acquire` is a coroutine with `RateLimiter.acquire`'s answer.
+
+    A bucket is a Redis hash under ``<prefix>:<key>`` that expires once it
+    would be full again. When Redis cannot be reached the limiter falls back
+    to an in-process bucket for the key (each replica then limits on its own)
+    and logs that, at most once a minute.
+    """
+
+    def __init__(self, client, per_minute: float, burst: int, prefix: str, fallback: Optional[RateLimiter] = None) -> None:
+        self.client = client  # redis.asyncio.Redis
+        self.rate = max(0.0, float(per_minute)) / 60.0
+        self.burst = max(1, int(burst))
+        self.prefix = prefix
+        self.fallback = fallback or RateLimiter(per_minute, burst)
+        self._script = client.register_script(_TAKE_TOKEN)
+        self._warned_at = float("-inf")
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate > 0
+
+    async def acquire(self, key: str) -> float:
+        """0.0 when a request for `key` may pass now, else seconds until it could."""
+        if not self.enabled:
+            return 0.0
+        try:
+            wait = await self._script(keys=[f"{self.prefix}:{key}"], args=[repr(self.rate), self.burst])
+            return float(wait)
+        except Exception as exc:  # Redis down or unreachable: limit in this process meanwhile
+            import logging
+
+            if time.monotonic() - self._warned_at > 60:
+                self._warned_at = time.monotonic()
+                logging.getLogger(__name__).warning(
+                    "ingress limits: Redis unavailable (%s); limiting in this process only until it is back", exc)
+            return self.fallback.acquire(key)

@@ -54,6 +54,7 @@ def test_urls_give_postgresql_and_redis_with_the_passwords_left_out_of_the_file(
     # Rasa fills the ${...} from the environment the launcher gives it.
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ACTION_SERVER_SECRET", "test-action-secret")  # the action endpoint's header names it too
     tracker = read_endpoint_config(str(tmp_path / "endpoints.yml"), "tracker_store")
     lock = read_endpoint_config(str(tmp_path / "endpoints.yml"), "lock_store")
     assert tracker.url == "db.example" and tracker.kwargs["password"] == "test-s3cr@t"

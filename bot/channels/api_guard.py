@@ -1,6 +1,19 @@
-"""Rasa's HTTP API answers a malformed request with 400, not with a server error.
+"""Rasa's HTTP API: its token travels in a header, and a malformed request gets 400, not a server error.
 
-Rasa 3.6's API handlers read the body themselves and turn any exception into
+The token. Rasa 3.6 takes its API token (``--auth-token``) only from the
+URL (``?token=``), where proxies, browsers and access logs keep it. Here the
+API routes (`API_PATH`) take it only from ``Authorization: Bearer <token>``
+(``RASA_API_TOKEN``, compared in constant time); a request with ``?token=``
+is refused 401 whatever its value, and one without the header or with a
+wrong token is refused 401 before Rasa sees it. A request with the right
+header is handed on with the token put into its parsed query arguments,
+which is where Rasa's own check (`rasa.server.requires_auth`) reads it, so
+Rasa still checks the token itself. That bridge relies on Sanic 21's
+`Request.args` being a cached, mutable mapping: `install` checks the Sanic
+version and refuses to start on another one, and a request the bridge fails
+is answered 503, never let through.
+
+The shape of a body. Rasa 3.6's API handlers read the body themselves and turn any exception into
 a 500 ("An unexpected error occurred"), so a body that is not JSON, a list
 where an object belongs or a number where a text belongs reads as a failure
 of the server (found by tests/e2e/test_fuzz.py). This response middleware
@@ -14,8 +27,10 @@ Installed once per server by the channels (`base.DeskChannel.watch`).
 """
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import os
 import re
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -115,9 +130,66 @@ async def _malformed_as_400(request: Request, answer: HTTPResponse) -> Optional[
     )
 
 
+# The routes of Rasa's HTTP API that `rasa.server.requires_auth` guards.
+API_PATH = re.compile(r"^/(conversations|model|domain|status)(/|$)")
+BRIDGED_SANIC = "21."  # the Sanic versions whose Request.args the token bridge knows
+
+
+def _refusal(message: str, status: int = 401) -> HTTPResponse:
+    from rasa.version import __version__
+
+    reason = {401: "NotAuthenticated", 503: "ServiceUnavailable"}.get(status, "Refused")
+    return response.json(
+        {"version": __version__, "status": "failure", "message": message, "reason": reason, "details": {},
+         "help": None, "code": status},
+        status=status, headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
+    )
+
+
+def token_refusal(path: str, query_has_token: bool, authorization: Optional[str], token: str) -> Optional[str]:
+    """Why an API request is refused (None: the header carries `token`); `token` "" means no API token is set."""
+    if not API_PATH.match(path):
+        return None
+    if query_has_token:
+        return "the API token is not accepted in the URL (?token=): send it as 'Authorization: Bearer <token>'"
+    if not token:
+        return "Rasa's HTTP API has no token configured (RASA_API_TOKEN), so it answers nobody"
+    scheme, _, presented = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        return "send the API token as 'Authorization: Bearer <token>'"
+    if not hmac.compare_digest(presented.strip().encode(), token.encode()):
+        return "wrong API token"
+    return None
+
+
+def _token_guard(token: str):
+    async def check_token(request: Request) -> Optional[HTTPResponse]:
+        if not API_PATH.match(request.path):
+            return None
+        problem = token_refusal(request.path, "token" in request.args, request.headers.get("authorization"), token)
+        if problem:
+            logger.info("Rasa API %s %s refused: %s", request.method, request.path, problem)
+            return _refusal(problem)
+        request.args["token"] = [token]  # where rasa.server.requires_auth reads it
+        if request.args.get("token") != token:  # the bridge broke: refuse, never let through
+            logger.error("Rasa API token bridge failed on %s %s; refusing", request.method, request.path)
+            return _refusal("the API token could not be passed to Rasa on this server version", 503)
+        return None
+
+    return check_token
+
+
 def install(app: Any) -> None:
-    """Add the middleware to the Rasa server's app (once)."""
+    """Add the middlewares to the Rasa server's app (once): the API token in a header, 400 for malformed bodies."""
     if getattr(app.ctx, "rasa_api_guard", False):
         return
+    import sanic
+
+    if not sanic.__version__.startswith(BRIDGED_SANIC):
+        raise RuntimeError(
+            f"bot/channels/api_guard.py passes the API token to Rasa through Sanic {BRIDGED_SANIC}x's Request.args; "
+            f"this is Sanic {sanic.__version__}: check the bridge and update BRIDGED_SANIC"
+        )
     app.ctx.rasa_api_guard = True
+    app.register_middleware(_token_guard((os.environ.get("RASA_API_TOKEN") or "").strip()), "request")
     app.register_middleware(_malformed_as_400, "response")

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any, Optional
 
 from rasa.core.channels.channel import OutputChannel, UserMessage
 from rasa.shared.core.trackers import DialogueStateTracker
 from sanic import Blueprint
 
-from bot.channels import api_guard
+from bot.channels import api_guard, ingress
 from bot.channels.desk import OnNewMessage, desk_for
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,25 @@ def secret(credentials: Optional[dict], key: str, env: str) -> str:
     """A secret from credentials.yml (``key``) or, as the project prefers, the environment (``env``)."""
     value = (credentials or {}).get(key) or os.environ.get(env) or ""
     return str(value).strip()
+
+
+def refuse_unsafe_production(app: Any) -> None:
+    """Stop this Rasa server (exit 78) in production mode while a secret is missing or weak, naming each.
+
+    Checked here, at server start, and not only by the launcher, so that
+    `rasa run` started directly refuses too (`bot.security.mode`).
+    """
+    if getattr(app.ctx, "mode_checked", False):
+        return
+    from bot.security.mode import ProductionRefused, refuse_unsafe_start
+
+    try:
+        refuse_unsafe_start("the Rasa server")
+    except ProductionRefused as exc:
+        logger.error("%s", exc)
+        print(exc, file=sys.stderr, flush=True)
+        raise SystemExit(ProductionRefused.exit_code) from None
+    app.ctx.mode_checked = True
 
 
 class DeskChannel:
@@ -38,9 +58,11 @@ class DeskChannel:
 
         @blueprint.listener("before_server_start")
         async def remember_app(app, _loop) -> None:
+            refuse_unsafe_production(app)  # first: a refused server loads nothing
             self.app = app
             desk_for(app)
-            api_guard.install(app)  # Rasa's HTTP API: 400, not 500, for a malformed request
+            api_guard.install(app)  # Rasa's HTTP API: token in a header only; 400, not 500, for a malformed request
+            ingress.install(app, getattr(blueprint.ctx, "sio", None))  # 429 per address and per credential: /webhooks/*, socket.io
 
         @blueprint.listener("after_server_start")
         async def prepare_desk(app, _loop) -> None:

@@ -78,8 +78,9 @@ class RunningAssistant:
     def tracker(self, sender: str) -> Dict[str, Any]:
         """The conversation tracker of `sender` through Rasa's HTTP API."""
         token = self.env.get("RASA_API_TOKEN", "")
-        url = f"{self.url}/conversations/{sender}/tracker" + (f"?token={token}" if token else "")
-        with urllib.request.urlopen(url, timeout=30) as response:
+        request = urllib.request.Request(f"{self.url}/conversations/{sender}/tracker",
+                                         headers={"Authorization": f"Bearer {token}"} if token else {})
+        with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
 
@@ -110,6 +111,9 @@ def assistant(trained_model) -> RunningAssistant:
     env = dict(trained_model["env"])
     env["ASSISTANT_RASA_PORT"] = str(free_port())
     env["ASSISTANT_ACTION_PORT"] = str(free_port())
+    # The whole suite comes from one address: the per-address ingress limit is off here
+    # (tests/e2e/attacks/test_limits.py tests it).
+    env["ASSISTANT_INGRESS_PER_ADDRESS_PER_MINUTE"] = "0"
     # Slack's and Telegram's APIs are replaced at the network edge by local
     # stand-ins that the channel tests start on these ports.
     env["SLACK_API_BASE_URL"] = f"http://127.0.0.1:{free_port()}/api/"

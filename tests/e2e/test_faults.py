@@ -119,7 +119,7 @@ class OwnServers:
     def _index(self, kind: str) -> int:
         for i, process in enumerate(self.servers.processes):
             args = [str(a) for a in process.args]
-            if (kind == "actions") == ("actions" in args[1:3]):
+            if (kind == "actions") == any(a in ("actions", "bot.action_server") for a in args[1:3]):
                 return i
         raise AssertionError(f"no {kind} process")
 
@@ -153,8 +153,9 @@ class OwnServers:
 
     def tracker(self, sender: str) -> Dict[str, Any]:
         """The stored conversation, through Rasa's HTTP API (with the API token)."""
-        url = f"{self.url}/conversations/{sender}/tracker?token={self.token}"
-        with urllib.request.urlopen(url, timeout=30) as response:
+        request = urllib.request.Request(f"{self.url}/conversations/{sender}/tracker",
+                                         headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
     def get(self, path: str) -> Tuple[int, Any]:

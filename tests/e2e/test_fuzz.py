@@ -522,8 +522,8 @@ def test_rasa_http_api_with_token(assistant, fuzz):
     @example(request=("POST", "/conversations/fuzz/tracker/events?", DEEP_OBJECT), content_type="application/json")
     def case(request, content_type):
         method, path, body = request
-        path += ("&" if "?" in path else "?") + f"token={token}"
-        fuzz.send("Rasa HTTP API (token)", method, path, body or None, {"Content-Type": content_type} if content_type else {})
+        headers = {"Authorization": f"Bearer {token}", **({"Content-Type": content_type} if content_type else {})}
+        fuzz.send("Rasa HTTP API (token)", method, path, body or None, headers)
 
     case()
     still_serving(assistant, fuzz)

@@ -78,8 +78,9 @@ class ScaledOut:
     def tracker(self, base_url: str, sender: str) -> Dict[str, Any]:
         """`sender`'s tracker through Rasa's HTTP API at `base_url`, every event."""
         token = self.env["RASA_API_TOKEN"]
-        url = f"{base_url}/conversations/{sender}/tracker?include_events=ALL&token={token}"
-        with urllib.request.urlopen(url, timeout=60) as response:
+        request = urllib.request.Request(f"{base_url}/conversations/{sender}/tracker?include_events=ALL",
+                                         headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read())
 
     @property

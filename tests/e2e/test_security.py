@@ -41,20 +41,24 @@ def rest(assistant, sender: str, text: str) -> Tuple[int, Dict[str, str], List[d
 # ------------------------------------------------------------------ Rasa HTTP API token
 
 
+def api_headers(assistant) -> Dict[str, str]:
+    return {"Authorization": f"Bearer {assistant.env['RASA_API_TOKEN']}"}
+
+
 @pytest.mark.parametrize("token", [None, "", "wrong-token"])
 def test_the_http_api_refuses_a_missing_or_wrong_token(assistant, token):
     url = f"{assistant.url}/conversations/sec-{uuid.uuid4().hex[:6]}/tracker"
-    if token is not None:
-        url += f"?token={token}"
-    status, _, _ = request(url)
+    status, _, _ = request(url, headers={"Authorization": f"Bearer {token}"} if token is not None else {})
     assert status in (401, 403)
     status, _, _ = request(f"{assistant.url}/model/parse", json.dumps({"text": "hello"}).encode(), {"Content-Type": "application/json"})
     assert status in (401, 403)
 
 
-def test_the_http_api_answers_with_the_token(assistant):
-    status, _, body = request(f"{assistant.url}/conversations/sec-ok/tracker?token={assistant.env['RASA_API_TOKEN']}")
+def test_the_http_api_answers_with_the_token_in_a_header_only(assistant):
+    status, _, body = request(f"{assistant.url}/conversations/sec-ok/tracker", headers=api_headers(assistant))
     assert status == 200 and json.loads(body)["sender_id"] == "sec-ok"
+    status, _, body = request(f"{assistant.url}/conversations/sec-ok/tracker?token={assistant.env['RASA_API_TOKEN']}")
+    assert status == 401 and b"Authorization: Bearer" in body
 
 
 # ------------------------------------------------------------------ agent inbox
@@ -118,7 +122,7 @@ def test_a_burst_from_one_sender_is_refused_politely_and_others_are_unaffected(a
         assert int(headers["Retry-After"]) >= 1
         assert [m.get("text") for m in body] == [RATE_LIMITED_TEXT]  # said so: the message was not read
     # Refused messages never reached the conversation.
-    tracker = json.loads(request(f"{assistant.url}/conversations/{flooder}/tracker?token={assistant.env['RASA_API_TOKEN']}")[2])
+    tracker = json.loads(request(f"{assistant.url}/conversations/{flooder}/tracker", headers=api_headers(assistant))[2])
     assert len([e for e in tracker["events"] if e["event"] == "user"]) == len(passed)
 
 
@@ -135,7 +139,7 @@ def test_an_overlong_message_is_cut_to_max_message_chars_and_answered(assistant)
     sender = f"sec-long-{uuid.uuid4().hex[:8]}"
     status, _, replies = rest(assistant, sender, "where is my card " * 1000)  # 17,000 characters
     assert status == 200 and replies
-    tracker = json.loads(request(f"{assistant.url}/conversations/{sender}/tracker?token={assistant.env['RASA_API_TOKEN']}")[2])
+    tracker = json.loads(request(f"{assistant.url}/conversations/{sender}/tracker", headers=api_headers(assistant))[2])
     texts = [e["text"] for e in tracker["events"] if e["event"] == "user"]
     assert texts and len(texts[-1]) <= 2000
 
@@ -147,7 +151,7 @@ def test_personal_data_is_redacted_before_rasa_stores_the_message(assistant):
     sender = f"sec-pii-{uuid.uuid4().hex[:8]}"
     status, _, replies = rest(assistant, sender, "my card 4539 1488 0343 6467 was stolen, call me on 07700 900123")
     assert status == 200 and replies
-    tracker = json.loads(request(f"{assistant.url}/conversations/{sender}/tracker?token={assistant.env['RASA_API_TOKEN']}")[2])
+    tracker = json.loads(request(f"{assistant.url}/conversations/{sender}/tracker", headers=api_headers(assistant))[2])
     stored = json.dumps(tracker)
     assert "4539 1488 0343 6467" not in stored and "07700 900123" not in stored
     texts = [e["text"] for e in tracker["events"] if e["event"] == "user"]

@@ -76,32 +76,10 @@ def add_inbox_account(env: Dict[str, str], name: str, password: str) -> Optional
         from bot.security import staff
     except ImportError as exc:
         return f"bot.security.staff is not there yet ({exc})"
-    import os
-
     from core import db
 
-    previous = {k: os.environ.get(k) for k in ("ASSISTANT_DATABASE_URL", "ASSISTANT_ENCRYPTION_KEY")}
-    try:  # the staff helper's functions read the settings of this process
-        for key in previous:
-            if env.get(key):
-                os.environ[key] = env[key]
-        engine = db.connect(env["ASSISTANT_DATABASE_URL"])  # migrated
-        for fn_name in ("add_account", "create_account", "add_agent"):
-            fn = getattr(staff, fn_name, None)
-            if fn is None:
-                continue
-            try:
-                fn(engine, name, password, role="admin")
-            except TypeError:
-                fn(name, password, role="admin")
-            return None
-        return "bot.security.staff has no add_account/create_account/add_agent"
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    staff.add_account(db.connect(env["ASSISTANT_DATABASE_URL"]), name, password, role="admin")
+    return None
 
 
 @dataclass
@@ -183,6 +161,9 @@ def start_target(trained_model: Dict[str, Any], mode: str, workdir: Path, extra_
         chosen = production_secrets()
         env.update(chosen)
         chosen["INBOX_ACCOUNT"] = f"{INBOX_ADMIN}:{strong()}"
+    # Every attack module's requests come from 127.0.0.1: the per-address limit is set high
+    # here so that they do not starve each other (test_limits.py starts its own, strict one).
+    env.update(ASSISTANT_INGRESS_PER_ADDRESS_PER_MINUTE="6000", ASSISTANT_INGRESS_PER_ADDRESS_BURST="3000")
     env.update(extra_env or {})
     if mode == "production":
         problem = add_inbox_account(env, INBOX_ADMIN, chosen["INBOX_ACCOUNT"].split(":", 1)[1])

@@ -1,0 +1,103 @@
+"""The action server: Rasa SDK's server for bot.actions, on a chosen address, answering only Rasa.
+
+    python -m bot.action_server --actions bot.actions --port 5055 [--host 127.0.0.1]
+
+What `rasa run actions` starts, with two differences:
+
+- it listens on ``--host`` (default: the ``bind_host`` setting, 127.0.0.1, so
+  a local run is reachable from this machine only; the container sets
+  0.0.0.0), where the SDK's own runner listens on every interface;
+- every request but ``GET /health`` (which answers ``{"status": "ok"}`` and
+  nothing else) and ``GET /metrics`` (counts only) must carry header
+  ``X-Action-Secret`` equal to ``ACTION_SERVER_SECRET`` (compared in
+  constant time), or is refused 401 with the reason. Rasa sends the header
+  from ``action_endpoint: headers:`` in endpoints.yml, which the launcher
+  writes as ``${ACTION_SERVER_SECRET}`` (never the value). Without the
+  secret set, the server answers nobody (and production refuses to start).
+
+In production mode (``ASSISTANT_ENV=production``) it refuses to start while
+the secret is missing or weak (`bot.security.mode`).
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import sys
+from typing import List, Optional
+
+from sanic import response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+logger = logging.getLogger(__name__)
+
+HEADER = "X-Action-Secret"
+OPEN_PATHS = ("/health", "/metrics")
+
+
+def secret_refusal(presented: Optional[str], secret: str) -> Optional[str]:
+    """Why a request is refused (None: `presented` is the secret)."""
+    if not secret:
+        return "the action server has no ACTION_SERVER_SECRET set, so it answers nobody"
+    if not presented:
+        return f"missing {HEADER} header"
+    if not hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), secret.encode()):
+        return f"wrong {HEADER}"
+    return None
+
+
+def install_secret_check(app, secret: str) -> None:
+    """Refuse, 401, every request to `app` without the shared secret (but /health and /metrics)."""
+
+    async def check_secret(request: Request) -> Optional[HTTPResponse]:
+        if request.method == "GET" and request.path in OPEN_PATHS:
+            return None
+        problem = secret_refusal(request.headers.get(HEADER), secret)
+        if problem is None:
+            return None
+        logger.warning("action server refused %s %s from %s: %s", request.method, request.path, request.ip, problem)
+        return response.json({"error": problem}, status=401)
+
+    app.register_middleware(check_secret, "request")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from rasa_sdk import utils
+    from rasa_sdk.constants import APPLICATION_ROOT_LOGGER_NAME
+    from rasa_sdk.endpoint import create_app, create_argument_parser, create_ssl_context
+    from rasa_sdk.plugin import plugin_manager
+
+    from bot.security.mode import ProductionRefused, refuse_unsafe_start
+    from core.settings import get_settings
+
+    parser = create_argument_parser()
+    parser.add_argument("--host", default=None, help="address to listen on (default: the bind_host setting, 127.0.0.1)")
+    args = parser.parse_args(argv)
+    try:
+        refuse_unsafe_start("the action server", checks=("action_server",))
+    except ProductionRefused as exc:
+        print(exc, file=sys.stderr)
+        return ProductionRefused.exit_code
+
+    logging.getLogger("matplotlib").setLevel(logging.WARN)
+    utils.configure_colored_logging(args.loglevel)
+    utils.configure_file_logging(logging.getLogger(APPLICATION_ROOT_LOGGER_NAME), args.log_file, args.loglevel,
+                                 args.logging_config_file)
+    utils.update_sanic_log_level()
+
+    secret = (os.environ.get("ACTION_SERVER_SECRET") or "").strip()
+    if not secret:
+        logger.warning("ACTION_SERVER_SECRET is not set: the action server refuses every action call")
+    app = create_app(args.actions, cors_origins=args.cors, auto_reload=args.auto_reload)
+    install_secret_check(app, secret)
+    plugin_manager().hook.attach_sanic_app_extensions(app=app)
+    ssl_context = create_ssl_context(args.ssl_certificate, args.ssl_keyfile, args.ssl_password)
+    host = args.host or get_settings().bind_host
+    logger.info("Action endpoint is up and running on %s://%s:%s", "https" if ssl_context else "http", host, args.port)
+    app.run(host, args.port, ssl=ssl_context, workers=utils.number_of_sanic_workers())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
