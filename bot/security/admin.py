@@ -4,6 +4,8 @@ Each area registers its subcommands in a function of its own below, so the
 parts of the trust work stay apart:
 
 - ``rest-caller add NAME | revoke NAME | list``: credentials of trusted REST callers.
+- ``agent add USER --role agent|supervisor|admin [--name NAME] [--prompt | --password-stdin | --oidc-only]
+  | disable USER | reset USER [--prompt | --password-stdin] | list``: staff accounts of the agent inbox.
 """
 from __future__ import annotations
 
@@ -51,8 +53,92 @@ def _rest_caller_commands(areas: "argparse._SubParsersAction") -> None:
     listing.set_defaults(run=do_list)
 
 
+def _read_password(args: argparse.Namespace) -> Optional[str]:
+    """The password to set: from stdin (--password-stdin), typed twice at a prompt (--prompt), or None (generate)."""
+    if getattr(args, "password_stdin", False):
+        return sys.stdin.readline().rstrip("\r\n")
+    if getattr(args, "prompt", False):
+        import getpass
+
+        first = getpass.getpass("Password: ")
+        if first != getpass.getpass("Again: "):
+            raise ValueError("the two passwords differ")
+        return first
+    return None
+
+
+def _agent_commands(areas: "argparse._SubParsersAction") -> None:
+    import getpass
+
+    from bot.security import staff
+
+    actor = f"cli:{getpass.getuser()}"
+    parser = areas.add_parser("agent", help="staff accounts of the agent inbox")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def password_options(command: argparse.ArgumentParser) -> None:
+        source = command.add_mutually_exclusive_group()
+        source.add_argument("--prompt", action="store_true", help="type the password (twice) instead of generating one")
+        source.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+
+    add = commands.add_parser("add", help="create an account (a generated password is printed once)")
+    add.add_argument("username", help="lower-case letters, digits, '.', '_', '@', '+', '-' (an e-mail address for OIDC)")
+    add.add_argument("--role", choices=staff.ROLES, default="agent")
+    add.add_argument("--name", help="the display name customers see (default: the username)")
+    add.add_argument("--oidc-only", action="store_true", help="no password: signs in through the OIDC provider only")
+    password_options(add)
+
+    def do_add(args: argparse.Namespace) -> int:
+        password = None if args.oidc_only else _read_password(args)
+        created = staff.add_account(None, args.username, password, role=args.role, display_name=args.name,
+                                    actor=actor, oidc_only=args.oidc_only)
+        print(f"inbox account '{staff.normal_username(args.username)}' added with role {args.role}")
+        if password is None and created:
+            print("Its password (shown only now; hand it over safely):")
+            print(created)
+        return 0
+
+    add.set_defaults(run=do_add)
+
+    disable = commands.add_parser("disable", help="stop an account signing in and end its sessions")
+    disable.add_argument("username")
+
+    def do_disable(args: argparse.Namespace) -> int:
+        staff.disable_account(None, args.username, actor=actor)
+        print(f"inbox account '{staff.normal_username(args.username)}' disabled; its sessions ended")
+        return 0
+
+    disable.set_defaults(run=do_disable)
+
+    reset = commands.add_parser("reset", help="set a new password (generated unless given) and end the account's sessions")
+    reset.add_argument("username")
+    password_options(reset)
+
+    def do_reset(args: argparse.Namespace) -> int:
+        chosen = _read_password(args)
+        password = staff.reset_password(None, args.username, chosen, actor=actor)
+        print(f"inbox account '{staff.normal_username(args.username)}': new password set; its sessions ended")
+        if chosen is None:
+            print("The new password (shown only now):")
+            print(password)
+        return 0
+
+    reset.set_defaults(run=do_reset)
+
+    listing = commands.add_parser("list", help="every account, its role and whether it is enabled")
+
+    def do_list(_args: argparse.Namespace) -> int:
+        for account in staff.list_accounts(None):
+            state = "disabled" if account.disabled else "enabled"
+            login = "password" if account.has_password else "oidc-only"
+            print(f"{account.username:<32} {account.role:<11} {state:<9} {login:<9} {account.display_name}")
+        return 0
+
+    listing.set_defaults(run=do_list)
+
+
 # One function per area; each adds its own subparser to `areas`.
-AREAS: List[Callable[["argparse._SubParsersAction"], None]] = [_rest_caller_commands]
+AREAS: List[Callable[["argparse._SubParsersAction"], None]] = [_rest_caller_commands, _agent_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:
