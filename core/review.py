@@ -13,7 +13,11 @@ see personal data. A reviewer then, per item:
 next training reads: Rasa NLU examples (YAML) for assigned intents, and
 question/answer pairs (JSONL, the `bot/history/` format) for answers.
 Export rewrites both files from the database, so running it twice gives the
-same files.
+same files. They live in ``var/review/`` (`DEFAULT_NLU_EXPORT`,
+`DEFAULT_HISTORY_EXPORT`), which git and the Docker builds leave out: they
+hold customers' words, and an erasure rewrites them (`bot.privacy.erase`).
+Each answer pair's source is ``review#<conversation id>``, so the answer-index
+entries built from it can be found and removed when that customer is erased.
 """
 from __future__ import annotations
 
@@ -28,11 +32,16 @@ import sqlalchemy as sa
 
 from core import db
 from core.redaction import redact
+from core.settings import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
 
 REASONS = ("low_confidence", "fallback", "thumbs_down", "handoff")
 OPEN, DONE, DISCARDED = "open", "done", "discarded"
+# Where the exports go: under var/ (ignored by git and by the Docker builds), never into bot/.
+REVIEW_EXPORT_DIR = PROJECT_ROOT / "var" / "review"
+DEFAULT_NLU_EXPORT = REVIEW_EXPORT_DIR / "reviewed_nlu.yml"
+DEFAULT_HISTORY_EXPORT = REVIEW_EXPORT_DIR / "reviewed.jsonl"
 
 
 class ReviewError(ValueError):
@@ -202,7 +211,8 @@ def export(nlu_path: Path, history_path: Path, known_intents: Optional[List[str]
                 "answer": item["answer"],
                 "tags": [intent] if intent else ["reviewed"],
                 "updated_at": time.strftime("%Y-%m-%d", time.gmtime(item["created_at"])),
-                "source": "review",
+                # Provenance: the conversation the words came from, so an erasure finds the index entry.
+                "source": f"review#{item['conversation_id']}" if item.get("conversation_id") else "review",
             })
     nlu_path, history_path = Path(nlu_path), Path(history_path)
     nlu_path.parent.mkdir(parents=True, exist_ok=True)

@@ -76,6 +76,9 @@ class Settings:
     redact_messages: bool = True
     # Conversations and project rows older than this many days are purged by the privacy worker; 0 = keep forever.
     retention_days: int = 0
+    # Address customers reach the assistant at (e.g. https://chat.example.com), put before links the
+    # assistant gives (a data export's download); empty = a path on the same site as the chat.
+    public_url: str = ""
     # Widget customer tokens (signed by the company's website): required `iss` and `aud` values.
     web_token_issuer: str = "northwind-website"
     web_token_audience: str = "northwind-assistant"

@@ -451,17 +451,24 @@ class Recommender:
                 _write_profiles(self.folder, self.profiles)
         return known
 
-    def use_history(self, source: Optional[HistorySource]) -> None:
+    def use_history(self, source: Optional[HistorySource], drop_saved: bool = False) -> None:
         """Read a customer's history from `source` the first time they are seen in this process.
 
         `source(customer_id)` returns None or {"segment": ..., "interactions":
         DataFrame}; events newer than what the model holds are added, so a
         customer with history in the database but unknown to the trained
-        model still gets personal suggestions.
+        model still gets personal suggestions. `drop_saved` forgets the
+        profiles the model was trained or loaded with, and detaches it from
+        its folder, so that every profile comes from `source` alone (a
+        serving process: a customer erased from the database cannot come
+        back from a saved model).
         """
         with self._lock:
             self._history = source
             self._history_checked = set()
+            if drop_saved:
+                self.profiles = {}
+                self.folder = None
 
     def _profile(self, customer_id: str) -> Optional[CustomerProfile]:
         profile = self.profiles.get(customer_id)

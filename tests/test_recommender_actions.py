@@ -51,8 +51,11 @@ def engine(tmp_path, monkeypatch, demo):
     store.save_items(engine, items)
     store.save_customers(engine, customers, synthetic=True)
     store.add_interactions(engine, interactions)
+    monkeypatch.setenv("ASSISTANT_RECOMMENDER_DIR", str(tmp_path / "recommender"))
+    monkeypatch.setenv("ASSISTANT_TRACKER_DB", str(tmp_path / "tracker.db"))
+    get_settings.cache_clear()
     fresh = Recommender.load(model.save(tmp_path / "recommender"))
-    fresh.use_history(store.history_source(engine))
+    fresh.use_history(store.history_source(engine), drop_saved=True)  # as the action server does
     suggestions.use_recommender(fresh)
     yield engine
     suggestions.use_recommender(None)
@@ -164,7 +167,10 @@ def test_no_suggestions_is_honoured_at_once_and_remembered(engine):
     assert suggestion_buttons(tracker("exchange_rate", sender="demo-0001"), topic="exchange_rate") == []
 
 
-def test_forget_me_leaves_nothing_about_the_customer(engine):
+def test_forget_me_records_a_request_that_the_worker_carries_out(engine, tmp_path):
+    from bot.privacy import requests
+    from bot.privacy.worker import Worker
+
     customer = "demo-0002"
     with engine.begin() as conn:
         conn.execute(db.answer_ratings.insert().values(answer_id="intent:exchange_rate", query="fees abroad?", rating=1,
@@ -174,15 +180,29 @@ def test_forget_me_leaves_nothing_about_the_customer(engine):
     assert customer in model.profiles
 
     messages, _ = run(ActionForgetMe(), tracker("affirm", sender=customer))
-    assert messages[0]["response"] == "utter_forget_me_done"
+    assert messages[0]["response"] == "utter_forget_me_recorded"
+    assert requests.open_request_of(engine, customer)["requested_via"] == customer
+    messages, _ = run(ActionForgetMe(), tracker("affirm", sender=customer))  # asked twice: still one request
+    assert len(requests.requests_of(engine, customer)) == 1
+
+    [result] = Worker(name="test").run_once(now=__import__("time").time() + 3600)  # the turn was never saved: erased anyway
+    assert result["status"] == "done"
     with engine.connect() as conn:
         for table, column in ((db.customers, db.customers.c.id), (db.interactions, db.interactions.c.customer_id),
                               (db.answer_ratings, db.answer_ratings.c.customer_id)):
             assert conn.execute(sa.select(sa.func.count()).select_from(table).where(column == customer)).scalar() == 0, table.name
         assert conn.execute(sa.select(sa.func.count()).select_from(db.customers)).scalar() == 79  # the others stay
     assert customer not in model.profiles
-    assert customer not in (model.folder / "profiles.jsonl").read_text()
-    assert customer not in Recommender.load(model.folder).profiles
+    assert customer not in (tmp_path / "recommender" / "profiles.jsonl").read_text()  # the trained artifact too
+    suggestion_buttons(tracker("exchange_rate", sender=customer), topic="exchange_rate")
+    assert not [p for p in model.profiles[customer].items]  # read again from the database: nothing of before
+
+
+def test_a_served_profile_comes_from_the_database_not_from_the_saved_model(engine):
+    model = suggestions.get_recommender()
+    assert model.profiles == {} and model.folder is None  # nothing taken from artifacts/recommender
+    suggestion_buttons(tracker("exchange_rate", sender="demo-0003"), topic="exchange_rate")
+    assert model.profiles["demo-0003"].items  # its history, read from the database on first sight
 
 
 def test_without_a_trained_model_suggestions_come_from_the_catalogue(engine, tmp_path, monkeypatch, caplog):

@@ -54,7 +54,7 @@ def test_reviewed_items_become_rasa_nlu_examples_and_history_pairs(db_url, tmp_p
     assert pairs == [{
         "id": f"review-{b}", "question": "can I pay in at the post office?",
         "answer": "Yes, at any Post Office counter.", "tags": ["top_up_methods"],
-        "updated_at": pairs[0]["updated_at"], "source": "review",
+        "updated_at": pairs[0]["updated_at"], "source": "review#c2",  # provenance: erasing c2 finds it
     }]
     # the retrieval ingester reads the exported pairs as ordinary history
     from retrieval.ingest import read_history

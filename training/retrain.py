@@ -7,7 +7,8 @@
 Steps:
 
 1. Export the reviewed queue (`training.review export`) so reviewed messages
-   are in bot/data/reviewed_nlu.yml and bot/history/reviewed.jsonl.
+   are in var/review/reviewed_nlu.yml and var/review/reviewed.jsonl (kept out
+   of git and the images; added to the data and history read below).
 2. Train candidates into ``models/candidate/``: the intent classifier
    continues from the live adapter (``models/intent``: the adapter is loaded
    and trained further on all NLU data with a head started afresh from the
@@ -37,10 +38,16 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from core.review import DEFAULT_HISTORY_EXPORT, DEFAULT_NLU_EXPORT
 from core.settings import PROJECT_ROOT, get_settings
 
 DEFAULT_HELDOUT = PROJECT_ROOT / "bot" / "tests" / "heldout_nlu.yml"
 DEFAULT_DATA = PROJECT_ROOT / "bot" / "data"
+
+
+def _reviewed(path: Path) -> List[Path]:
+    """The review export at `path` (var/review/) when it exists, to train on beside bot/."""
+    return [path] if path.exists() else []
 DEFAULT_HISTORY = PROJECT_ROOT / "bot" / "history"
 
 
@@ -249,9 +256,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                 shutil.rmtree(candidate_intent)
             shutil.copytree(args.intent_candidate, candidate_intent)
         else:
-            train_intent_candidate(args.data or [DEFAULT_DATA], layout.candidate("intent"), live_intent, args.full, args.epochs)
+            train_intent_candidate((args.data or [DEFAULT_DATA]) + _reviewed(DEFAULT_NLU_EXPORT), layout.candidate("intent"),
+                                   live_intent, args.full, args.epochs)
         if not args.skip_index:
-            _run_module("training.build_index", [str(args.history), "--out", str(layout.candidate("index"))])
+            _run_module("training.build_index", [str(args.history), *map(str, _reviewed(DEFAULT_HISTORY_EXPORT)),
+                                                 "--out", str(layout.candidate("index"))])
             parts.append("index")
         if not args.skip_recommender:
             if _has_module("training.train_recommender"):
@@ -289,6 +298,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         packed.write_text(yaml.safe_dump(content, sort_keys=False))
         rasa = str(Path(sys.executable).with_name("rasa"))
         result = subprocess.run([rasa, "train", "--config", str(packed), "--domain", "bot/domain", "--data", "bot/data",
+                                 *map(str, _reviewed(DEFAULT_NLU_EXPORT)),
                                  "--out", str(layout.live["intent"].parent)], cwd=PROJECT_ROOT)
         if result.returncode != 0:
             print("error: rasa train failed; the promoted folders stand, the served Rasa model is unchanged", file=sys.stderr)

@@ -4,12 +4,13 @@
     python -m training.review intent 12 card_arrival      # the message is an example of an intent
     python -m training.review answer 13 "You can ..." [--intent top_up_methods]
     python -m training.review discard 14
-    python -m training.review export [--nlu bot/data/reviewed_nlu.yml] [--history bot/history/reviewed.jsonl]
+    python -m training.review export [--nlu var/review/reviewed_nlu.yml] [--history var/review/reviewed.jsonl]
 
 Items come from the actions (low confidence, fallback, thumbs-down, handoff),
 already redacted. `export` writes the reviewed items where the next
-`python -m training.retrain` (or `rasa train` and `training.build_index`)
-reads them: NLU examples into bot/data/, question/answer pairs into bot/history/.
+`python -m training.retrain` reads them: NLU examples and question/answer
+pairs into var/review/ (ignored by git and the Docker builds, rewritten when a
+customer is erased); retrain adds them to `rasa train` and `training.build_index`.
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ import yaml
 from core import review
 from core.settings import PROJECT_ROOT
 
-DEFAULT_NLU = PROJECT_ROOT / "bot" / "data" / "reviewed_nlu.yml"
-DEFAULT_HISTORY = PROJECT_ROOT / "bot" / "history" / "reviewed.jsonl"
+DEFAULT_NLU = review.DEFAULT_NLU_EXPORT
+DEFAULT_HISTORY = review.DEFAULT_HISTORY_EXPORT
 DEFAULT_DOMAIN = PROJECT_ROOT / "bot" / "domain"
 
 

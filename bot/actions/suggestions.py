@@ -18,13 +18,17 @@ Actions:
   the next suggestions change without retraining), and gives the details.
 - ``action_no_suggestions``: the customer wants no suggestions; honoured at
   once (slot) and remembered (``customers.suggestions_opt_out``).
-- ``action_forget_me``: after the customer confirmed, erases their profile,
-  interactions and answer ratings from the database and everything the
-  recommender holds about them.
+- ``action_forget_me``: after the customer confirmed, records a durable
+  erasure request for the verified customer (`bot.privacy.requests`) and says
+  so; the privacy worker (`bot.privacy.worker`) erases every store and then
+  tells the customer again in this conversation.
 
 The recommender is loaded once per process from ``recommender_dir``; when
 that folder is missing, suggestions come from the catalogue and the
-database's popularity, with a warning in the log.
+database's popularity, with a warning in the log. Customers' profiles are
+never taken from that folder: each is read from the database the first time
+the customer is seen (so an erased profile cannot come back from an artifact
+or an image), and every process drops the profiles of erased customers.
 """
 from __future__ import annotations
 
@@ -85,6 +89,11 @@ def get_recommender():
     return _recommender
 
 
+def loaded_recommender():
+    """The recommender of this process if it was loaded, else None (nothing is loaded)."""
+    return _recommender
+
+
 def use_recommender(recommender) -> None:
     """Make `recommender` the one this process suggests with (None: load it again on next use)."""
     global _recommender
@@ -111,8 +120,8 @@ def _load_recommender():
             interactions if interactions is not None else _no_interactions(), load_items(CATALOGUE),
             sequence_weight=0.0, collaborative_weight=0.0, content_weight=0.0,
         )
-    if engine is not None:
-        model.use_history(store.history_source(engine))
+    # Profiles come from the database only: those saved with the model are dropped.
+    model.use_history(store.history_source(engine) if engine is not None else None, drop_saved=True)
     return model
 
 
@@ -298,91 +307,22 @@ class ActionNoSuggestions(Action):
         return [SlotSet(OPT_OUT_SLOT, True)]
 
 
-def forget_customer(customer_id: str, engine=None) -> Dict[str, int]:
-    """Erase `customer_id` from the database (profile, interactions, answer ratings) and from the recommender.
-
-    Returns rows deleted per table. Raises the database's error when it
-    cannot be reached, so that nobody is told "done" when it is not.
-    """
-    from recommender import store
-
-    engine = engine or db.connect()
-    deleted = store.erase_customer(engine, customer_id)
-    with engine.begin() as conn:
-        deleted["answer_ratings"] = conn.execute(
-            db.answer_ratings.delete().where(
-                sa.or_(db.answer_ratings.c.customer_id == customer_id, db.answer_ratings.c.conversation_id == customer_id)
-            )
-        ).rowcount
-        deleted["handoffs"] = conn.execute(
-            db.handoffs.delete().where(sa.or_(db.handoffs.c.customer_id == customer_id, db.handoffs.c.conversation_id == customer_id))
-        ).rowcount
-        deleted["review_queue"] = conn.execute(
-            db.review_queue.delete().where(db.review_queue.c.conversation_id == customer_id)
-        ).rowcount
-    model = get_recommender()
-    try:
-        model.forget(customer_id)
-    except OSError:  # the model folder may be read-only here; memory is cleared all the same
-        logger.exception("could not remove customer %r from the saved recommender profiles", customer_id)
-    return deleted
-
-
 class ActionForgetMe(Action):
-    """Erases what is held about the customer, once they confirmed."""
+    """Records the confirmed wish to be erased; the privacy worker carries it out and tells the customer when done."""
 
     def name(self) -> Text:
         return "action_forget_me"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[Dict[Text, Any]]:
+        from bot.privacy.requests import record_request
+
+        customer = customer_id_of(tracker)
         try:
-            deleted = forget_customer(customer_id_of(tracker))
+            request_id, new = record_request(db.connect(), customer, via=tracker.sender_id)
         except (db.DatabaseUnavailableError, sa.exc.SQLAlchemyError):
-            logger.exception("could not erase customer %r", tracker.sender_id)
+            logger.exception("could not record the erasure request of conversation %s", tracker.sender_id)
             dispatcher.utter_message(response="utter_forget_me_failed")
             return []
-        logger.info("erased customer data on request: %s", deleted)
-        threading.Thread(target=erase_conversation_when_saved, args=(tracker.sender_id,), daemon=True).start()
-        dispatcher.utter_message(response="utter_forget_me_done")
+        logger.info("erasure request %s %s", request_id, "recorded" if new else "already open")
+        dispatcher.utter_message(response="utter_forget_me_recorded")
         return []
-
-
-def erase_conversation_when_saved(sender_id: str, tracker_db: Optional[str] = None, timeout: float = 60.0) -> int:
-    """Delete the conversation of `sender_id` from Rasa's SQL tracker store.
-
-    The Rasa server writes this turn only after the action returns, and its
-    SQL store re-saves every event it holds when the table has fewer, so the
-    rows are deleted once the turn that ran `action_forget_me` is stored.
-    """
-    import time
-
-    settings = get_settings()
-    # The store the Rasa server writes: PostgreSQL when tracker_url is set, else the SQLite file.
-    path = f"sqlite:///{tracker_db}" if tracker_db else (settings.tracker_url or f"sqlite:///{settings.tracker_db}")
-    engine = sa.create_engine(path, future=True)
-    events = sa.table("events", sa.column("sender_id"), sa.column("action_name"), sa.column("type_name"))
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            with engine.begin() as conn:
-                stored = conn.execute(
-                    sa.select(sa.func.count()).select_from(events).where(
-                        events.c.sender_id == sender_id, events.c.action_name == "action_listen"
-                    )
-                ).scalar()
-                forget_done = conn.execute(
-                    sa.select(sa.func.count()).select_from(events).where(
-                        events.c.sender_id == sender_id, events.c.action_name == "action_forget_me"
-                    )
-                ).scalar()
-                if forget_done and stored:
-                    removed = conn.execute(events.delete().where(events.c.sender_id == sender_id)).rowcount
-                    logger.info("erased %d stored conversation events of %r", removed, sender_id)
-                    return removed
-            time.sleep(0.5)
-    except sa.exc.SQLAlchemyError:
-        logger.exception("could not erase the stored conversation of %r", sender_id)
-    finally:
-        engine.dispose()
-    logger.error("the conversation of %r was not erased from %s in time", sender_id, engine.url.render_as_string(hide_password=True))
-    return 0
