@@ -27,19 +27,22 @@ from sanic import Sanic
 
 from bot.channels.desk import HandoffDesk
 from bot.channels.frustration import FrustrationDetector
-from bot.channels.inbox import AgentInbox
 from bot.channels.queue import HandoffQueue
 from bot.channels.rest import RestInput
 from bot.channels.slack import SlackInput
 from bot.channels.standins import SlackWebAPI, TelegramBotAPI
 from bot.channels.telegram import SECRET_HEADER, TelegramInput, callback_data
 from bot.channels.web import WebChatInput
+from bot.security import identity
+from bot.security.callers import CallerRegistry
 from core import db
+from core.settings import get_settings
 
 SIGNING_SECRET = "test-signing-secret"
 TELEGRAM_SECRET = "test-telegram-secret"
 TELEGRAM_TOKEN = "123456:test-telegram-token"
-INBOX_PASSWORD = "test-agent-password"
+REST_TOKEN = "rest-caller-token-for-the-channel-tests-0123456789"
+REST_AUTH = {"Content-Type": "application/json", "Authorization": f"Bearer {REST_TOKEN}"}
 
 
 def free_port() -> int:
@@ -138,17 +141,23 @@ def telegram_api():
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
-    return db.connect(f"sqlite:///{tmp_path_factory.mktemp('db') / 'assistant.db'}")
+    engine = db.connect(f"sqlite:///{tmp_path_factory.mktemp('db') / 'assistant.db'}")
+    with pytest.MonkeyPatch.context() as patch:  # the channels record identities in this test database
+        patch.setattr(identity, "_engine", lambda given=None: given if given is not None else engine)
+        identity.clear_cache()
+        yield engine
+    identity.clear_cache()
 
 
 @pytest.fixture(scope="module")
 def server(slack_api, telegram_api, engine):
+    rest = RestInput()
+    rest.callers = CallerRegistry({"REST_CALLER_TOKENS": f"backend={REST_TOKEN}"}, engine)
     channels = [
         WebChatInput(),
-        RestInput(),
+        rest,
         SlackInput("xoxb-test", slack_signing_secret=SIGNING_SECRET, api_base_url=slack_api.base_url),
         TelegramInput(TELEGRAM_TOKEN, "northwind_test_bot", secret_token=TELEGRAM_SECRET, api_base_url=telegram_api.base_url),
-        AgentInbox(password=INBOX_PASSWORD),
     ]
     served = ServedChannels(channels, engine).start()
     yield served
@@ -177,8 +186,9 @@ def test_a_signed_slack_message_reaches_the_assistant_with_its_channel(server, r
     body = slack_event("where is my card?")
     assert server.post("/webhooks/slack/webhook", body, slack_headers(body)) == (200, "")
     [message] = server.wait_for_messages(1)
-    assert (message.text, message.sender_id, message.input_channel) == ("where is my card?", "U123", "slack")
-    assert message.metadata["out_channel"] == "D42" and message.metadata["customer_id"] == "U123"
+    assert (message.text, message.sender_id, message.input_channel) == ("where is my card?", "slack:U123", "slack")
+    assert message.metadata["out_channel"] == "D42" and message.metadata["customer_id"] == "slack:U123"
+    assert identity.customer_of("slack:U123") == "slack:U123"
 
 
 @pytest.mark.parametrize(
@@ -236,7 +246,7 @@ def test_a_slack_button_press_sends_its_payload(server, received):
     headers = slack_headers(body, content_type="application/x-www-form-urlencoded")
     assert server.post("/webhooks/slack/webhook", body, headers)[0] == 200
     [message] = server.wait_for_messages(1)
-    assert message.text == '/rate_answer{"answer_id":"a1","rating":"up"}' and message.sender_id == "U123"
+    assert message.text == '/rate_answer{"answer_id":"a1","rating":"up"}' and message.sender_id == "slack:U123"
 
 
 @pytest.mark.parametrize(
@@ -270,7 +280,8 @@ def test_a_telegram_update_with_the_secret_token_reaches_the_assistant(server, r
     headers = {"Content-Type": "application/json", SECRET_HEADER: TELEGRAM_SECRET}
     assert server.post("/webhooks/telegram/webhook", telegram_update("hi @northwind_test_bot"), headers)[0] == 200
     [message] = server.wait_for_messages(1)
-    assert (message.text, message.sender_id, message.input_channel) == ("hi", "555", "telegram")
+    assert (message.text, message.sender_id, message.input_channel) == ("hi", "telegram:555", "telegram")
+    assert identity.customer_of("telegram:555") == "telegram:555"
 
 
 @pytest.mark.parametrize("token", [None, "wrong-secret", ""], ids=["missing", "wrong", "empty"])
@@ -314,92 +325,148 @@ def test_a_press_on_an_unknown_telegram_button_is_answered_and_goes_nowhere(serv
      b'{"sender": "u1", "message": "hi", "metadata": "x"}', b'{"sender": true, "message": "hi"}'],
 )
 def test_malformed_rest_bodies_get_400(server, received, body):
-    assert server.post("/webhooks/rest/webhook", body, {"Content-Type": "application/json"})[0] == 400
+    assert server.post("/webhooks/rest/webhook", body, REST_AUTH)[0] == 400
     assert received == []
 
 
-def test_a_rest_message_reaches_the_assistant_with_its_metadata(server, received):
-    body = json.dumps({"sender": "c_0001", "message": "hello", "metadata": {"customer_id": "c_0001"}}).encode()
-    status, text = server.post("/webhooks/rest/webhook", body, {"Content-Type": "application/json"})
+@pytest.mark.parametrize("sender", ["slack:U123", "telegram:555", "web:anon-" + "0" * 32, "a b", "x" * 129])
+def test_a_rest_caller_cannot_vouch_for_another_channel_s_customer(server, received, sender):
+    body = json.dumps({"sender": sender, "message": "hi"}).encode()
+    status, text = server.post("/webhooks/rest/webhook", body, REST_AUTH)
+    assert status == 400 and "customer id" in json.loads(text)["error"]
+    assert received == []
+
+
+def test_a_rest_message_reaches_the_assistant_as_the_vouched_customer(server, received):
+    metadata = {"customer_id": "c_9999", "channel": "slack", "locale": "en-GB"}
+    body = json.dumps({"sender": "c_0001", "message": "hello", "metadata": metadata}).encode()
+    status, text = server.post("/webhooks/rest/webhook", body, REST_AUTH)
     assert (status, json.loads(text)) == (200, [])
-    assert received[0].metadata == {"channel": "rest", "customer_id": "c_0001"}
+    assert received[0].sender_id == "rest:backend:c_0001"
+    # The client's customer_id and channel are dropped; the rest of its metadata is kept.
+    assert received[0].metadata == {"locale": "en-GB", "channel": "rest", "customer_id": "c_0001", "rest_caller": "backend"}
+    assert identity.customer_of("rest:backend:c_0001") == "c_0001"
 
 
-# ------------------------------------------------------------------ inbox
-def inbox_post(server, path, body, cookie=None, content_type="application/json"):
-    headers = {"Content-Type": content_type}
-    if cookie:
-        headers["Cookie"] = cookie
-    request = urllib.request.Request(server.url + "/webhooks/inbox" + path, data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=20) as answer:
-            return answer.status, json.loads(answer.read()), answer.headers.get("Set-Cookie")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}"), None
-
-
-def test_the_inbox_needs_the_team_password(server):
-    status, body, cookie = inbox_post(server, "/login", json.dumps({"name": "Alex", "password": "guess"}).encode())
-    assert status == 401 and cookie is None
-    assert server.get("/webhooks/inbox/api/conversations")[0] == 401
-
-
-def test_an_agent_signs_in_and_sees_the_queue(server, engine):
-    HandoffQueue(engine).open("conv-inbox-1", "asked", customer_id="c_0042", channel="web")
-    status, body, cookie = inbox_post(server, "/login", json.dumps({"name": "Alex", "password": INBOX_PASSWORD}).encode())
-    assert status == 200 and body == {"name": "Alex"}
-    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
-    session = cookie.split(";")[0]
-    request = urllib.request.Request(server.url + "/webhooks/inbox/api/conversations", headers={"Cookie": session})
-    with urllib.request.urlopen(request, timeout=20) as answer:
-        listed = json.loads(answer.read())["conversations"]
-    assert [(c["conversation_id"], c["status"], c["position"]) for c in listed] == [("conv-inbox-1", "waiting", 1)]
-    # Acting needs a JSON body, so that a form on another site cannot act for the agent.
-    status, _, _ = inbox_post(server, "/api/conversations/conv-inbox-1/take", b"name=x", session, "application/x-www-form-urlencoded")
-    assert status == 400
-
-
-@pytest.mark.parametrize(
-    "body, content_type",
-    [(b"{bad", "application/json"), (b"[]", "application/json"), (b'{"name": 1, "password": "x"}', "application/json"),
-     (b"name=a&password=b", "application/x-www-form-urlencoded"), (b'{"name": "", "password": "x"}', "application/json")],
-)
-def test_malformed_inbox_logins_get_400(server, body, content_type):
-    status, _, cookie = inbox_post(server, "/login", body, content_type=content_type)
-    assert status == 400 and cookie is None
-
-
-def test_an_inbox_without_a_password_lets_nobody_in(engine):
-    served = ServedChannels([AgentInbox(password="")], engine).start()
-    try:
-        status, body, _ = inbox_post(served, "/login", json.dumps({"name": "Alex", "password": ""}).encode())
-        assert status == 401 and "INBOX_PASSWORD" in body["error"]
-    finally:
-        served.stop()
+@pytest.mark.parametrize("headers, reason", [
+    ({}, "missing credential"),
+    ({"Authorization": "Bearer not-the-token"}, "unknown credential"),
+    ({"Authorization": f"Basic {REST_TOKEN}"}, "Bearer"),
+])
+def test_rest_without_a_caller_credential_is_refused_with_401(server, received, headers, reason):
+    body = json.dumps({"sender": "c_0001", "message": "hello"}).encode()
+    status, text = server.post("/webhooks/rest/webhook", body, {"Content-Type": "application/json", **headers})
+    assert status == 401 and reason in json.loads(text)["error"]
+    assert received == []
 
 
 # -------------------------------------------------------------------- web
-def test_the_demo_page_embeds_the_widget_with_one_script_tag(server):
+def test_the_demo_page_embeds_the_widget_with_one_script_tag_and_ignores_customer_outside_demo_mode(server):
     status, page = server.get("/webhooks/web/?customer=c_0042")
     assert status == 200
-    assert '<script src="/webhooks/web/widget.js" data-customer-id="c_0042"' in page
+    assert '<script src="/webhooks/web/widget.js" data-title=' in page
+    assert "data-customer" not in page and "Signed in as: Guest" in page
 
 
-def test_the_demo_page_signs_the_customer_when_a_token_secret_is_set(engine):
-    channel = WebChatInput(token_secret="a-demo-secret-of-thirty-two-bytes!")
-    served = ServedChannels([channel], engine).start()
+def test_the_demo_page_signs_the_customer_in_demo_mode(engine, monkeypatch):
+    monkeypatch.setenv("ASSISTANT_ENV", "demo")
+    get_settings.cache_clear()
     try:
-        page = served.get("/webhooks/web/?customer=c_0042")[1]
-        token = page.split('data-customer-token="')[1].split('"')[0]
-        assert channel.customer_from({"customer_token": token}) == "c_0042"
-        assert channel.customer_from({"customer_id": "c_0042"}) is None  # unsigned ids are not believed
+        channel = WebChatInput()
+        served = ServedChannels([channel], engine).start()
+        try:
+            page = served.get("/webhooks/web/?customer=c_0042")[1]
+            token = page.split('data-customer-token="')[1].split('"')[0]
+            assert channel.session_for({"customer_token": token})["conversation_id"] == "web:c_0042"
+            # A self-declared id is never read: the visitor gets an anonymous conversation.
+            assert channel.session_for({"customer_id": "c_0042"})["conversation_id"].startswith("web:anon-")
+        finally:
+            served.stop()
     finally:
-        served.stop()
+        monkeypatch.delenv("ASSISTANT_ENV")
+        get_settings.cache_clear()
 
 
 def test_the_widget_bundle_is_served_or_its_absence_explained(server):
     status, text = server.get("/webhooks/web/widget.js")
     assert status == 200 and "session_request" in text or status == 404 and "scripts/setup-web" in text
+
+
+class WidgetSocket:
+    """A socket.io client speaking the widget's events (long-polling: no websocket package needed)."""
+
+    def __init__(self, url: str) -> None:
+        import queue
+
+        import socketio
+
+        self.events: "queue.Queue" = queue.Queue()
+        self.client = socketio.Client(reconnection=False)
+        for name in ("session_confirm", "session_refused", "history"):
+            self.client.on(name, lambda data=None, name=name: self.events.put((name, data)))
+        self.client.connect(url, socketio_path="/socket.io", transports=["polling"], wait_timeout=10)
+
+    def ask(self, event: str, data: dict, timeout: float = 10):
+        """Emit `event` and return the next (event name, data) the server sends."""
+        self.client.emit(event, data)
+        return self.events.get(timeout=timeout)
+
+    def close(self) -> None:
+        self.client.disconnect()
+
+
+def test_an_anonymous_visitor_gets_a_server_issued_id_that_only_its_own_browser_can_present_back(server, received):
+    first = WidgetSocket(server.url)
+    try:
+        name, conversation = first.ask("session_request", {})
+        assert name == "session_confirm" and identity.ANONYMOUS_CONVERSATION.match(conversation)
+        first.client.emit("user_uttered", {"message": "hello"})
+        message = server.wait_for_messages(1)[0]
+        assert (message.sender_id, message.metadata["customer_id"]) == (conversation, conversation)
+    finally:
+        first.close()
+    again = WidgetSocket(server.url)
+    try:  # the returning browser presents the id it was given, and gets the same conversation
+        assert again.ask("session_request", {"session_id": conversation}) == ("session_confirm", conversation)
+    finally:
+        again.close()
+    stranger = WidgetSocket(server.url)
+    try:  # ids the server did not issue, and self-declared customers, get a fresh anonymous conversation
+        for claim in ({"session_id": "web:anon-" + "0" * 32}, {"session_id": "web:c_0042"},
+                      {"customer_id": "c_0042"}, {"session_id": "slack:U123"}, {"session_id": "telegram:555"}):
+            name, given = stranger.ask("session_request", claim)
+            assert name == "session_confirm" and identity.ANONYMOUS_CONVERSATION.match(given)
+            assert given not in (conversation, "web:anon-" + "0" * 32)
+    finally:
+        stranger.close()
+
+
+def test_a_widget_token_not_signed_by_the_website_gets_no_session(engine, received):
+    import jwt
+
+    from bot.security.tokens import TokenVerifier
+
+    secret = "the-website-s-own-secret-0123456789abcdef"
+    verifier = TokenVerifier([(secret, "HS256", "northwind-website")], "northwind-assistant", 900, 30)
+    served = ServedChannels([WebChatInput(verifier=verifier)], engine).start()
+    socket = WidgetSocket(served.url)
+    try:
+        now = int(time.time())
+        claims = {"sub": "c_0042", "iss": "northwind-website", "aud": "northwind-assistant", "iat": now, "exp": now + 300}
+        forged = jwt.encode(claims, "an-attacker-s-guess-0123456789abcdefghij", "HS256")
+        name, refusal = socket.ask("session_request", {"customer_token": forged})
+        assert name == "session_refused" and "signature" in refusal["reason"]
+        socket.client.emit("user_uttered", {"message": "I am c_0042"})
+        assert served.wait_for_messages(1, timeout=2) == []  # no session: nothing reaches the assistant
+        assert socket.ask("session_request", {"customer_token": jwt.encode(claims, secret, "HS256")}) == (
+            "session_confirm", "web:c_0042")
+        socket.client.emit("user_uttered", {"message": "hello"})
+        message = served.wait_for_messages(1)[0]
+        assert (message.sender_id, message.metadata["customer_id"]) == ("web:c_0042", "c_0042")
+        assert identity.customer_of("web:c_0042") == "c_0042"
+    finally:
+        socket.close()
+        served.stop()
 
 
 # ---------------------------------------------------------------- outbound
