@@ -227,3 +227,14 @@ def test_new_conversation_and_new_session_need_no_reread(tmp_path, key):
     with ours.engine.connect() as a, rasa.engine.connect() as b:
         count = "SELECT count(*) FROM events WHERE sender_id = 'new'"
         assert a.exec_driver_sql(count).scalar() == b.exec_driver_sql(count).scalar()
+
+
+def test_a_typed_slash_name_outside_the_domain_is_no_intent_name():
+    """Why intent_name may stay plain: Rasa takes `/name` as an intent only when the domain has it."""
+    from rasa.nlu.classifiers.regex_message_handler import RegexMessageHandler
+    from rasa.shared.nlu.training_data.message import Message
+
+    handler = RegexMessageHandler()
+    typed, button = handler.process([Message(data={"text": "/Ann_Smith_4539"}), Message(data={"text": "/greet"})], DOMAIN)
+    assert (typed.get("intent") or {}).get("name") is None
+    assert button.get("intent")["name"] == "greet"
