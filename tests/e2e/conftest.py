@@ -34,7 +34,21 @@ TEST_SECRETS = {
     "TELEGRAM_VERIFY": "northwind_test_bot",
     "INBOX_PASSWORD": "test-agent-password",
     "RASA_API_TOKEN": "test-api-token",
+    "REST_CALLER_TOKENS": "e2e=test-rest-caller-token",
 }
+# The REST caller the tests post as: customer `x` talks in conversation rest:e2e:x.
+TEST_REST_CALLER, TEST_REST_TOKEN = TEST_SECRETS["REST_CALLER_TOKENS"].split("=", 1)
+
+
+def conversation_of(sender: str, caller: str = TEST_REST_CALLER) -> str:
+    """The conversation id of REST customer `sender` posted by `caller` (an id with a channel prefix is kept)."""
+    return sender if ":" in sender else f"rest:{caller}:{sender}"
+
+
+def rest_caller(env: Dict[str, str]) -> tuple:
+    """(name, token) of the first REST caller in `env`; ("demo", None) when none is configured (demo mode)."""
+    entries = [e for e in env.get("REST_CALLER_TOKENS", "").split(",") if "=" in e]
+    return tuple(entries[0].strip().split("=", 1)) if entries else ("demo", None)
 
 
 def test_config(path: Path) -> Path:
@@ -47,16 +61,17 @@ def test_config(path: Path) -> Path:
     return path
 
 
-def rest_send(base_url: str, sender: str, text: str, metadata: Optional[Dict[str, Any]] = None, timeout: float = 60) -> List[Dict[str, Any]]:
-    """`text` from customer `sender` through the REST channel of the server at `base_url`; the bot's messages."""
+def rest_send(base_url: str, sender: str, text: str, metadata: Optional[Dict[str, Any]] = None, timeout: float = 60,
+              token: Optional[str] = TEST_REST_TOKEN) -> List[Dict[str, Any]]:
+    """`text` from customer `sender` through the REST channel of the server at `base_url`, as the
+    caller whose bearer `token` is given (None: no credential, demo mode's caller ``demo``); the bot's messages."""
     body: Dict[str, Any] = {"sender": sender, "message": text}
     if metadata is not None:
         body["metadata"] = metadata
-    request = urllib.request.Request(
-        f"{base_url}/webhooks/rest/webhook",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(f"{base_url}/webhooks/rest/webhook", data=json.dumps(body).encode(), headers=headers)
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
 
@@ -72,13 +87,17 @@ class RunningAssistant:
     workdir: Path
 
     def send(self, sender: str, text: str, metadata: Optional[Dict[str, Any]] = None, timeout: float = 60) -> List[Dict[str, Any]]:
-        """Send `text` as customer `sender` through the REST channel; the bot's messages."""
-        return rest_send(self.url, sender, text, metadata, timeout)
+        """Send `text` as customer `sender` through the REST channel (as this server's REST caller); the bot's messages."""
+        return rest_send(self.url, sender, text, metadata, timeout, token=rest_caller(self.env)[1])
+
+    def conversation_of(self, sender: str) -> str:
+        """The conversation id `send` uses for customer `sender` (``rest:<caller>:<sender>``)."""
+        return conversation_of(sender, rest_caller(self.env)[0])
 
     def tracker(self, sender: str) -> Dict[str, Any]:
-        """The conversation tracker of `sender` through Rasa's HTTP API."""
+        """The conversation tracker of REST customer `sender` (or of a namespaced conversation id) through Rasa's HTTP API."""
         token = self.env.get("RASA_API_TOKEN", "")
-        request = urllib.request.Request(f"{self.url}/conversations/{sender}/tracker",
+        request = urllib.request.Request(f"{self.url}/conversations/{self.conversation_of(sender)}/tracker",
                                          headers={"Authorization": f"Bearer {token}"} if token else {})
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
@@ -111,6 +130,8 @@ def assistant(trained_model) -> RunningAssistant:
     env = dict(trained_model["env"])
     env["ASSISTANT_RASA_PORT"] = str(free_port())
     env["ASSISTANT_ACTION_PORT"] = str(free_port())
+    # Demo mode: the demo page signs in ?customer=<id> (the widget tests); REST posts with the test caller's credential.
+    env["ASSISTANT_ENV"] = "demo"
     # The whole suite comes from one address: the per-address ingress limit is off here
     # (tests/e2e/attacks/test_limits.py tests it).
     env["ASSISTANT_INGRESS_PER_ADDRESS_PER_MINUTE"] = "0"
