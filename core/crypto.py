@@ -221,6 +221,29 @@ def _reencrypted(stored: Any, column_type: Any) -> Any:
     return encrypt_text(plain)
 
 
+def _one_writer_per_batch(engine: sa.engine.Engine) -> sa.engine.Engine:
+    """For SQLite, an engine whose transactions start with BEGIN IMMEDIATE.
+
+    pysqlite begins a transaction only at the first write, so a row changed
+    between the batch's read and its write would get its old value back; an
+    immediate transaction holds the write lock from the read on. (PostgreSQL:
+    the batch's rows are read FOR UPDATE instead.)
+    """
+    if engine.dialect.name != "sqlite":
+        return engine
+    serial = sa.create_engine(engine.url, future=True, poolclass=sa.pool.NullPool, connect_args={"timeout": 30})
+
+    @sa.event.listens_for(serial, "connect")
+    def _manual(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None  # SQLAlchemy's begin below, not pysqlite's
+
+    @sa.event.listens_for(serial, "begin")
+    def _immediate(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return serial
+
+
 def rotate_table(engine: sa.engine.Engine, table: sa.Table, columns: List[str], batch: int = 500,
                  log=print) -> Dict[str, int]:
     """Re-encrypt `columns` of `table` with the first key, `batch` rows a transaction.
@@ -233,6 +256,7 @@ def rotate_table(engine: sa.engine.Engine, table: sa.Table, columns: List[str], 
         raise EncryptionKeyError(f"{KEY_VARIABLE} is not set: nothing to rotate to")
     raw, raw_cols = _raw_table(table, columns)
     key, values = raw_cols[0], raw_cols[1:]
+    engine = _one_writer_per_batch(engine)
     seen = rewritten = 0
     last = None
     while True:

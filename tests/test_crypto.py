@@ -237,3 +237,14 @@ def test_the_benchmark_runs_and_leaves_the_key_as_it_was(key):
     results = crypto.bench(turns=2, repeats=1)
     assert set(results) == {"off", "on"} and all(f["total"] > 0 for f in results.values())
     assert crypto.encrypt_text("x") != "x" and crypto.decrypt_text(crypto.encrypt_text("x")) == "x"
+
+
+def test_a_rotation_batch_on_sqlite_holds_the_write_lock_from_its_read(key, tmp_path):
+    """So a row written between the batch's read and its write cannot get its old value back."""
+    url = f"sqlite:///{tmp_path / 'project.db'}"
+    db.connect(url)
+    other = sa.create_engine(url, connect_args={"timeout": 0.1})
+    with crypto._one_writer_per_batch(db.connect(url)).begin() as conn:
+        conn.execute(sa.select(db.answer_ratings.c.id)).all()
+        with pytest.raises(sa.exc.OperationalError, match="locked"), other.begin() as writer:
+            writer.execute(db.answer_ratings.insert().values(answer_id="a", query="q", rating=1))
