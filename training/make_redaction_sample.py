@@ -1,0 +1,781 @@
+"""Write the labelled redaction sample ``tests/fixtures/redaction_v2.jsonl``.
+
+    python -m training.make_redaction_sample [--seed 13] [--out tests/fixtures/redaction_v2.jsonl]
+
+Seeded, so the same command writes the same file. Each line is
+``{"text", "spans": [[start, end, KIND], ...], "lang", "split", "source"}``:
+every span is exactly the piece a redactor must hide, computed while the
+message is assembled (never searched for afterwards). Numbers carry valid
+checksums where real ones do: Luhn cards, mod-97 IBANs, NI numbers with
+allowed prefixes, SSNs outside the never-issued ranges, phone numbers that
+`phonenumbers` says are valid, Chinese resident ids with their check digit.
+
+Messages come from templates written like customer (and agent) messages:
+lower case, typos, signatures, greetings, several address formats, Chinese
+with personal data written straight against the characters. Each template
+belongs to one split: every third template of a family is ``holdout``, and
+holdout names, surnames and towns are drawn partly from lists the redactor's
+lexicon does not hold, so the holdout measures what the redactor was not
+tuned on. Some clean messages are questions from BANKING77 (PolyAI,
+CC BY 4.0, https://huggingface.co/datasets/PolyAI/banking77; used unchanged,
+credited in docs/benchmarks.md); they are read from ``--banking77`` when
+that folder exists and left out otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import re
+import string
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import phonenumbers
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "tests" / "fixtures" / "redaction_v2.jsonl"
+BANKING77 = Path("/work/shared/data/banking77/train.csv")
+
+# ------------------------------------------------------------------ people
+FIRST_TUNING = (
+    "James John Robert Michael William David Richard Joseph Thomas Charles Mary Patricia Jennifer Linda "
+    "Elizabeth Barbara Susan Jessica Sarah Karen Emma Olivia Sophie Amelia Jack Harry George Oliver Noah "
+    "Mohammed Priya Raj Anjali Fatima Aisha Omar Lukas Hannah Anna Marie Pierre Camille Giulia Marco Sofia "
+    "Javier Lucia Pedro Ana Jan Eva Sean Niamh Liam Chloe Daniel Grace Ben Lucy Tom Kate Rachel Paul"
+).split()
+FIRST_HOLDOUT = (
+    "Siobhan Oluwaseun Thandiwe Bartholomew Ingrid Magnus Dmitri Svetlana Kwame Aoife Rhiannon Tariq "
+    "Yusuf Meera Anil Zofia Bogdan Greta Leopold Esperanza Matteo Chiara Henrik Astrid Kemal Leila "
+    "Emily Jane Peter Claire Mark Helen Andrew Laura Steven Nicola"
+).split()
+SURNAME_TUNING = (
+    "Smith Jones Williams Brown Taylor Davies Evans Wilson Thomas Johnson Roberts Walker Wright Robinson "
+    "Thompson White Hughes Edwards Green Hall Wood Harris Lewis Martin Jackson Clarke Patel Khan Singh "
+    "Murphy Kelly O'Brien Müller Schmidt Dubois Rossi Garcia Martinez Novak Kowalski Andersen"
+).split()
+SURNAME_HOLDOUT = (
+    "Okafor Adeyemi Nakamura Fitzgerald Ravensworth Lindqvist Papadopoulos Van der Berg MacLeod Bhattacharya "
+    "Whitfield Pemberton Castellano Horvath Quigley Ashworth Cooper Baker Mitchell Turner"
+).split()
+CN_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏吕丁沈姚卢姜崔钟谭陆汪范金石廖贾夏韦方白邹孟熊秦邱江薛段雷侯龙史陶黎贺顾毛郝龚邵万钱严武戴孔汤"
+CN_GIVEN = ["伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "艳", "勇", "杰", "娟", "涛", "明", "超", "秀英",
+            "华", "慧", "建华", "志强", "晓明", "海燕", "丽娟", "文博", "子涵", "欣怡", "浩然", "雨桐", "思远", "佳琪"]
+
+# ------------------------------------------------------------------ places
+STREET_TUNING = "Baker High Church Station Victoria Green Manor Park Queen King Mill Elm Oak Kingsway Albert".split()
+STREET_HOLDOUT = "Wellington Harrowby Cresswell Marlborough Dunmore Ashgrove Fairview Holloway".split()
+UK_SUFFIX = ["Street", "St", "Road", "Rd", "Lane", "Avenue", "Close", "Drive", "Way", "Gardens", "Crescent", "Terrace", "Place", "Grove"]
+UK_TOWNS_T = ["London", "Manchester", "Leeds", "Bristol", "Glasgow", "Cardiff", "Birmingham", "York", "Brighton"]
+UK_TOWNS_H = ["Stockport", "Harrogate", "Aberystwyth", "Dundee", "Canterbury", "Wolverhampton"]
+US_STREET = ["Main", "Maple", "Oak", "Pine", "Cedar", "Washington", "Lake", "Sunset", "Elm", "Hillcrest", "Evergreen"]
+US_SUFFIX = ["Street", "St", "Avenue", "Ave", "Blvd", "Road", "Drive", "Dr", "Lane", "Court", "Way"]
+US_CITY = [("Springfield", "IL"), ("Austin", "TX"), ("Denver", "CO"), ("Seattle", "WA"), ("Boston", "MA"),
+           ("Portland", "OR"), ("Miami", "FL"), ("Columbus", "OH"), ("San Jose", "CA"), ("Brooklyn", "NY")]
+DE_STREET = ["Haupt", "Bahnhof", "Schiller", "Goethe", "Linden", "Berliner", "Garten", "Kirch"]
+DE_SUFFIX = ["straße", "strasse", "str.", "weg", "allee", "platz", "gasse"]
+DE_CITY = ["Berlin", "München", "Hamburg", "Köln", "Frankfurt am Main", "Stuttgart", "Leipzig"]
+NL_STREET = ["Kerk", "Dorps", "Molen", "Prinsen", "Keizers", "School"]
+NL_SUFFIX = ["straat", "laan", "gracht", "weg", "plein"]
+NL_CITY = ["Amsterdam", "Utrecht", "Rotterdam", "Den Haag", "Eindhoven"]
+FR_STREET = ["rue de la Paix", "avenue des Champs-Élysées", "rue Victor Hugo", "boulevard Saint-Michel", "rue du Commerce", "place de la République"]
+FR_CITY = ["Paris", "Lyon", "Marseille", "Toulouse", "Nantes", "Lille"]
+ES_IT = [("Calle Mayor", "28013", "Madrid"), ("Calle de Alcalá", "28014", "Madrid"), ("Via Roma", "00184", "Roma"),
+         ("Via Garibaldi", "10122", "Torino"), ("Avenida da Liberdade", "1250-096", "Lisboa"), ("Carrer de Balmes", "08007", "Barcelona")]
+CN_CITY = ["北京市朝阳区", "上海市浦东新区", "广州市天河区", "深圳市南山区", "杭州市西湖区", "成都市武侯区", "南京市鼓楼区"]
+CN_ROAD = ["建国路", "世纪大道", "天河路", "科技园路", "文三路", "人民南路", "中山北路", "解放街"]
+
+UK_AREAS = ["SW", "NW", "SE", "E", "W", "N", "EC", "WC", "M", "B", "L", "LS", "G", "EH", "CF", "BS", "OX", "CB", "BT", "AB", "S", "NE", "BN", "YO"]
+POSTCODE_LETTERS = "ABDEFGHJLNPQRSTUWXYZ"
+UK_SORT_PREFIX = ["20", "40", "60", "30", "08", "09", "11", "77", "83", "16", "56", "23", "04"]
+
+EMAIL_HOSTS = ["gmail.com", "outlook.com", "yahoo.co.uk", "hotmail.com", "icloud.com", "example.com", "btinternet.com",
+               "web.de", "qq.com", "163.com", "protonmail.com", "company.co.uk"]
+
+
+class Gen:
+    """Values of every kind, drawn from one seeded random generator."""
+
+    def __init__(self, rng: random.Random, holdout: bool) -> None:
+        self.r = rng
+        self.holdout = holdout
+
+    # people
+    def first(self) -> str:
+        if self.holdout and self.r.random() < 0.6:
+            return self.r.choice(FIRST_HOLDOUT)
+        return self.r.choice(FIRST_TUNING)
+
+    def surname(self) -> str:
+        if self.holdout and self.r.random() < 0.6:
+            return self.r.choice(SURNAME_HOLDOUT)
+        return self.r.choice(SURNAME_TUNING)
+
+    def name(self) -> str:
+        roll = self.r.random()
+        if roll < 0.65:
+            return f"{self.first()} {self.surname()}"
+        if roll < 0.75:
+            return f"{self.first()} {self.r.choice(string.ascii_uppercase)}. {self.surname()}"
+        return self.first()
+
+    def full_name(self) -> str:
+        return f"{self.first()} {self.surname()}"
+
+    def cn_name(self) -> str:
+        return self.r.choice(CN_SURNAMES) + self.r.choice(CN_GIVEN)
+
+    # numbers
+    def digits(self, n: int, first_nonzero: bool = True) -> str:
+        out = [self.r.choice("123456789" if first_nonzero else "0123456789")]
+        out += [self.r.choice(string.digits) for _ in range(n - 1)]
+        return "".join(out)
+
+    @staticmethod
+    def luhn_digit(body: str) -> str:
+        for d in "0123456789":
+            total = 0
+            for i, ch in enumerate(reversed(body + d)):
+                v = int(ch)
+                if i % 2 == 1:
+                    v = v * 2 - 9 if v > 4 else v * 2
+                total += v
+            if total % 10 == 0:
+                return d
+        raise AssertionError
+
+    def card(self) -> str:
+        kind = self.r.random()
+        if kind < 0.15:  # Amex 4-6-5
+            body = self.r.choice(["34", "37"]) + self.digits(12, False)
+            num = body + self.luhn_digit(body)
+            sep = self.r.choice([" ", "-", ""])
+            return sep.join([num[:4], num[4:10], num[10:]])
+        prefix = self.r.choice(["4", "4", "51", "52", "53", "54", "55", "6011", "2221", "62"])
+        length = 19 if prefix == "62" and self.r.random() < 0.5 else 16
+        body = prefix + self.digits(length - 1 - len(prefix), False)
+        num = body + self.luhn_digit(body)
+        sep = self.r.choice(["", " ", " ", "-", ""])
+        if sep == "":
+            return num
+        return sep.join(num[i:i + 4] for i in range(0, len(num), 4))
+
+    def iban(self) -> str:
+        country, bban_fmt = self.r.choice([
+            ("GB", "AAAA######## ######"), ("DE", "##################"), ("FR", "##########AAAAAAAAAAA##"),
+            ("NL", "AAAA##########"), ("ES", "####################"), ("IT", "A##########AAAAAAAAAAAA"),
+            ("IE", "AAAA##############"), ("BE", "############"), ("CH", "#################"), ("PL", "########################"),
+        ])
+        bban = []
+        for ch in bban_fmt.replace(" ", ""):
+            bban.append(self.r.choice(string.ascii_uppercase) if ch == "A" else self.r.choice(string.digits))
+        if country == "GB":
+            bban[:4] = list(self.r.choice(["NWBK", "BARC", "LOYD", "HBUK", "MIDL", "WEST"]))
+        bban_s = "".join(bban)
+        num = int("".join(str(int(c, 36)) for c in bban_s + country + "00"))
+        check = 98 - num % 97
+        compact = f"{country}{check:02d}{bban_s}"
+        style = self.r.random()
+        if style < 0.45:
+            out = " ".join(compact[i:i + 4] for i in range(0, len(compact), 4))
+        else:
+            out = compact
+        return out.lower() if self.r.random() < 0.1 else out
+
+    def account(self) -> str:
+        return self.r.choice([self.digits(8, False), self.digits(8, False), self.digits(8), self.digits(10), self.digits(12), self.digits(6)])
+
+    def sort_code(self, sep: Optional[str] = None) -> str:
+        a = self.r.choice(UK_SORT_PREFIX)
+        b, c = f"{self.r.randint(0, 99):02d}", f"{self.r.randint(0, 99):02d}"
+        sep = sep if sep is not None else self.r.choice(["-", "-", "-", " ", ""])
+        return sep.join([a, b, c])
+
+    def email(self, name: Optional[str] = None) -> str:
+        first, last = (name or self.full_name()).split(" ")[0], (name or self.full_name()).split(" ")[-1]
+        first, last = re.sub(r"[^a-z]", "", first.lower()) or "sam", re.sub(r"[^a-z]", "", last.lower()) or "lee"
+        local = self.r.choice([f"{first}.{last}", f"{first}{last}{self.r.randint(1, 99)}", f"{first[0]}{last}",
+                               f"{first}_{last}", f"{last}.{first}+bank", f"{first}{self.r.randint(1960, 2005)}"])
+        return f"{local}@{self.r.choice(EMAIL_HOSTS)}"
+
+    def phone(self, region: Optional[str] = None) -> str:
+        region = region or self.r.choice(["GB", "GB", "GB", "US", "US", "CN", "DE", "FR", "IE"])
+        for _ in range(200):
+            if region == "GB":
+                raw = self.r.choice(["07" + self.digits(9, False), "020" + "7946" + self.digits(4, False), "0161" + self.digits(7, False), "0117" + self.digits(7, False)])
+            elif region == "US":
+                raw = self.r.choice(["212", "415", "646", "312", "617", "206", "305"]) + self.r.choice("23456789") + self.digits(2, False) + self.digits(4, False)
+            elif region == "CN":
+                raw = "1" + self.r.choice("3589") + self.digits(9, False)
+            elif region == "DE":
+                raw = self.r.choice(["030", "089", "040", "0151", "0170"]) + self.digits(8, False)
+            elif region == "FR":
+                raw = "0" + self.r.choice("67") + self.digits(8, False)
+            else:  # IE
+                raw = "08" + self.r.choice("5679") + self.digits(7, False)
+            parsed = phonenumbers.parse(raw, region)
+            if phonenumbers.is_valid_number(parsed):
+                break
+        else:
+            raise AssertionError(region)
+        style = self.r.random()
+        if style < 0.4:
+            out = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
+        elif style < 0.75:
+            out = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+        elif style < 0.9:
+            out = raw
+        else:
+            out = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        if region == "US" and self.r.random() < 0.3:
+            out = f"{raw[:3]}-{raw[3:6]}-{raw[6:]}"
+        return out
+
+    def cn_phone(self) -> str:
+        return self.phone("CN") if self.r.random() < 0.3 else self.phone("CN").replace(" ", "").replace("+86", "")
+
+    def uk_postcode(self) -> str:
+        area = self.r.choice(UK_AREAS)
+        district = str(self.r.randint(1, 20 if len(area) == 2 else 9))
+        if self.r.random() < 0.15 and len(district) == 1:
+            district += self.r.choice("ABEHMNPRVWXY")
+        inward = f"{self.r.randint(0, 9)}{self.r.choice(POSTCODE_LETTERS)}{self.r.choice(POSTCODE_LETTERS)}"
+        sep = " " if self.r.random() < 0.85 else ""
+        pc = f"{area}{district}{sep}{inward}"
+        return pc.lower() if self.r.random() < 0.15 else pc
+
+    def zip(self) -> str:
+        z = f"{self.r.randint(10000, 99950)}"
+        return z + (f"-{self.r.randint(1000, 9999)}" if self.r.random() < 0.2 else "")
+
+    def address(self, style: Optional[str] = None) -> str:
+        style = style or self.r.choice(["uk", "uk", "uk", "us", "us", "de", "nl", "fr", "esit"])
+        n = self.r.randint(1, 250)
+        if style == "uk":
+            street = self.r.choice(STREET_HOLDOUT if self.holdout and self.r.random() < 0.5 else STREET_TUNING)
+            town = self.r.choice(UK_TOWNS_H if self.holdout and self.r.random() < 0.5 else UK_TOWNS_T)
+            suffix = self.r.choice(UK_SUFFIX)
+            flat = self.r.choice(["", "", "", f"Flat {self.r.randint(1, 30)}, ", f"Apartment {self.r.randint(1, 30)}, "])
+            shape = self.r.random()
+            if shape < 0.5:
+                out = f"{flat}{n} {street} {suffix}, {town} {self.uk_postcode()}"
+            elif shape < 0.75:
+                out = f"{flat}{n} {street} {suffix}, {town}, {self.uk_postcode()}"
+            else:
+                out = f"{n} {street} {suffix} {town} {self.uk_postcode()}"
+        elif style == "us":
+            city, st = self.r.choice(US_CITY)
+            apt = self.r.choice(["", "", f" Apt {self.r.randint(1, 30)}{self.r.choice('ABC')},", f", Suite {self.r.randint(100, 900)},"])
+            out = f"{self.r.randint(10, 9999)} {self.r.choice(US_STREET)} {self.r.choice(US_SUFFIX)}{apt or ','} {city}, {st} {self.zip()}"
+        elif style == "de":
+            out = f"{self.r.choice(DE_STREET)}{self.r.choice(DE_SUFFIX)} {n}, {self.r.randint(10000, 99999)} {self.r.choice(DE_CITY)}"
+        elif style == "nl":
+            out = f"{self.r.choice(NL_STREET)}{self.r.choice(NL_SUFFIX)} {n}, {self.r.randint(1000, 9999)} {self.r.choice(string.ascii_uppercase)}{self.r.choice(string.ascii_uppercase)} {self.r.choice(NL_CITY)}"
+        elif style == "fr":
+            out = f"{n} {self.r.choice(FR_STREET)}, {self.r.randint(10, 95)}{self.r.randint(0, 999):03d} {self.r.choice(FR_CITY)}"
+        else:
+            street, pc, city = self.r.choice(ES_IT)
+            out = f"{street} {n}, {pc} {city}"
+        return out.lower() if self.r.random() < 0.1 else out
+
+    def postcode(self) -> str:
+        roll = self.r.random()
+        if roll < 0.6:
+            return self.uk_postcode()
+        if roll < 0.85:
+            return self.zip()
+        return f"{self.r.randint(10000, 99999)}"
+
+    def cn_address(self) -> str:
+        out = f"{self.r.choice(CN_CITY)}{self.r.choice(CN_ROAD)}{self.r.randint(1, 999)}号"
+        if self.r.random() < 0.4:
+            out += f"{self.r.randint(1, 30)}栋{self.r.randint(101, 2505)}室"
+        return out
+
+    MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"]
+
+    def dob(self) -> str:
+        y, m, d = self.r.randint(1940, 2006), self.r.randint(1, 12), self.r.randint(1, 28)
+        month = self.MONTHS[m - 1]
+        return self.r.choice([
+            f"{d:02d}/{m:02d}/{y}", f"{d}/{m}/{y}", f"{d:02d}.{m:02d}.{y}", f"{y}-{m:02d}-{d:02d}", f"{d:02d}-{m:02d}-{y}",
+            f"{d} {month} {y}", f"{month} {d}, {y}", f"{d}th of {month} {y}" if d > 3 else f"{d} {month[:3]} {y}",
+            f"{m:02d}/{d:02d}/{y}", f"{d:02d}/{m:02d}/{y % 100:02d}",
+        ])
+
+    def cn_dob(self) -> str:
+        y, m, d = self.r.randint(1950, 2005), self.r.randint(1, 12), self.r.randint(1, 28)
+        return self.r.choice([f"{y}年{m}月{d}日", f"{y}-{m:02d}-{d:02d}", f"{y}年{m:02d}月{d:02d}日", f"{y}.{m}.{d}"])
+
+    def passport(self) -> str:
+        return self.r.choice([
+            self.digits(9, False), self.digits(9, False), self.r.choice("CFGHJK") + "".join(self.r.choice("CFGHJKLMNPRTVWXYZ0123456789") for _ in range(8)),
+            self.r.choice("EG") + self.digits(8, False), f"{self.r.randint(10, 99)}{self.r.choice(string.ascii_uppercase)}{self.r.choice(string.ascii_uppercase)}{self.digits(5, False)}",
+            self.r.choice(string.ascii_uppercase) + self.digits(8, False),
+        ])
+
+    def nino(self) -> str:
+        while True:
+            a, b = self.r.choice("ABCEGHJKLMNOPRSTWXYZ"), self.r.choice("ABCEGHJKLMNPRSTWXYZ")
+            if a + b not in ("BG", "GB", "KN", "NK", "NT", "TN", "ZZ"):
+                break
+        d = self.digits(6, False)
+        suffix = self.r.choice("ABCD")
+        if self.r.random() < 0.5:
+            out = f"{a}{b} {d[:2]} {d[2:4]} {d[4:]} {suffix}"
+        else:
+            out = f"{a}{b}{d}{suffix}"
+        return out.lower() if self.r.random() < 0.15 else out
+
+    def ssn(self, sep: str = "-") -> str:
+        while True:
+            area = self.r.randint(1, 899)
+            if area != 666:
+                break
+        return f"{area:03d}{sep}{self.r.randint(1, 99):02d}{sep}{self.r.randint(1, 9999):04d}"
+
+    def cn_id(self) -> str:
+        region = self.r.choice(["110101", "310104", "440305", "330106", "510107", "320106"])
+        birth = f"{self.r.randint(1950, 2005)}{self.r.randint(1, 12):02d}{self.r.randint(1, 28):02d}"
+        body = region + birth + self.digits(3, False)
+        weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+        check = "10X98765432"[sum(int(c) * w for c, w in zip(body, weights)) % 11]
+        return body + check
+
+    def pin(self) -> str:
+        return self.digits(self.r.choice([3, 4, 4, 4, 6]), False)
+
+    # not personal: numbers that must stay readable
+    def amount(self) -> str:
+        v = self.r.choice([self.r.randint(1, 99), self.r.randint(100, 5000), self.r.randint(5000, 250000)])
+        cents = f"{self.r.randint(0, 99):02d}"
+        return self.r.choice([f"£{v}", f"£{v:,}.{cents}", f"${v:,}", f"${v}.{cents}", f"€{v}", f"{v} EUR", f"{v:,} GBP",
+                              f"{v} pounds", f"{v} dollars", f"€{v:,}.{cents}".replace(",", "."), f"USD {v:,}"])
+
+    def date(self) -> str:
+        y, m, d = self.r.randint(2019, 2026), self.r.randint(1, 12), self.r.randint(1, 28)
+        month = self.MONTHS[m - 1]
+        return self.r.choice([f"{d:02d}/{m:02d}/{y}", f"{y}-{m:02d}-{d:02d}", f"{d} {month}", f"{month} {d}", f"{d}{'th' if 10 < d < 14 else {1: 'st', 2: 'nd', 3: 'rd'}.get(d % 10, 'th')} {month[:3]}",
+                              f"{d:02d}.{m:02d}.{y}", f"{d}/{m}", f"{d} {month} {y}", f"{y}{m:02d}{d:02d}", f"{d:02d}-{m:02d}-{y}"])
+
+    def time(self) -> str:
+        h, mi = self.r.randint(0, 23), self.r.randint(0, 59)
+        return self.r.choice([f"{h:02d}:{mi:02d}", f"{(h % 12) or 12}:{mi:02d}pm", f"{(h % 12) or 12}am", f"{h}:{mi:02d}", f"{(h % 12) or 12}.{mi:02d} pm"])
+
+    def order(self) -> str:
+        return self.r.choice([self.digits(8), self.digits(10), self.digits(12), f"#{self.digits(7)}", self.digits(9),
+                              f"A{self.digits(8)}", f"NW-{self.digits(6)}", f"{self.digits(4)}-{self.digits(4)}-{self.digits(4)}",
+                              f"ORD{self.digits(9)}", self.digits(14), self.digits(16), f"1Z{self.digits(16)}"])
+
+    def last4(self) -> str:
+        return self.digits(4, False)
+
+
+SLOT = re.compile(r"\{([A-Z_0-9]+)\}")
+
+# slot -> (kind or None, generator); kind None: not personal data, no span
+def slot_values(g: Gen) -> Dict[str, Tuple[Optional[str], Callable[[], str]]]:
+    return {
+        "CARD": ("CARD", g.card), "IBAN": ("IBAN", g.iban), "ACCOUNT": ("ACCOUNT", g.account),
+        "ACC8": ("ACCOUNT", lambda: g.digits(8, False)),
+        "SORT": ("SORT_CODE", g.sort_code), "SORTDASH": ("SORT_CODE", lambda: g.sort_code("-")),
+        "EMAIL": ("EMAIL", g.email), "PHONE": ("PHONE", g.phone), "UKPHONE": ("PHONE", lambda: g.phone("GB")),
+        "USPHONE": ("PHONE", lambda: g.phone("US")), "CNPHONE": ("PHONE", g.cn_phone),
+        "NAME": ("NAME", g.name), "FULLNAME": ("NAME", g.full_name), "FIRST": ("NAME", g.first), "CNNAME": ("NAME", g.cn_name),
+        "ADDRESS": ("ADDRESS", g.address), "UKADDR": ("ADDRESS", lambda: g.address("uk")), "USADDR": ("ADDRESS", lambda: g.address("us")),
+        "EUADDR": ("ADDRESS", lambda: g.address(g.r.choice(["de", "nl", "fr", "esit"]))), "POSTCODE": ("ADDRESS", g.postcode),
+        "UKPC": ("ADDRESS", g.uk_postcode), "ZIP": ("ADDRESS", g.zip), "CNADDR": ("ADDRESS", g.cn_address),
+        "DOB": ("DOB", g.dob), "CNDOB": ("DOB", g.cn_dob),
+        "PASSPORT": ("PASSPORT", g.passport), "NINO": ("NATIONAL_ID", g.nino), "SSN": ("NATIONAL_ID", g.ssn),
+        "SSNPLAIN": ("NATIONAL_ID", lambda: g.ssn("")), "CNID": ("NATIONAL_ID", g.cn_id), "PIN": ("PIN", g.pin),
+        # not personal
+        "AMOUNT": (None, g.amount), "DATE": (None, g.date), "TIME": (None, g.time), "ORDER": (None, g.order),
+        "LAST4": (None, g.last4), "N": (None, lambda: str(g.r.randint(2, 30))), "YEAR": (None, lambda: str(g.r.randint(2015, 2026))),
+        "CNAMOUNT": (None, lambda: str(g.r.choice([g.r.randint(10, 999), g.r.randint(1000, 50000)]))),
+        "CNDATE": (None, lambda: g.r.choice([f"{g.r.randint(1, 12)}月{g.r.randint(1, 28)}日", f"{g.r.randint(2020, 2026)}年{g.r.randint(1, 12)}月{g.r.randint(1, 28)}日"])),
+    }
+
+
+# ------------------------------------------------------------------ templates
+# Each family: a list of templates; every third (index % 3 == 2) is holdout.
+PII_EN: List[str] = [
+    # cards
+    "My card {CARD} was charged twice",
+    "hi, card number is {CARD} pls block it asap",
+    "{CARD} is the card that got declined at the shop",
+    "Can you cancel card {CARD}? I lost my wallet",
+    "i think someone cloned my card ({CARD}), there are payments i didnt make",
+    "the number on the front is {CARD} and it expires 09/27",
+    "Freeze {CARD} now!!",
+    "card no: {CARD} - why was it declined for {AMOUNT}?",
+    "I typed {CARD} into a website that looked fake, what do I do",
+    # IBAN
+    "my IBAN is {IBAN} thanks",
+    "Please send the refund to {IBAN}",
+    "IBAN: {IBAN}. Transfer still not arrived after {N} days",
+    "transfer from {IBAN} on {DATE} hasnt arrived",
+    "can I add {IBAN} as a payee?",
+    "the money should go to iban {IBAN} not the old one",
+    "IBAN {IBAN}",
+    "Is {IBAN} the right format for a SEPA transfer?",
+    "recipient iban {IBAN} name {FULLNAME}",
+    "they gave me {IBAN}, can you check it is valid",
+    "refund went to {IBAN} but it was closed",
+    "my german account {IBAN} - can I link it?",
+    # account, sort code
+    "sort code {SORTDASH}",
+    "the payment went to {SORTDASH} {ACC8}, which isn't mine",
+    "{SORTDASH} {ACC8} is the account I want to pay from",
+    "sc {SORT} acc {ACC8}",
+    "I set up a payee {SORTDASH} / {ACC8} yesterday",
+    "account number {ACCOUNT}, sort code {SORT}",
+    "my acc no is {ACCOUNT} can you check the balance",
+    "a/c {ACC8} s/c {SORTDASH}",
+    "Sort code {SORT} account {ACC8} - payment of {AMOUNT} missing",
+    "pay {AMOUNT} to {SORTDASH} {ACC8} please",
+    "my details: {SORTDASH} / {ACC8}",
+    "customer number is {ACCOUNT}",
+    "the account ending in {LAST4} isn't mine, my account number is {ACCOUNT}",
+    "sortcode: {SORT}, acct {ACC8}",
+    "Bank details are {SORTDASH}, {ACC8}, can you confirm they're right",
+    "It's {SORTDASH} and {ACC8} for the salary account",
+    "membership number {ACCOUNT}",
+    # email
+    "email me at {EMAIL} please",
+    "My e-mail is {EMAIL}",
+    "you can reach me on {EMAIL} or {PHONE}",
+    "change my email to {EMAIL}, the old one was {EMAIL}",
+    "Contact: {EMAIL}",
+    "send the statement to {EMAIL} pls",
+    "I never got the email at {EMAIL}",
+    "{EMAIL} is my address for the app login",
+    # phone
+    "call me on {PHONE}",
+    "My number is {UKPHONE}",
+    "phone: {PHONE} (after 5pm)",
+    "Ring me back on {UKPHONE} please",
+    "can you text {PHONE}",
+    "new mobile {PHONE}, old one {PHONE}",
+    "US number {USPHONE} for the account",
+    "my phone number changed to {PHONE}",
+    "You can call {USPHONE} anytime before {TIME}",
+    "tel {PHONE}",
+    # names
+    "My name is {NAME} and I need help with my card",
+    "my name is {FULLNAME}, i cant log in",
+    "Hi, this is {FULLNAME} from the Bristol branch",
+    "This is {FIRST}, I rang yesterday about the transfer",
+    "I'm {FULLNAME} and my card is blocked",
+    "Hello, I'm {FIRST}. Why was I charged {AMOUNT}?",
+    "Thanks for your help.\n{FULLNAME}",
+    "Please sort it out. Thanks, {FULLNAME}",
+    "That's all for now. Regards, {NAME}",
+    "Cheers {FIRST}",
+    "Hi {FIRST}, thanks for waiting. I've checked your account.",
+    "Hello {FIRST}, I can see the payment of {AMOUNT} on {DATE}.",
+    "Dear {FIRST}, your dispute has been opened.",
+    "Thanks {FIRST}, I'll look into it now.",
+    "name on the card is {FULLNAME}",
+    "the account holder is {FULLNAME}",
+    "Mr {FULLNAME} here, want to close my account",
+    "it's {FIRST} here, i called earlier",
+    "I'm writing for my mother, {FULLNAME}, who can't use the app",
+    "Kind regards,\n{FULLNAME}",
+    "my wife {FIRST} has a joint account with me",
+    "Best wishes\n{FIRST}",
+    "name: {FULLNAME}",
+    "i am {FULLNAME}, card lost in {DATE}",
+    "Sorry {FIRST}, I'm afraid that payment can't be reversed.",
+    "-- {FULLNAME}",
+    # addresses
+    "My address is {ADDRESS}",
+    "I moved to {UKADDR} last month, please update",
+    "send the new card to {ADDRESS}",
+    "new address: {USADDR}",
+    "I live at {ADDRESS} now",
+    "Please post it to {EUADDR}",
+    "my postcode is {UKPC}",
+    "postcode {UKPC} - is there a branch near me?",
+    "zip code {ZIP}",
+    "It's {UKADDR}, the old one was {UKADDR}",
+    "deliver to {EUADDR} please",
+    "Address on file should be {USADDR}",
+    "post code: {POSTCODE}",
+    "my zip is {ZIP} and the card still shows the old one",
+    "{UKADDR} is where I live",
+    # DOB
+    "my date of birth is {DOB}",
+    "DOB: {DOB}",
+    "I was born on {DOB}",
+    "born {DOB}, does that matter for the ISA?",
+    "d.o.b. {DOB}",
+    "Date of birth {DOB}, name {FULLNAME}",
+    "birthday is {DOB} if you need it for security",
+    "my dob is {DOB}",
+    "date of birth - {DOB}",
+    # passport, NI, SSN
+    "my passport number is {PASSPORT}",
+    "Passport no. {PASSPORT}, expires {DATE}",
+    "passport: {PASSPORT}",
+    "here's my passport number {PASSPORT} for the ID check",
+    "passport # {PASSPORT}",
+    "Passport number: {PASSPORT} (UK)",
+    "the passport {PASSPORT} was rejected by the app",
+    "ID check keeps failing, passport no {PASSPORT}",
+    "I renewed my passport, new number is {PASSPORT}",
+    "passport nr {PASSPORT} issued {DATE}",
+    "My NINO is {NINO}",
+    "Passport No: {PASSPORT}",
+    "travelling on passport {PASSPORT}, do I need to tell you?",
+    "my NI number is {NINO}",
+    "National Insurance number: {NINO}",
+    "NI no {NINO}",
+    "ni number {NINO} for the tax form",
+    "{NINO} is my national insurance",
+    "my SSN is {SSN}",
+    "social security number {SSN}",
+    "SSN: {SSNPLAIN}",
+    "ssn {SSN} for the tax form",
+    "here is my social {SSN}",
+    "for the W-9 my ss# is {SSN}",
+    # PIN
+    "my pin is {PIN}",
+    "CVV: {PIN}",
+    "the security code on the back is {PIN}",
+    "pin {PIN} doesn't work at the atm",
+    "passcode {PIN}",
+    "I told someone my PIN {PIN} on the phone, help",
+    "one time code is {PIN}",
+    "cvc {PIN}",
+    "security code {PIN}",
+    "otp {PIN} didnt work",
+    "My PIN: {PIN}. The ATM ate the card",
+    "the CVV is {PIN}, is that safe to tell you?",
+    # mixed
+    "Hi, I'm {FULLNAME}, DOB {DOB}, postcode {UKPC}. My card {CARD} was stolen",
+    "Name: {FULLNAME}\nAddress: {ADDRESS}\nPhone: {PHONE}",
+    "this is {FULLNAME}, email {EMAIL}, number {PHONE}",
+    "Please update: {UKADDR}, tel {UKPHONE}. Thanks, {FIRST}",
+    "Account {ACC8} sort code {SORTDASH}, passport {PASSPORT}",
+    "my name is {FULLNAME} and my date of birth is {DOB}",
+]
+
+PII_CN: List[str] = [
+    "我的卡号是{CARD}请冻结",
+    "卡号{CARD}被盗刷了",
+    "电话{CNPHONE}",
+    "我的手机号{CNPHONE}，请回电",
+    "邮箱{EMAIL}谢谢",
+    "请发到我的邮箱{EMAIL}",
+    "我叫{CNNAME}，我的卡丢了",
+    "我是{CNNAME}，想查询余额",
+    "你好，我叫{CNNAME}，需要帮助",
+    "姓名{CNNAME}，电话{CNPHONE}",
+    "地址是{CNADDR}",
+    "新卡寄到{CNADDR}谢谢",
+    "我住在{CNADDR}",
+    "身份证号{CNID}",
+    "我的身份证号码是{CNID}请核对",
+    "出生日期{CNDOB}",
+    "我的生日是{CNDOB}，出生于北京",
+    "护照号码{PASSPORT}",
+    "我的护照号是{PASSPORT}，已经过期了",
+    "IBAN是{IBAN}请退款",
+    "账号{ACCOUNT}余额不对",
+    "我的密码{PIN}不能用",
+    "验证码{PIN}",
+    "联系电话：{CNPHONE}，邮箱：{EMAIL}",
+    "我叫{FULLNAME}，卡号{CARD}",
+    "收款账户{IBAN}，户名{CNNAME}",
+    "我的手机{CNPHONE}收不到验证码",
+    "出生年月日{CNDOB}，身份证{CNID}",
+    "我是{CNNAME}，手机{CNPHONE}，地址{CNADDR}",
+]
+
+CLEAN_EN: List[str] = [
+    "order {ORDER} was late",
+    "My order number is {ORDER} and it still hasn't arrived",
+    "I was charged {AMOUNT} on {DATE} at {TIME}",
+    "transfer of {AMOUNT} on {DATE} is still pending",
+    "my card ending {LAST4} was declined",
+    "the card ending in {LAST4} expired",
+    "last 4 digits are {LAST4}",
+    "Why was I charged {AMOUNT} twice on {DATE}?",
+    "Reference {ORDER} shows on my statement, what is it?",
+    "tracking number {ORDER}",
+    "invoice {ORDER} for {AMOUNT} is wrong",
+    "I paid {AMOUNT} at {TIME} yesterday",
+    "the ATM gave me {AMOUNT} instead of {AMOUNT}",
+    "it's been {N} days since {DATE}",
+    "transaction ID {ORDER} failed",
+    "case {ORDER} - any update?",
+    "booking ref {ORDER}, hotel charged {AMOUNT}",
+    "can I withdraw {AMOUNT} a day?",
+    "I have {N} cards and 2 accounts, opened in {YEAR}",
+    "payment on {DATE} at {TIME} of {AMOUNT} to Amazon",
+    "my card {LAST4} keeps getting declined",
+    "Ticket #{ORDER} has been open since {DATE}",
+    "The direct debit of {AMOUNT} on {DATE} bounced",
+    "confirmation number {ORDER}",
+    "is the {TIME} cut-off for same day transfers?",
+    "I bought something for {AMOUNT} on {DATE}, order {ORDER}",
+    "statement from {DATE} to {DATE} please",
+    "parcel {ORDER} arrived damaged",
+    "Top up of {AMOUNT} failed at {TIME} on {DATE}",
+    "the limit is {AMOUNT} per day and {AMOUNT} per month?",
+    "refund {ORDER} of {AMOUNT} still not back",
+    "I got a {AMOUNT} fee on {DATE}, transaction {ORDER}",
+    "exchange rate on {DATE} was 1.17, I got {AMOUNT}",
+    "card ending {LAST4}, expiry {N}/28",
+    "Version {N}.2 of the app crashes",
+    "Payment reference {ORDER}",
+    "Standing order for {AMOUNT} on the {N}th of every month",
+    "between {TIME} and {TIME} on {DATE}",
+    "Hi team, the payment {ORDER} of {AMOUNT} is missing",
+    "I'm sorry but this is ridiculous, {N} days and no card",
+    "I'm trying to pay {AMOUNT} but it fails",
+    "This is the third time I ask, order {ORDER}",
+    "Thanks again, that fixed it",
+    "Hi there, can I change my PIN at an ATM?",
+    "Hello, is the branch open on {DATE}?",
+    "Dear Sir or Madam, I want to complain about {AMOUNT} fee",
+    "my account was opened {DATE}, how long for the card?",
+    "pending since {DATE} {TIME}, ref {ORDER}",
+    "contactless limit is £100 now? I paid {AMOUNT}",
+    "I'm Not happy with the {AMOUNT} charge",
+    "Amazon order {ORDER} refunded {AMOUNT} on {DATE}",
+    "I'm in Spain until {DATE}, will my card work?",
+    "I have been waiting since {TIME} for a reply",
+    "Charge of {AMOUNT} from Uber at {TIME}",
+    "Transaction dated {DATE} for {AMOUNT}",
+    "paid {AMOUNT} on {DATE}, and {AMOUNT} on {DATE}",
+    "my card expires {N}/27, when do I get a new one?",
+    "I am trying to transfer {AMOUNT} to my savings",
+    "ref no {ORDER} please chase",
+    "My flight on {DATE} got cancelled, the refund was {AMOUNT}",
+]
+
+CLEAN_CN: List[str] = [
+    "订单号{ORDER}还没到",
+    "我{CNDATE}转账{CNAMOUNT}元还没到账",
+    "尾号{LAST4}的卡被拒了",
+    "{CNDATE}的交易金额{CNAMOUNT}元不对",
+    "交易编号{ORDER}退款了吗",
+    "我想提现{CNAMOUNT}元",
+    "卡片尾号{LAST4}，{CNDATE}被扣了{CNAMOUNT}元",
+    "请问每天的转账限额是{CNAMOUNT}元吗",
+    "我是新客户，怎么开户",
+    "快递单号{ORDER}",
+]
+
+
+def build(template: str, g: Gen) -> Tuple[str, List[List]]:
+    values = slot_values(g)
+    text, spans, pos = [], [], 0
+    cursor = 0
+    for match in SLOT.finditer(template):
+        literal = template[cursor:match.start()]
+        text.append(literal)
+        pos += len(literal)
+        kind, make = values[match.group(1)]
+        value = make()
+        if kind:
+            spans.append([pos, pos + len(value), kind])
+        text.append(value)
+        pos += len(value)
+        cursor = match.end()
+    text.append(template[cursor:])
+    return "".join(text), spans
+
+
+PROTECTED = {"name", "is", "my", "this", "card", "account", "sort", "code", "email", "phone", "born", "birth", "passport",
+             "number", "address", "postcode", "zip", "pin", "cvv", "thanks", "regards", "cheers", "social", "security",
+             "sortcode", "membership", "birthday", "passport", "customer", "national", "insurance"}
+
+
+def noisy(template: str, rng: random.Random) -> str:
+    """A customer's template: sometimes lower case, sometimes a typo in an ordinary word."""
+    if rng.random() < 0.2:
+        parts = SLOT.split(template)
+        # SLOT.split keeps the slot names at odd positions
+        template = "".join(p.lower() if i % 2 == 0 else "{" + p + "}" for i, p in enumerate(parts))
+    if rng.random() < 0.15:
+        words = [m for m in re.finditer(r"(?<![{A-Z_])[a-z]{6,}", template) if m.group(0).lower() not in PROTECTED]
+        if words:
+            w = rng.choice(words)
+            word = w.group(0)
+            i = rng.randrange(1, len(word) - 1)
+            word = word[:i] + word[i + 1] + word[i] + word[i + 2:]
+            template = template[:w.start()] + word + template[w.end():]
+    return template
+
+
+def lower_values(text: str, spans: List[List], rng: random.Random) -> str:
+    """Lower-case messages: people who type in lower case type their name in lower case too."""
+    return text.lower()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--banking77", type=Path, default=BANKING77)
+    args = parser.parse_args(argv)
+    rng = random.Random(args.seed)
+    rows: List[Dict] = []
+
+    def emit(templates: List[str], lang: str, n_per: int, source: str) -> None:
+        for index, template in enumerate(templates):
+            split = "holdout" if index % 3 == 2 else "tuning"
+            g = Gen(rng, split == "holdout")
+            for _ in range(n_per):
+                t = noisy(template, rng) if lang == "en" else template
+                text, spans = build(t, g)
+                if lang == "en" and rng.random() < 0.12 and not any(k == "EMAIL" for *_, k in spans):
+                    text = text.lower()  # all lower case, names and postcodes included
+                rows.append({"text": text, "spans": spans, "lang": lang, "split": split, "source": source})
+
+    emit(PII_EN, "en", 6, "template")
+    emit(PII_CN, "zh", 5, "template")
+    emit(CLEAN_EN, "en", 6, "template")
+    emit(CLEAN_CN, "zh", 5, "template")
+    # BANKING77 questions: some as they are (clean), some with personal data added around them.
+    if args.banking77.exists():
+        with args.banking77.open(encoding="utf-8") as fh:
+            questions = [r["text"].strip() for r in csv.DictReader(fh)]
+        questions = [q for q in questions if "@" not in q and len(q) < 200]
+        rng.shuffle(questions)
+        with_digits = [q for q in questions if re.search(r"\d", q)][:80]
+        plain = [q for q in questions if not re.search(r"\d", q)][:200]
+        for i, q in enumerate(with_digits + plain[:60]):
+            rows.append({"text": q, "spans": [], "lang": "en", "split": "holdout" if i % 3 == 2 else "tuning", "source": "banking77"})
+        wrappers = [("{q} Thanks, {FULLNAME}", None), ("Hi, my name is {FULLNAME}. {q}", None), ("{q} my card is {CARD}", None),
+                    ("{q} call me on {PHONE}", None), ("{q}\n\n{FULLNAME}\n{ADDRESS}", None), ("This is {FIRST}. {q}", None),
+                    ("{q} DOB {DOB}", None), ("{q} email {EMAIL}", None), ("{q} account {ACC8} sort code {SORTDASH}", None)]
+        for i, q in enumerate(plain[60:200]):
+            template, _ = wrappers[i % len(wrappers)]
+            split = "holdout" if (i // len(wrappers)) % 3 == 2 else "tuning"
+            g = Gen(rng, split == "holdout")
+            text, spans = build(template.replace("{q}", q.replace("{", "(").replace("}", ")")), g)
+            rows.append({"text": text, "spans": spans, "lang": "en", "split": split, "source": "banking77+template"})
+    for row in rows:
+        for start, end, kind in row["spans"]:
+            assert 0 <= start < end <= len(row["text"]), row
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    kinds: Dict[str, int] = {}
+    for row in rows:
+        for *_, kind in row["spans"]:
+            kinds[kind] = kinds.get(kind, 0) + 1
+    print(f"{len(rows)} messages -> {args.out}")
+    print("clean:", sum(1 for r in rows if not r["spans"]), "zh:", sum(1 for r in rows if r["lang"] == "zh"),
+          "holdout:", sum(1 for r in rows if r["split"] == "holdout"))
+    print(" ".join(f"{k}={v}" for k, v in sorted(kinds.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
