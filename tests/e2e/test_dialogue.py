@@ -77,7 +77,7 @@ def test_asking_for_a_person_queues_the_conversation(assistant):
     assert texts(replies)[0] == response_text("utter_handoff_ack")
     assert len(replies) == 2 and "in the queue" in texts(replies)[1]
     with db.connect(assistant.db_url).connect() as conn:
-        rows = conn.execute(sa.select(db.handoffs).where(db.handoffs.c.conversation_id == customer)).mappings().all()
+        rows = conn.execute(sa.select(db.handoffs).where(db.handoffs.c.conversation_id == assistant.conversation_of(customer))).mappings().all()
     assert [(r["customer_id"], r["channel"], r["reason"], r["status"]) for r in rows] == [
         (customer, "rest", "asked", "waiting")
     ]

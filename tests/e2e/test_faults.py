@@ -42,7 +42,7 @@ import yaml
 from bot.channels.desk import NOTICES
 from bot.serve import PYTHON, Assistant, ModelCheckError, wait_until_up
 from core.settings import PROJECT_ROOT
-from tests.e2e.conftest import free_port, rest_send
+from tests.e2e.conftest import conversation_of, free_port, rest_send
 
 pytestmark = pytest.mark.e2e
 
@@ -153,7 +153,7 @@ class OwnServers:
 
     def tracker(self, sender: str) -> Dict[str, Any]:
         """The stored conversation, through Rasa's HTTP API (with the API token)."""
-        request = urllib.request.Request(f"{self.url}/conversations/{sender}/tracker",
+        request = urllib.request.Request(f"{self.url}/conversations/{conversation_of(sender)}/tracker",
                                          headers={"Authorization": f"Bearer {self.token}"})
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.e2e
 def handoff_row(assistant, conversation_id):
     with db.connect(assistant.db_url).connect() as conn:
         return conn.execute(
-            sa.select(db.handoffs).where(db.handoffs.c.conversation_id == conversation_id).order_by(db.handoffs.c.id.desc())
+            sa.select(db.handoffs).where(db.handoffs.c.conversation_id == assistant.conversation_of(conversation_id))
+            .order_by(db.handoffs.c.id.desc())
         ).mappings().first()
 
 
@@ -51,7 +52,7 @@ def test_a_web_customer_reaches_an_agent_in_the_inbox_and_comes_back_to_the_assi
     agent_page.fill("#name", "Alex")
     agent_page.fill("#password", assistant.env["INBOX_PASSWORD"])
     agent_page.click("#login button[type=submit]")
-    entry = agent_page.locator(f"#list button[data-conversation='{customer}']")
+    entry = agent_page.locator(f"#list button[data-conversation='web:{customer}']")  # signed in: conversation web:<id>
     entry.wait_for(timeout=15_000)
     assert "waiting" in entry.inner_text()
     entry.click()
@@ -82,15 +83,16 @@ def test_a_web_customer_reaches_an_agent_in_the_inbox_and_comes_back_to_the_assi
         timeout=15_000,
     )
     assert banner.is_hidden()
-    row = handoff_row(assistant, customer)
+    row = handoff_row(assistant, f"web:{customer}")
     assert (row["status"], row["agent"], row["reason"]) == ("closed", "Alex", "asked")
+    assert row["customer_id"] == customer
 
     answered = widget.locator(".msg.bot").count()
     say(widget, "hello")
     widget.locator(".msg.bot").nth(answered).wait_for(timeout=60_000)
     last = widget.locator(".msg.bot").nth(answered)
     assert "system" not in (last.get_attribute("class") or "") and "agent" not in (last.get_attribute("class") or "")
-    assert user_texts(assistant, customer)[-4:] == [
+    assert user_texts(assistant, f"web:{customer}")[-4:] == [
         "I want to talk to a human", "my card was charged twice for one coffee", "thank you so much", "hello",
     ]
 

@@ -122,7 +122,7 @@ def test_logs_are_json_lines_with_the_conversation_id_and_no_personal_data(assis
             entries.append(json.loads(line))
     assert entries, "the Rasa server writes JSON lines"
     assert {"ts", "level", "service", "logger", "message", "conversation_id"} <= set(entries[-1])
-    assert any(e["conversation_id"] == sender for e in entries), "lines logged while handling the message carry its id"
+    assert any(e["conversation_id"] == assistant.conversation_of(sender) for e in entries), "lines logged while handling the message carry its id"
     everything = "\n".join(lines) + (assistant.workdir / "actions.log").read_text(errors="replace")
     assert card not in everything and "jo.bloggs@example.com" not in everything
     action_entries = [json.loads(l) for l in (assistant.workdir / "actions.log").read_text(errors="replace").splitlines() if l.startswith("{")]

@@ -36,7 +36,7 @@ import yaml
 from bot.serve import Assistant
 from core import db
 from core.settings import PROJECT_ROOT
-from tests.e2e.conftest import rest_send
+from tests.e2e.conftest import conversation_of, rest_send
 from tests.e2e.services import (
     NginxProxy,
     RedisServer,
@@ -78,7 +78,7 @@ class ScaledOut:
     def tracker(self, base_url: str, sender: str) -> Dict[str, Any]:
         """`sender`'s tracker through Rasa's HTTP API at `base_url`, every event."""
         token = self.env["RASA_API_TOKEN"]
-        request = urllib.request.Request(f"{base_url}/conversations/{sender}/tracker?include_events=ALL",
+        request = urllib.request.Request(f"{base_url}/conversations/{conversation_of(sender)}/tracker?include_events=ALL",
                                          headers={"Authorization": f"Bearer {token}"})
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read())
@@ -277,7 +277,7 @@ def test_rows_written_through_one_replica_are_seen_by_the_other(scaled_out):
         clicks = conn.execute(sa.select(db.interactions.c.item_id).where(
             db.interactions.c.customer_id == customer, db.interactions.c.kind == "click")).scalars().all()
         ratings = conn.execute(sa.select(db.answer_ratings.c.rating).where(
-            db.answer_ratings.c.conversation_id == customer)).scalars().all()
+            db.answer_ratings.c.conversation_id == conversation_of(customer))).scalars().all()
     assert clicks == [offered[0]] and ratings == [-1]
 
     # Replica 1 ranks with the click replica 2 stored.
@@ -291,7 +291,8 @@ def test_rows_written_through_one_replica_are_seen_by_the_other(scaled_out):
     waiting = scaled_out.send(replica_2, customer, "are you still there?")
     assert len(waiting) == 1 and "in the queue" in waiting[0]["text"], "replica 2 answered a conversation held for an agent"
     with engine.connect() as conn:
-        statuses = conn.execute(sa.select(db.handoffs.c.status).where(db.handoffs.c.conversation_id == customer)).scalars().all()
+        statuses = conn.execute(sa.select(db.handoffs.c.status).where(
+            db.handoffs.c.conversation_id == conversation_of(customer))).scalars().all()
     assert statuses == ["waiting"]
 
 
@@ -329,10 +330,10 @@ async def _websocket_turn(base_url: str, customer: str, text: str) -> Dict[str, 
         assert (await asyncio.wait_for(ws.recv(), 30)).startswith("0")  # Engine.IO open
         await ws.send("40")
         await until(ws, "connect")
-        await ws.send(_packet("session_request", {"customer_id": customer}))
-        await until(ws, "session_confirm")
+        await ws.send(_packet("session_request", {}))
+        conversation = await until(ws, "session_confirm")  # issued by the server: web:anon-<hex>
         await ws.send(_packet("user_uttered", {"message": text}))
-        return await until(ws, "bot_uttered")
+        return await until(ws, "bot_uttered"), conversation
 
 
 def _polling_turn(base_url: str, customer: str, text: str) -> Dict[str, Any]:
@@ -365,10 +366,10 @@ def _polling_turn(base_url: str, customer: str, text: str) -> Dict[str, Any]:
 
     post(session, "40")
     until("connect")
-    post(session, _packet("session_request", {"customer_id": customer}))
-    until("session_confirm")
+    post(session, _packet("session_request", {}))
+    conversation = until("session_confirm")  # issued by the server: web:anon-<hex>
     post(session, _packet("user_uttered", {"message": text}))
-    return until("bot_uttered")
+    return until("bot_uttered"), conversation
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
@@ -376,19 +377,19 @@ def test_the_web_widget_talks_through_nginx(scaled_out, transport):
     customer = f"scale-widget-{transport}-{uuid.uuid4().hex[:8]}"
 
     if transport == "websocket":
-        reply = asyncio.run(_websocket_turn(scaled_out.nginx.url, customer, "hello there"))
+        reply, conversation = asyncio.run(_websocket_turn(scaled_out.nginx.url, customer, "hello there"))
     else:
-        reply = _polling_turn(scaled_out.nginx.url, customer, "hello there")
+        reply, conversation = _polling_turn(scaled_out.nginx.url, customer, "hello there")
 
     assert reply["text"] == response_text("utter_greet")
     # The widget hears the reply before Rasa commits the turn (REST answers only after
     # it); reading the tracker earlier would get Rasa's fresh, unsaved one for a new
     # conversation. So wait for the turn to be stored, then compare every replica.
     deadline = time.monotonic() + 30
-    while not turns(scaled_out.tracker(scaled_out.replicas[0], customer)["events"]) and time.monotonic() < deadline:
+    while not turns(scaled_out.tracker(scaled_out.replicas[0], conversation)["events"]) and time.monotonic() < deadline:
         time.sleep(0.2)
     # The conversation is in the shared store: both replicas have it.
-    [(text, bot_texts)] = turns(same_tracker_on_every_replica(scaled_out, customer))
+    [(text, bot_texts)] = turns(same_tracker_on_every_replica(scaled_out, conversation))
     assert text == "hello there" and bot_texts == [response_text("utter_greet")]
 
 
@@ -436,7 +437,7 @@ async def _agent_reply_reaches_widget(stack: ScaledOut, customer: str) -> Dict[s
         assert (await asyncio.wait_for(ws.recv(), 30)).startswith("0")
         await ws.send("40")
         await until(ws, "connect")
-        await ws.send(_packet("session_request", {"customer_id": customer}))
+        await ws.send(_packet("session_request", {}))
         session_id = await until(ws, "session_confirm")
         await ws.send(_packet("user_uttered", {"message": "I want to talk to a real person please"}))
         await until(ws, "handoff_state")

@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Tuple
 import pytest
 
 from core.ratelimit import RATE_LIMITED_TEXT
+from tests.e2e.conftest import TEST_REST_TOKEN
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +34,7 @@ def request(url: str, data: Optional[bytes] = None, headers: Optional[Dict[str, 
 def rest(assistant, sender: str, text: str) -> Tuple[int, Dict[str, str], List[dict]]:
     status, headers, body = request(
         f"{assistant.url}/webhooks/rest/webhook", json.dumps({"sender": sender, "message": text}).encode(),
-        {"Content-Type": "application/json"},
+        {"Content-Type": "application/json", "Authorization": f"Bearer {TEST_REST_TOKEN}"},
     )
     return status, headers, json.loads(body) if body else []
 
@@ -122,7 +123,7 @@ def test_a_burst_from_one_sender_is_refused_politely_and_others_are_unaffected(a
         assert int(headers["Retry-After"]) >= 1
         assert [m.get("text") for m in body] == [RATE_LIMITED_TEXT]  # said so: the message was not read
     # Refused messages never reached the conversation.
-    tracker = json.loads(request(f"{assistant.url}/conversations/{flooder}/tracker", headers=api_headers(assistant))[2])
+    tracker = json.loads(request(f"{assistant.url}/conversations/{assistant.conversation_of(flooder)}/tracker", headers=api_headers(assistant))[2])
     assert len([e for e in tracker["events"] if e["event"] == "user"]) == len(passed)
 
 
@@ -139,7 +140,7 @@ def test_an_overlong_message_is_cut_to_max_message_chars_and_answered(assistant)
     sender = f"sec-long-{uuid.uuid4().hex[:8]}"
     status, _, replies = rest(assistant, sender, "where is my card " * 1000)  # 17,000 characters
     assert status == 200 and replies
-    tracker = json.loads(request(f"{assistant.url}/conversations/{sender}/tracker", headers=api_headers(assistant))[2])
+    tracker = json.loads(request(f"{assistant.url}/conversations/{assistant.conversation_of(sender)}/tracker", headers=api_headers(assistant))[2])
     texts = [e["text"] for e in tracker["events"] if e["event"] == "user"]
     assert texts and len(texts[-1]) <= 2000
 
@@ -151,7 +152,7 @@ def test_personal_data_is_redacted_before_rasa_stores_the_message(assistant):
     sender = f"sec-pii-{uuid.uuid4().hex[:8]}"
     status, _, replies = rest(assistant, sender, "my card 4539 1488 0343 6467 was stolen, call me on 07700 900123")
     assert status == 200 and replies
-    tracker = json.loads(request(f"{assistant.url}/conversations/{sender}/tracker", headers=api_headers(assistant))[2])
+    tracker = json.loads(request(f"{assistant.url}/conversations/{assistant.conversation_of(sender)}/tracker", headers=api_headers(assistant))[2])
     stored = json.dumps(tracker)
     assert "4539 1488 0343 6467" not in stored and "07700 900123" not in stored
     texts = [e["text"] for e in tracker["events"] if e["event"] == "user"]

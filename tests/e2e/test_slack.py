@@ -85,7 +85,7 @@ def test_unsigned_forged_and_stale_requests_get_401_and_never_reach_the_assistan
     assert post(assistant, body, headers) == 401
     time.sleep(2)
     assert [p for p in slack_api.calls_to("chat.postMessage") if p.get("channel") == channel] == []
-    assert [e for e in assistant.tracker(user)["events"] if e["event"] == "user"] == []
+    assert [e for e in assistant.tracker(f"slack:{user}")["events"] if e["event"] == "user"] == []
 
 
 @pytest.mark.parametrize(

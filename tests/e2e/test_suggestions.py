@@ -119,7 +119,10 @@ def test_no_suggestions_is_honoured_at_once_and_remembered(assistant):
     assert opted_out is True
 
 
-def test_forget_me_erases_the_customer_after_confirmation(assistant):
+def test_forget_me_is_recorded_then_carried_out_and_the_customer_told_twice(assistant):
+    from bot.privacy import requests
+    from bot.privacy.worker import notice_text
+
     customer = new_customer("forget")
     clicked = suggested(assistant.send(customer, ABROAD))[0]
     assistant.send(customer, f'/select_suggestion{{"item_id":"{clicked}"}}')
@@ -127,22 +130,23 @@ def test_forget_me_erases_the_customer_after_confirmation(assistant):
 
     [ask] = assistant.send(customer, "please delete my data")
     assert [b["payload"] for b in ask["buttons"]] == ["/affirm", "/deny"]
-    done = assistant.send(customer, "/affirm")
+    recorded = assistant.send(customer, "/affirm")
 
-    assert "erased" in done[0]["text"]
+    assert "recorded your request" in recorded[0]["text"]  # told once: recorded, not yet "done"
+    engine = db.connect(assistant.db_url)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and requests.requests_of(engine, customer)[-1]["status"] != "done":
+        time.sleep(0.5)  # the action server's privacy worker polls every few seconds
+    assert requests.requests_of(engine, customer)[-1]["status"] == "done"
     assert count_rows(assistant, db.interactions, db.interactions.c.customer_id, customer) == 0
     assert count_rows(assistant, db.customers, db.customers.c.id, customer) == 0
     assert count_rows(assistant, db.answer_ratings, db.answer_ratings.c.customer_id, customer) == 0
     assert count_rows(assistant, db.handoffs, db.handoffs.c.customer_id, customer) == 0
     assert count_rows(assistant, db.review_queue, db.review_queue.c.conversation_id, customer) == 0
-    # The conversation itself goes from Rasa's tracker store once the turn is saved.
+    # The conversation is gone from Rasa's tracker store; what is left is the second message.
     tracker_db = sa.create_engine(f"sqlite:///{assistant.env['ASSISTANT_TRACKER_DB']}")
-    events = sa.table("events", sa.column("sender_id"))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with tracker_db.connect() as conn:
-            left = conn.execute(sa.select(sa.func.count()).select_from(events).where(events.c.sender_id == customer)).scalar()
-        if left == 0:
-            break
-        time.sleep(0.5)
-    assert left == 0
+    events = sa.table("events", sa.column("sender_id"), sa.column("type_name"), sa.column("data"))
+    with tracker_db.connect() as conn:
+        left = conn.execute(sa.select(events.c.type_name, events.c.data).where(events.c.sender_id == assistant.conversation_of(customer))).all()
+    assert [t for t, _ in left if t == "user"] == []
+    assert [json.loads(d)["text"] for t, d in left if t == "bot"] == [notice_text()]  # told twice: now it is done

@@ -71,7 +71,7 @@ def test_an_answer_comes_with_an_inline_keyboard_and_a_thumb_press_is_answered_a
     answered = telegram_api.wait_for("answerCallbackQuery", where=lambda p: p.get("callback_query_id") == f"q{chat}")
     assert answered and answered[0]["text"] == "Thanks for your feedback!"
     telegram_api.wait_for("sendMessage", count=3, timeout=60, where=to_chat(chat))
-    user_texts = [e["text"] for e in assistant.tracker(str(chat))["events"] if e["event"] == "user"]
+    user_texts = [e["text"] for e in assistant.tracker(f"telegram:{chat}")["events"] if e["event"] == "user"]
     assert user_texts[-1].startswith("/rate_answer") and '"rating":"up"' in user_texts[-1].replace(" ", "")
 
 
@@ -81,7 +81,7 @@ def test_updates_without_the_secret_token_get_401_and_never_reach_the_assistant(
     assert post(assistant, text_update(chat, "hello"), secret=secret) == 401
     time.sleep(2)
     assert [p for p in telegram_api.calls_to("sendMessage") if to_chat(chat)(p)] == []
-    assert [e for e in assistant.tracker(str(chat))["events"] if e["event"] == "user"] == []
+    assert [e for e in assistant.tracker(f"telegram:{chat}")["events"] if e["event"] == "user"] == []
 
 
 @pytest.mark.parametrize("body", [b"{oops", b"[]", b'{"update_id": 1, "message": "text"}'])

@@ -111,10 +111,10 @@ def test_a_known_customer_s_id_reaches_the_assistant(assistant, browser):
     customer = f"c_web_{uuid.uuid4().hex[:8]}"
     page = browser.new_page()
     widget = open_widget(page, f"{assistant.url}/webhooks/web/?customer={customer}")
-    assert page.locator("#northwind-chat").get_attribute("data-session") == customer
+    assert page.locator("#northwind-chat").get_attribute("data-session") == f"web:{customer}"
     say(widget, "hello")
     widget.locator(".msg.bot").nth(1).wait_for(timeout=60_000)
-    tracker = assistant.tracker(customer)
+    tracker = assistant.tracker(f"web:{customer}")
     user_events = [e for e in tracker["events"] if e["event"] == "user"]
     assert user_events[-1]["metadata"]["customer_id"] == customer
     assert user_events[-1]["input_channel"] == "web"
