@@ -20,6 +20,7 @@ the secret is missing or weak (`bot.security.mode`).
 """
 from __future__ import annotations
 
+import argparse
 import hmac
 import logging
 import os
@@ -73,6 +74,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     parser = create_argument_parser()
     parser.add_argument("--host", default=None, help="address to listen on (default: the bind_host setting, 127.0.0.1)")
+    # The SDK spells it --logging-config_file; `rasa run actions` and the launcher say --logging-config-file.
+    parser.add_argument("--logging-config-file", dest="logging_config_file", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         refuse_unsafe_start("the action server", checks=("action_server",))

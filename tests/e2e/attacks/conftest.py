@@ -98,13 +98,37 @@ class AttackTarget(RunningAssistant):
 
     def rest_caller_token(self) -> Optional[str]:
         """The production target's REST caller credential (None in demo, where REST is open)."""
-        spec = self.secrets.get("REST_CALLER_TOKENS", "")
-        return spec.split("=", 1)[1] if "=" in spec else None
+        first = self.secrets.get("REST_CALLER_TOKENS", "").split(",")[0]
+        return first.split("=", 1)[1] if "=" in first else None
 
     def api_headers(self) -> Dict[str, str]:
         """Headers that open Rasa's HTTP API (empty when the API is off)."""
         token = self.secrets.get("RASA_API_TOKEN")
         return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def rest(self, sender: str, text: str, headers: Optional[Dict[str, str]] = None) -> Tuple[int, Dict[str, str], Any]:
+        """`text` from `sender` over REST, as the trusted caller in production (open REST in demo): status, headers, body."""
+        token = self.rest_caller_token()
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
+        status, answer_headers, body = post_json(f"{self.url}/webhooks/rest/webhook", {"sender": sender, "message": text},
+                                                 {**auth, **(headers or {})})
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = body
+        return status, answer_headers, parsed
+
+    def conversations_like(self, fragment: str) -> List[str]:
+        """The stored conversation ids that contain `fragment` (namespaced ids: ``rest:<caller>:<id>``, ``web:...``)."""
+        path = Path(self.env["ASSISTANT_TRACKER_DB"])
+        if not path.exists():
+            return []
+        with sqlite3.connect(path) as connection:
+            try:
+                rows = connection.execute("SELECT DISTINCT sender_id FROM events WHERE sender_id LIKE ?", (f"%{fragment}%",))
+                return [row[0] for row in rows]
+            except sqlite3.OperationalError:
+                return []
 
     def stored_events(self, conversation_id: str) -> List[Dict[str, Any]]:
         """The tracker store's events of `conversation_id`, read straight from its SQLite file (the insider's view).
