@@ -24,7 +24,6 @@ the personal columns in `core.db`, and a micro-benchmark (``bench``).
 from __future__ import annotations
 
 import argparse
-import base64
 import binascii
 import functools
 import json
