@@ -76,6 +76,10 @@ class Settings:
     redact_messages: bool = True
     # Conversations and project rows older than this many days are purged by the privacy worker; 0 = keep forever.
     retention_days: int = 0
+    # The privacy worker in each action server looks for due erasure requests this often (seconds);
+    # a worker that holds a request longer than the lease without progress (it died) is taken over.
+    privacy_poll_seconds: float = 5.0
+    erasure_lease_seconds: float = 300.0
     # Address customers reach the assistant at (e.g. https://chat.example.com), put before links the
     # assistant gives (a data export's download); empty = a path on the same site as the chat.
     public_url: str = ""

@@ -52,8 +52,6 @@ from core.settings import PROJECT_ROOT, get_settings
 
 logger = logging.getLogger(__name__)
 
-# Seconds between polls of the background worker.
-POLL_SECONDS = 5.0
 # A pass over every store is repeated until one removes nothing, at most this many times per attempt.
 MAX_PASSES = 4
 # How long to wait for the Rasa server to save the turn that asked, before erasing anyway.
@@ -136,10 +134,10 @@ def purge_expired_exports(engine: Engine, now: Optional[float] = None) -> int:
 class Worker:
     """Runs due erasure requests, sweeps this process's own copies, purges old data (see module doc)."""
 
-    def __init__(self, database_url: Optional[str] = None, name: Optional[str] = None, lease: float = requests.LEASE_SECONDS):
+    def __init__(self, database_url: Optional[str] = None, name: Optional[str] = None, lease: Optional[float] = None):
         self.database_url = database_url
         self.name = name or requests.worker_name()
-        self.lease = lease
+        self.lease = float(lease if lease is not None else get_settings().erasure_lease_seconds)
         self._swept: set = set()
         self._last_retention = 0.0
         self._stop = threading.Event()
@@ -251,8 +249,10 @@ class Worker:
 
     # ------------------------------------------------------------------ in the background
 
-    def start(self, poll: float = POLL_SECONDS) -> threading.Thread:
-        """Run rounds every `poll` seconds in a daemon thread until `stop`."""
+    def start(self, poll: Optional[float] = None) -> threading.Thread:
+        """Run rounds every `poll` seconds (default: the ``privacy_poll_seconds`` setting) in a daemon thread until `stop`."""
+        poll = float(poll if poll is not None else get_settings().privacy_poll_seconds)
+
         def loop() -> None:
             while not self._stop.is_set():
                 self.run_once()
@@ -291,7 +291,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--once", action="store_true", help="one round (every due request, then the retention purge), then exit")
     parser.add_argument("--db", help="database URL (default: the configured one)")
-    parser.add_argument("--poll", type=float, default=POLL_SECONDS, help="seconds between rounds when not --once")
+    parser.add_argument("--poll", type=float, help="seconds between rounds when not --once (default: privacy_poll_seconds)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     worker = Worker(args.db)
