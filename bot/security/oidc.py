@@ -31,6 +31,12 @@ with warnings.catch_warnings():  # authlib 1.x announces joserfc; its jose modul
     from authlib.jose import JsonWebKey, JsonWebToken
     from authlib.jose.errors import JoseError
     from authlib.oidc.core import CodeIDToken
+try:  # authlib >= 1.6 checks claims with joserfc, which raises its own errors
+    from joserfc.errors import JoseError as _JoserfcError
+
+    TOKEN_ERRORS: tuple = (JoseError, _JoserfcError)
+except ImportError:
+    TOKEN_ERRORS = (JoseError,)
 from sqlalchemy.engine import Engine
 
 from bot.security import staff
@@ -175,7 +181,7 @@ class OidcProvider:
                     self._refresh(force=True)
                     continue
                 raise OidcError(f"the ID token's signing key is not among the provider's keys ({exc})") from exc
-            except JoseError as exc:
+            except TOKEN_ERRORS as exc:
                 raise OidcError(f"the ID token was refused: {exc}") from exc
         raise OidcError("the ID token was refused")  # not reached
 
