@@ -173,11 +173,19 @@ _EMAIL = re.compile(
 )
 
 
+_EMAIL_SPELT = re.compile(
+    r"(?i)(?<![A-Za-z0-9._-])[A-Za-z0-9][A-Za-z0-9._-]*\s+at\s+[A-Za-z0-9-]+(?:\s+dot\s+[A-Za-z0-9-]+)*\s+dot\s+"
+    r"(?:com|net|org|co\s+dot\s+uk|co\s+dot\s+[a-z]{2}|uk|de|fr|ie|es|it|nl|cn|io|info|edu|gov)" + _NA
+)
+
+
 def _emails(text: str) -> Iterator[Span]:
-    if "@" not in text and "[" not in text and "(" not in text:
-        return
-    for match in _EMAIL.finditer(text):
-        yield match.span()
+    if "@" in text or "[" in text or "(" in text:
+        for match in _EMAIL.finditer(text):
+            yield match.span()
+    if " dot " in text.lower():
+        for match in _EMAIL_SPELT.finditer(text):
+            yield match.span()
 
 
 _IBAN = re.compile(_NB + r"[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]){11,30}" + _NA)
@@ -203,6 +211,11 @@ def _ibans(text: str) -> Iterator[Span]:
 _NINO = re.compile(
     _NB + r"([A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z])\s?(\d{2})\s?(\d{2})\s?(\d{2})\s?([A-D])" + _NA, re.IGNORECASE
 )
+# With the words "NI number" / "national insurance" in front, any two letters (QQ is HMRC's example prefix).
+_NINO_NAMED = re.compile(
+    r"(?i)(?<![A-Za-z])(?:ni|nino|national\s+insurance)(?:\s+(?:number|no|num))?\.?(?:\s*(?:is|:|=|-))*\s*"
+    r"([A-Z]{2}\s?\d{2}\s?\d{2}\s?\d{2}\s?[A-D]?)" + _NA
+)
 _SSN_DASHED = re.compile(r"(?<![0-9-])(\d{3})-(\d{2})-(\d{4})(?![0-9]|-\d)")
 _SSN_NAMED = re.compile(
     r"(?i)(?<![A-Za-z])(?:ssn|social\s+security(?:\s+(?:number|no))?|social|ss\s*#|ss\s+(?:number|no))\.?\s*(?:is|:|#|=|-)?\s*"
@@ -215,6 +228,8 @@ def _national_ids(text: str) -> Iterator[Span]:
     for match in _NINO.finditer(text):
         if match.group(1).upper() not in ("BG", "GB", "KN", "NK", "NT", "TN", "ZZ"):
             yield match.span()
+    for match in _NINO_NAMED.finditer(text):
+        yield match.span(1)
     for match in _SSN_DASHED.finditer(text):
         if _ssn_valid(*match.groups()):
             yield match.span()
@@ -241,18 +256,41 @@ def _cards(text: str) -> Iterator[Span]:
         groups = [(m.start() + match.start(), m.end() + match.start()) for m in re.finditer(r"\d+", match.group(0))]
         best = None
         for i in range(len(groups)):
-            for j in range(len(groups), i, -1):
+            for j in range(min(len(groups), i + 10), i, -1):  # nobody writes a card in more than 10 groups
+                n_digits = sum(b - a for a, b in groups[i:j])
+                if not 13 <= n_digits <= 19:
+                    continue
                 digits = _digits(text[groups[i][0]:groups[j - 1][1]])
-                if 13 <= len(digits) <= 19 and luhn_valid(digits):
+                if luhn_valid(digits):
                     if best is None or groups[j - 1][1] - groups[i][0] > best[1] - best[0]:
                         best = (groups[i][0], groups[j - 1][1])
                     break
+        if best is not None and (text[best[0]] == "0" or text[max(0, best[0] - 1):best[0]] == "+"):
+            continue  # no card number starts with 0: "0044 7911 123456" is a phone number
+        if best is None:
+            best = _card_shaped(text, match)
         if best is None:
             continue
         one_piece = best[1] - best[0] == len(_digits(text[best[0]:best[1]]))
         if one_piece and (_named_not_personal(text, best[0]) or (best[0] > 0 and text[best[0] - 1].isascii() and text[best[0] - 1].isalpha())):
             continue  # "order 4111111111111111", "1Z4111...": an identifier that happens to pass Luhn
         yield best
+
+
+_CARD_CUE = re.compile(r"(?i)(?<![A-Za-z])(?:card|debit|credit|visa|mastercard|amex|卡号|卡)[^0-9\n]{0,20}$")
+_GROUPED_16 = re.compile(r"\d{4}([ -])\d{4}\1\d{4}\1\d{4}")
+
+
+def _card_shaped(text: str, match: "re.Match[str]") -> Optional[Span]:
+    """A card number that fails the Luhn check (mistyped) but is still written like one."""
+    written = match.group(0)
+    digits = _digits(written)
+    if _GROUPED_16.fullmatch(written):
+        return match.span()
+    if len(digits) == len(written) and 15 <= len(digits) <= 19 and not _named_not_personal(text, match.start()):
+        if _CARD_CUE.search(text[max(0, match.start() - 30):match.start()]) or (len(digits) == 16 and digits[0] in "3456"):
+            return match.span()
+    return None
 
 
 _SORT_NAMED = re.compile(
@@ -282,17 +320,24 @@ def _sort_codes(text: str) -> Iterator[Span]:
 
 _ACCOUNT_CONTEXT = re.compile(
     r"(?i)(?:(?<![A-Za-z])(?:account|acct|acc|a/c|customer|client|member|membership|bsb|loan|mortgage|savings|"
-    r"current\s+account|roll)(?:\s+(?:number|no|num|nr|id))?\.?\s*(?:is|:|#|=|-)?\s*(?:#\s*)?"
+    r"current|policy|roll)(?:\s+(?:number|no|num|nr|id|ref|reference))?\.?(?:\s*(?:is|:|#|=|-|no\.?))*\s*"
     r"|(?:账号|帐号|账户|帐户|户号|卡号|客户号)\s*[:：是为]?\s*)$"
 )
 _ACCOUNT_NUMBER = re.compile(r"(?<![0-9])\d(?:[ -]?\d){5,16}(?![0-9])")
 
 
+_MONEY_MOVED_TO = re.compile(r"(?i)(?<![A-Za-z])(?:to|from|into|onto)\s+(?:my\s+|the\s+|his\s+|her\s+)?(?:account\s+)?$")
+_COMPACT_DATE = re.compile(r"(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])")
+
+
 def _accounts(text: str) -> Iterator[Span]:
     for match in _ACCOUNT_NUMBER.finditer(text):
         start = match.start()
-        if _ACCOUNT_CONTEXT.search(text[max(0, start - 40):start]):
+        before = text[max(0, start - 40):start]
+        if _ACCOUNT_CONTEXT.search(before):
             yield match.span()
+        elif re.fullmatch(r"\d{8}", match.group(0)) and _MONEY_MOVED_TO.search(before) and not _COMPACT_DATE.fullmatch(match.group(0)):
+            yield match.span()  # "transfer from 23456789 to 87654321": UK account numbers are 8 digits
     for match in _SORT_NAMED.finditer(text):
         after = _ACCOUNT_AFTER_SORT.match(text[match.end():])
         if after:
@@ -326,7 +371,7 @@ _DATE_ANY = re.compile(r"(?i)" + _DATE)
 _DOB_CUE = re.compile(
     r"(?i)(?<![A-Za-z])(?:date\s+of\s+birth|d\.?\s?o\.?\s?b\.?|birth\s*date|birthday|born)(?![A-Za-z])|出生日期|出生年月日?|出生于|出生|生日"
 )
-_DOB_AFTER = re.compile(r"(?i)\s*(?:is|was|:|-|=|on|in|是|为|：)?\s*(?:is|on|:)?\s*(" + _DATE + r")(?![0-9])")
+_DOB_AFTER = re.compile(r"(?i)\s*(?:is|was|:|-|=|on|in|是|为|：)?\s*(?:is|on|:)?\s*(?:the\s+)?(" + _DATE + r")(?![0-9])")
 _DOB_BEFORE = re.compile(r"(?i)(?<![0-9])(" + _DATE + r")\s*(?:is|was|[-:(,])?\s*(?:my|his|her|the)?\s*$")
 
 
@@ -343,30 +388,36 @@ def _dates_of_birth(text: str) -> Iterator[Span]:
 
 
 _PHONE_CANDIDATE = re.compile(
-    r"(?<![0-9A-Za-z+/.,:-])(?:\+|00)?(?:\(\d{1,5}\)|\d{1,5})(?:[ .-]?(?:\(0\)|\(\d{1,5}\))?[ .-]?\d{1,5}){1,6}(?![0-9]|[.,:]\d)"
+    r"(?<![0-9A-Za-z+/-])(?<!\d[.,:])(?:\+|00)?(?:\(\d{1,5}\)|\d{1,5})(?:[ .-]?(?:\(0\)|\(\d{1,5}\))?[ .-]?\d{1,5}){1,6}(?![0-9]|[.,:]\d)"
 )
 _PHONE_CUE = re.compile(
     r"(?i)(?:(?<![A-Za-z])(?:call|phone|mobile|tel|telephone|cell|ring|text|sms|whatsapp|fax|landline|number|contact|reach)"
     r"[^0-9\n]{0,20}|电话|手机|联系|号码)$"
 )
 _PHONE_REGIONS = ("GB", "US", "CN", "DE", "FR", "IE", "NL", "IT", "ES")
+# phonenumbers loads a region's metadata on first use (milliseconds each): load them now, not
+# during a customer's message.
+for _region in _PHONE_REGIONS:
+    phonenumbers.PhoneMetadata.metadata_for_region(_region)
+for _code in (1, 33, 34, 39, 44, 49, 86, 353, 31):
+    phonenumbers.PhoneMetadata.metadata_for_region(phonenumbers.region_code_for_country_code(_code))
 _TIME_OR_DATE = re.compile(r"(?i)\d{1,2}[:.]\d{2}|" + _DATE)
 
 
 def _phone_ok(candidate: str, cue: bool) -> bool:
     digits = _digits(candidate)
-    if not 7 <= len(digits) <= 15 or _TIME_OR_DATE.fullmatch(candidate):
+    if not 7 <= len(digits) <= 15 or _TIME_OR_DATE.fullmatch(candidate) or _DATE_ANY.match(candidate):
         return False
     try:
         if candidate.startswith(("+", "00")):
             number = phonenumbers.parse("+" + digits[2:] if candidate.startswith("00") else candidate, None)
-            return phonenumbers.is_valid_number(number) or (cue and phonenumbers.is_possible_number(number))
+            return phonenumbers.is_possible_number(number)  # "+" and 7 to 15 digits: a phone number
         plain = candidate.lstrip("(")
         if plain.startswith("0"):
             regions = ("GB", "DE", "FR", "IE", "NL", "IT", "CN")
         elif re.fullmatch(r"1[3-9]\d{9}", digits):
             regions = ("CN",)
-        elif re.fullmatch(r"1?[2-9]\d{2}[2-9]\d{6}", digits):
+        elif re.fullmatch(r"1?[2-9]\d{9}", digits):
             regions = ("US",)
         else:
             return False
@@ -390,7 +441,10 @@ def _phones(text: str) -> Iterator[Span]:
         cue = bool(_PHONE_CUE.search(text[max(0, start - 30):start]))
         # The candidate may run into a neighbouring number: try whole groups, longest first.
         groups = list(re.finditer(r"\+?\(?\d+\)?", match.group(0)))
+        counts = [len(_digits(g.group(0))) for g in groups]
         for j in range(len(groups), 0, -1):
+            if not 7 <= sum(counts[:j]) <= 15:
+                continue
             end = start + groups[j - 1].end()
             if _phone_ok(text[start:end], cue):
                 yield start, end
@@ -416,7 +470,7 @@ _STREET_WORDS = (
 _CAP_WORD = r"[A-Za-zÀ-ÿ][A-Za-zÀ-ÿ'’-]*"
 _STREET_EN = re.compile(
     r"(?i)" + _NB + r"(?:(?:flat|apartment|apt|unit|suite)\s*#?\d+[A-Za-z]?,?\s+)?\d{1,5}[A-Za-z]?,?\s+"
-    r"(?:" + _CAP_WORD + r"\s+){1,3}(?:" + _STREET_WORDS + r")\.?" + _NA
+    r"(?:" + _CAP_WORD + r"\s+){1,3}(?:" + _STREET_WORDS + r")\.?(?:\s+(?:N|S|E|W|NE|NW|SE|SW)(?=,))?" + _NA
 )
 _STREET_EU = re.compile(
     r"(?i)" + _NB + r"(?:[A-Za-zÀ-ÿ-]+(?:straße|strasse|str\.|weg|allee|platz|gasse|ring|damm|straat|laan|gracht|plein|"
@@ -509,7 +563,9 @@ stacey stanley stella stephanie stephen steve steven stuart sue susan suzanne sy
 thomas tim timothy tina toby tom tommy tony tracy trevor una valerie vanessa vera victor victoria vincent violet wayne
 wendy william willow yasmin yvonne zach zara zoe anjali lukas marie amit sunil deepak pooja neha rohan vikram sanjay
 hans klaus jürgen stefan wolfgang katarina olga sven lars erik nils jens piotr pawel tomasz marek agnieszka francois
-jacques luc sophie chiara marta pablo diego alejandro mateo valentina
+jacques luc sophie chiara marta pablo diego alejandro mateo valentina jess jo liz beth bec becky kat katy steph
+jen jenny abi ali andy nick rob bob dan sam tom tim matt chris pete mike dave jim joe ed ted will harry charlie
+bex mo ash jay kaz gaz baz nat vic viv val sue pat meg maddy millie ollie alfie archie
 """.split())
 
 # Capitalised words that are not names: they follow "I'm", "this is", "Hi", "Thanks" too often.
@@ -554,7 +610,10 @@ _MEDIUM_CUE = re.compile(
     r"grandmother|grandfather|gran|nan|grandad|colleague|boss|landlord|tenant|carer|aunt|uncle|niece|nephew|fiancée?)"
     r"|(?:for|behalf\s+of)\s+(?:my\s+\w+\s*,?\s*)?)\s*[,:!.\-–]?\s*(?:\n\s*)?|(?:^|\n)\s*--?\s*)$"
 )
-_NAME_LINE = re.compile(r"(?m)(?<=\n)[ \t]*(" + _NAME_WORD + r"(?:[ \t]+(?:[A-Z]\.|" + _NAME_WORD + r")){0,2})[ \t]*$")
+_NAME_LINE = re.compile(
+    r"(?m)(?<=\n)[ \t]*(" + _NAME_WORD + r"(?:[ \t]+(?:[A-Z]\.|(?:" + _SURNAME_PARTICLE + r"[ \t]+)?" + _NAME_WORD + r")){0,2})[ \t]*$"
+)
+_NAME_LINE_LOWER = re.compile(r"(?<=\n)[ \t]*([a-zà-ÿ]+(?:[ \t]+[a-zà-ÿ'’-]+)?)[ \t]*$")
 _HERE = re.compile(r"(?:^|(?<=[.!?,\n]\s)|(?<=it's\s)|(?<=its\s)|(?<=It's\s))(" + _NAME_WORD + r")\s+here" + _NA)
 _CN_NAME_CUE = re.compile(r"(?:我叫|我是|姓名|名字是|名字叫|名叫|户名|本人|联系人|收件人)\s*[:：]?\s*")
 _CN_SURNAMES = set(
@@ -565,7 +624,8 @@ _CN_SURNAMES = set(
     "沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝"
 )
 _CN_COMPOUND_SURNAMES = ("欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "长孙", "司徒", "夏侯")
-_CN_NAME_STOP = set("，。、,.!！?？；;：: \n的是在想要请我你他她要卡电手号账地址身份出生护照邮箱需查询丢了和在住从给客户新老先生女士小姐")
+_CN_NAME_STOP = set("，。、,.!！?？；;：: \n的是在想要请我你他她要卡电手号账地址身份出生护照邮箱需查询丢了和在住从给客户新老")
+_CN_TITLES = ("先生", "女士", "小姐", "太太", "老师", "经理")
 
 
 def _name_from(text: str, start: int, strong: bool) -> Optional[Span]:
@@ -587,7 +647,7 @@ def _name_from(text: str, start: int, strong: bool) -> Optional[Span]:
         bare = re.sub(r"^" + _SURNAME_PARTICLE + r"\s+", "", word, flags=re.I) if " " in word else word
         if bare.lower() in _NOT_NAMES or bare.lower() in _COMMON_WORDS:
             break
-        if not word[0].isupper() and capitalised:
+        if not bare[0].isupper() and capitalised:
             break
         if bare.lower().endswith("ing"):
             break
@@ -620,6 +680,10 @@ def _names(text: str) -> Iterator[Span]:
             continue
         if first.lower() in _FIRST_NAMES or len(match.group(1).split()) >= 2:
             yield match.span(1)
+    lower_line = _NAME_LINE_LOWER.search(text)  # "thanks\njohn smith" from someone who types in lower case
+    if lower_line and lower_line.group(1).split()[0] in _FIRST_NAMES:
+        if not any(w in _NOT_NAMES or w in _COMMON_WORDS for w in lower_line.group(1).split()):
+            yield lower_line.span(1)
     for match in _HERE.finditer(text):
         if match.group(1).lower() in _FIRST_NAMES:
             yield match.span(1)
@@ -632,7 +696,12 @@ def _names(text: str) -> Iterator[Span]:
         else:
             continue
         end = i + surname_len
+        if text.startswith(_CN_TITLES, end):  # 王先生: the surname is what there is
+            yield i, end
+            continue
         while end < len(text) and end - i < surname_len + 2 and "\u4e00" <= text[end] <= "\u9fff" and text[end] not in _CN_NAME_STOP:
+            if text.startswith(_CN_TITLES, end):
+                break
             end += 1
         if end > i + surname_len:
             yield i, end

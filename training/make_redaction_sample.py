@@ -56,9 +56,9 @@ SURNAME_TUNING = (
     "Murphy Kelly O'Brien Müller Schmidt Dubois Rossi Garcia Martinez Novak Kowalski Andersen"
 ).split()
 SURNAME_HOLDOUT = (
-    "Okafor Adeyemi Nakamura Fitzgerald Ravensworth Lindqvist Papadopoulos Van der Berg MacLeod Bhattacharya "
+    "Okafor Adeyemi Nakamura Fitzgerald Ravensworth Lindqvist Papadopoulos MacLeod Bhattacharya "
     "Whitfield Pemberton Castellano Horvath Quigley Ashworth Cooper Baker Mitchell Turner"
-).split()
+).split() + ["van der Berg", "de la Cruz"]
 CN_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏吕丁沈姚卢姜崔钟谭陆汪范金石廖贾夏韦方白邹孟熊秦邱江薛段雷侯龙史陶黎贺顾毛郝龚邵万钱严武戴孔汤"
 CN_GIVEN = ["伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "艳", "勇", "杰", "娟", "涛", "明", "超", "秀英",
             "华", "慧", "建华", "志强", "晓明", "海燕", "丽娟", "文博", "子涵", "欣怡", "浩然", "雨桐", "思远", "佳琪"]
@@ -691,7 +691,8 @@ def build(template: str, g: Gen) -> Tuple[str, List[List]]:
 
 PROTECTED = {"name", "is", "my", "this", "card", "account", "sort", "code", "email", "phone", "born", "birth", "passport",
              "number", "address", "postcode", "zip", "pin", "cvv", "thanks", "regards", "cheers", "social", "security",
-             "sortcode", "membership", "birthday", "passport", "customer", "national", "insurance"}
+             "sortcode", "membership", "birthday", "passport", "customer", "national", "insurance", "passcode",
+             "invoice", "confirmation", "reference", "tracking", "order", "transaction", "parcel", "booking", "refund"}
 
 
 def noisy(template: str, rng: random.Random) -> str:
@@ -701,7 +702,7 @@ def noisy(template: str, rng: random.Random) -> str:
         # SLOT.split keeps the slot names at odd positions
         template = "".join(p.lower() if i % 2 == 0 else "{" + p + "}" for i, p in enumerate(parts))
     if rng.random() < 0.15:
-        words = [m for m in re.finditer(r"(?<![{A-Z_])[a-z]{6,}", template) if m.group(0).lower() not in PROTECTED]
+        words = [m for m in re.finditer(r"(?<![A-Za-z{_])[a-z]{6,}(?![A-Za-z])", template) if m.group(0).lower() not in PROTECTED]
         if words:
             w = rng.choice(words)
             word = w.group(0)
