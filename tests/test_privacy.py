@@ -287,3 +287,14 @@ def test_tell_customer_starts_a_new_session_in_an_erased_conversation(stores):
     assert tell_customer(WEB, "finished")
     with stores["tracker"].connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(EVENTS).where(EVENTS.c.sender_id == WEB)).scalar() == 4
+
+
+def test_review_exports_and_data_exports_live_where_git_and_the_images_leave_them_out():
+    from core.settings import PROJECT_ROOT
+
+    assert review.DEFAULT_NLU_EXPORT.parent == review.DEFAULT_HISTORY_EXPORT.parent == PROJECT_ROOT / "var" / "review"
+    assert export.EXPORT_DIR == PROJECT_ROOT / "var" / "exports"
+    assert "/var/" in (PROJECT_ROOT / ".gitignore").read_text().splitlines()
+    for ignore in sorted((PROJECT_ROOT / "deploy").glob("Dockerfile*.dockerignore")):
+        lines = [line.strip() for line in ignore.read_text().splitlines() if line.strip() and not line.startswith("#")]
+        assert lines[0] == "**" and not any(line.startswith("!var") for line in lines), ignore.name  # everything out unless named
