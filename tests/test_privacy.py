@@ -212,7 +212,7 @@ def test_a_store_that_is_down_is_retried_with_backoff_and_the_worker_keeps_runni
     assert not any(rows_of(stores, [CUSTOMER, WEB, SLACK]).values())
 
 
-def test_each_process_drops_erased_profiles_from_memory(stores):
+def test_each_process_drops_erased_profiles_from_memory_and_its_spool(stores):
     from bot.actions.suggestions import CATALOGUE
     from recommender import Recommender, load_items
     from recommender.model import CustomerProfile
@@ -230,7 +230,11 @@ def test_each_process_drops_erased_profiles_from_memory(stores):
         request_id, _ = requests.record_request(stores["engine"], CUSTOMER)
         assert Worker(name="replica-a").run_once()[0]["status"] == "done"
         model.profiles[CUSTOMER] = CustomerProfile(CUSTOMER, "held by replica-b")  # as if replica-b still held it
+        with history.UNSAVED_RATINGS.open("a") as spool:  # and a rating in replica-b's spool
+            spool.write(json.dumps({"answer_id": "intent:x", "rating": "up", "query": "q", "customer_id": CUSTOMER,
+                                    "conversation_id": WEB}) + "\n")
         assert other_replica.sweep(stores["engine"]) == 1
+        assert f'"{CUSTOMER}"' not in history.UNSAVED_RATINGS.read_text() and f'"{OTHER}"' in history.UNSAVED_RATINGS.read_text()
         assert CUSTOMER not in model.profiles
         model.recommend(CUSTOMER, k=1)  # the customer comes back: the database has nothing of them
         assert CUSTOMER not in model.profiles
