@@ -94,3 +94,67 @@ def test_the_nginx_template_is_valid_for_nginx(tmp_path):
     assert check.returncode == 0, check.stderr
     text = conf.read_text()
     assert "ip_hash" in text and "Upgrade $http_upgrade" in text and text.count("server 127.0.0.1:5006;") == 2
+
+
+# ------------------------------------------------------------------ production mode, secrets, network policy
+
+
+@pytest.mark.parametrize("name", ["values.yaml", "action-server-values.yaml"])
+def test_both_charts_run_in_production_mode_with_the_action_secret_from_the_secret(name):
+    env = env_from_values(load(name))
+    assert env["ASSISTANT_ENV"]["value"] == "production"
+    assert env["ACTION_SERVER_SECRET"]["valueFrom"]["secretKeyRef"] == {"name": "northwind-assistant", "key": "action-server-secret"}
+
+
+def test_the_rasa_pods_have_every_secret_production_mode_requires():
+    from bot.security.mode import production_problems
+
+    env = env_from_values(load("values.yaml"))
+    stand_ins = {name: ("crm=" if name == "REST_CALLER_TOKENS" else "") + "x7Rq2LmN9vB4tY6wZ1sD3fG5hJ8kP0aQ"
+                 for name, item in env.items() if "secretKeyRef" in item.get("valueFrom", {})}
+    # Inbox accounts live in the database (or INBOX_OIDC_* is added): checked at start, not here.
+    assert production_problems(stand_ins, checks=("widget", "rest", "api", "action_server")) == []
+    assert "INBOX_PASSWORD" not in env and "INBOX_SESSION_SECRET" not in env  # per-agent accounts replace them
+
+
+def test_rasa_sends_the_action_secret_header_and_the_chart_writes_no_second_action_endpoint():
+    values = load("values.yaml")
+    action = values["applicationSettings"]["endpoints"]["additionalEndpoints"]["action_endpoint"]
+    assert action["headers"] == {"X-Action-Secret": "${ACTION_SERVER_SECRET}"}
+    assert action["url"] == "http://northwind-actions-rasa-action-server/webhook"
+    assert values["rasa-action-server"]["install"] is False and values["rasa-action-server"]["external"]["enabled"] is False
+
+
+def test_the_rasa_pods_listen_on_every_interface_behind_one_trusted_proxy_with_shared_limits():
+    values = load("values.yaml")
+    env = env_from_values(values)
+    assert values["args"][values["args"].index("--interface") + 1] == "0.0.0.0"
+    assert env["ASSISTANT_BIND_HOST"]["value"] == "0.0.0.0" and env["ASSISTANT_INGRESS_PROXY_HOPS"]["value"] == "1"
+    assert env["ASSISTANT_LOCK_STORE_URL"]["value"].startswith("redis://$(REDIS_HOST)")
+    assert env["ASSISTANT_LOCK_STORE_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "redis-password"
+
+
+def test_the_action_servers_listen_on_every_interface_of_the_pod():
+    args = load("action-server-values.yaml")["args"]
+    assert args[args.index("--host") + 1] == "0.0.0.0" and args[args.index("--port") + 1] == "5055"
+
+
+def test_only_the_rasa_pods_reach_the_action_server():
+    policy = load("action-server-networkpolicy.yaml")
+    actions = load("action-server-values.yaml")
+    assert policy["kind"] == "NetworkPolicy" and policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "rasa-action-server",
+                                                            "app.kubernetes.io/instance": "northwind-actions"}
+    [rule] = policy["spec"]["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "rasa", "app.kubernetes.io/instance": "northwind"}}}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": actions["applicationSettings"]["port"]}]
+
+
+def test_the_images_run_in_production_mode_and_the_rasa_image_leaves_the_api_off():
+    rasa_image = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    actions_image = (DEPLOY / "Dockerfile.actions").read_text(encoding="utf-8")
+    for text in (rasa_image, actions_image):
+        assert re.search(r"^\s+ASSISTANT_ENV=production", text, flags=re.MULTILINE)
+    cmd = re.search(r"^CMD (\[.*?\])$", rasa_image, flags=re.MULTILINE | re.DOTALL).group(1)
+    assert "--enable-api" not in cmd
+    assert 'ENTRYPOINT ["python", "-m", "bot.action_server"]' in actions_image

@@ -23,7 +23,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import time
+import urllib.parse
 from collections import OrderedDict
 from typing import Any, Dict, Optional, Tuple
 
@@ -69,7 +71,10 @@ class IngressLimits:
         if self.shared:
             import redis.asyncio as aioredis
 
-            client = aioredis.from_url(settings.lock_store_url)
+            # The password: in the URL, or (Helm, the launcher's endpoints) in ASSISTANT_LOCK_STORE_PASSWORD.
+            password = os.environ.get("ASSISTANT_LOCK_STORE_PASSWORD") or None
+            has_own = bool(urllib.parse.urlsplit(settings.lock_store_url).password)
+            client = aioredis.from_url(settings.lock_store_url, **({"password": password} if password and not has_own else {}))
             prefix = f"{settings.lock_store_key_prefix or 'northwind'}:ingress"
             self.by_address = SharedRateLimiter(client, *address, prefix=f"{prefix}:address")
             self.by_credential = SharedRateLimiter(client, *credential, prefix=f"{prefix}:credential")
