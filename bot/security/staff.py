@@ -50,7 +50,7 @@ IDLE_MINUTES = 60  # a session nobody used for this long is over
 _TOUCH_EVERY_S = 60  # last_seen is written at most this often (the inbox polls every few seconds)
 
 ACCOUNT_FREE_FAILURES = 5  # failed sign-ins of one account before the backoff starts
-ADDRESS_FREE_FAILURES = 20  # from one client address (offices share addresses)
+ADDRESS_FREE_FAILURES = 50  # from one client address (an office or a proxy shares one)
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 15 * 60.0
 FORGET_FAILURES_AFTER_S = 24 * 3600.0  # a quiet day wipes a count

@@ -32,7 +32,6 @@ TEST_SECRETS = {
     "TELEGRAM_TOKEN": "123456:test-telegram-token",
     "TELEGRAM_SECRET_TOKEN": "test-telegram-secret",
     "TELEGRAM_VERIFY": "northwind_test_bot",
-    "INBOX_PASSWORD": "test-agent-password",
     "RASA_API_TOKEN": "test-api-token",
     "REST_CALLER_TOKENS": "e2e=test-rest-caller-token",
 }
@@ -93,6 +92,12 @@ class RunningAssistant:
     def conversation_of(self, sender: str) -> str:
         """The conversation id `send` uses for customer `sender` (``rest:<caller>:<sender>``)."""
         return conversation_of(sender, rest_caller(self.env)[0])
+
+    def inbox_account(self, role: str = "agent", display_name: Optional[str] = None) -> tuple:
+        """A new inbox account with `role` in this server's database; (username, password) to sign in with."""
+        from tests.e2e.inbox_client import inbox_account
+
+        return inbox_account(self.db_url, role, display_name)
 
     def tracker(self, sender: str) -> Dict[str, Any]:
         """The conversation tracker of REST customer `sender` (or of a namespaced conversation id) through Rasa's HTTP API."""

@@ -1,14 +1,20 @@
 // The agent inbox: sign in, pick a conversation, read it, write to the customer, hand it back.
+// Supervisors also see the audit log; admins also manage accounts.
 // Plain JavaScript served as is (no build step); it only talks to /webhooks/inbox/.
 (function inbox() {
   const base = "/webhooks/inbox";
   const $ = (id) => document.getElementById(id);
+  const ROLES = ["agent", "supervisor", "admin"];
   let current = null; // conversation id on screen
-  let me = null;
+  let me = null; // {username, name, role, csrf_token} from the server
+  let oldestAudit = null;
 
   async function call(path, body) {
+    // Every change carries the session's CSRF token; the server refuses it otherwise.
     const init = body === undefined ? {} : {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": (me && me.csrf_token) || "" },
+      body: JSON.stringify(body),
     };
     const answer = await fetch(`${base}${path}`, { credentials: "same-origin", ...init });
     const data = await answer.json().catch(() => ({}));
@@ -29,20 +35,84 @@
     return minutes < 1 ? "just now" : `${minutes} min`;
   }
 
+  function can(role) { return me && ROLES.indexOf(me.role) >= ROLES.indexOf(role); }
+
   function showLogin() {
+    me = null;
     $("login").hidden = false;
-    $("app").hidden = true;
-    $("logout").hidden = true;
+    for (const id of ["app", "audit", "accounts", "logout", "show-conversations", "show-audit", "show-accounts"]) $(id).hidden = true;
     $("who").textContent = "";
   }
 
-  function showApp(name) {
-    me = name;
+  function showApp(who) {
+    me = who;
     $("login").hidden = true;
-    $("app").hidden = false;
     $("logout").hidden = false;
-    $("who").textContent = `Signed in as ${name}`;
-    refreshList();
+    $("who").textContent = `Signed in as ${who.name} (${who.role})`;
+    $("show-audit").hidden = !can("supervisor");
+    $("show-accounts").hidden = !can("admin");
+    show("app");
+  }
+
+  function show(view) {
+    $("app").hidden = view !== "app";
+    $("audit").hidden = view !== "audit";
+    $("accounts").hidden = view !== "accounts";
+    $("show-conversations").hidden = view === "app";
+    if (view === "app") refreshList();
+    if (view === "audit") { $("audit-rows").textContent = ""; oldestAudit = null; loadAudit(); }
+    if (view === "accounts") loadAccounts();
+  }
+
+  async function loadAudit() {
+    let data;
+    try { data = await call(`/api/audit?limit=100${oldestAudit ? `&before=${oldestAudit}` : ""}`); } catch (e) { return; }
+    for (const r of data.entries) {
+      const row = document.createElement("tr");
+      for (const value of [new Date(r.ts * 1000).toLocaleString(), r.actor, r.action, r.target, r.client,
+        r.detail && Object.keys(r.detail).length ? JSON.stringify(r.detail) : ""]) row.appendChild(text("td", value));
+      $("audit-rows").appendChild(row);
+      oldestAudit = r.id;
+    }
+    $("audit-older").hidden = data.entries.length < 100;
+  }
+
+  async function loadAccounts() {
+    let data;
+    try { data = await call("/api/accounts"); } catch (e) { $("account-error").textContent = e.message; return; }
+    const rows = $("account-rows");
+    rows.textContent = "";
+    for (const a of data.accounts) {
+      const row = document.createElement("tr");
+      for (const value of [a.username, a.display_name, a.role, a.disabled ? "disabled" : "enabled"]) row.appendChild(text("td", value));
+      const tools = document.createElement("td");
+      if (!a.disabled && a.username !== me.username) {
+        for (const [label, change] of [["Reset password", "reset"], ["Disable", "disable"]]) {
+          const button = text("button", label);
+          button.type = "button";
+          button.addEventListener("click", () => changeAccount(a.username, change));
+          tools.appendChild(button);
+        }
+      }
+      row.appendChild(tools);
+      rows.appendChild(row);
+    }
+  }
+
+  async function changeAccount(username, change) {
+    $("account-error").textContent = "";
+    $("account-secret").textContent = "";
+    try {
+      const data = await call(`/api/accounts/${encodeURIComponent(username)}/${change}`, {});
+      if (data.password) showSecret(username, data.password);
+    } catch (e) { $("account-error").textContent = e.message; }
+    loadAccounts();
+  }
+
+  function showSecret(username, password) {
+    const box = $("account-secret");
+    box.textContent = `Password for ${username} (shown only now): `;
+    box.appendChild(text("span", password, "secret"));
   }
 
   async function refreshList() {
@@ -135,12 +205,30 @@
     event.preventDefault();
     $("login-error").textContent = "";
     try {
-      const data = await call("/login", { name: $("name").value, password: $("password").value });
+      const data = await call("/login", { username: $("username").value, password: $("password").value });
       $("password").value = "";
-      showApp(data.name);
+      showApp(data);
     } catch (e) { $("login-error").textContent = e.message; }
   });
-  $("logout").addEventListener("click", async () => { await call("/logout", {}).catch(() => {}); me = null; showLogin(); });
+  $("oidc").addEventListener("click", () => { window.location.href = `${base}/oidc/start`; });
+  $("logout").addEventListener("click", async () => { await call("/logout", {}).catch(() => {}); showLogin(); });
+  $("show-conversations").addEventListener("click", () => show("app"));
+  $("show-audit").addEventListener("click", () => show("audit"));
+  $("show-accounts").addEventListener("click", () => show("accounts"));
+  $("audit-older").addEventListener("click", loadAudit);
+  $("add-account").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    $("account-error").textContent = "";
+    $("account-secret").textContent = "";
+    const username = $("new-username").value.trim();
+    try {
+      const data = await call("/api/accounts", { username, display_name: $("new-display").value.trim() || null, role: $("new-role").value });
+      showSecret(data.account.username, data.password);
+      $("new-username").value = "";
+      $("new-display").value = "";
+    } catch (e) { $("account-error").textContent = e.message; }
+    loadAccounts();
+  });
   $("take").addEventListener("click", () => act("take"));
   $("handback").addEventListener("click", () => act("handback"));
   $("reply").addEventListener("submit", (event) => {
@@ -152,6 +240,13 @@
   });
 
   // New customers and new messages appear without reloading.
-  setInterval(() => { refreshList(); if (current && document.activeElement !== $("text")) open(current, true); }, 3000);
-  call("/api/me").then((data) => showApp(data.name)).catch(() => showLogin());
+  setInterval(() => {
+    if (!me || $("app").hidden) return;
+    refreshList();
+    if (current && document.activeElement !== $("text")) open(current, true);
+  }, 3000);
+  const signinError = new URLSearchParams(window.location.search).get("signin_error");
+  if (signinError) $("login-error").textContent = signinError;
+  fetch(`${base}/signin-options`).then((r) => r.json()).then((o) => { $("oidc").hidden = !o.oidc; }).catch(() => {});
+  call("/api/me").then(showApp).catch(() => showLogin());
 })();
