@@ -310,8 +310,12 @@ def test_an_unreachable_database_gets_a_clear_refusal_never_a_silent_loss(on_pos
     waiting = new_customer("db-handoff")
     assert "in the queue" in " ".join(texts(servers.send(waiting, "I want to speak to a real person")))
     inbox = requests.Session()
-    login = inbox.post(f"{servers.url}/webhooks/inbox/login", json={"name": "Alex", "password": servers.env["INBOX_PASSWORD"]}, timeout=30)
+    from tests.e2e.inbox_client import inbox_account
+
+    username, password = inbox_account(servers.env["ASSISTANT_DATABASE_URL"], "agent", display_name="Alex")
+    login = inbox.post(f"{servers.url}/webhooks/inbox/login", json={"username": username, "password": password}, timeout=30)
     assert login.status_code == 200
+    inbox.headers["X-CSRF-Token"] = login.json()["csrf_token"]
     reply_url = f"{servers.url}/webhooks/inbox/api/conversations/{waiting}/reply"
     questions = iter(["how do I change my PIN?", "my new card still hasn't arrived, when will it come?",
                       "is there a fee for bank transfers?", "how do I top up my Northwind account?"])

@@ -48,9 +48,10 @@ def test_a_web_customer_reaches_an_agent_in_the_inbox_and_comes_back_to_the_assi
     widget.locator(".msg.system", has_text="added that for the adviser").wait_for(timeout=30_000)
 
     agent_page = browser.new_context().new_page()
+    username, password = assistant.inbox_account("agent", display_name="Alex")  # customers see the display name
     agent_page.goto(f"{assistant.url}/webhooks/inbox/")
-    agent_page.fill("#name", "Alex")
-    agent_page.fill("#password", assistant.env["INBOX_PASSWORD"])
+    agent_page.fill("#username", username)
+    agent_page.fill("#password", password)
     agent_page.click("#login button[type=submit]")
     entry = agent_page.locator(f"#list button[data-conversation='web:{customer}']")  # signed in: conversation web:<id>
     entry.wait_for(timeout=15_000)

@@ -398,20 +398,18 @@ def test_the_web_widget_talks_through_nginx(scaled_out, transport):
 AGENT_TEXT = "Robin here, how can I help?"
 
 
-def _inbox(base_url: str, password: str):
+def _inbox(base_url: str, db_url: str):
     """A signed-in agent session on one replica: post(path, body) -> JSON."""
-    import http.cookiejar
+    from tests.e2e.inbox_client import InboxClient, inbox_account
 
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    client = InboxClient(base_url)
+    assert client.login(*inbox_account(db_url, "agent", display_name="Robin"))[0] == 200
 
     def post(path: str, body: Dict[str, Any]) -> Any:
-        request = urllib.request.Request(
-            f"{base_url}/webhooks/inbox/{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-        )
-        with opener.open(request, timeout=60) as response:
-            return json.loads(response.read())
+        status, _, answer = client.post(path, body)
+        assert status == 200, (status, answer)
+        return answer
 
-    post("login", {"name": "Robin", "password": password})
     return post
 
 
@@ -442,7 +440,7 @@ async def _agent_reply_reaches_widget(stack: ScaledOut, customer: str) -> Dict[s
         await ws.send(_packet("user_uttered", {"message": "I want to talk to a real person please"}))
         await until(ws, "handoff_state")
         conversation = session_id
-        post = _inbox(stack.replicas[1], stack.env["INBOX_PASSWORD"])
+        post = _inbox(stack.replicas[1], stack.env["ASSISTANT_DATABASE_URL"])
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, post, f"api/conversations/{conversation}/take", {})
         await loop.run_in_executor(None, post, f"api/conversations/{conversation}/reply", {"text": AGENT_TEXT})

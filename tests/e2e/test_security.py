@@ -66,20 +66,21 @@ def test_the_http_api_answers_with_the_token_in_a_header_only(assistant):
 
 
 def test_the_inbox_refuses_a_wrong_password_and_its_api_needs_a_session(assistant):
+    username, password = assistant.inbox_account("agent")
     login = f"{assistant.url}/webhooks/inbox/login"
     headers = {"Content-Type": "application/json"}
-    status, _, _ = request(login, json.dumps({"name": "Alex", "password": "guess"}).encode(), headers)
+    status, _, _ = request(login, json.dumps({"username": username, "password": "guess guess guess"}).encode(), headers)
     assert status == 401
-    status, _, _ = request(login, json.dumps({"name": "Alex"}).encode(), headers)
+    status, _, _ = request(login, json.dumps({"username": username}).encode(), headers)
     assert status == 400
-    status, _, _ = request(login, b"name=Alex&password=test-agent-password", {"Content-Type": "application/x-www-form-urlencoded"})
+    status, _, _ = request(login, f"username={username}&password={password}".encode(), {"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 400  # JSON only: a form on another site cannot sign anyone in
     status, _, _ = request(f"{assistant.url}/webhooks/inbox/api/conversations")
     assert status == 401
-    status, headers, _ = request(login, json.dumps({"name": "Alex", "password": assistant.env["INBOX_PASSWORD"]}).encode(), {"Content-Type": "application/json"})
+    status, headers, _ = request(login, json.dumps({"username": username, "password": password}).encode(), {"Content-Type": "application/json"})
     assert status == 200
     cookie = headers.get("Set-Cookie", "")
-    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/webhooks/inbox" in cookie
 
 
 # ------------------------------------------------------------------ CORS
