@@ -388,7 +388,7 @@ def _dates_of_birth(text: str) -> Iterator[Span]:
 
 
 _PHONE_CANDIDATE = re.compile(
-    r"(?<![0-9A-Za-z+/-])(?<!\d[.,:])(?:\+|00)?(?:\(\d{1,5}\)|\d{1,5})(?:[ .-]?(?:\(0\)|\(\d{1,5}\))?[ .-]?\d{1,5}){1,6}(?![0-9]|[.,:]\d)"
+    r"(?<![0-9A-Za-z+])(?<![0-9A-Za-z][/-])(?<!\d[.,:])(?:\+|00)?(?:\(\d{1,5}\)|\d{1,5})(?:[ .-]?(?:\(0\)|\(\d{1,5}\))?[ .-]?\d{1,5}){1,6}(?![0-9]|[.,:]\d)"
 )
 _PHONE_CUE = re.compile(
     r"(?i)(?:(?<![A-Za-z])(?:call|phone|mobile|tel|telephone|cell|ring|text|sms|whatsapp|fax|landline|number|contact|reach)"
@@ -790,6 +790,77 @@ def redact_value(value: Any, max_depth: int = 8) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(redact_value(item, max_depth - 1) for item in value)
     return value
+
+
+# Metadata keys the channels themselves set (identities, routing): never personal data typed by
+# anyone, and needed exactly as they are. Every other metadata string is redacted.
+CHANNEL_METADATA_KEYS = frozenset({
+    "channel", "customer_id", "conversation_id", "verified_by", "rest_caller", "out_channel", "thread_id", "users",
+    "chat_id", "in_reply_to", "message_id", "agent", "notice",
+})
+
+
+def redact_metadata(metadata: Any, max_chars: int = 4096) -> Any:
+    """Message metadata with every string redacted except the values channels set (`CHANNEL_METADATA_KEYS`).
+
+    Strings longer than `max_chars` are cut first (metadata is context, never a document).
+    """
+    def clean(value: Any, depth: int = 8) -> Any:
+        if isinstance(value, str):
+            return redact(value[:max_chars])
+        if depth <= 0:
+            return value
+        if isinstance(value, dict):
+            return {key: clean(item, depth - 1) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(item, depth - 1) for item in value]
+        return value
+
+    if not isinstance(metadata, dict):
+        return clean(metadata)
+    return {key: value if key in CHANNEL_METADATA_KEYS else clean(value) for key, value in metadata.items()}
+
+
+# "/intent" or "/intent{json}", as Rasa's payload reader takes them; intents as the domain names them.
+_PAYLOAD = re.compile(r"^/(?P<intent>[^{@\s]+)(?P<entities>\{.*\})?\s*$", re.DOTALL)
+_INTENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def redact_message(text: str, known_intents: Optional[Iterable[str]] = None) -> str:
+    """A customer's message redacted, button payloads included.
+
+    A button payload keeps its shape so that the button still works, but only
+    when its intent is one the assistant knows (`known_intents`, the domain's
+    intents; without them: an intent-shaped name): its entity values are
+    redacted like any text (``/inform{"x": "[CARD]"}``). Anything else that
+    merely looks like a payload (``/4539148803436467``, ``/x{broken 4539...``,
+    an intent the domain lacks) is redacted as the typed text it is. A payload
+    the assistant offered carries ids and choices, never personal data, so it
+    passes unchanged.
+    """
+    if not text:
+        return text
+    match = _PAYLOAD.match(text.strip())
+    if not match:
+        return redact(text)
+    intent, entities = match.group("intent"), match.group("entities")
+    known = set(known_intents) if known_intents is not None else None
+    if not _INTENT_NAME.fullmatch(intent) or (known is not None and intent not in known):
+        return redact(text)
+    if not entities:
+        return text
+    import json
+
+    try:
+        values = json.loads(entities)
+    except (ValueError, RecursionError):
+        return redact(text)
+    if not isinstance(values, dict):
+        return redact(text)
+    cleaned = {redact(key) if isinstance(key, str) else key: redact_value(value) for key, value in values.items()}
+    if cleaned == values:
+        return text
+    return "/" + intent + json.dumps(cleaned, ensure_ascii=False)
 
 
 # --- measurement ----------------------------------------------------------------

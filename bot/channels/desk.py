@@ -57,7 +57,7 @@ from core.db import DatabaseUnavailableError
 from core.logs import conversation
 from core.ratelimit import RATE_LIMITED_TEXT, limiter_from_settings
 from core.serving import model_executor, prefetch
-from core.redaction import redact
+from core.redaction import redact, redact_message, redact_metadata
 from core.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -351,10 +351,19 @@ class HandoffDesk:
         with conversation(message.sender_id), metrics.MessageTimer(message.input_channel):
             if not await self._within_rate_limit(message):
                 return
-            if self.settings.redact_messages and message.text and not is_payload(message.text):
+            if self.settings.redact_messages:
                 # Cut first (redacting a huge text is slow), then redact: Rasa parses, stores and logs only this.
-                message.text = redact(message.text[: self.settings.max_message_chars + 64])
+                # Payload-shaped text is redacted too unless it is a payload of a known intent (core.redaction.redact_message).
+                if message.text:
+                    message.text = redact_message(message.text[: self.settings.max_message_chars + 64], self._known_intents())
+                if message.metadata:  # the widget's page, REST callers' metadata: all but the channel's own keys
+                    message.metadata = redact_metadata(message.metadata)
             await self._guarded_turn(message, on_new_message)
+
+    def _known_intents(self) -> Optional[List[str]]:
+        """The loaded model's intents (what a real button payload names), or None before a model is loaded."""
+        domain = getattr(self.agent, "domain", None)
+        return list(domain.intents) if domain is not None else None
 
     async def _within_rate_limit(self, message: UserMessage) -> bool:
         """False, and the customer told so, when the sender is over the rate limit (core/ratelimit.py)."""
@@ -622,6 +631,8 @@ class HandoffDesk:
             raise HandoffError("this conversation is back with the assistant; it can't take agent messages")
         if handoff.status == WAITING or handoff.agent != agent_name:
             await self.take(conversation_id, agent_name)
+        if self.settings.redact_messages:  # stored, shown in the inbox and sent: all the same, redacted text
+            text = redact(text)
         return await self._deliver(conversation_id, [BotUttered(text, metadata={"agent": agent_name})])
 
     async def hand_back(self, conversation_id: str, agent_name: str) -> Handoff:
