@@ -88,3 +88,21 @@ def test_no_customer_words_on_disk_with_a_key_and_the_conversation_still_reads(e
         summaries = conn.execute(sa.select(sa.type_coerce(db.handoffs.c.summary, sa.Text)).where(
             db.handoffs.c.conversation_id.like(f"%{sender}"))).scalars().all()
     assert all(s is None or crypto.is_encrypted(s) for s in summaries)
+
+
+def test_a_malformed_key_stops_the_servers_naming_the_variable_never_the_key(trained_model, tmp_path):
+    workdir = tmp_path
+    bad = "not-a-fernet-key-0123456789"
+    env = dict(trained_model["env"], ASSISTANT_ENCRYPTION_KEY=bad, ASSISTANT_ENV="demo",
+               ASSISTANT_DATABASE_URL=f"sqlite:///{workdir / 'assistant.db'}", ASSISTANT_TRACKER_DB=str(workdir / "tracker.db"),
+               ASSISTANT_RASA_PORT=str(free_port()), ASSISTANT_ACTION_PORT=str(free_port()))
+    servers = Assistant(trained_model["model"], env, int(env["ASSISTANT_RASA_PORT"]), int(env["ASSISTANT_ACTION_PORT"]),
+                        workdir, PROJECT_ROOT / "bot" / "credentials.yml", log_dir=workdir)
+    try:
+        with pytest.raises((RuntimeError, crypto.EncryptionKeyError)) as caught:
+            servers.start(timeout=120)
+    finally:
+        servers.stop()
+    said = str(caught.value) + "".join(p.read_text(errors="replace") for p in workdir.glob("*.log"))
+    assert crypto.KEY_VARIABLE in said and "is not a Fernet key" in said
+    assert bad not in said, "the key itself is never printed"
