@@ -267,6 +267,8 @@ def _cards(text: str) -> Iterator[Span]:
                     break
         if best is not None and (text[best[0]] == "0" or text[max(0, best[0] - 1):best[0]] == "+"):
             continue  # no card number starts with 0: "0044 7911 123456" is a phone number
+        if best is not None and re.match(r"\d{2}[ -]\d{2}[ -]\d{2}[ -]", text[best[0]:best[1]]):
+            continue  # "40-47-84 71234567": a sort code and an account number, not a card
         if best is None:
             best = _card_shaped(text, match)
         if best is None:
@@ -321,6 +323,7 @@ def _sort_codes(text: str) -> Iterator[Span]:
 _ACCOUNT_CONTEXT = re.compile(
     r"(?i)(?:(?<![A-Za-z])(?:account|acct|acc|a/c|customer|client|member|membership|bsb|loan|mortgage|savings|"
     r"current|policy|roll)(?:\s+(?:number|no|num|nr|id|ref|reference))?\.?(?:\s*(?:is|:|#|=|-|no\.?))*\s*"
+    r"(?:,?\s*(?:is\s+it|it'?s|i\s+think|maybe|should\s+be)\s*:?\s*)?"
     r"|(?:账号|帐号|账户|帐户|户号|卡号|客户号)\s*[:：是为]?\s*)$"
 )
 _ACCOUNT_NUMBER = re.compile(r"(?<![0-9])\d(?:[ -]?\d){5,16}(?![0-9])")
@@ -469,7 +472,9 @@ _STREET_WORDS = (
 )
 _CAP_WORD = r"[A-Za-zÀ-ÿ][A-Za-zÀ-ÿ'’-]*"
 _STREET_EN = re.compile(
-    r"(?i)" + _NB + r"(?:(?:flat|apartment|apt|unit|suite)\s*#?\d+[A-Za-z]?,?\s+)?\d{1,5}[A-Za-z]?,?\s+"
+    r"(?i)" + _NB + r"(?:(?:flat|apartment|apt|unit|suite|room)\s*#?\d+[A-Za-z]?,?\s+"
+    r"(?:(?:[A-Za-z'’-]+\s+){1,2}(?:house|court|building|mansions|lodge|tower|apartments|point|heights|hall|place),?\s+)?)?"
+    r"\d{1,5}[A-Za-z]?,?\s+"
     r"(?:" + _CAP_WORD + r"\s+){1,3}(?:" + _STREET_WORDS + r")\.?(?:\s+(?:N|S|E|W|NE|NW|SE|SW)(?=,))?" + _NA
 )
 _STREET_EU = re.compile(
@@ -599,11 +604,13 @@ _FULL_NAME = re.compile(
 # Strong cues: whatever word follows is a name. Medium cues: a name only when the word is
 # capitalised and not an ordinary word, or is a known first name.
 _STRONG_CUE = re.compile(
-    r"(?i)(?<![A-Za-z])(?:my\s+name\s+is|my\s+name'?s|name\s+is|name\s*[:\-–]|name|names?\s+on\s+the\s+(?:card|account)\s+(?:is|are|:)?|"
-    r"account\s+holder(?:\s+is|\s*:)?|holder\s*:|i\s+am\s+called|call\s+me|signed|full\s+name\s*(?:is|:)?)\s*$"
+    r"(?i)(?<![A-Za-z])(?:my\s+name\s+is|my\s+name'?s|name\s+is|name\s*[,:\-–]|name|names?\s+on\s+the\s+(?:card|account)\s+(?:is|are|:)?|"
+    r"account\s+holder(?:\s+is|\s*:)?|holder\s*:|i\s+am\s+called|call\s+me|signed|full\s+name\s*(?:is|:)?|"
+    r"(?:payee|recipient|beneficiary)(?:'?s)?(?:\s+(?:name|details))?\s*(?:is|:)|in\s+the\s+name\s+of|account\s+name\s*(?:is|:)?)\s*$"
 )
 _MEDIUM_CUE = re.compile(
     r"(?i)(?:(?<![A-Za-z])(?:this\s+is|it'?s|i'?m|i\s+am|im|hi|hello|hey|dear|thanks|thank\s+you|many\s+thanks|cheers|"
+    r"(?:hi|hello|hey)\s+there|thanks\s+so\s+much|thank\s+you\s+so\s+much|good\s+(?:morning|afternoon|evening)|"
     r"sorry|regards|kind\s+regards|best\s+regards|best\s+wishes|warm\s+regards|best|sincerely|yours\s+sincerely|"
     r"yours\s+faithfully|yours|thx|ta|love|morning|afternoon|evening|welcome|"
     + _TITLE + r"|my\s+(?:wife|husband|partner|son|daughter|mother|mum|mom|father|dad|brother|sister|friend|"
@@ -614,7 +621,10 @@ _NAME_LINE = re.compile(
     r"(?m)(?<=\n)[ \t]*(" + _NAME_WORD + r"(?:[ \t]+(?:[A-Z]\.|(?:" + _SURNAME_PARTICLE + r"[ \t]+)?" + _NAME_WORD + r")){0,2})[ \t]*$"
 )
 _NAME_LINE_LOWER = re.compile(r"(?<=\n)[ \t]*([a-zà-ÿ]+(?:[ \t]+[a-zà-ÿ'’-]+)?)[ \t]*$")
-_HERE = re.compile(r"(?:^|(?<=[.!?,\n]\s)|(?<=it's\s)|(?<=its\s)|(?<=It's\s))(" + _NAME_WORD + r")\s+here" + _NA)
+_HERE = re.compile(
+    r"(?:^|(?<=[.!?,\n]\s)|(?<=[,!]\s\s)|(?<=it's\s)|(?<=its\s)|(?<=It's\s)|(?<=^[A-Za-z]{2}\s)|(?<=^[A-Za-z]{3}\s)|(?<=^[A-Za-z]{4}\s))"
+    r"(" + _NAME_WORD + r"(?:\s+" + _NAME_WORD + r")?)\s+here" + _NA
+)
 _CN_NAME_CUE = re.compile(r"(?:我叫|我是|姓名|名字是|名字叫|名叫|户名|本人|联系人|收件人)\s*[:：]?\s*")
 _CN_SURNAMES = set(
     "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范"
@@ -628,7 +638,13 @@ _CN_NAME_STOP = set("，。、,.!！?？；;：: \n的是在想要请我你他�
 _CN_TITLES = ("先生", "女士", "小姐", "太太", "老师", "经理")
 
 
+_INITIAL_SURNAME = re.compile(r"[A-Z]\.?\s+(?:[A-Z]\.?\s+)?" + _NAME_WORD)
+
+
 def _name_from(text: str, start: int, strong: bool) -> Optional[Span]:
+    initial = _INITIAL_SURNAME.match(text, start)  # "J Wilson", "J. R. Hartley"
+    if initial and strong and initial.group(0).split()[-1].lower() not in _NOT_NAMES:
+        return initial.span()
     match = _FULL_NAME.match(text, start)
     if not match:
         return None
@@ -637,8 +653,10 @@ def _name_from(text: str, start: int, strong: bool) -> Optional[Span]:
     capitalised = first[0].isupper()
     if first.lower() in _NOT_NAMES or len(first) < 2 or first.lower().endswith(("ing", "ly")) and not known:
         return None
+    if first.lower() in _COMMON_WORDS and not known:
+        return None
     if not (known or (capitalised and strong) or (capitalised and first[1:].islower() and not strong and _capitalised_ok(text, start))
-            or (strong and first.isalpha() and len(first) >= 3)):
+            or (strong and first.isalpha() and len(first) >= 3 and _lower_case_writer(text))):
         return None
     end = match.start("rest")
     # Surnames: capitalised words (or, in a lower-case message, words that are not ordinary words).
@@ -653,6 +671,12 @@ def _name_from(text: str, start: int, strong: bool) -> Optional[Span]:
             break
         end = match.start("rest") + part.end()
     return start, end
+
+
+def _lower_case_writer(text: str) -> bool:
+    """Whether the message is written in lower case (then a name may be too)."""
+    words = re.findall(r"[A-Za-z]+", text)
+    return sum(w[0].isupper() for w in words) <= max(1, len(words) // 10)
 
 
 def _capitalised_ok(text: str, start: int) -> bool:
@@ -684,8 +708,9 @@ def _names(text: str) -> Iterator[Span]:
     if lower_line and lower_line.group(1).split()[0] in _FIRST_NAMES:
         if not any(w in _NOT_NAMES or w in _COMMON_WORDS for w in lower_line.group(1).split()):
             yield lower_line.span(1)
-    for match in _HERE.finditer(text):
-        if match.group(1).lower() in _FIRST_NAMES:
+    for match in _HERE.finditer(text):  # "Becky Thompson here", "hi, Dominic here"
+        words = match.group(1).split()
+        if words[0].lower() in _FIRST_NAMES or (len(words) == 2 and not any(w.lower() in _NOT_NAMES for w in words)):
             yield match.span(1)
     for match in _CN_NAME_CUE.finditer(text):
         i = match.end()

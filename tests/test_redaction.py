@@ -28,14 +28,53 @@ from core.redaction import find_personal_data, iban_valid, luhn_valid, redact
         ("office (020) 7946 0018", "office [PHONE]"),
         ("US 555-123-4567 or +1 (555) 123 4567", "US [PHONE] or [PHONE]"),
         # account numbers and sort codes, named or just long
-        ("account number 12345678, sort code 12-34-56", "account number [ACCOUNT], sort code [ACCOUNT]"),
+        ("account number 12345678, sort code 12-34-56", "account number [ACCOUNT], sort code [SORT_CODE]"),
         ("acct # 987654", "acct # [ACCOUNT]"),
         ("my customer number is 00123456", "my customer number is [ACCOUNT]"),
-        ("payment reference 9876543210 failed", "payment reference [ACCOUNT] failed"),
-        ("a 16-digit number that fails Luhn 4111111111111112", "a 16-digit number that fails Luhn [ACCOUNT]"),
+        ("Account #: 112233445", "Account #: [ACCOUNT]"),
+        ("transfer from 23456789 to 87654321", "transfer from [ACCOUNT] to [ACCOUNT]"),
+        # sort codes without the words "sort code", and after them in any spacing
+        ("pay it to 40-47-84 71234567 please", "pay it to [SORT_CODE] [ACCOUNT] please"),
+        ("my details: 20-32-06 / 43218765", "my details: [SORT_CODE] / [ACCOUNT]"),
+        ("sortcode: 60 16 13", "sortcode: [SORT_CODE]"),
+        # a mistyped card is still a card when it is written like one
+        ("card 4532 0151 1283 0369 doesn't work", "card [CARD] doesn't work"),
+        ("a 16-digit number that fails Luhn 4111111111111112", "a 16-digit number that fails Luhn [CARD]"),
         # secrets customers sometimes type
         ("my pin is 4321", "my pin is [PIN]"),
         ("CVV: 123", "CVV: [PIN]"),
+        ("the security code on the back is 987", "the security code on the back is [PIN]"),
+        # names: cue phrases, greetings, signatures, family words
+        ("My name is John Smith and I need help", "My name is [NAME] and I need help"),
+        ("my name is mary o'neil", "my name is [NAME]"),
+        ("Hi, this is Tom Baker from accounts", "Hi, this is [NAME] from accounts"),
+        ("I'm Priya, my card is blocked", "I'm [NAME], my card is blocked"),
+        ("Hi Sarah, thanks for waiting.", "Hi [NAME], thanks for waiting."),
+        ("Please fix it. Thanks, James O'Brien", "Please fix it. Thanks, [NAME]"),
+        ("Kind regards,\nHelen Pemberton", "Kind regards,\n[NAME]"),
+        ("Dear Mr Okonkwo, your account is open.", "Dear Mr [NAME], your account is open."),
+        ("name on the card is Anna van der Berg", "name on the card is [NAME]"),
+        ("my wife Fatima has a joint account", "my wife [NAME] has a joint account"),
+        # addresses and postcodes: UK, US, EU
+        ("send it to 14 Acacia Avenue, Reading RG1 2AB.", "send it to [ADDRESS]."),
+        ("new address: Flat 3, 27 Cromwell Road, London SW7 2HR", "new address: [ADDRESS]"),
+        ("I live at 742 Evergreen Terrace, Springfield, IL 62704 now", "I live at [ADDRESS] now"),
+        ("Friedrichstraße 43, 10117 Berlin", "[ADDRESS]"),
+        ("Prinsengracht 263, 1016 GV Amsterdam", "[ADDRESS]"),
+        ("12 rue de Rivoli, 75004 Paris", "[ADDRESS]"),
+        ("Via Roma 10, 00184 Roma", "[ADDRESS]"),
+        ("postcode sw1a 1aa", "postcode [ADDRESS]"),
+        ("zip code 94107", "zip code [ADDRESS]"),
+        # dates of birth: only with birth context
+        ("my date of birth is 12/03/1985", "my date of birth is [DOB]"),
+        ("DOB: 3 March 1985", "DOB: [DOB]"),
+        ("I was born on March 3, 1985", "I was born on [DOB]"),
+        # passports and national ids
+        ("my passport number is 502135326", "my passport number is [PASSPORT]"),
+        ("NI number AB 12 34 56 C", "NI number [NATIONAL_ID]"),
+        ("my NI number is QQ123456C", "my NI number is [NATIONAL_ID]"),
+        ("SSN 123-45-6789", "SSN [NATIONAL_ID]"),
+        ("social security number 123456789", "social security number [NATIONAL_ID]"),
     ],
 )
 def test_personal_data_is_replaced_by_its_kind(text, expected):
@@ -49,6 +88,23 @@ def test_personal_data_is_replaced_by_its_kind(text, expected):
         "I sent $25000000 and 20000000 euros on 2023-01-05",
         "transfer of 1,500.00 GBP on 12/03/2023 at 14:30",
         "order 123456 was late",
+        "order 55782134 and invoice 20240315001",
+        "My order number is 410914823583 and it still hasn't arrived",
+        "payment reference 9876543210 failed",
+        "tracking 1Z999AA10123456784",
+        "Transaction ID: 4829301234 on 2024-03-15 at 14:05",
+        "card ending 4821 declined at 14:05 on 03/04/2024",
+        "the last 4 digits are 1234",
+        "I paid £1,250.00 on 15/03/2024, ref 88234411",
+        "the payment on 12-03-24 was wrong",
+        "I was charged 3 times £4.99 on Netflix",
+        "Version 12.3.4 crashes, error 40417",
+        "This is ridiculous, I want my money back",
+        "I'm Fed up with this",
+        "Hi there, my card doesn't work",
+        "Thanks again for the help",
+        "I'm in London until Monday",
+        "I have 2 cards and 1 account since 2019",
         "the limit is £5,000 a day and £500 in cash",
         "Our SWIFT code is NWBKGB2L",
         "Forward the text to 7726",
@@ -66,6 +122,34 @@ def test_redaction_is_idempotent_and_reports_what_it_found():
     assert redact(once) == once
     assert [p.kind for p in find_personal_data(text)] == ["CARD", "EMAIL", "PHONE", "IBAN"]
     assert find_personal_data(text)[0].text == "4111 1111 1111 1111"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("我的卡号是4539148803436467请冻结", "我的卡号是[CARD]请冻结"),
+        ("电话13812345678", "电话[PHONE]"),
+        ("邮箱zhang.san@example.com谢谢", "邮箱[EMAIL]谢谢"),
+        ("我叫李明，卡丢了", "我叫[NAME]，卡丢了"),
+        ("我是王小红，请帮我查一下", "我是[NAME]，请帮我查一下"),
+        ("我的地址是上海市徐汇区漕溪北路88号", "我的地址是[ADDRESS]"),
+        ("身份证11010519491231002X", "身份证[NATIONAL_ID]"),
+        ("我的生日是1990年5月6日", "我的生日是[DOB]"),
+        ("IBAN是DE89370400440532013000请退款", "IBAN是[IBAN]请退款"),
+        ("验证码482913", "验证码[PIN]"),
+        ("我叫John Smith，卡号4539148803436467", "我叫[NAME]，卡号[CARD]"),
+    ],
+)
+def test_personal_data_written_against_chinese_characters_is_found(text, expected):
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["订单号20240315123456还没到", "尾号1234的卡被拒了", "我3月15日转账500元还没到账", "快递单号1Z999AA10123456784", "我是新客户，怎么开户"],
+)
+def test_chinese_text_without_personal_data_is_left_alone(text):
+    assert redact(text) == text
 
 
 def test_checksums():

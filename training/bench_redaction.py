@@ -168,7 +168,7 @@ def table(title: str, scores: Dict[str, Dict[str, Any]]) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sample", type=Path, default=SAMPLE)
-    parser.add_argument("--errors", choices=["tuning", "holdout", "all"], help="also list every message a redactor got wrong in that part (new redactor)")
+    parser.add_argument("--errors", choices=["tuning", "holdout", "all", "handwritten"], help="also list every message a redactor got wrong in that part (new redactor)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--only-new", action="store_true", help="skip the old redactor")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per message (the median is kept)")
@@ -183,7 +183,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         "holdout": [i for i, r in enumerate(rows) if r.get("split") == "holdout"],
         "all": list(range(len(rows))),
         "Chinese (all splits)": [i for i, r in enumerate(rows) if r.get("lang") == "zh"],
+        "handwritten (holdout, not from templates)": [i for i, r in enumerate(rows) if r.get("source") == "handwritten"],
     }
+    parts = {name: idx for name, idx in parts.items() if idx}
     names = ["new"] if args.only_new else ["new", "current"]
     results = {n: run(importlib.import_module(REDACTORS[n]), rows, args.repeats) for n in names}
     print(f"Redaction on {args.sample.name}: {len(rows)} messages; recall = labelled spans hidden (>= 90 % of their "
@@ -194,7 +196,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         scores = {n: score(chosen, [results[n][i] for i in idx]) for n in names}
         report[part] = {n: {k: v for k, v in s.items() if k != "misses"} for n, s in scores.items()}
         print(table(part, scores) + "\n")
-        if args.errors and part == args.errors:
+        if args.errors and part.split(" ")[0] == args.errors:
             for miss in scores["new"]["misses"]:
                 print(f"- {miss['text']!r}\n    missed {miss['missed']}\n    extra  {miss['extra']}")
             print()
