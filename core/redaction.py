@@ -326,7 +326,7 @@ _ACCOUNT_CONTEXT = re.compile(
     r"(?:,?\s*(?:is\s+it|it'?s|i\s+think|maybe|should\s+be)\s*:?\s*)?"
     r"|(?:账号|帐号|账户|帐户|户号|卡号|客户号)\s*[:：是为]?\s*)$"
 )
-_ACCOUNT_NUMBER = re.compile(r"(?<![0-9])\d(?:[ -]?\d){5,16}(?![0-9])")
+_ACCOUNT_NUMBER = re.compile(r"(?<![0-9])\d(?:[ -]?\d){5,18}(?![0-9])")
 
 
 _MONEY_MOVED_TO = re.compile(r"(?i)(?<![A-Za-z])(?:to|from|into|onto)\s+(?:my\s+|the\s+|his\s+|her\s+)?(?:account\s+)?$")
@@ -525,10 +525,33 @@ def _extend_address(text: str, end: int, european: bool = False) -> int:
     return town.end() if town else end
 
 
+_ADDRESS_CUE = re.compile(
+    r"(?i)(?<![A-Za-z])(?:address|addr|addy|adres|adresse|direcci[oó]n|indirizzo|endereço|anschrift|live\s+at|moved\s+to|"
+    r"staying\s+at|send\s+(?:it|the\s+card|them)\s+to|post\s+it\s+to|deliver\s+(?:it\s+)?to)"
+    r"(?:\s+(?:is|was|now|:|-|=|ist|est|es|è|é))*\s*[:\-]?\s*"
+)
+# After an address cue: "Damrak 70, 1012 LM Amsterdam", "Rua Augusta 12": capitalised words and a number.
+_STREET_PLAIN = re.compile(r"(?:[A-ZÀ-Ý][A-Za-zÀ-ÿ'’.-]+\s+){1,3}\d{1,4}[A-Za-z]?" + _NA)
+
+
 def _addresses(text: str) -> Iterator[Span]:
+    lower_writer = None
     for pattern in (_STREET_EN, _STREET_FR, _STREET_EU):
         for match in pattern.finditer(text):
+            if pattern is _STREET_EN and not re.search(r"\d[A-Za-z]?,?\s+[A-Z]", match.group(0)):
+                # "24/7 line close": street words are ordinary words too; a street name is capitalised
+                # unless the whole message is in lower case.
+                lower_writer = _lower_case_writer(text) if lower_writer is None else lower_writer
+                tail = _ADDRESS_TAIL.match(text, match.end())
+                if not lower_writer and not (tail and re.search(r"[A-Za-z]", tail.group("code"))):
+                    continue  # lower case, but followed by a postcode: still an address
+            if pattern is _STREET_EN and match.start() > 0 and text[match.start() - 1] in "/-":
+                continue
             yield match.start(), _extend_address(text, match.end(), pattern is not _STREET_EN)
+    for cue in _ADDRESS_CUE.finditer(text):
+        street = _STREET_PLAIN.match(text, cue.end())
+        if street:
+            yield street.start(), _extend_address(text, street.end(), True)
     for match in _UK_POSTCODE_RE.finditer(text):
         yield match.span()
     for match in _POSTCODE_CUE.finditer(text):
@@ -615,7 +638,7 @@ _MEDIUM_CUE = re.compile(
     r"yours\s+faithfully|yours|thx|ta|love|morning|afternoon|evening|welcome|"
     + _TITLE + r"|my\s+(?:wife|husband|partner|son|daughter|mother|mum|mom|father|dad|brother|sister|friend|"
     r"grandmother|grandfather|gran|nan|grandad|colleague|boss|landlord|tenant|carer|aunt|uncle|niece|nephew|fiancée?)"
-    r"|(?:for|behalf\s+of)\s+(?:my\s+\w+\s*,?\s*)?)\s*[,:!.\-–]?\s*(?:\n\s*)?|(?:^|\n)\s*--?\s*)$"
+    r"|for\s+my\s+[a-z]+\s*,?|behalf\s+of(?:\s+my\s+[a-z]+\s*,?)?)\s*[,:!.\-–]?\s*(?:\n\s*)?|(?:^|\n)\s*--?\s*)$"
 )
 _NAME_LINE = re.compile(
     r"(?m)(?<=\n)[ \t]*(" + _NAME_WORD + r"(?:[ \t]+(?:[A-Z]\.|(?:" + _SURNAME_PARTICLE + r"[ \t]+)?" + _NAME_WORD + r")){0,2})[ \t]*$"
