@@ -6,8 +6,8 @@ signed in at the provider: it answers at once with a code for `person`),
 ``/token`` (client_secret_basic, single-use codes, PKCE S256 checked) and
 ``/jwks`` (the public half of an RS256 key made for this run). The test sets
 `person` (the claims of whoever signs in) and, to play a hostile or broken
-provider, `tamper` (claims overridden in the next ID tokens) or `foreign_key`
-(sign with a key that is not published).
+provider, `tamper` (claims overridden in the next ID tokens), `foreign_key`
+(sign with a key that is not published) or `hs256` (sign with HS256 and the client secret).
 
     with OidcStandIn(client_id="inbox", client_secret="s3cret") as provider:
         provider.person = {"sub": "42", "preferred_username": "robin"}
@@ -42,6 +42,7 @@ class OidcStandIn:
         self.person: Dict[str, Any] = {"sub": "1"}
         self.tamper: Dict[str, Any] = {}
         self.foreign_key = False
+        self.hs256 = False  # sign with HS256 and the client secret (an algorithm the inbox must not accept)
         self.codes: Dict[str, Dict[str, Any]] = {}
         self.authorize_requests: List[Dict[str, str]] = []
         self.token_requests: List[Dict[str, str]] = []
@@ -103,8 +104,11 @@ class OidcStandIn:
         now = int(time.time())
         claims = {"iss": self.issuer, "aud": self.client_id, "iat": now, "exp": now + 300, "nonce": grant["nonce"],
                   **grant["person"], **self.tamper}
-        key = self.other_key if self.foreign_key else self.key
-        id_token = jwt.encode({"alg": "RS256", "kid": "standin-1"}, claims, key).decode()
+        if self.hs256:
+            id_token = jwt.encode({"alg": "HS256"}, claims, self.client_secret).decode()
+        else:
+            key = self.other_key if self.foreign_key else self.key
+            id_token = jwt.encode({"alg": "RS256", "kid": "standin-1"}, claims, key).decode()
         return 200, {"access_token": secrets.token_urlsafe(16), "token_type": "Bearer", "expires_in": 300, "id_token": id_token}
 
     def _handler(self):

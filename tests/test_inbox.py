@@ -328,25 +328,27 @@ def test_oidc_sign_in_uses_pkce_state_and_nonce_and_opens_a_session(oidc_served,
 
 
 @pytest.mark.parametrize(
-    "person, tamper, foreign_key, state, reason",
+    "person, tamper, foreign_key, state, reason",  # foreign_key: True (unpublished key) or "hs256"
     [
         ({"sub": "u-9", "preferred_username": "stranger@example.com"}, {}, False, None, "no enabled inbox account"),
         ({"sub": "u-8", "preferred_username": "gone@example.com"}, {}, False, None, "no enabled inbox account"),
         ({"sub": "u-17", "preferred_username": "robin@example.com"}, {}, True, None, "ID token"),
+        ({"sub": "u-17", "preferred_username": "robin@example.com"}, {}, "hs256", None, "ID token was refused"),
         ({"sub": "u-17", "preferred_username": "robin@example.com"}, {"aud": "another-app"}, False, None, "aud"),
         ({"sub": "u-17", "preferred_username": "robin@example.com"}, {"iss": "https://evil.example"}, False, None, "iss"),
         ({"sub": "u-17", "preferred_username": "robin@example.com"}, {"exp": 1_000_000}, False, None, "expired"),
         ({"sub": "u-17", "preferred_username": "robin@example.com"}, {"nonce": "replayed"}, False, None, "nonce"),
         ({"sub": "u-17", "preferred_username": "robin@example.com"}, {}, False, "forged-state", "state mismatch"),
     ],
-    ids=["unknown-account", "disabled-account", "unpublished-key", "wrong-aud", "wrong-iss", "expired", "wrong-nonce", "wrong-state"],
+    ids=["unknown-account", "disabled-account", "unpublished-key", "hs256-with-client-secret", "wrong-aud", "wrong-iss", "expired", "wrong-nonce", "wrong-state"],
 )
 def test_oidc_answers_that_do_not_check_out_open_no_session(oidc_served, provider, engine, person, tamper, foreign_key, state, reason):
-    provider.person, provider.tamper, provider.foreign_key = person, tamper, foreign_key
+    provider.person, provider.tamper = person, tamper
+    provider.foreign_key, provider.hs256 = foreign_key is True, foreign_key == "hs256"
     try:
         status, headers, client = oidc_sign_in(oidc_served, state)
     finally:
-        provider.tamper, provider.foreign_key = {}, False
+        provider.tamper, provider.foreign_key, provider.hs256 = {}, False, False
     assert status == 303 and "signin_error=" in headers["Location"]
     assert reason in urllib.parse.unquote_plus(headers["Location"])
     assert client.cookie is None
