@@ -1,73 +1,102 @@
-"""Redaction measured on a labelled sample (tests/fixtures/redaction_labelled.jsonl).
+"""Redaction measured on the labelled sample tests/fixtures/redaction_v2.jsonl.
 
-The sample has a ``tuning`` part (written first; the detector was fixed
-where it failed) and a ``holdout`` part (written after the fixes, never
-used to change anything). Floors below are a little under today's figures
-(docs/security.md), so that a change that loses recall or precision fails
-here. Cards and IBANs are never allowed to slip through.
+The sample is written by `training/make_redaction_sample.py` (seeded) from
+templates split into ``tuning`` and ``holdout`` templates, plus two batches of
+hand-written messages (holdout). Figures and how they were reached are in
+docs/benchmarks.md ("Redaction"). The floors below are a little under the
+holdout figures, so that a change that loses recall or precision, or starts
+eating order numbers, fails here. This replaces the floors on the older
+270-message sample (tests/fixtures/redaction_labelled.jsonl, removed), which
+was labelled for the old policy (references and any 8+ digit run were
+personal; names, postcodes and dates of birth were not).
 """
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 
-from core.redaction import evaluate, format_report, redact
+from core import redaction
+from core.redaction import KINDS, redact
 from core.settings import PROJECT_ROOT
+from training import bench_redaction
+from training import make_redaction_sample as make_sample
 
-SAMPLE = PROJECT_ROOT / "tests" / "fixtures" / "redaction_labelled.jsonl"
+SAMPLE = PROJECT_ROOT / "tests" / "fixtures" / "redaction_v2.jsonl"
+
+# Recall floors on the holdout part (targets: 0.98 for the numbers, 0.95 for names, addresses, DOBs).
+RECALL_FLOORS = {
+    "CARD": 0.98, "IBAN": 0.98, "ACCOUNT": 0.98, "SORT_CODE": 0.98, "EMAIL": 0.98, "PHONE": 0.98,
+    "NAME": 0.94, "ADDRESS": 0.95, "DOB": 0.95, "PASSPORT": 0.93, "NATIONAL_ID": 0.97, "PIN": 0.97,
+}
 
 
 @pytest.fixture(scope="module")
 def rows():
-    return [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return bench_redaction.load(SAMPLE)
 
 
-def test_the_sample_is_well_formed(rows):
-    assert 150 <= len(rows) <= 400
+@pytest.fixture(scope="module")
+def holdout(rows):
+    chosen = [r for r in rows if r["split"] == "holdout"]
+    return bench_redaction.score(chosen, bench_redaction.run(redaction, chosen, repeats=3))
+
+
+def test_the_sample_is_what_the_issue_asks_for(rows):
+    assert len(rows) >= 1000
     assert {r["split"] for r in rows} == {"tuning", "holdout"}
-    kinds = {s["kind"] for r in rows for s in r["spans"]}
-    assert kinds == {"CARD", "IBAN", "EMAIL", "PHONE", "ACCOUNT", "PIN"}
-    assert sum(1 for r in rows if not r["spans"]) >= 60, "plenty of negatives: orders, dates, amounts, postcodes"
+    per_kind = Counter(kind for r in rows for _, _, kind in r["spans"])
+    assert set(per_kind) == set(KINDS)
+    assert min(per_kind.values()) >= 80, per_kind
+    assert sum(1 for r in rows if not r["spans"]) >= 300, "messages without personal data but with tricky numbers"
+    assert sum(1 for r in rows if r["lang"] == "zh") >= 100
     for row in rows:
-        for span in row["spans"]:
-            assert row["text"][span["start"]:span["end"]] == span["text"]
+        for start, end, kind in row["spans"]:
+            assert 0 <= start < end <= len(row["text"]) and row["text"][start:end].strip() == row["text"][start:end], row
 
 
-def test_redaction_clears_the_floors_on_the_whole_sample(rows):
-    result = evaluate(rows)
-    print(format_report(result))
-    assert result["overall"]["f1"] >= 0.95
-    assert result["exact"]["f1"] >= 0.95
-    assert result["any_kind"]["recall"] >= 0.97
-    assert result["any_kind"]["precision"] >= 0.95
-    for kind in ("CARD", "IBAN"):
-        assert result["per_kind"][kind]["recall"] == 1.0, kind
-    for kind, scores in result["per_kind"].items():
-        assert scores["precision"] >= 0.85 and scores["recall"] >= 0.9, (kind, scores)
+@pytest.mark.skipif(not make_sample.BANKING77.exists(), reason="the BANKING77 questions the sample embeds are not on this machine")
+def test_the_sample_is_reproducible(tmp_path):
+    out = tmp_path / "sample.jsonl"
+    subprocess.run([sys.executable, "-m", "training.make_redaction_sample", "--out", str(out)],
+                   cwd=PROJECT_ROOT, check=True, capture_output=True)
+    assert out.read_text(encoding="utf-8") == SAMPLE.read_text(encoding="utf-8")
 
 
-def test_redaction_clears_a_floor_on_texts_it_was_not_tuned_on(rows):
-    result = evaluate([r for r in rows if r["split"] == "holdout"])
-    assert result["any_kind"]["recall"] >= 0.88
-    assert result["any_kind"]["precision"] >= 0.9
-    assert result["per_kind"]["CARD"]["recall"] == 1.0
+def test_recall_on_the_holdout_clears_the_floors(holdout):
+    for kind, floor in RECALL_FLOORS.items():
+        k = holdout["per_kind"][kind]
+        assert k["hit"] / k["labelled"] >= floor, (kind, k)
 
 
-def test_no_labelled_piece_survives_in_the_redacted_text_of_cards_and_ibans(rows):
+def test_precision_by_masked_character_and_clean_messages(holdout):
+    total = holdout["total"]
+    assert total["masked_ok"] / total["masked"] >= 0.97
+    assert holdout["clean_changed"] / holdout["clean"] <= 0.01
+
+
+def test_redaction_is_fast_enough(holdout):
+    # Target 2 ms p99 on one core (docs/benchmarks.md measures ~0.5 ms); loose here, the machine is shared.
+    assert holdout["p99_ms"] <= 5.0
+
+
+def test_no_card_or_iban_survives_anywhere_in_the_sample(rows):
     for row in rows:
         redacted = redact(row["text"])
-        for span in row["spans"]:
-            if span["kind"] in ("CARD", "IBAN"):
-                assert span["text"] not in redacted, row["text"]
+        for start, end, kind in row["spans"]:
+            if kind in ("CARD", "IBAN"):
+                assert row["text"][start:end] not in redacted, row["text"]
 
 
-def test_the_command_prints_the_table():
+def test_the_benchmark_prints_both_redactors_side_by_side():
     out = subprocess.run(
-        [sys.executable, "-m", "core.redaction", "--evaluate", str(SAMPLE), "--split", "holdout"],
+        [sys.executable, "-m", "training.bench_redaction", "--sample", str(SAMPLE), "--repeats", "1"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
     ).stdout
-    assert "| kind | labelled | found | correct | precision | recall | F1 |" in out
-    assert "## holdout" in out and "| CARD |" in out
+    assert "| kind | labelled | new found | new recall | new precision | current found | current recall | current precision |" in out
+    for part in ("### tuning", "### holdout", "### all", "### Chinese"):
+        assert part in out
+    assert "| NAME |" in out and "clean messages changed" in out
