@@ -108,7 +108,7 @@ PLANTED = [
     "SLACK_TOKEN=" + "xox" + "b-1234567890-0987654321-AbCdEfGhIjKlMnOpQrStUvWx",
     "token: 1234567890" + ":AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1",
     "url = 'postgresql://assistant" + ":S3cr3tPassw0rd@db.internal:5432/assistant'",
-    'INBOX_PASSWORD = "c0rrect' + '-h0rse-battery"',
+    'INBOX_OIDC_CLIENT_SECRET = "c0rrect' + '-h0rse-battery"',
     "api_key: 9f8e7d6c5b4a" + "39281706f5e4d3c2b1a0",
     "-----BEGIN RSA " + "PRIVATE KEY-----",
     "aws = AKIA" + "IOSFODNN7ABCDEFG",
@@ -123,7 +123,7 @@ def test_the_scanner_finds_secrets(line):
 @pytest.mark.parametrize(
     "line",
     [
-        'password=secret(credentials, "password", "INBOX_PASSWORD"),',
+        'client_secret=secret(credentials, "client_secret", "INBOX_OIDC_CLIENT_SECRET"),',
         '"SLACK_TOKEN": "xoxb-test-token",',
         "ASSISTANT_DATABASE_URL=postgresql://user@host/db",
         "token = os.environ.get('RASA_API_TOKEN')",
