@@ -840,6 +840,36 @@ def redact_value(value: Any, max_depth: int = 8) -> Any:
     return value
 
 
+_SELF_INTRODUCTION_BEFORE = re.compile(r"(?i)(?:this\s+is|i'?m|i\s+am|my\s+name\s+is|my\s+name'?s|it'?s|[-–]+)\s*$")
+
+
+def redact_agent_reply(text: str, agent_name: str = "") -> str:
+    """An agent's message redacted, except the agent's own name.
+
+    An agent introduces themselves ("Robin here", "this is Robin", "I'm Robin
+    from Northwind", a "- Robin" sign-off) or signs with the name of their
+    staff account: that name is the agent's, not the customer's, and stays.
+    Everything else is redacted as in a customer's message ("Hi Sarah" ->
+    "Hi [NAME]").
+    """
+    if not text:
+        return text
+    own = {word.lower() for word in re.findall(r"[^\W\d_]+", agent_name or "")}
+    pieces, cursor = [], 0
+    for item in find_personal_data(text):
+        if item.kind == NAME:
+            words = {word.lower() for word in re.findall(r"[^\W\d_]+", item.text)}
+            introduced = _SELF_INTRODUCTION_BEFORE.search(text[max(0, item.start - 20):item.start]) or \
+                re.match(r"\s+here(?![A-Za-z])", text[item.end:])
+            if introduced or (own and words <= own):
+                continue
+        pieces.append(text[cursor:item.start])
+        pieces.append(f"[{item.kind}]")
+        cursor = item.end
+    pieces.append(text[cursor:])
+    return "".join(pieces)
+
+
 # Metadata keys the channels themselves set (identities, routing): never personal data typed by
 # anyone, and needed exactly as they are. Every other metadata string is redacted.
 CHANNEL_METADATA_KEYS = frozenset({

@@ -91,6 +91,17 @@ def test_an_agents_reply_is_stored_and_sent_redacted():
     assert delivered[0].text == "Hi [NAME], your card [CARD] is blocked; order 55782134 is fine"
 
 
+def test_an_agents_own_name_stays_in_their_reply():
+    from core.redaction import redact_agent_reply
+
+    assert redact_agent_reply("Robin here, how can I help?", "agent-7") == "Robin here, how can I help?"
+    assert redact_agent_reply("Hello again, Alex here.") == "Hello again, Alex here."
+    assert redact_agent_reply("Hi Sarah, this is Tom from Northwind") == "Hi [NAME], this is Tom from Northwind"
+    assert redact_agent_reply("Thanks Sarah.\n- Ann Lee", "Ann Lee") == "Thanks [NAME].\n- Ann Lee"
+    assert redact_agent_reply("Thanks, Ann Lee", "Ann Lee") == "Thanks, Ann Lee"
+    assert redact_agent_reply("Your phone 07912 345678 is updated") == "Your phone [PHONE] is updated"
+
+
 def test_redact_message_without_a_domain_takes_intent_shaped_names_only():
     assert redact_message("/greet") == "/greet"
     assert redact_message("/07912345678") == "/[PHONE]"

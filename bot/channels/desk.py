@@ -57,7 +57,7 @@ from core.db import DatabaseUnavailableError
 from core.logs import conversation
 from core.ratelimit import RATE_LIMITED_TEXT, limiter_from_settings
 from core.serving import model_executor, prefetch
-from core.redaction import redact, redact_message, redact_metadata
+from core.redaction import redact, redact_agent_reply, redact_message, redact_metadata
 from core.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -632,7 +632,7 @@ class HandoffDesk:
         if handoff.status == WAITING or handoff.agent != agent_name:
             await self.take(conversation_id, agent_name)
         if self.settings.redact_messages:  # stored, shown in the inbox and sent: all the same, redacted text
-            text = redact(text)
+            text = redact_agent_reply(text, agent_name)
         return await self._deliver(conversation_id, [BotUttered(text, metadata={"agent": agent_name})])
 
     async def hand_back(self, conversation_id: str, agent_name: str) -> Handoff:
