@@ -148,6 +148,7 @@ def test_only_the_rasa_pods_reach_the_action_server():
     [rule] = policy["spec"]["ingress"]
     assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "rasa", "app.kubernetes.io/instance": "northwind"}}}]
     assert rule["ports"] == [{"protocol": "TCP", "port": actions["applicationSettings"]["port"]}]
+    assert not (load("values.yaml").get("networkPolicy") or {}).get("enabled")  # the chart's own stays off
 
 
 def test_the_images_run_in_production_mode_and_the_rasa_image_leaves_the_api_off():
@@ -155,6 +156,7 @@ def test_the_images_run_in_production_mode_and_the_rasa_image_leaves_the_api_off
     actions_image = (DEPLOY / "Dockerfile.actions").read_text(encoding="utf-8")
     for text in (rasa_image, actions_image):
         assert re.search(r"^\s+ASSISTANT_ENV=production", text, flags=re.MULTILINE)
+        assert re.search(r"^\s+ASSISTANT_BIND_HOST=0\.0\.0\.0", text, flags=re.MULTILINE)
     cmd = re.search(r"^CMD (\[.*?\])$", rasa_image, flags=re.MULTILINE | re.DOTALL).group(1)
     assert "--enable-api" not in cmd
     assert 'ENTRYPOINT ["python", "-m", "bot.action_server"]' in actions_image

@@ -124,7 +124,7 @@ def test_the_redis_bucket_is_atomic_shared_and_refills():
         context.__exit__(None, None, None)
 
 
-def test_the_redis_bucket_falls_back_to_this_process_when_redis_is_down():
+def test_the_redis_bucket_falls_back_to_this_process_when_redis_is_down(caplog):
     from redis import asyncio as aioredis
 
     from core.ratelimit import SharedRateLimiter
@@ -139,3 +139,58 @@ def test_the_redis_bucket_falls_back_to_this_process_when_redis_is_down():
     started = time.monotonic()
     waits = asyncio.run(run())
     assert waits[:2] == [0.0, 0.0] and waits[2] > 0 and time.monotonic() - started < 10
+    warnings = [r for r in caplog.records if "Redis unavailable" in r.getMessage()]
+    assert len(warnings) == 1  # said once, not per request
+
+
+def test_the_token_bridge_refuses_to_start_on_another_sanic(monkeypatch):
+    from types import SimpleNamespace
+
+    import sanic
+
+    from bot.channels import api_guard
+
+    monkeypatch.setattr(sanic, "__version__", "22.12.0")
+    app = SimpleNamespace(ctx=SimpleNamespace(), register_middleware=lambda *a: None)
+    with pytest.raises(RuntimeError, match="Sanic 22.12.0"):
+        api_guard.install(app)
+
+
+def test_the_shipped_endpoints_file_names_the_action_secret():
+    from core.settings import PROJECT_ROOT
+
+    text = (PROJECT_ROOT / "bot" / "endpoints.yml").read_text()
+    assert yaml.safe_load(text)["action_endpoint"]["headers"] == {"X-Action-Secret": "${ACTION_SERVER_SECRET}"}
+
+
+def test_socket_events_over_the_address_limit_are_dropped_and_told_once():
+    from types import SimpleNamespace
+
+    from bot.channels import ingress
+    from core.settings import Settings
+
+    handled, emitted = [], []
+
+    async def user_uttered(sid, data):
+        handled.append(data)
+
+    async def emit(event, data, room=None):
+        emitted.append((event, data, room))
+
+    request = SimpleNamespace(ip="10.0.0.9")
+    sio = SimpleNamespace(handlers={"/": {"user_uttered": user_uttered, "connect": user_uttered}}, emit=emit,
+                          get_environ=lambda sid: {"sanic.request": request, "HTTP_X_FORWARDED_FOR": "6.6.6.6, 203.0.113.9"})
+    app = SimpleNamespace(ctx=SimpleNamespace(ingress_limits=ingress.IngressLimits(
+        Settings(ingress_per_address_per_minute=6, ingress_per_address_burst=3, ingress_proxy_hops=1))))
+    ingress.guard_socketio(app, sio)
+    assert sio.handlers["/"]["connect"] is user_uttered  # connect and disconnect are not wrapped
+
+    async def flood():
+        for i in range(8):
+            await sio.handlers["/"]["user_uttered"]("sid1", {"message": str(i)})
+
+    asyncio.run(flood())
+    assert [d["message"] for d in handled] == ["0", "1", "2"]  # the burst, then dropped
+    assert len(emitted) == 1 and emitted[0][0] == "bot_uttered" and emitted[0][2] == "sid1"
+    assert emitted[0][1]["notice"] == "rate_limited" and emitted[0][1]["retry_after"] >= 1
+    assert app.ctx.ingress_limits.by_address.limiter._buckets.keys() == {"203.0.113.9"}  # the trusted proxy's entry

@@ -261,6 +261,13 @@ def test_the_launcher_refuses_production_with_a_weak_secret(tmp_path, weak):
     assert result.returncode == 78 and "weak" in result.stderr and weak in result.stderr, result.stderr[-2000:]
 
 
+def test_the_launcher_refuses_an_unknown_mode(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), ASSISTANT_ENV="prod")
+    result = subprocess.run([sys.executable, "-m", "bot.serve"], cwd=PROJECT_ROOT, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 78 and "ASSISTANT_ENV must be one of local, demo, production" in result.stderr
+
+
 def test_the_launcher_refuses_an_api_without_a_token(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), ASSISTANT_ENV="local")
     env.pop("RASA_API_TOKEN", None)
@@ -278,7 +285,7 @@ def test_rasa_run_started_directly_refuses_production_without_a_secret(tmp_path,
          "--credentials", str(PROJECT_ROOT / "bot" / "credentials.yml"), "--endpoints", str(PROJECT_ROOT / "bot" / "endpoints.yml")],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
-    assert result.returncode != 0
+    assert result.returncode == 78, (result.returncode, result.stderr[-2000:])
     assert "the Rasa server refuses to start in production mode" in result.stderr + result.stdout
     assert "RASA_API_TOKEN is not set" in result.stderr + result.stdout
 
