@@ -627,12 +627,12 @@ _FULL_NAME = re.compile(
 # Strong cues: whatever word follows is a name. Medium cues: a name only when the word is
 # capitalised and not an ordinary word, or is a known first name.
 _STRONG_CUE = re.compile(
-    r"(?i)(?<![A-Za-z])(?:my\s+name\s+is|my\s+name'?s|name\s+is|name\s*[,:\-–]|name|names?\s+on\s+the\s+(?:card|account)\s+(?:is|are|:)?|"
+    r"(?i)(?<![A-Za-z])(?:my\s+name\s+is|my\s+name'?s|name\s+is|name\s*[:\-–]|names?\s+on\s+the\s+(?:card|account)\s+(?:is|are|:)?|"
     r"account\s+holder(?:\s+is|\s*:)?|holder\s*:|i\s+am\s+called|call\s+me|signed|full\s+name\s*(?:is|:)?|"
     r"(?:payee|recipient|beneficiary)(?:'?s)?(?:\s+(?:name|details))?\s*(?:is|:)|in\s+the\s+name\s+of|account\s+name\s*(?:is|:)?)\s*$"
 )
 _MEDIUM_CUE = re.compile(
-    r"(?i)(?:(?<![A-Za-z])(?:this\s+is|it'?s|i'?m|i\s+am|im|hi|hello|hey|dear|thanks|thank\s+you|many\s+thanks|cheers|"
+    r"(?i)(?:(?<![A-Za-z])(?:this\s+is|it'?s|i'?m|i\s+am|im|hi|hello|hey|dear|name\s*,?|thanks|thank\s+you|many\s+thanks|cheers|"
     r"(?:hi|hello|hey)\s+there|thanks\s+so\s+much|thank\s+you\s+so\s+much|good\s+(?:morning|afternoon|evening)|"
     r"sorry|regards|kind\s+regards|best\s+regards|best\s+wishes|warm\s+regards|best|sincerely|yours\s+sincerely|"
     r"yours\s+faithfully|yours|thx|ta|love|morning|afternoon|evening|welcome|"
