@@ -1,4 +1,9 @@
-"""Per-sender rate limits: a token bucket for each conversation id.
+"""Rate limits: token buckets, in this process (`RateLimiter`) or shared through Redis (`SharedRateLimiter`).
+
+`RateLimiter` is the per-customer limit of the handoff desk (one bucket per
+verified, channel-namespaced conversation id); `SharedRateLimiter` holds the
+ingress limits per client address and per credential (bot/channels/ingress.py)
+in Redis, so every replica counts against the same buckets.
 
 Each sender has a bucket of ``burst`` tokens that refills at ``per_minute``
 tokens a minute; a message takes one token. A person typing never notices
@@ -10,9 +15,9 @@ A refused message is not dropped silently: the handoff desk answers it with
 `RATE_LIMITED_TEXT` (REST: HTTP 429 with ``Retry-After``), telling the
 customer that it was not read and to send it again.
 
-The limiter lives in one process's memory (the Rasa server runs one); with
-several Rasa servers behind a balancer, each enforces its own limit, so route
-a conversation to one server (sticky sessions) or divide the limits.
+`RateLimiter` lives in one process's memory (the Rasa server runs one); with
+several Rasa servers behind a balancer, each enforces its own per-customer
+limit, while the limits at the door are shared.
 Memory stays bounded: at most ``max_senders`` buckets, the least recently
 seen dropped first (a dropped bucket was full or nearly so).
 """
