@@ -189,6 +189,16 @@ def test_the_worker_waits_until_the_rasa_server_saved_the_turn_that_asked(stores
     assert Worker(name="w").run_once(now=time.time() + 3600) == [{"id": request_id, "status": "done"}]
 
 
+def test_a_conversation_already_erased_by_an_attempt_that_died_is_not_waited_for(stores, monkeypatch):
+    monkeypatch.setattr(worker, "SAVE_WAIT_SECONDS", 600.0)
+    engine = stores["engine"]
+    request_id, _ = requests.record_request(engine, CUSTOMER, via=WEB)
+    requests.claim_next(engine, "died-in-the-middle", lease=1)
+    erase.erase_tracker([WEB, SLACK])  # what it did before it died
+    assert Worker(name="w").run_once(now=time.time() + 2) == [{"id": request_id, "status": "done"}]
+    assert not any(rows_of(stores, [CUSTOMER, WEB, SLACK]).values())
+
+
 def test_a_store_that_is_down_is_retried_with_backoff_and_the_worker_keeps_running(stores, monkeypatch):
     engine = stores["engine"]
     request_id, _ = requests.record_request(engine, CUSTOMER)

@@ -70,15 +70,21 @@ def _has_events_table(engine: Engine) -> bool:
 
 
 def turn_saved(engine: Optional[Engine], conversation_id: str, since: float) -> bool:
-    """Whether the Rasa server saved the turn of `conversation_id` that ran at `since` (an action_listen after it)."""
+    """Whether the Rasa server saved the turn of `conversation_id` that ran at `since` (an action_listen after it).
+
+    A conversation with no rows at all counts as saved: the customer had
+    asked and confirmed in earlier turns, so it was erased already (by an
+    attempt that did not finish).
+    """
     if engine is None or not _has_events_table(engine):
         return False
     with engine.connect() as conn:
-        return bool(conn.execute(
-            sa.select(sa.func.count()).select_from(EVENTS).where(
-                EVENTS.c.sender_id == conversation_id, EVENTS.c.action_name == "action_listen", EVENTS.c.timestamp >= since,
-            )
-        ).scalar())
+        stored, listened = conn.execute(
+            sa.select(sa.func.count(), sa.func.count(sa.case(
+                (sa.and_(EVENTS.c.action_name == "action_listen", EVENTS.c.timestamp >= since), 1)))).where(
+                EVENTS.c.sender_id == conversation_id)
+        ).one()
+    return stored == 0 or listened > 0
 
 
 def erase_tracker(conversations: Sequence[str], engine: Optional[Engine] = None) -> int:

@@ -153,6 +153,7 @@ class Worker:
         engine = self.engine()
         now = time.time() if now is None else now
         customer, via = request["customer_id"], request.get("requested_via")
+        logger.info("erasure request %s claimed by %s (attempt %s)", request["id"], self.name, request["attempts"])
         if via and now < request["requested_at"] + SAVE_WAIT_SECONDS and not erase.turn_saved(erase.tracker_engine(), via, request["requested_at"]):
             return requests.retry_later(engine, request["id"], "waiting for the Rasa server to save the conversation that asked",
                                         worker=self.name)
@@ -163,6 +164,7 @@ class Worker:
         clean = False
         for _ in range(MAX_PASSES):
             removed = erase.erase_identity(engine, customer, conversations)
+            logger.info("erasure request %s: pass removed %s", request["id"], json.dumps(removed, sort_keys=True))
             for key, value in removed.items():
                 total[key] = total.get(key, 0) + value
             requests.extend_lease(engine, request["id"], self.name, self.lease)
