@@ -18,12 +18,16 @@ Hits are re-ranked by the customers' ratings (`retrieval.feedback`), read
 from the database before every batch of messages. The index is the folder
 written by ``python -m training.build_index`` (default: the ``index_dir``
 setting); it is loaded when the model is loaded and is not part of the model
-archive, so rebuilding the index needs no retraining, only a restart.
+archive, so rebuilding the index needs no retraining. A newer save of the
+folder (a rebuild, or entries removed when a customer is erased) is loaded
+in place of the one in memory within ``RELOAD_CHECK_SECONDS``.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Text
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Text, Union
 
 from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
@@ -35,7 +39,7 @@ from rasa.shared.nlu.training_data.message import Message
 
 from core import metrics
 from retrieval.feedback import AnswerFeedback
-from retrieval.index import AnswerIndex, IndexConfigError, IndexNotFoundError
+from retrieval.index import MANIFEST, AnswerIndex, IndexConfigError, IndexNotFoundError
 from retrieval.rerank import group_by_answer
 
 logger = logging.getLogger(__name__)
@@ -80,11 +84,46 @@ class AnswerRetriever(GraphComponent):
             "database_url": None,
         }
 
+    # How often (seconds) the index folder is checked for a newer save (entries removed by an
+    # erasure, or a rebuild), which is then loaded in place of the one in memory.
+    RELOAD_CHECK_SECONDS = 10.0
+
     def __init__(self, config: Dict[Text, Any], index: AnswerIndex, feedback: AnswerFeedback) -> None:
         """Use `create`; this wires an already loaded index and feedback store."""
         self.component_config = config
         self.index = index
         self.feedback = feedback
+        self._folder: Optional[Path] = None
+        self._stamp: Optional[int] = None
+        self._next_check = 0.0
+
+    def _watch(self, folder: Union[str, Path]) -> None:
+        """Reload the index when `folder` is saved again (see `RELOAD_CHECK_SECONDS`)."""
+        self._folder = Path(folder)
+        self._stamp = self._manifest_stamp()
+        self._next_check = time.monotonic() + self.RELOAD_CHECK_SECONDS
+
+    def _manifest_stamp(self) -> Optional[int]:
+        try:
+            return (self._folder / MANIFEST).stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def _reload_if_saved_again(self) -> None:
+        now = time.monotonic()
+        if self._folder is None or now < self._next_check:
+            return
+        self._next_check = now + self.RELOAD_CHECK_SECONDS
+        stamp = self._manifest_stamp()
+        if stamp is None or stamp == self._stamp:
+            return
+        try:
+            fresh = AnswerIndex.load(self._folder, encoder=self.index.encoder)  # the encoder already loaded
+        except Exception:  # a half-written or broken folder: keep answering from the index in memory
+            logger.exception("answer index %s changed but could not be loaded; keeping the one in memory", self._folder)
+            return
+        self.index, self._stamp = fresh, stamp
+        logger.info("answer index reloaded from %s: %d past answers", self._folder, len(fresh))
 
     @classmethod
     def create(
@@ -129,7 +168,9 @@ class AnswerRetriever(GraphComponent):
 
         index.encode(["warm up the compiled pass"])  # compile now, not on the first customer's message
         register_prefetch(("retrieval", resource.name), index.encode)  # the desk embeds each message ahead
-        return cls(config, index, feedback)
+        retriever = cls(config, index, feedback)
+        retriever._watch(index_dir)
+        return retriever
 
     @staticmethod
     def required_packages() -> List[Text]:
@@ -144,6 +185,7 @@ class AnswerRetriever(GraphComponent):
         todo = [i for i, text in enumerate(texts) if text.strip() and not text.lstrip().startswith("/")]
         if not todo:
             return messages
+        self._reload_if_saved_again()
         self.feedback.refresh()
         vectors = self.index.encode([texts[i] for i in todo])
         config = self.component_config

@@ -162,3 +162,18 @@ def test_the_default_recipe_runs_it_after_the_intent_classifier_and_before_the_f
     assert retriever.uses is AnswerRetriever and retriever.config["k"] == 3
     assert retriever.needs["messages"] == "run_KeywordIntentClassifier1"
     assert graph["run_FallbackClassifier3"].needs["messages"] == "run_retrieval.AnswerRetriever2"
+
+
+def test_a_serving_retriever_drops_entries_removed_from_the_saved_index(tmp_path, monkeypatch):
+    folder = tmp_path / "index"
+    AnswerIndex.build(HISTORY).save(folder)
+    retriever = make_retriever(tmp_path, index_dir=str(folder), k=3)
+    assert "dispute" in [h["id"] for h in parse(retriever, "how can I dispute a card charge")["retrieval"]["hits"]]
+
+    saved = AnswerIndex.load(folder)  # what an erasure does (bot/privacy/erase.py): remove, save
+    saved.remove(["dispute"])
+    saved.save(folder)
+    monkeypatch.setattr(retriever, "_next_check", 0.0)  # the periodic check is due
+
+    assert "dispute" not in [h["id"] for h in parse(retriever, "how can I dispute a card charge")["retrieval"]["hits"]]
+    assert len(retriever.index) == len(HISTORY) - 1
