@@ -179,3 +179,29 @@ def test_any_valid_card_number_never_survives(digits, separator, before, after):
 
     assert not any(ch.isdigit() for ch in redacted), redacted
     assert redacted.startswith(before) and redacted.endswith(after)
+
+
+_CJK_TEXT = st.text(alphabet="我的卡号是请冻结电话邮箱谢谢转账还没到帐户", min_size=0, max_size=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    digits=st.text(alphabet="0123456789", min_size=12, max_size=18).filter(lambda d: d[0] not in "0"),
+    before=_CJK_TEXT,
+    after=_CJK_TEXT,
+)
+def test_a_card_written_against_chinese_characters_never_survives(digits, before, after):
+    card = _luhn_complete(digits)
+    redacted = redact(before + card + after)
+    assert card not in redacted and redacted == before + "[CARD]" + after, redacted
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    number=st.text(alphabet="0123456789", min_size=6, max_size=14),
+    cue=st.sampled_from(["order ", "Order #", "tracking number ", "invoice ", "transaction ID ", "ref ", "case ", "订单号", "交易编号"]),
+    after=st.sampled_from(["", " was late", " hasn't arrived", "还没到", ", any update?"]),
+)
+def test_order_and_reference_numbers_stay_readable(number, cue, after):
+    text = cue + number + after
+    assert redact(text) == text
