@@ -2,8 +2,12 @@
 
 `redact(text)` replaces each piece of personal data by a placeholder naming its
 kind; `find_personal_data(text)` returns where each piece is, for reports
-and measurement; `redact_value(value)` redacts every string inside a JSON-like
-value (message metadata). Kinds, in the order they are looked for (an earlier
+and measurement. For the handoff desk: `redact_message` (a customer's
+message, button-payload-shaped text included), `redact_metadata` (message
+metadata but the channels' own keys), `redact_agent_reply` (an agent's
+message, keeping the agent's own name); `redact_value` redacts every string
+in a JSON-like value. Measured by `python -m training.bench_redaction`
+(docs/benchmarks.md). Kinds, in the order they are looked for (an earlier
 kind wins where two overlap):
 
 - ``[EMAIL]``       e-mail addresses, also "name [at] host [dot] com";
@@ -27,8 +31,9 @@ kind wins where two overlap):
                     national for GB, US, CN, DE, FR, IE, NL, IT, ES), or
                     phone-shaped and possible after "call"/"phone"/电话...;
 - ``[ADDRESS]``     street addresses (UK, US, German/Dutch street words,
-                    French, Spanish, Italian, Portuguese, Chinese) with the
-                    town and postcode that follow, UK postcodes anywhere,
+                    French, Spanish, Italian, Portuguese, Chinese; PO boxes;
+                    after "address is", capitalised words and a number) with
+                    the town and postcode that follow, UK postcodes anywhere,
                     ZIP / postal codes after "zip", "postcode", 邮编;
 - ``[NAME]``        names after cue phrases ("my name is", "this is", "I'm",
                     "Mr", "name:", "account holder", 我叫/我是/姓名), in
@@ -394,7 +399,7 @@ _PHONE_CANDIDATE = re.compile(
     r"(?<![0-9A-Za-z+])(?<![0-9A-Za-z][/-])(?<!\d[.,:])(?:\+|00)?(?:\(\d{1,5}\)|\d{1,5})(?:[ .-]?(?:\(0\)|\(\d{1,5}\))?[ .-]?\d{1,5}){1,6}(?![0-9]|[.,:]\d)"
 )
 _PHONE_CUE = re.compile(
-    r"(?i)(?:(?<![A-Za-z])(?:call|phone|mobile|tel|telephone|cell|ring|text|sms|whatsapp|fax|landline|number|contact|reach)"
+    r"(?i)(?:(?<![A-Za-z])(?:call|phone|mobile|mob|tel|telephone|cell|ring|text|sms|whatsapp|fax|landline|number|contact|reach|ph|digits)"
     r"[^0-9\n]{0,20}|电话|手机|联系|号码)$"
 )
 _PHONE_REGIONS = ("GB", "US", "CN", "DE", "FR", "IE", "NL", "IT", "ES")
@@ -431,6 +436,8 @@ def _phone_ok(candidate: str, cue: bool) -> bool:
                 return True
             if (cue or shaped) and region in ("GB", "US") and phonenumbers.is_possible_number(number):
                 return True
+            if region == "GB" and re.fullmatch(r"07\d{9}", digits) and phonenumbers.is_possible_number(number):
+                return True  # a UK mobile number, also from the ranges kept for drama (07700 900xxx)
     except phonenumbers.NumberParseException:
         return False
     return False
@@ -531,6 +538,7 @@ _ADDRESS_CUE = re.compile(
     r"(?:\s+(?:is|was|now|:|-|=|ist|est|es|è|é))*\s*[:\-]?\s*"
 )
 # After an address cue: "Damrak 70, 1012 LM Amsterdam", "Rua Augusta 12": capitalised words and a number.
+_PO_BOX = re.compile(r"(?i)" + _NB + r"(?:p\.?\s?o\.?\s?box|post\s+office\s+box|postfach)\s*#?\d{1,6}" + _NA)
 _STREET_PLAIN = re.compile(r"(?:[A-ZÀ-Ý][A-Za-zÀ-ÿ'’.-]+\s+){1,3}\d{1,4}[A-Za-z]?" + _NA)
 
 
@@ -548,6 +556,8 @@ def _addresses(text: str) -> Iterator[Span]:
             if pattern is _STREET_EN and match.start() > 0 and text[match.start() - 1] in "/-":
                 continue
             yield match.start(), _extend_address(text, match.end(), pattern is not _STREET_EN)
+    for match in _PO_BOX.finditer(text):
+        yield match.start(), _extend_address(text, match.end(), True)
     for cue in _ADDRESS_CUE.finditer(text):
         street = _STREET_PLAIN.match(text, cue.end())
         if street:
@@ -629,7 +639,8 @@ _FULL_NAME = re.compile(
 _STRONG_CUE = re.compile(
     r"(?i)(?<![A-Za-z])(?:my\s+name\s+is|my\s+name'?s|name\s+is|name\s*[:\-–]|names?\s+on\s+the\s+(?:card|account)\s+(?:is|are|:)?|"
     r"account\s+holder(?:\s+is|\s*:)?|holder\s*:|i\s+am\s+called|call\s+me|signed|full\s+name\s*(?:is|:)?|"
-    r"(?:payee|recipient|beneficiary)(?:'?s)?(?:\s+(?:name|details))?\s*(?:is|:)|in\s+the\s+name\s+of|account\s+name\s*(?:is|:)?)\s*$"
+    r"(?:payee|recipient|beneficiary)(?:'?s)?(?:\s+(?:name|details))?\s*(?:is|:)|in\s+the\s+name\s+of|account\s+name\s*(?:is|:)?|"
+    r"(?:from|contact|sender|customer|applicant|cardholder|card\s+holder)\s*:)\s*$"
 )
 _MEDIUM_CUE = re.compile(
     r"(?i)(?:(?<![A-Za-z])(?:this\s+is|it'?s|i'?m|i\s+am|im|hi|hello|hey|dear|name\s*,?|thanks|thank\s+you|many\s+thanks|cheers|"
