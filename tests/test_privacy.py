@@ -312,3 +312,22 @@ def test_review_exports_and_data_exports_live_where_git_and_the_images_leave_the
     for ignore in sorted((PROJECT_ROOT / "deploy").glob("Dockerfile*.dockerignore")):
         lines = [line.strip() for line in ignore.read_text().splitlines() if line.strip() and not line.startswith("#")]
         assert lines[0] == "**" and not any(line.startswith("!var") for line in lines), ignore.name  # everything out unless named
+
+
+def test_what_an_attempt_removed_is_recorded_even_if_it_dies_before_the_end(stores, monkeypatch):
+    engine = stores["engine"]
+    request_id, _ = requests.record_request(engine, CUSTOMER)
+    claimed = requests.claim_next(engine, "dies", lease=1)
+
+    def die(*_args, **_kwargs):
+        raise SystemExit("killed")  # the process dies after the tracker and the project rows
+
+    with monkeypatch.context() as patch, pytest.raises(SystemExit):
+        patch.setattr(erase, "erase_spooled_ratings", die)
+        erase.erase_identity(engine, CUSTOMER, [WEB, SLACK],
+                             record=lambda counts: requests.add_removed(engine, claimed["id"], counts, "dies"))
+    kept = requests.get_request(engine, request_id)["removed"]
+    assert kept["tracker_events"] == 4 and kept["customers"] == 1 and kept["identities"] == 2
+    assert Worker(name="w").run_once(now=time.time() + 2) == [{"id": request_id, "status": "done"}]
+    done = requests.get_request(engine, request_id)["removed"]
+    assert done["tracker_events"] == 4 and done["customers"] == 1 and done["spooled_ratings"] == 1  # counted once each

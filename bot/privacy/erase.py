@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -232,17 +232,28 @@ def forget_in_memory(ids: Iterable[str]) -> int:
 # ------------------------------------------------------------------ all of it
 
 
-def erase_identity(engine: Engine, customer_id: str, conversations: Sequence[str]) -> Dict[str, int]:
-    """One pass over every store; returns counts per store (all zero when everything was already clean)."""
+def erase_identity(engine: Engine, customer_id: str, conversations: Sequence[str],
+                   record: Optional[Callable[[Dict[str, int]], None]] = None) -> Dict[str, int]:
+    """One pass over every store; returns counts per store (all zero when everything was already clean).
+
+    `record`, when given, is called after each step that removed something,
+    so what was removed is kept even if the process dies before the pass ends.
+    """
     ids = list(dict.fromkeys([customer_id, *conversations]))
     removed: Dict[str, int] = {}
-    removed["tracker_events"] = erase_tracker(ids)
+
+    def note(counts: Dict[str, int]) -> None:
+        removed.update(counts)
+        if record is not None and any(counts.values()):
+            record({k: v for k, v in counts.items() if v})
+
+    note({"tracker_events": erase_tracker(ids)})
     rows = erase_project_rows(engine, customer_id, ids)
     review_item_ids = rows.pop("review_item_ids")
-    removed.update({k: int(v) for k, v in rows.items()})
-    removed["spooled_ratings"] = erase_spooled_ratings(ids)
-    removed["review_export_lines"] = rewrite_review_exports(engine)
-    removed["index_entries"] = erase_index_entries(ids, review_item_ids)
-    removed["saved_profiles"] = erase_saved_profile(ids)
-    removed["memory_profiles"] = forget_in_memory(ids)
+    note({k: int(v) for k, v in rows.items()})
+    note({"spooled_ratings": erase_spooled_ratings(ids)})
+    note({"review_export_lines": rewrite_review_exports(engine)})
+    note({"index_entries": erase_index_entries(ids, review_item_ids)})
+    note({"saved_profiles": erase_saved_profile(ids)})
+    note({"memory_profiles": forget_in_memory(ids)})
     return removed

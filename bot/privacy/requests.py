@@ -114,6 +114,18 @@ def _merge(old: Optional[Dict[str, Any]], new: Dict[str, int]) -> Dict[str, int]
     return merged
 
 
+def add_removed(engine: Engine, request_id: int, removed: Dict[str, int], worker: Optional[str] = None) -> bool:
+    """Add `removed` (counts per store) to the request's record now, while it is being worked on."""
+    query = table.update().where(table.c.id == request_id).where(table.c.status == RUNNING)
+    if worker:
+        query = query.where(table.c.claimed_by == worker)
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(table.c.removed).where(table.c.id == request_id)).first()
+        if row is None:
+            return False
+        return conn.execute(query.values(removed=_merge(row[0], removed))).rowcount == 1
+
+
 def finish(engine: Engine, request_id: int, removed: Dict[str, int], worker: Optional[str] = None) -> bool:
     """Close the request as done, adding `removed` (counts per store) to what earlier attempts removed."""
     row = get_request(engine, request_id)

@@ -163,7 +163,8 @@ class Worker:
         total: Dict[str, int] = {}
         clean = False
         for _ in range(MAX_PASSES):
-            removed = erase.erase_identity(engine, customer, conversations)
+            removed = erase.erase_identity(  # each step's counts are recorded as soon as it is done
+                engine, customer, conversations, record=lambda counts: requests.add_removed(engine, request["id"], counts, self.name))
             logger.info("erasure request %s: pass removed %s", request["id"], json.dumps(removed, sort_keys=True))
             for key, value in removed.items():
                 total[key] = total.get(key, 0) + value
@@ -172,10 +173,10 @@ class Worker:
                 clean = True
                 break
         if not clean:
-            return requests.retry_later(engine, request["id"], "stores still changing after several passes", removed=total, worker=self.name)
+            return requests.retry_later(engine, request["id"], "stores still changing after several passes", worker=self.name)
         if via:
             tell_customer(via)
-        requests.finish(engine, request["id"], total, worker=self.name)
+        requests.finish(engine, request["id"], {}, worker=self.name)
         logger.info("erasure request %s finished: %s", request["id"], json.dumps(total, sort_keys=True))
         return requests.DONE
 
