@@ -331,3 +331,24 @@ def test_what_an_attempt_removed_is_recorded_even_if_it_dies_before_the_end(stor
     assert Worker(name="w").run_once(now=time.time() + 2) == [{"id": request_id, "status": "done"}]
     done = requests.get_request(engine, request_id)["removed"]
     assert done["tracker_events"] == 4 and done["customers"] == 1 and done["spooled_ratings"] == 1  # counted once each
+
+
+def test_a_spooled_rating_of_a_customer_erased_since_never_comes_back(stores, tmp_path):
+    engine = stores["engine"]
+    history.UNSAVED_RATINGS.unlink()
+    down = f"sqlite:///{tmp_path / 'blocker-file' / 'x.db'}"
+    (tmp_path / "blocker-file").write_text("not a folder")  # the database cannot be opened
+    rating = {"answer_id": "intent:x", "rating": "up", "query": "q", "customer_id": CUSTOMER, "conversation_id": WEB}
+    assert history.store_rating(rating, database_url=down) is False  # spooled while the database is down
+    requests.record_request(engine, CUSTOMER, via=WEB)  # then the customer asks to be erased
+    later = {"answer_id": "intent:y", "rating": "down", "query": "q2", "customer_id": OTHER, "conversation_id": "web:other"}
+
+    assert history.store_rating(later, database_url=str(engine.url)) is True  # the database is back: the spool is flushed
+
+    with engine.connect() as conn:
+        of_customer = conn.execute(sa.select(sa.func.count()).select_from(db.answer_ratings).where(
+            db.answer_ratings.c.customer_id == CUSTOMER, db.answer_ratings.c.query == "q")).scalar()
+        of_other = conn.execute(sa.select(sa.func.count()).select_from(db.answer_ratings).where(
+            db.answer_ratings.c.customer_id == OTHER, db.answer_ratings.c.query == "q2")).scalar()
+    assert (of_customer, of_other) == (0, 1)
+    assert not history.UNSAVED_RATINGS.exists()

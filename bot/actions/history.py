@@ -12,13 +12,15 @@ rephrase and offers a person.
 (``/rate_answer{"answer_id": "...", "rating": "up"|"down"}``) together with
 the question the customer had asked. A rating is never lost: when the
 database cannot be reached it is kept in a local file and stored with the
-next rating that gets through.
+next rating that gets through, unless the customer asked to be erased
+since (`bot.privacy`).
 """
 from __future__ import annotations
 
 import json
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Text
 
@@ -121,6 +123,15 @@ def _last_rated_answer(tracker: Tracker) -> Optional[str]:
     return None
 
 
+def _erased_since(rating: Dict[str, Any], since: float, database_url: Optional[str]) -> bool:
+    """Whether the customer of a spooled rating asked to be erased after it was spooled (it must not come back)."""
+    from bot.privacy.requests import erased_since
+    from core import db
+
+    ids = [str(i) for i in (rating.get("customer_id"), rating.get("conversation_id")) if i]
+    return bool(ids) and erased_since(db.connect(database_url), ids, since)
+
+
 def store_rating(rating: Dict[str, Any], database_url: Optional[str] = None, spool: Optional[Path] = None) -> bool:
     """Store `rating` (answer_id, rating, query, customer_id, conversation_id) and any kept earlier.
 
@@ -144,13 +155,17 @@ def store_rating(rating: Dict[str, Any], database_url: Optional[str] = None, spo
         pending.append(rating)
         unsaved = []
         for item in pending:
+            spooled_at = item.pop("spooled_at", None)
             try:
+                if spooled_at is not None and _erased_since(item, spooled_at, database_url):
+                    logger.info("a spooled rating of a customer erased since was dropped")
+                    continue
                 record_rating(database_url=database_url, **item)
             except ValueError as exc:  # a malformed rating can never be stored; say so loudly
                 logger.error("rating %r cannot be stored: %s", item, exc)
             except Exception as exc:  # noqa: BLE001 - the database is down: keep it for later
                 logger.error("rating could not be stored (%s); kept in %s", exc, spool)
-                unsaved.append(item)
+                unsaved.append({**item, "spooled_at": spooled_at if spooled_at is not None else time.time()})
         if unsaved:
             spool.parent.mkdir(parents=True, exist_ok=True)
             tmp = spool.with_suffix(".tmp")

@@ -174,3 +174,10 @@ def requests_of(engine: Engine, customer_id: str) -> list:
     """Every request of `customer_id`, oldest first."""
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(sa.select(table).where(table.c.customer_id == customer_id).order_by(table.c.id)).mappings()]
+
+
+def erased_since(engine: Engine, ids: list, since: float) -> bool:
+    """Whether any of these customer ids has an erasure request (not failed) recorded after `since`."""
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(table).where(
+            table.c.customer_id.in_(list(ids)), table.c.requested_at >= since, table.c.status != FAILED)).scalar() > 0
