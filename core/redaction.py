@@ -446,7 +446,7 @@ def _phone_ok(candidate: str, cue: bool) -> bool:
 def _phones(text: str) -> Iterator[Span]:
     for match in _PHONE_CANDIDATE.finditer(text):
         start = match.start()
-        if not match.group(0).startswith(("+", "00")) and _named_not_personal(text, start):
+        if not match.group(0).startswith("+") and _named_not_personal(text, start):
             continue
         cue = bool(_PHONE_CUE.search(text[max(0, start - 30):start]))
         # The candidate may run into a neighbouring number: try whole groups, longest first.
@@ -487,7 +487,9 @@ _STREET_EN = re.compile(
 _STREET_EU = re.compile(
     r"(?i)" + _NB + r"(?:[A-Za-zÀ-ÿ-]+(?:straße|strasse|str\.|weg|allee|platz|gasse|ring|damm|straat|laan|gracht|plein|"
     r"steeg|kade|singel|dijk|vej|gade|gatan|vägen|veien)|(?:calle|carrer|avenida|avda\.?|via|viale|piazza|corso|rua|"
-    r"plaza|paseo|travessa|largo)(?:\s+(?:de|del|della|da|do|la|las|los|dos|das))*(?:\s+" + _CAP_WORD + r"){1,3}?)"
+    r"plaza|paseo|travessa|largo|rue|avenue|boulevard|chaussée|place|quai)(?:\s+(?:de|del|della|da|do|du|des|la|le|las|los|dos|das|l'))*"
+    r"(?:\s+" + _CAP_WORD + r"){1,3}?"
+    r"|[A-ZÄÖÜ][A-Za-zäöüßÀ-ÿ-]+\s+(?:allee|straße|strasse|weg|platz|ring|damm|gasse|laan|straat|kade|gracht|steenweg))"
     r"\s+\d{1,4}[A-Za-z]?" + _NA
 )
 _STREET_FR = re.compile(
@@ -626,28 +628,30 @@ april june july august september october november december mr mrs ms miss dr fro
 atm app online visa mastercard amex paypal apple google amazon uber northwind i'm i’m it's it’s i'll i've i'd im ive
 """.split())
 
-_TITLE = r"(?:mr|mrs|ms|miss|mx|dr|prof|sir|dame)\.?"
 _NAME_WORD = r"(?:[A-Z]['’][A-Z][a-zà-ÿ]+|Ma?c[A-Z][a-zà-ÿ]+|[A-Z][a-zà-ÿ]+(?:['’-][A-Z]?[a-zà-ÿ]+)?)"
 _SURNAME_PARTICLE = r"(?:van\s+der|van\s+den|van|von|de\s+la|de|del|da|di|le|la|du|o'|al|el|bin|ibn)"
 _FULL_NAME = re.compile(
     r"(?P<first>" + _NAME_WORD + r"|[a-zà-ÿ]+)"
-    r"(?P<rest>(?:\s+[A-Z]\.)?(?:\s+(?:" + _SURNAME_PARTICLE + r"\s+)?(?:" + _NAME_WORD + r"|[a-zà-ÿ'’-]+)){0,2})"
+    r"(?P<rest>(?:[ \t]+[A-Z]\.)?(?:[ \t]+(?:" + _SURNAME_PARTICLE + r"[ \t]+)?(?:" + _NAME_WORD + r"|[a-zà-ÿ'’-]+)){0,2})"
 )
 
 # Strong cues: whatever word follows is a name. Medium cues: a name only when the word is
 # capitalised and not an ordinary word, or is a known first name.
 _STRONG_CUE = re.compile(
     r"(?i)(?<![A-Za-z])(?:my\s+name\s+is|my\s+name'?s|name\s+is|name\s*[:\-–]|names?\s+on\s+the\s+(?:card|account)\s+(?:is|are|:)?|"
-    r"account\s+holder(?:\s+is|\s*:)?|holder\s*:|i\s+am\s+called|call\s+me|signed|full\s+name\s*(?:is|:)?|"
+    r"account\s+holder(?:\s+is|\s*[:,])?|holder\s*:|i\s+am\s+called|call\s+me|signed|full\s+name\s*(?:is|:)?|"
     r"(?:payee|recipient|beneficiary)(?:'?s)?(?:\s+(?:name|details))?\s*(?:is|:)|in\s+the\s+name\s+of|account\s+name\s*(?:is|:)?|"
     r"(?:from|contact|sender|customer|applicant|cardholder|card\s+holder)\s*:)\s*$"
 )
+# A title written as one ("Dr", "Mrs", "mr"; not the verb "miss"): the capitalised word after it is a name.
+_TITLE_CUE = re.compile(r"(?<![A-Za-z])(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|MR|MRS|MS|DR|mr|mrs|ms|dr)\.?[ \t]*$")
 _MEDIUM_CUE = re.compile(
     r"(?i)(?:(?<![A-Za-z])(?:this\s+is|it'?s|i'?m|i\s+am|im|hi|hello|hey|dear|name\s*,?|thanks|thank\s+you|many\s+thanks|cheers|"
     r"(?:hi|hello|hey)\s+there|thanks\s+so\s+much|thank\s+you\s+so\s+much|good\s+(?:morning|afternoon|evening)|"
     r"sorry|regards|kind\s+regards|best\s+regards|best\s+wishes|warm\s+regards|best|sincerely|yours\s+sincerely|"
-    r"yours\s+faithfully|yours|thx|ta|love|morning|afternoon|evening|welcome|"
-    + _TITLE + r"|my\s+(?:wife|husband|partner|son|daughter|mother|mum|mom|father|dad|brother|sister|friend|"
+    r"yours\s+faithfully|yours|thx|ta|love|morning|afternoon|evening|welcome|speak\s+soon|talk\s+soon|take\s+care|"
+    r"all\s+the\s+best|with\s+thanks|thanks\s+again|warmly|respectfully|"
+    r"my\s+(?:wife|husband|partner|son|daughter|mother|mum|mom|father|dad|brother|sister|friend|"
     r"grandmother|grandfather|gran|nan|grandad|colleague|boss|landlord|tenant|carer|aunt|uncle|niece|nephew|fiancée?)"
     r"|for\s+my\s+[a-z]+\s*,?|behalf\s+of(?:\s+my\s+[a-z]+\s*,?)?)\s*[,:!.\-–]?\s*(?:\n\s*)?|(?:^|\n)\s*--?\s*)$"
 )
@@ -689,12 +693,13 @@ def _name_from(text: str, start: int, strong: bool) -> Optional[Span]:
         return None
     if first.lower() in _COMMON_WORDS and not known:
         return None
-    if not (known or (capitalised and strong) or (capitalised and first[1:].islower() and not strong and _capitalised_ok(text, start))
+    name_shaped = bool(re.fullmatch(r"[A-Z][a-zà-ÿ'’]+(?:-[A-Z][a-zà-ÿ'’]+)*", first))  # "Anne-Marie"
+    if not (known or (capitalised and strong) or (name_shaped and not strong and _capitalised_ok(text, start))
             or (strong and first.isalpha() and len(first) >= 3 and _lower_case_writer(text))):
         return None
     end = match.start("rest")
     # Surnames: capitalised words (or, in a lower-case message, words that are not ordinary words).
-    for part in re.finditer(r"\s+(?:[A-Z]\.|(?:" + _SURNAME_PARTICLE + r"\s+)?(?:" + _NAME_WORD + r"|[a-zà-ÿ'’-]+))", match.group("rest")):
+    for part in re.finditer(r"[ \t]+(?:[A-Z]\.|(?:" + _SURNAME_PARTICLE + r"[ \t]+)?(?:" + _NAME_WORD + r"|[a-zà-ÿ'’-]+))", match.group("rest")):
         word = part.group(0).strip()
         bare = re.sub(r"^" + _SURNAME_PARTICLE + r"\s+", "", word, flags=re.I) if " " in word else word
         if bare.lower() in _NOT_NAMES or bare.lower() in _COMMON_WORDS:
@@ -716,7 +721,7 @@ def _lower_case_writer(text: str) -> bool:
 def _capitalised_ok(text: str, start: int) -> bool:
     """A capitalised unknown word after a medium cue is a name unless the message capitalises every word."""
     words = re.findall(r"[A-Za-z]+", text)
-    if len(words) >= 4 and sum(w[0].isupper() for w in words) / len(words) > 0.7:
+    if len(words) >= 6 and sum(w[0].isupper() for w in words) / len(words) > 0.7:
         return False
     return True
 
@@ -728,6 +733,8 @@ def _names(text: str) -> Iterator[Span]:
         start = match.start()
         before = text[max(0, start - 40):start]
         strong = bool(_STRONG_CUE.search(before)) or bool(re.search(r"(?:我叫|我是|姓名|户名|名字是)\s*[:：]?\s*$", before))
+        if not strong and _TITLE_CUE.search(before) and (text[start].isupper() or _lower_case_writer(text)):
+            strong = True
         if strong or _MEDIUM_CUE.search(before):
             span = _name_from(text, start, strong)
             if span:

@@ -168,7 +168,7 @@ def table(title: str, scores: Dict[str, Dict[str, Any]]) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sample", type=Path, default=SAMPLE)
-    parser.add_argument("--errors", choices=["tuning", "holdout", "all", "handwritten-1", "handwritten-2"], help="also list every message a redactor got wrong in that part (new redactor)")
+    parser.add_argument("--errors", choices=["tuning", "holdout", "all", "handwritten-1", "handwritten-2", "handwritten-3"], help="also list every message a redactor got wrong in that part (new redactor)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--only-new", action="store_true", help="skip the old redactor")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per message (the median is kept)")
@@ -185,6 +185,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "Chinese (all splits)": [i for i, r in enumerate(rows) if r.get("lang") == "zh"],
         "handwritten-1 (holdout)": [i for i, r in enumerate(rows) if r.get("source") == "handwritten"],
         "handwritten-2 (holdout)": [i for i, r in enumerate(rows) if r.get("source") == "handwritten-2"],
+        "handwritten-3 (holdout)": [i for i, r in enumerate(rows) if r.get("source") == "handwritten-3"],
     }
     parts = {name: idx for name, idx in parts.items() if idx}
     names = ["new"] if args.only_new else ["new", "current"]
