@@ -430,6 +430,12 @@ def test_an_anonymous_visitor_gets_a_server_issued_id_that_only_its_own_browser_
         assert again.ask("session_request", {"session_id": conversation}) == ("session_confirm", conversation)
     finally:
         again.close()
+    silent = WidgetSocket(server.url)
+    try:  # an id issued to a visitor who never wrote is not taken back (nothing to return to)
+        unused = silent.ask("session_request", {})[1]
+        assert silent.ask("session_request", {"session_id": unused})[1] not in (unused, conversation)
+    finally:
+        silent.close()
     stranger = WidgetSocket(server.url)
     try:  # ids the server did not issue, and self-declared customers, get a fresh anonymous conversation
         for claim in ({"session_id": "web:anon-" + "0" * 32}, {"session_id": "web:c_0042"},
