@@ -655,6 +655,20 @@ _MEDIUM_CUE = re.compile(
     r"grandmother|grandfather|gran|nan|grandad|colleague|boss|landlord|tenant|carer|aunt|uncle|niece|nephew|fiancée?)"
     r"|for\s+my\s+[a-z]+\s*,?|behalf\s+of(?:\s+my\s+[a-z]+\s*,?)?)\s*[,:!.\-–]?\s*(?:\n\s*)?|(?:^|\n)\s*--?\s*)$"
 )
+# A known first name and a capitalised word after it is a person, without any cue, unless it
+# is a shop, a station or a brand named after one.
+_KNOWN_PAIR = re.compile(r"(?<![A-Za-z'’-])([A-Z][a-z]+)[ \t]+(" + _NAME_WORD + r")(?![A-Za-z'’-])")
+# First names that are also ordinary words: only after a cue.
+_AMBIGUOUS_FIRST = frozenset(
+    "will mark bill pat sue rob may june april grace rose joy faith hope ray dawn ash jay max nat sam art "
+    "val viv vic mo ed bob jack kim lee dean frank gary penny holly ruby olive violet summer sunny".split()
+)
+_NOT_PEOPLE = frozenset("""
+john lewis|thomas cook|ted baker|jack wills|victoria station|charles schwab|harvey nichols|morgan stanley|
+charlotte tilbury|marks spencer|sainsbury's local|james villas|paul smith|karen millen|ben sherman|
+oliver bonas|will smith|victoria line|elizabeth line|george street|mark up|grace period|sterling bank|
+mary rose|rose cottage|victoria park|albert dock|james bond|santa claus|jack daniels|ronald mcdonald
+""".replace("\n", "").split("|"))
 _NAME_LINE = re.compile(
     r"(?m)(?<=\n)[ \t]*(" + _NAME_WORD + r"(?:[ \t]+(?:[A-Z]\.|(?:" + _SURNAME_PARTICLE + r"[ \t]+)?" + _NAME_WORD + r")){0,2})[ \t]*$"
 )
@@ -689,7 +703,7 @@ def _name_from(text: str, start: int, strong: bool) -> Optional[Span]:
     first = match.group("first")
     known = first.lower() in _FIRST_NAMES
     capitalised = first[0].isupper()
-    if first.lower() in _NOT_NAMES or len(first) < 2 or first.lower().endswith(("ing", "ly")) and not known:
+    if first.lower() in _NOT_NAMES or re.sub(r"['’]?s$", "", first.lower()) in _NOT_NAMES or len(first) < 2 or first.lower().endswith(("ing", "ly")) and not known:
         return None
     if first.lower() in _COMMON_WORDS and not known:
         return None
@@ -745,6 +759,11 @@ def _names(text: str) -> Iterator[Span]:
             continue
         if first.lower() in _FIRST_NAMES or len(match.group(1).split()) >= 2:
             yield match.span(1)
+    for match in _KNOWN_PAIR.finditer(text):  # no cue: "Who is Peter Kovacs?"
+        first, last = match.group(1), match.group(2)
+        if first.lower() in _FIRST_NAMES and first.lower() not in _AMBIGUOUS_FIRST and last.lower() not in _NOT_NAMES and last.lower() not in _COMMON_WORDS \
+                and f"{first} {last}".lower() not in _NOT_PEOPLE and not re.fullmatch(_STREET_WORDS, last, re.I):
+            yield match.span()
     lower_line = _NAME_LINE_LOWER.search(text)  # "thanks\njohn smith" from someone who types in lower case
     if lower_line and lower_line.group(1).split()[0] in _FIRST_NAMES:
         if not any(w in _NOT_NAMES or w in _COMMON_WORDS for w in lower_line.group(1).split()):
