@@ -268,7 +268,9 @@ data_exports = sa.Table(
     sa.Column("token_hash", sa.String(64), primary_key=True),  # sha256 of the download token; the token is never stored
     sa.Column("customer_id", sa.String(128), nullable=False, index=True),
     sa.Column("conversation_id", sa.String(256)),
-    sa.Column("path", sa.String(512), nullable=False),
+    # The export itself: served from here, so any Rasa replica can hand it out. Encrypted at rest.
+    sa.Column("content", EncryptedText, nullable=False),
+    sa.Column("path", sa.String(512)),  # the copy in var/exports/ on the host that made it
     sa.Column("created_at", sa.Float, nullable=False, default=time.time),
     sa.Column("expires_at", sa.Float, nullable=False),
 )

@@ -280,7 +280,7 @@ def test_an_export_holds_everything_about_the_customer_and_only_its_token_opens_
     assert data["answer_ratings"][0]["query"] == f"question of {CUSTOMER}"
     assert [e["text"] for e in data["transcripts"][SLACK] if e.get("text")] == [f"hello from {CUSTOMER}"]
     assert OTHER not in json.dumps(data)
-    assert export.find_export(engine, token) == path
+    assert json.loads(export.find_export(engine, token)) == data
     assert export.find_export(engine, token[:-1] + ("A" if token[-1] != "A" else "B")) is None
     assert export.find_export(engine, token, now=time.time() + 25 * 3600) is None  # expired after 24 h
     with engine.connect() as conn:  # only the token's hash is stored
@@ -352,3 +352,14 @@ def test_a_spooled_rating_of_a_customer_erased_since_never_comes_back(stores, tm
             db.answer_ratings.c.customer_id == OTHER, db.answer_ratings.c.query == "q2")).scalar()
     assert (of_customer, of_other) == (0, 1)
     assert not history.UNSAVED_RATINGS.exists()
+
+
+def test_an_export_is_kept_encrypted_at_rest_when_a_key_is_set(stores, monkeypatch):
+    from core import crypto
+
+    monkeypatch.setenv("ASSISTANT_ENCRYPTION_KEY", crypto.new_key())
+    token, _ = export.create_export(stores["engine"], CUSTOMER, conversation_id=WEB)
+    with stores["engine"].connect() as conn:
+        stored = conn.execute(sa.text("SELECT content FROM data_exports")).scalar()
+    assert crypto.is_encrypted(stored) and CUSTOMER not in stored
+    assert json.loads(export.find_export(stores["engine"], token))["customer_id"] == CUSTOMER

@@ -40,13 +40,13 @@ class DataExportDownload(InputChannel):
             if not _TOKEN.match(token or ""):
                 return response.json(_NOT_FOUND, status=404)
             try:
-                path = find_export(db.connect(), token)
+                content = find_export(db.connect(), token)
             except Exception:  # noqa: BLE001 - the database down: say so, never a 500 with a trace
                 logger.exception("data export lookup failed")
                 return response.json({"error": "the service is busy; try again in a minute"}, status=503)
-            if path is None:
+            if content is None:
                 return response.json(_NOT_FOUND, status=404)
-            return response.raw(path.read_bytes(), content_type="application/json", headers={
+            return response.raw(content.encode("utf-8"), content_type="application/json", headers={
                 "Content-Disposition": 'attachment; filename="my-data.json"',
                 "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
             })

@@ -117,7 +117,8 @@ def erase_project_rows(engine: Engine, customer_id: str, conversations: Sequence
         exports = list(conn.execute(sa.select(db.data_exports.c.path).where(db.data_exports.c.customer_id == customer_id)).scalars())
         removed["data_exports"] = conn.execute(db.data_exports.delete().where(db.data_exports.c.customer_id == customer_id)).rowcount
     for path in exports:
-        Path(path).unlink(missing_ok=True)
+        if path:
+            Path(path).unlink(missing_ok=True)
     removed["review_item_ids"] = review_ids
     return removed
 

@@ -5,10 +5,11 @@
 `build_export` gathers, for the customer and every conversation linked to
 them: the profile, interactions, answer ratings, handoffs, review items,
 identity links, erasure requests and the transcripts of the conversations
-(the tracker store's events, across channels). `create_export` writes it to
-``var/exports/`` and returns a random download token (32 bytes, URL-safe),
-valid ``EXPORT_HOURS``; only its SHA-256 is stored (table ``data_exports``), so the
-token is known only to the conversation it was given in.
+(the tracker store's events, across channels). `create_export` keeps it in table
+``data_exports`` (encrypted at rest like the other personal columns, so any
+Rasa replica can serve it) with a copy in ``var/exports/``, and returns a
+random download token (32 bytes, URL-safe), valid ``EXPORT_HOURS``; only its
+SHA-256 is stored, so the token is known only to the conversation it was given in.
 """
 from __future__ import annotations
 
@@ -117,27 +118,25 @@ def create_export(engine: Engine, customer_id: str, conversation_id: Optional[st
     folder.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     path = folder / f"{secrets.token_hex(16)}.json"
+    content = json.dumps(data, ensure_ascii=False, indent=2)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # readable by this service only
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, ensure_ascii=False, indent=2)
+        fh.write(content)
     now = time.time()
     with engine.begin() as conn:
         conn.execute(db.data_exports.insert().values(
-            token_hash=token_hash(token), customer_id=customer_id, conversation_id=conversation_id, path=str(path),
-            created_at=now, expires_at=now + hours * 3600.0,
+            token_hash=token_hash(token), customer_id=customer_id, conversation_id=conversation_id, content=content,
+            path=str(path), created_at=now, expires_at=now + hours * 3600.0,
         ))
     return token, path
 
 
-def find_export(engine: Engine, token: str, now: Optional[float] = None) -> Optional[Path]:
-    """The file of an unexpired export with this token, or None (unknown, expired, or the file is gone)."""
+def find_export(engine: Engine, token: str, now: Optional[float] = None) -> Optional[str]:
+    """The JSON text of an unexpired export with this token, or None (unknown, expired or erased)."""
     now = time.time() if now is None else now
     with engine.connect() as conn:
-        path = conn.execute(sa.select(db.data_exports.c.path).where(
+        return conn.execute(sa.select(db.data_exports.c.content).where(
             db.data_exports.c.token_hash == token_hash(token), db.data_exports.c.expires_at > now)).scalar()
-    if path is None or not Path(path).is_file():
-        return None
-    return Path(path)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

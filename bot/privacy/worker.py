@@ -127,7 +127,8 @@ def purge_expired_exports(engine: Engine, now: Optional[float] = None) -> int:
         if rows:
             conn.execute(db.data_exports.delete().where(db.data_exports.c.token_hash.in_([r[0] for r in rows])))
     for _, path in rows:
-        Path(path).unlink(missing_ok=True)
+        if path:
+            Path(path).unlink(missing_ok=True)
     return len(rows)
 
 

@@ -73,17 +73,16 @@ def test_rest_cannot_erase_or_export_another_customer(attack_target):
     assert victim not in exported.decode()
 
 
-def test_export_links_open_only_with_the_exact_unexpired_token(attack_target, tmp_path):
+def test_export_links_open_only_with_the_exact_unexpired_token(attack_target):
     victim = f"victim{uuid.uuid4().hex[:8]}"
     engine = db.connect(attack_target.db_url)
     token, expired = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    path = tmp_path / "victim-export.json"
-    path.write_text(json.dumps({"customer_id": victim}))
     now = time.time()
-    with engine.begin() as conn:
+    with engine.begin() as conn:  # two exports of the victim's, as action_export_my_data keeps them
         for value, expires in ((token, now + 3600), (expired, now - 1)):
             conn.execute(db.data_exports.insert().values(token_hash=hashlib.sha256(value.encode()).hexdigest(), customer_id=victim,
-                                                         conversation_id=f"web:{victim}", path=str(path), created_at=now, expires_at=expires))
+                                                         conversation_id=f"web:{victim}", content=json.dumps({"customer_id": victim}),
+                                                         created_at=now, expires_at=expires))
     base = f"{attack_target.url}/webhooks/privacy/export/"
     guesses = [secrets.token_urlsafe(32), token[:-2] + "AA", expired, "x", "../../../etc/passwd", "%2e%2e%2fassistant.db",
                hashlib.sha256(token.encode()).hexdigest(), victim]
