@@ -363,3 +363,20 @@ def test_an_export_is_kept_encrypted_at_rest_when_a_key_is_set(stores, monkeypat
         stored = conn.execute(sa.text("SELECT content FROM data_exports")).scalar()
     assert crypto.is_encrypted(stored) and CUSTOMER not in stored
     assert json.loads(export.find_export(stores["engine"], token))["customer_id"] == CUSTOMER
+
+
+def test_backoff_doubles_from_two_seconds_up_to_an_hour_and_gives_up_after_fifty_attempts(stores):
+    engine = stores["engine"]
+    request_id, _ = requests.record_request(engine, CUSTOMER)
+    delays = []
+    now = time.time() + 1
+    for _ in range(requests.MAX_ATTEMPTS):
+        claimed = requests.claim_next(engine, "w", now=now)
+        status = requests.retry_later(engine, claimed["id"], "down", worker="w", now=now)
+        row = requests.get_request(engine, request_id)
+        delays.append(row["next_attempt_at"] - now)
+        now = row["next_attempt_at"]
+    assert delays[:4] == [2.0, 4.0, 8.0, 16.0] and max(delays) == 3600.0
+    assert status == "failed" and row["open_key"] is None and row["attempts"] == requests.MAX_ATTEMPTS
+    assert requests.claim_next(engine, "w", now=now + 10**6) is None  # a failed request is not run again
+    assert requests.record_request(engine, CUSTOMER)[1]  # the customer can ask again
