@@ -380,3 +380,13 @@ def test_backoff_doubles_from_two_seconds_up_to_an_hour_and_gives_up_after_fifty
     assert status == "failed" and row["open_key"] is None and row["attempts"] == requests.MAX_ATTEMPTS
     assert requests.claim_next(engine, "w", now=now + 10**6) is None  # a failed request is not run again
     assert requests.record_request(engine, CUSTOMER)[1]  # the customer can ask again
+
+
+def test_expired_exports_go_whatever_the_retention_and_the_purge_runs_once_an_hour(stores):
+    engine = stores["engine"]
+    token, path = export.create_export(engine, CUSTOMER, conversation_id=WEB)
+    purger = Worker(name="w")
+    assert purger.retention(engine, now=time.time() + 3600)["data_exports"] == 0  # still valid
+    assert purger.retention(engine, now=time.time() + 3700) == {}  # not again within the hour
+    assert purger.retention(engine, now=time.time() + 25 * 3600)["data_exports"] == 1
+    assert not path.exists() and export.find_export(engine, token, now=0) is None
