@@ -390,3 +390,14 @@ def test_expired_exports_go_whatever_the_retention_and_the_purge_runs_once_an_ho
     assert purger.retention(engine, now=time.time() + 3700) == {}  # not again within the hour
     assert purger.retention(engine, now=time.time() + 25 * 3600)["data_exports"] == 1
     assert not path.exists() and export.find_export(engine, token, now=0) is None
+
+
+def test_a_worker_whose_claim_was_taken_over_stops_and_leaves_the_request_to_the_other(stores):
+    engine = stores["engine"]
+    request_id, _ = requests.record_request(engine, CUSTOMER)
+    slow = requests.claim_next(engine, "slow", lease=1)
+    taken = requests.claim_next(engine, "fast", now=time.time() + 5)  # slow's lease ran out
+    assert taken["claimed_by"] == "fast"
+    assert Worker(name="slow").process(slow) == worker.TAKEN_OVER
+    assert requests.get_request(engine, request_id)["status"] == "running"  # still fast's
+    assert Worker(name="fast").process(taken) == "done"

@@ -59,6 +59,8 @@ SAVE_WAIT_SECONDS = 600.0
 # How often each process runs the retention purge.
 RETENTION_EVERY_SECONDS = 3600.0
 NOTICE_RESPONSE = "utter_forget_me_finished"
+# What `process` returns when its claim ran out and another worker holds the request.
+TAKEN_OVER = "taken over"
 NOTICE_FALLBACK = "Your data has now been erased from every place we keep it."
 
 
@@ -169,7 +171,9 @@ class Worker:
             logger.info("erasure request %s: pass removed %s", request["id"], json.dumps(removed, sort_keys=True))
             for key, value in removed.items():
                 total[key] = total.get(key, 0) + value
-            requests.extend_lease(engine, request["id"], self.name, self.lease)
+            if not requests.extend_lease(engine, request["id"], self.name, self.lease):
+                logger.warning("erasure request %s was taken over by another worker; leaving it to them", request["id"])
+                return TAKEN_OVER
             if not any(removed.values()):
                 clean = True
                 break
@@ -177,7 +181,8 @@ class Worker:
             return requests.retry_later(engine, request["id"], "stores still changing after several passes", worker=self.name)
         if via:
             tell_customer(via)
-        requests.finish(engine, request["id"], {}, worker=self.name)
+        if not requests.finish(engine, request["id"], {}, worker=self.name):
+            return TAKEN_OVER
         logger.info("erasure request %s finished: %s", request["id"], json.dumps(total, sort_keys=True))
         return requests.DONE
 
