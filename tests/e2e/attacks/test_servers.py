@@ -297,3 +297,29 @@ def test_the_action_server_started_directly_refuses_production_without_its_secre
     assert result.returncode == 78
     assert "the action server refuses to start in production mode" in result.stderr
     assert "ACTION_SERVER_SECRET is weak" in result.stderr
+
+
+def test_make_run_is_demo_mode_and_says_what_it_relaxes(trained_model, tmp_path):
+    """`make run` runs `python -m bot.serve --demo`, which prints the relaxations before anything else."""
+    import signal
+
+    makefile = (PROJECT_ROOT / "Makefile").read_text()
+    assert "\t$(PY) -m bot.serve --demo\n" in makefile.split("\nrun:", 1)[1].split("\n\n", 1)[0] + "\n"
+    env = dict(trained_model["env"], ASSISTANT_MODEL_DIR=str(Path(trained_model["model"]).parent),
+               ASSISTANT_RASA_PORT=str(free_port()), ASSISTANT_ACTION_PORT=str(free_port()),
+               ASSISTANT_DATABASE_URL=f"sqlite:///{tmp_path / 'a.db'}", ASSISTANT_TRACKER_DB=str(tmp_path / "t.db"))
+    env.pop("ASSISTANT_ENV", None)
+    process = subprocess.Popen([sys.executable, "-m", "bot.serve", "--demo"], cwd=PROJECT_ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines: List[str] = []
+    try:
+        for line in process.stdout:
+            lines.append(line.rstrip())
+            if line.startswith("Production mode (ASSISTANT_ENV=production) refuses all of these."):
+                break
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+    text = "\n".join(lines)
+    assert "DEMO MODE (ASSISTANT_ENV=demo)" in text, text[-2000:]
+    assert "REST is open" in text and "/webhooks/web/?customer=<id>" in text and "demo inbox admin account" in text
