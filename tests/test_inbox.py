@@ -108,6 +108,18 @@ def test_an_agent_signs_in_with_username_and_password_and_gets_a_strict_cookie(s
     assert client.call("GET", "/api/me")[2] == body
 
 
+def test_percent_encoded_conversation_ids_and_usernames_are_decoded(served, engine):
+    # The page sends encodeURIComponent("web:conv-encoded"): the desk finds the waiting conversation
+    # (and fails only for want of an assistant here), and says "not waiting" for an unknown one.
+    HandoffQueue(engine).open("web:conv-encoded", "asked", customer_id="c_0043", channel="web")
+    agent, admin = signed_in(served, "alex"), signed_in(served, "ada")
+    status, _, body = agent.call("POST", "/api/conversations/web%3Aconv-encoded/take", {})
+    assert (status, body) == (409, {"error": "the assistant has no model loaded yet"})  # found; no assistant here
+    status, _, body = agent.call("POST", "/api/conversations/web%3Anobody/take", {})
+    assert (status, body) == (409, {"error": "this conversation is not waiting for an agent"})
+    assert admin.call("POST", "/api/accounts/sam%40nowhere/reset", {})[2] == {"error": "no account named 'sam@nowhere'"}
+
+
 def test_in_production_mode_the_cookie_is_always_secure(served, monkeypatch):
     monkeypatch.setattr(inbox_module, "current_mode", lambda: "production")
     status, headers, _ = Client(served).login("alex")

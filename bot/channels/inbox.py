@@ -374,6 +374,7 @@ class AgentInbox(DeskChannel, InputChannel):
         @inbox.route("/api/conversations/<conversation_id:str>", methods=["GET"])
         @self.staff_only()
         async def conversation(request: Request, session: staff.Session, conversation_id: str) -> HTTPResponse:
+            conversation_id = urllib.parse.unquote(conversation_id)  # the page encodes the ':' of web:..., rest:...
             detail = await self._conversation(conversation_id)
             if detail is None:
                 return _refused(404, "no handoff for this conversation")
@@ -383,6 +384,7 @@ class AgentInbox(DeskChannel, InputChannel):
         @inbox.route("/api/conversations/<conversation_id:str>/<action:str>", methods=["POST"])
         @self.staff_only(changes=True)
         async def act(request: Request, session: staff.Session, conversation_id: str, action: str) -> HTTPResponse:
+            conversation_id = urllib.parse.unquote(conversation_id)
             body = _json_body(request) or {}
             desk = desk_for(self.app)
             agent_name = session.display_name  # what the customer sees; never what the page says
@@ -468,6 +470,7 @@ class AgentInbox(DeskChannel, InputChannel):
         @inbox.route("/api/accounts/<username:str>/<change:str>", methods=["POST"])
         @self.staff_only("admin", changes=True)
         async def change_account(request: Request, session: staff.Session, username: str, change: str) -> HTTPResponse:
+            username = urllib.parse.unquote(username)
             if change not in ("disable", "reset"):
                 return _refused(404, f"unknown change '{change}': disable or reset")
             if staff.get_account(self.engine, username) is None:
