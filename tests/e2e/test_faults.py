@@ -316,7 +316,7 @@ def test_an_unreachable_database_gets_a_clear_refusal_never_a_silent_loss(on_pos
     login = inbox.post(f"{servers.url}/webhooks/inbox/login", json={"username": username, "password": password}, timeout=30)
     assert login.status_code == 200
     inbox.headers["X-CSRF-Token"] = login.json()["csrf_token"]
-    reply_url = f"{servers.url}/webhooks/inbox/api/conversations/{waiting}/reply"
+    reply_url = f"{servers.url}/webhooks/inbox/api/conversations/{conversation_of(waiting)}/reply"
     questions = iter(["how do I change my PIN?", "my new card still hasn't arrived, when will it come?",
                       "is there a fee for bank transfers?", "how do I top up my Northwind account?"])
     for part, database in databases.items():
