@@ -249,6 +249,13 @@ def test_a_supervisor_reads_and_exports_the_audit_log(served, engine):
     assert supervisor.call("GET", "/api/accounts")[0] == 403
 
 
+def test_supervisors_see_the_analytics_page_and_agents_do_not(served):
+    status, headers, page = signed_in(served, "sam").call("GET", "/analytics?since=2026-01-01&until=2026-01-31")
+    assert status == 200 and headers["Content-Type"].startswith("text/html") and "<html" in page.lower()
+    assert signed_in(served, "sam").call("GET", "/analytics?since=yesterday")[0] == 400
+    assert signed_in(served, "alex").call("GET", "/analytics")[0] == 403
+
+
 def test_an_admin_adds_resets_and_disables_accounts(served, engine):
     admin = signed_in(served, "ada")
     status, _, body = admin.call("POST", "/api/accounts", {"username": "Nia", "role": "agent", "display_name": "Nia Okafor"})

@@ -18,7 +18,8 @@ JSON API (same origin; session cookie ``inbox_session``; every POST also needs
   ``POST logout`` · ``GET api/me`` · ``POST api/password`` {current_password, new_password};
 - ``GET api/conversations`` · ``GET api/conversations/<id>`` ·
   ``POST api/conversations/<id>/take`` · ``.../reply`` {text} · ``.../handback`` (agent);
-- ``GET api/audit`` ?limit, before, actor, action, target · ``GET api/audit/export`` ?format=csv|jsonl (supervisor);
+- ``GET api/audit`` ?limit, before, actor, action, target · ``GET api/audit/export`` ?format=csv|jsonl ·
+  ``GET analytics`` ?since, until (the analytics report page) (supervisor);
 - ``GET api/accounts`` · ``POST api/accounts`` {username, role, display_name?, password?} ·
   ``POST api/accounts/<username>/disable`` · ``POST api/accounts/<username>/reset`` (admin);
 - ``GET oidc/start`` -> the provider · ``GET oidc/callback`` (only with INBOX_OIDC_*).
@@ -440,6 +441,18 @@ class AgentInbox(DeskChannel, InputChannel):
                 await stream.send(chunk)
             await stream.eof()
             return stream
+
+        @inbox.route("/analytics", methods=["GET"])
+        @self.staff_only("supervisor")
+        async def analytics(request: Request, session: staff.Session) -> HTTPResponse:
+            from bot.channels.analytics_page import render_analytics_html
+
+            since, until = request.args.get("since"), request.args.get("until")
+            try:
+                page = await asyncio.get_running_loop().run_in_executor(None, render_analytics_html, since, until)
+            except ValueError:
+                return _refused(400, "since and until are dates like 2026-01-31")
+            return response.html(page, headers={"Cache-Control": "no-store"})
 
         # ------------------------------------------------------ accounts
         @inbox.route("/api/accounts", methods=["GET"])

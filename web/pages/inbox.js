@@ -40,7 +40,7 @@
   function showLogin() {
     me = null;
     $("login").hidden = false;
-    for (const id of ["app", "audit", "accounts", "logout", "show-conversations", "show-audit", "show-accounts"]) $(id).hidden = true;
+    for (const id of ["app", "audit", "accounts", "logout", "show-conversations", "show-audit", "show-analytics", "show-accounts"]) $(id).hidden = true;
     $("who").textContent = "";
   }
 
@@ -50,6 +50,7 @@
     $("logout").hidden = false;
     $("who").textContent = `Signed in as ${who.name} (${who.role})`;
     $("show-audit").hidden = !can("supervisor");
+    $("show-analytics").hidden = !can("supervisor");
     $("show-accounts").hidden = !can("admin");
     show("app");
   }
