@@ -286,3 +286,20 @@ def test_the_admin_command_prints_a_new_token_once_and_revokes_it(engine, monkey
     assert admin.main(["rest-caller", "revoke", "backoffice"]) == 0
     assert admin.main(["rest-caller", "revoke", "backoffice"]) == 1
     assert admin.main(["rest-caller", "add", "demo"]) == 2
+
+
+# ------------------------------------------------------------------ actions
+class _Tracker:
+    def __init__(self, sender_id, events):
+        self.sender_id, self.events = sender_id, events
+
+
+def test_actions_take_the_customer_from_the_channel_s_metadata_then_the_identity_table(engine, monkeypatch):
+    from bot.actions.identity import customer_id_of
+
+    monkeypatch.setattr(identity, "_engine", lambda given=None: engine)
+    said = {"event": "user", "metadata": {"channel": "rest", "customer_id": "c_7"}}
+    assert customer_id_of(_Tracker("rest:backend:c_7", [said, {"event": "bot"}])) == "c_7"
+    identity.link("web:c_8", "c_8", "web", "token", engine=engine)
+    assert customer_id_of(_Tracker("web:c_8", [{"event": "user", "metadata": {}}])) == "c_8"
+    assert customer_id_of(_Tracker("web:anon-" + "1" * 32, [])) == "web:anon-" + "1" * 32
