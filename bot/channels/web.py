@@ -234,6 +234,14 @@ class WebChatInput(DeskChannel, SocketIOInput):
         async def connect(sid: Text, environ: Dict, auth: Optional[Dict] = None) -> bool:
             return True
 
+        async def refuse(sid: Text, reason: Text) -> None:
+            """No session for this socket (one it had is dropped, with its room), and why."""
+            await sio.save_session(sid, {})
+            for room in list(sio.rooms(sid)):
+                if room != sid:
+                    await sio.leave_room(sid, room)
+            await sio.emit("session_refused", {"reason": reason}, room=sid)
+
         @sio.on("session_request")
         async def session_request(sid: Text, data: Any) -> None:
             data = data if isinstance(data, dict) else {}
@@ -241,15 +249,11 @@ class WebChatInput(DeskChannel, SocketIOInput):
                 session = self.session_for(data)
             except CustomerTokenError as refused:
                 logger.info("web widget: customer token refused (%s)", refused)
-                await sio.save_session(sid, {})  # a socket that had a session loses it
-                for room in list(sio.rooms(sid)):
-                    if room != sid:
-                        await sio.leave_room(sid, room)
-                await sio.emit("session_refused", {"reason": str(refused)}, room=sid)
+                await refuse(sid, str(refused))
                 return
             except Exception as exc:  # the identity table is unreachable: no session rather than a wrong one
                 logger.error("web widget: cannot open a session: %s", exc)
-                await sio.emit("session_refused", {"reason": "the assistant cannot open a session now; try again"}, room=sid)
+                await refuse(sid, "the assistant cannot open a session now; try again")
                 return
             previous = (await sio.get_session(sid) or {}).get("conversation_id")
             if previous and previous != session["conversation_id"]:
@@ -268,7 +272,7 @@ class WebChatInput(DeskChannel, SocketIOInput):
             try:
                 identity.link_at_ingress(conversation_id, session["customer_id"], "web", session["verified_by"])
             except identity.IdentityConflict:
-                await sio.emit("session_refused", {"reason": "this conversation belongs to another customer"}, room=sid)
+                await refuse(sid, "this conversation belongs to another customer")
                 return
             metadata = {"channel": "web", "customer_id": session["customer_id"]}
             page = (data.get("metadata") or {}).get("page") if isinstance(data.get("metadata"), dict) else None
