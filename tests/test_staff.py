@@ -108,6 +108,7 @@ def test_active_accounts_are_counted_for_production_mode(engine):
     staff.add_account(engine, "alex", PASSWORD)
     staff.add_account(engine, "sam", PASSWORD)
     staff.disable_account(engine, "sam")
+    staff.add_account(engine, "robin@example.com", oidc_only=True)  # cannot sign in without the provider
     assert staff.active_account_count(engine) == 1
 
 

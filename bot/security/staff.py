@@ -185,10 +185,14 @@ def list_accounts(engine: Optional[Engine]) -> List[Account]:
 
 
 def active_account_count(engine: Optional[Engine]) -> int:
-    """How many enabled accounts can sign in (production refuses to start with none and no OIDC)."""
+    """How many enabled accounts can sign in with a password (production refuses to start with none and no OIDC).
+
+    Accounts made ``--oidc-only`` are not counted: without the provider they cannot sign in.
+    """
+    t = db.staff_accounts
     with _engine(engine).connect() as conn:
         return int(conn.execute(
-            sa.select(sa.func.count()).select_from(db.staff_accounts).where(db.staff_accounts.c.disabled == sa.false())
+            sa.select(sa.func.count()).select_from(t).where(t.c.disabled == sa.false()).where(t.c.password_hash.isnot(None))
         ).scalar() or 0)
 
 
