@@ -145,6 +145,16 @@ def test_malformed_sign_ins_get_400(served, raw, content_type):
     assert status == 400 and "Set-Cookie" not in headers
 
 
+def test_the_client_address_is_forwarded_only_by_trusted_proxies(served, engine, monkeypatch):
+    spoofed = {"X-Forwarded-For": "203.0.113.50"}
+    Client(served).call("POST", "/login", {"username": "alex", "password": "wrong password!"}, headers=spoofed)
+    assert audit.recent(engine, limit=1)[0]["client"] == "127.0.0.1"  # no proxy trusted: the header is ignored
+    monkeypatch.setattr(inbox_module, "_proxy_hops", lambda: 1)  # ingress_proxy_hops: 1, as behind the Helm ingress
+    Client(served).call("POST", "/login", {"username": "alex", "password": "wrong password!"}, headers=spoofed)
+    assert audit.recent(engine, limit=1)[0]["client"] == "203.0.113.50"
+    assert Client(served).login("alex")[0] == 200  # (the right password clears the account's count)
+
+
 def test_a_sign_in_posted_from_another_site_is_refused(served):
     client = Client(served)
     status, _, body = client.call("POST", "/login", {"username": "alex", "password": PASSWORD},

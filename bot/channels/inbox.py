@@ -50,6 +50,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 from sqlalchemy.engine import Engine
 
+from bot.channels import ingress
 from bot.channels.base import DeskChannel
 from bot.channels.desk import HandoffError, desk_for
 from bot.channels.queue import WAITING
@@ -58,7 +59,7 @@ from bot.security import audit, staff
 from bot.security.mode import current_mode
 from bot.security.oidc import OidcError, OidcProvider, Pending, account_for
 from core import db
-from core.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -141,9 +142,13 @@ def best_guesses(events, last: int = 3) -> List[Dict[str, Any]]:
     return guesses[::-1]  # newest first
 
 
+def _proxy_hops() -> int:
+    return get_settings().ingress_proxy_hops
+
+
 def client_address(request: Request) -> str:
-    """The client's address: the proxy's forwarded one when Sanic trusts a proxy (PROXIES_COUNT etc.), else the peer's."""
-    return (request.remote_addr or request.ip or "unknown")[:64]
+    """The client's address as the ingress limits see it: the peer's, or the one `ingress_proxy_hops` trusted proxies forwarded."""
+    return ingress.client_address(request.ip, request.headers.get("x-forwarded-for"), _proxy_hops())[:64]
 
 
 def _secure_cookie(request: Request) -> bool:
