@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -197,9 +198,9 @@ def test_an_inbox_without_accounts_says_how_to_add_one(tmp_path):
 @pytest.mark.parametrize(
     "headers, expected",
     [({"X-CSRF-Token": ""}, 403), ({"X-CSRF-Token": "not-the-token"}, 403),
-     ({"Origin": "https://evil.example"}, 403), ({"Origin": "null"}, 403),
+     ({"Origin": "https://evil.example"}, 403), ({"Origin": "null"}, 403), ({"Sec-Fetch-Site": "cross-site"}, 403),
      ({"Content-Type": "text/plain"}, 400)],
-    ids=["missing-token", "wrong-token", "other-origin", "null-origin", "not-json"],
+    ids=["missing-token", "wrong-token", "other-origin", "null-origin", "cross-site-fetch", "not-json"],
 )
 def test_state_changing_requests_need_the_csrf_token_same_origin_and_json(served, headers, expected):
     client = signed_in(served, "alex")
@@ -383,6 +384,15 @@ def test_oidc_answers_that_do_not_check_out_open_no_session(oidc_served, provide
     assert client.cookie is None
     [row] = audit.recent(engine, limit=1)
     assert row["action"] == "signin.failed" and row["detail"]["method"] == "oidc" and reason in row["detail"]["reason"]
+
+
+def test_a_sign_in_left_at_the_provider_for_over_10_minutes_is_not_finished(oidc_served, provider, engine):
+    from bot.security.oidc import Pending
+
+    fresh = Pending("s", "n", "v", time.time() - 590)
+    assert Pending.from_dict(fresh.as_dict()) == fresh
+    assert Pending.from_dict({**fresh.as_dict(), "started": time.time() - 610}) is None
+    assert Pending.from_dict({"state": "s"}) is None
 
 
 def test_without_oidc_settings_the_oidc_routes_are_off(served):
