@@ -183,6 +183,19 @@ def test_an_attackers_own_account_does_not_wipe_the_address_count(engine, clock)
     assert staff.sign_in(engine, "victim-next", "guess guess guess", "198.51.100.7").outcome == "locked"
 
 
+def test_counts_are_forgotten_after_a_quiet_day(engine, clock):
+    staff.add_account(engine, "alex", PASSWORD)
+    for _ in range(staff.ACCOUNT_FREE_FAILURES - 1):
+        staff.sign_in(engine, "alex", "wrong password!", "10.0.0.1")
+    staff.sign_in(engine, "guessed-name", "wrong password!", "10.0.0.9")
+    clock.advance(staff.FORGET_FAILURES_AFTER_S + 1)
+    assert staff.sign_in(engine, "alex", "wrong password!", "10.0.0.1").outcome == "failed"  # 1 failure, not 5: no lock
+    assert staff.sign_in(engine, "alex", PASSWORD, "10.0.0.1").outcome == "ok"
+    with engine.connect() as conn:
+        keys = set(conn.execute(sa.select(db.signin_throttle.c.key)).scalars())
+    assert keys == {"account:alex", "address:10.0.0.1"}  # the guessed name's row is gone
+
+
 def test_parallel_guesses_are_counted_one_after_another(engine, clock):
     staff.add_account(engine, "alex", PASSWORD)
     outcomes = []

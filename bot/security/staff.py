@@ -354,6 +354,8 @@ def _forgive(engine: Engine, username: str, client: str, now: float) -> None:
         conn.execute(t.update().where(t.c.key == account_key).values(failures=0, locked_until=0.0, updated_at=now))
         conn.execute(t.update().where(t.c.key == address_key).values(
             failures=sa.case((t.c.failures > 0, t.c.failures - 1), else_=0)))
+        # Counts a quiet day has wiped anyway (guessed usernames included) need no row.
+        conn.execute(t.delete().where(t.c.updated_at < now - FORGET_FAILURES_AFTER_S).where(t.c.locked_until < now))
 
 
 # ------------------------------------------------------------------ sign-in and sessions
