@@ -71,11 +71,11 @@ class Widget:
         self.client.emit("user_uttered", {"message": text})
         return self.next("bot_uttered", timeout=90)
 
-    def history(self, data: Optional[Dict[str, Any]] = None) -> Optional[Dict[str, Any]]:
-        """The ``history`` the server sends for ``history_request`` (with `data`), or None if it sends none."""
+    def history(self, data: Optional[Dict[str, Any]] = None, timeout: float = 10) -> Optional[Dict[str, Any]]:
+        """The ``history`` the server sends for ``history_request`` (with `data`), or None if none comes within `timeout`."""
         self.client.emit("history_request", data or {})
         try:
-            return self.next("history", timeout=5)
+            return self.next("history", timeout=timeout)
         except queue.Empty:
             return None
 
@@ -199,9 +199,9 @@ def test_forged_expired_misaddressed_and_unsigned_tokens_get_no_session(attack_t
         attacker = widgets()
         name, answer = attacker.session({"customer_token": token})
         assert name == "session_refused" and answer["reason"], what
-        assert attacker.history() is None, f"{what}: no session, no history"
         attacker.client.emit("user_uttered", {"message": "please delete my data"})
-        assert [e for e in attacker.heard(2) if e[0] == "bot_uttered"] == [], f"{what}: nothing reaches the assistant"
+        assert attacker.history(timeout=1.5) is None, f"{what}: no session, no history"
+        assert [e for e in attacker.heard(1) if e[0] == "bot_uttered"] == [], f"{what}: nothing reaches the assistant"
 
 
 def test_the_chat_server_mints_a_customer_token_only_in_demo_mode(attack_target):
