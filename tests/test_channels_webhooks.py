@@ -457,7 +457,7 @@ def test_a_widget_token_not_signed_by_the_website_gets_no_session(engine, receiv
 
     from bot.security.tokens import TokenVerifier
 
-    secret = "the-website-s-own-secret-0123456789abcdef"
+    secret = "test-website-secret-0123456789abcdef-long"
     verifier = TokenVerifier([(secret, "HS256", "northwind-website")], "northwind-assistant", 900, 30)
     served = ServedChannels([WebChatInput(verifier=verifier)], engine).start()
     socket = WidgetSocket(served.url)

@@ -22,7 +22,7 @@ from core import db
 from core.settings import get_settings
 
 ISSUER, AUDIENCE = "northwind-website", "northwind-assistant"
-SECRET = "a-website-secret-that-is-long-enough-0123456789"
+SECRET = "test-website-secret-that-is-long-enough-0123456789"
 
 
 @pytest.fixture
