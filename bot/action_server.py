@@ -82,6 +82,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ProductionRefused as exc:
         print(exc, file=sys.stderr)
         return ProductionRefused.exit_code
+    from core.crypto import EncryptionKeyError, check_key
+
+    try:
+        check_key()  # a malformed key stops the action server too, not only the Rasa server
+    except EncryptionKeyError as exc:
+        print(f"cannot start the action server: {exc}", file=sys.stderr)
+        return 2
 
     logging.getLogger("matplotlib").setLevel(logging.WARN)
     utils.configure_colored_logging(args.loglevel)

@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
+from core.crypto import EncryptionKeyError, check_key
 from core.logs import write_logging_config
 from core.settings import PROJECT_ROOT, get_settings, load_settings
 
@@ -463,6 +464,7 @@ class Assistant:
     def start(self, timeout: float = 240) -> "Assistant":
         """Start the action server (unless `start_actions` is off), then the Rasa servers, and wait until they answer."""
         self.check_mode()  # production without every secret stops here, each problem named
+        check_key(self.env)  # a malformed ASSISTANT_ENCRYPTION_KEY stops both servers here, not one of them later
         check_model(self.model)  # a broken file stops start-up here, named, instead of a server without a model
         settings = load_settings(environ=self.env)
         check_artifacts(Path(settings.index_dir), Path(settings.recommender_dir))
@@ -493,6 +495,15 @@ class Assistant:
         self.processes.clear()
 
 
+def demo_inbox_account(database_url: str) -> Optional[Tuple[str, str]]:
+    """Demo mode's inbox admin (username, fresh password), or None when an admin disabled it."""
+    from bot.security.staff import ensure_demo_account
+    from core import db
+
+    username, password = ensure_demo_account(db.connect(database_url))
+    return (username, password) if password else None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--retrain", action="store_true", help="retrain the Rasa model even if one exists")
@@ -521,7 +532,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"  - {relaxation}")
         print("Production mode (ASSISTANT_ENV=production) refuses all of these.", flush=True)
     settings = load_settings(environ=env)
+    try:
+        check_key(env)
+    except EncryptionKeyError as exc:
+        print(f"cannot start the assistant: {exc}", file=sys.stderr)
+        return 2
     (PROJECT_ROOT / "var").mkdir(exist_ok=True)
+    demo_account = demo_inbox_account(settings.database_url) if mode == "demo" else None
     model = prepare(env, args.config, Path(settings.model_dir), args.retrain)
     credentials = PROJECT_ROOT / "bot" / "credentials.yml"
     assistant = Assistant(model, env, settings.rasa_port, settings.action_port, Path(tempfile.mkdtemp(prefix="assistant-")), credentials)
@@ -548,6 +565,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"  Slack      {assistant.url}/webhooks/slack/webhook")
         print(f"  Telegram   {assistant.url}/webhooks/telegram/webhook")
         print(f"  actions    {assistant.action_url}/health")
+        if demo_account:
+            print(f"  demo inbox account: {demo_account[0]} / {demo_account[1]}  (demo mode only; new password every start)")
         print(f"  Rasa HTTP API {'on (Authorization: Bearer $RASA_API_TOKEN)' if assistant.enable_api else 'off (set RASA_API_TOKEN to turn it on)'}")
         print(f"Mode: {mode}; listening on {assistant.bind_host} only" if assistant.bind_host.startswith("127.")
               else f"Mode: {mode}; listening on {assistant.bind_host}")

@@ -31,7 +31,7 @@ import os
 import re
 import sys
 import time
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -76,12 +76,14 @@ def enabled() -> bool:
     return _configured() is not None
 
 
-def check_key() -> bool:
+def check_key(environ: Optional[Mapping[str, str]] = None) -> bool:
     """Fail at startup, not at the first write: raises `EncryptionKeyError` for a malformed key.
 
-    Returns whether encryption is on.
+    Reads `environ` (default: this process's environment); returns whether encryption is on.
     """
-    return enabled()
+    if environ is None:
+        return enabled()
+    return _fernet_for(environ.get(KEY_VARIABLE, "")) is not None
 
 
 def new_key() -> str:

@@ -1,0 +1,34 @@
+"""The launcher's start-up wiring: demo inbox account, encryption key checked before any server starts."""
+from __future__ import annotations
+
+import pytest
+
+from bot import serve
+from bot.security import staff
+from core import db
+from core.crypto import EncryptionKeyError, check_key
+
+
+def test_demo_mode_gets_an_inbox_admin_with_a_fresh_password_each_start(tmp_path):
+    url = f"sqlite:///{tmp_path / 'assistant.db'}"
+    first = serve.demo_inbox_account(url)
+    second = serve.demo_inbox_account(url)
+    assert first[0] == second[0] == staff.DEMO_ADMIN
+    assert first[1] != second[1] and len(second[1]) >= 12
+    engine = db.connect(url)
+    assert staff.get_account(engine, staff.DEMO_ADMIN).role == "admin"
+
+
+def test_a_malformed_encryption_key_is_refused_from_the_launcher_s_environment():
+    with pytest.raises(EncryptionKeyError) as refused:
+        check_key({"ASSISTANT_ENCRYPTION_KEY": "not-a-fernet-key"})
+    assert "not-a-fernet-key" not in str(refused.value)
+    assert check_key({}) is False
+
+
+def test_the_launcher_refuses_to_start_with_a_malformed_key(monkeypatch, capsys):
+    monkeypatch.setenv("ASSISTANT_ENCRYPTION_KEY", "not-a-fernet-key")
+    monkeypatch.setenv("ASSISTANT_ENV", "local")
+    monkeypatch.setattr(serve, "prepare", lambda *a, **k: pytest.fail("training must not start"))
+    assert serve.main([]) == 2
+    assert "ASSISTANT_ENCRYPTION_KEY" in capsys.readouterr().err
