@@ -72,12 +72,20 @@ def enqueue(
         return None
     table = db.review_queue
     with _engine(db_url).begin() as conn:
-        existing = conn.execute(
-            sa.select(table.c.id)
-            .where(table.c.conversation_id == conversation_id)
-            .where(table.c.text == clean)
-            .where(table.c.reason == reason)
-        ).scalar()
+        # Compared in Python: with ASSISTANT_ENCRYPTION_KEY set the stored text is a randomised
+        # ciphertext, so an SQL equality on it would never find the duplicate.
+        existing = next(
+            (
+                row.id
+                for row in conn.execute(
+                    sa.select(table.c.id, table.c.text)
+                    .where(table.c.conversation_id == conversation_id)
+                    .where(table.c.reason == reason)
+                )
+                if row.text == clean
+            ),
+            None,
+        )
         if existing is not None:
             return int(existing)
         result = conn.execute(

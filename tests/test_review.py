@@ -28,6 +28,15 @@ def test_the_same_message_is_queued_once_and_unknown_reasons_are_refused(db_url)
         review.enqueue("c1", "hi", "bored", db_url=db_url)
 
 
+def test_the_same_message_is_queued_once_when_texts_are_encrypted(db_url, monkeypatch):
+    from core.crypto import new_key
+
+    monkeypatch.setenv("ASSISTANT_ENCRYPTION_KEY", new_key())
+    first = review.enqueue("c1", "where is my card", "low_confidence", db_url=db_url)
+    assert review.enqueue("c1", "where is my card", "low_confidence", db_url=db_url) == first
+    assert review.enqueue("c1", "where is my parcel", "low_confidence", db_url=db_url) != first
+
+
 def test_reviewed_items_become_rasa_nlu_examples_and_history_pairs(db_url, tmp_path, capsys):
     from rasa.shared.nlu.training_data.loading import load_data
 
