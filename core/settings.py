@@ -176,6 +176,16 @@ def load_settings(path: Optional[os.PathLike] = None, environ: Optional[Dict[str
     return Settings(**values)
 
 
+def lock_store_redis_options(url: str, environ: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """Extra redis-py options for the lock store's Redis at `url`: the password from
+    ASSISTANT_LOCK_STORE_PASSWORD (Helm, the launcher) when the URL carries none."""
+    environ = os.environ if environ is None else environ
+    password = environ.get("ASSISTANT_LOCK_STORE_PASSWORD") or None
+    from urllib.parse import urlsplit
+
+    return {"password": password} if password and not urlsplit(url).password else {}
+
+
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The settings of this process, read once."""

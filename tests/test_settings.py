@@ -50,3 +50,12 @@ def test_urls_without_a_password_are_fine_in_the_settings_file(tmp_path):
     settings = load_settings(path, environ={})
     assert settings.database_url == "postgresql://rasa@db.example:5432/northwind"
     assert settings.lock_store_url == "redis://redis.example:6379/1"
+
+
+def test_the_lock_store_password_from_the_environment_reaches_every_redis_client():
+    from core.settings import lock_store_redis_options
+
+    env = {"ASSISTANT_LOCK_STORE_PASSWORD": "from-the-test-env"}
+    assert lock_store_redis_options("redis://redis:6379/1", env) == {"password": "from-the-test-env"}
+    assert lock_store_redis_options("redis://:own-test@redis:6379/1", env) == {}
+    assert lock_store_redis_options("redis://redis:6379/1", {}) == {}

@@ -23,9 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import time
-import urllib.parse
 from collections import OrderedDict
 from typing import Any, Dict, Optional, Tuple
 
@@ -34,6 +32,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from core.ratelimit import RateLimiter, SharedRateLimiter
+from core.settings import lock_store_redis_options
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +71,7 @@ class IngressLimits:
             import redis.asyncio as aioredis
 
             # The password: in the URL, or (Helm, the launcher's endpoints) in ASSISTANT_LOCK_STORE_PASSWORD.
-            password = os.environ.get("ASSISTANT_LOCK_STORE_PASSWORD") or None
-            has_own = bool(urllib.parse.urlsplit(settings.lock_store_url).password)
-            client = aioredis.from_url(settings.lock_store_url, **({"password": password} if password and not has_own else {}))
+            client = aioredis.from_url(settings.lock_store_url, **lock_store_redis_options(settings.lock_store_url))
             prefix = f"{settings.lock_store_key_prefix or 'northwind'}:ingress"
             self.by_address = SharedRateLimiter(client, *address, prefix=f"{prefix}:address")
             self.by_credential = SharedRateLimiter(client, *credential, prefix=f"{prefix}:credential")

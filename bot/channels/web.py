@@ -43,7 +43,6 @@ import html
 import logging
 import secrets
 import time
-from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, Optional, Text
 
 import engineio
@@ -105,14 +104,18 @@ class _EngineIOServer(engineio.AsyncServer):
 
 def shared_rooms():
     """socket.io's Redis client manager on the lock store's Redis, or None (rooms in this process)."""
-    from core.settings import get_settings
+    from core.settings import get_settings, lock_store_redis_options
 
     settings = get_settings()
     if not settings.lock_store_url.startswith(("redis://", "rediss://")):
         return None
     from socketio import AsyncRedisManager
 
-    return AsyncRedisManager(settings.lock_store_url, channel=f"{settings.lock_store_key_prefix or 'northwind'}:socketio")
+    return AsyncRedisManager(
+        settings.lock_store_url,
+        channel=f"{settings.lock_store_key_prefix or 'northwind'}:socketio",
+        redis_options=lock_store_redis_options(settings.lock_store_url) or None,
+    )
 
 
 class _SocketIOServer(AsyncServer):
