@@ -341,6 +341,10 @@ def run_system(name: str, model: Path, credentials: Path, args, people: List[Cus
         PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
         ASSISTANT_DATABASE_URL=f"sqlite:///{run_dir / 'assistant.db'}",
         ASSISTANT_TRACKER_DB=str(run_dir / "tracker.db"),
+        # Open REST (demo mode) and no per-address ingress limit: every synthetic customer
+        # comes from this one address, which the limit would rightly throttle.
+        ASSISTANT_ENV="demo",
+        ASSISTANT_INGRESS_PER_ADDRESS_PER_MINUTE="0",
     )
     env.pop("RASA_API_TOKEN", None)
     servers_class = StockAssistant if name == "stock-rasa" else Assistant

@@ -1,4 +1,4 @@
-"""Custom actions of the assistant, served by ``rasa run actions --actions bot.actions``.
+"""Custom actions of the assistant, served by ``python -m bot.action_server --actions bot.actions`` (Rasa SDK's server behind a shared-secret check).
 
 The Rasa SDK imports every module of this package and registers each action
 it finds; the imports below make the core modules' actions available to
@@ -9,9 +9,9 @@ from core import metrics as _metrics
 
 # Each action's run time on the action server's /metrics, its logs under the conversation id.
 _metrics.instrument_actions(answers, dialogue, history, privacy, suggestions)
-_metrics.serve_on_action_server()  # GET /metrics beside the SDK's /health (only inside `rasa run actions`)
+_metrics.serve_on_action_server()  # GET /metrics beside the SDK's /health (only inside the action server)
 
 # Erasure requests and the retention purge, run by every action-server process (bot/privacy/worker.py).
 from bot.privacy import worker as _privacy_worker  # noqa: E402
 
-_privacy_worker.start_in_background()  # only inside `rasa run actions`
+_privacy_worker.start_in_background()  # only inside the action server

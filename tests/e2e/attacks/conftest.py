@@ -45,7 +45,7 @@ SECRET_NAMES = (
 )
 # The channel-test secrets of the session fixture that are not part of what
 # `make run` has: removed, so that the demo target is the plain demo.
-NOT_IN_DEMO = ("RASA_API_TOKEN", "INBOX_PASSWORD", "ACTION_SERVER_SECRET", "WEB_CUSTOMER_TOKEN_SECRET",
+NOT_IN_DEMO = ("RASA_API_TOKEN", "ACTION_SERVER_SECRET", "WEB_CUSTOMER_TOKEN_SECRET",
                "WEB_CUSTOMER_TOKEN_PUBLIC_KEY", "REST_CALLER_TOKENS", "ASSISTANT_ENCRYPTION_KEY")
 
 REST_CALLER = "backend"  # the production target's REST caller name
