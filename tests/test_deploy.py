@@ -160,3 +160,14 @@ def test_the_images_run_in_production_mode_and_the_rasa_image_leaves_the_api_off
     cmd = re.search(r"^CMD (\[.*?\])$", rasa_image, flags=re.MULTILINE | re.DOTALL).group(1)
     assert "--enable-api" not in cmd
     assert 'ENTRYPOINT ["python", "-m", "bot.action_server"]' in actions_image
+
+
+def test_the_action_servers_privacy_worker_purges_after_the_retention_period_and_links_to_the_public_url():
+    """The retention purge and the data-copy link are the action server's (bot/privacy/worker.py)."""
+    from core.settings import load_settings
+
+    env = env_from_values(load("action-server-values.yaml"))
+    settings = load_settings(environ={name: item["value"] for name, item in env.items() if "value" in item
+                                      and name in ("ASSISTANT_RETENTION_DAYS", "ASSISTANT_PUBLIC_URL")})
+    assert settings.retention_days == 365
+    assert settings.public_url.startswith("https://")
