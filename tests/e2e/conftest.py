@@ -108,6 +108,19 @@ class RunningAssistant:
             return json.loads(response.read())
 
 
+def start_showing_logs(servers: Assistant, workdir: Path) -> Assistant:
+    """Start `servers`; when they fail, stop them and print the tail of their logs before raising."""
+    try:
+        return servers.start()
+    except RuntimeError:
+        servers.stop()
+        for name in ("actions", "rasa"):
+            log = workdir / f"{name}.log"
+            if log.exists():
+                sys.stderr.write(f"--- {name}.log (tail) ---\n" + log.read_text(errors="replace")[-4000:])
+        raise
+
+
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory) -> Dict[str, Any]:
     """Model archive, index and recommender trained once per test session."""
@@ -153,14 +166,6 @@ def assistant(trained_model) -> RunningAssistant:
         trained_model["model"], env, int(env["ASSISTANT_RASA_PORT"]), int(env["ASSISTANT_ACTION_PORT"]),
         workdir, credentials, log_dir=workdir,
     )
-    try:
-        servers.start()
-    except RuntimeError:
-        servers.stop()
-        for name in ("actions", "rasa"):
-            log = workdir / f"{name}.log"
-            if log.exists():
-                sys.stderr.write(f"--- {name}.log (tail) ---\n" + log.read_text(errors="replace")[-4000:])
-        raise
+    start_showing_logs(servers, workdir)
     yield RunningAssistant(servers.url, env["ASSISTANT_DATABASE_URL"], env, servers, workdir)
     servers.stop()

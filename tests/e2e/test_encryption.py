@@ -9,7 +9,6 @@ write-ahead logs. The conversation still reads back through Rasa's API.
 from __future__ import annotations
 
 import shutil
-import sys
 import uuid
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import sqlalchemy as sa
 from bot.serve import Assistant
 from core import crypto, db
 from core.settings import PROJECT_ROOT
-from tests.e2e.conftest import RunningAssistant
+from tests.e2e.conftest import RunningAssistant, start_showing_logs
 from tests.e2e.services import free_port
 
 pytestmark = pytest.mark.e2e
@@ -48,15 +47,7 @@ def encrypted(trained_model, tmp_path_factory):
     credentials = PROJECT_ROOT / "bot" / "credentials.yml"
     servers = Assistant(trained_model["model"], env, int(env["ASSISTANT_RASA_PORT"]), int(env["ASSISTANT_ACTION_PORT"]),
                         workdir, credentials, log_dir=workdir)
-    try:
-        servers.start()
-    except RuntimeError:
-        servers.stop()
-        for name in ("actions", "rasa"):
-            log = workdir / f"{name}.log"
-            if log.exists():
-                sys.stderr.write(f"--- {name}.log (tail) ---\n" + log.read_text(errors="replace")[-4000:])
-        raise
+    start_showing_logs(servers, workdir)
     yield RunningAssistant(servers.url, env["ASSISTANT_DATABASE_URL"], env, servers, workdir)
     servers.stop()
 
