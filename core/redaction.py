@@ -274,6 +274,8 @@ def _cards(text: str) -> Iterator[Span]:
             continue  # no card number starts with 0: "0044 7911 123456" is a phone number
         if best is not None and re.match(r"\d{2}[ -]\d{2}[ -]\d{2}[ -]", text[best[0]:best[1]]):
             continue  # "40-47-84 71234567": a sort code and an account number, not a card
+        if best is not None and _is_timestamp(text[best[0]:best[1]]):
+            continue  # "20261202-122937": a date and time (Rasa's model names, log stamps), not a card
         if best is None:
             best = _card_shaped(text, match)
         if best is None:
@@ -282,6 +284,14 @@ def _cards(text: str) -> Iterator[Span]:
         if one_piece and (_named_not_personal(text, best[0]) or (best[0] > 0 and text[best[0] - 1].isascii() and text[best[0] - 1].isalpha())):
             continue  # "order 4111111111111111", "1Z4111...": an identifier that happens to pass Luhn
         yield best
+
+
+_TIMESTAMP = re.compile(r"(?:19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])[-_T]([01]\d|2[0-3])[0-5]\d[0-5]\d")
+
+
+def _is_timestamp(written: str) -> bool:
+    """Whether `written` is a compact date and time, YYYYMMDD-HHMMSS."""
+    return _TIMESTAMP.fullmatch(written) is not None
 
 
 _CARD_CUE = re.compile(r"(?i)(?<![A-Za-z])(?:card|debit|credit|visa|mastercard|amex|卡号|卡)[^0-9\n]{0,20}$")

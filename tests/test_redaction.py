@@ -205,3 +205,13 @@ def test_a_card_written_against_chinese_characters_never_survives(digits, before
 def test_order_and_reference_numbers_stay_readable(number, cue, after):
     text = cue + number + after
     assert redact(text) == text
+
+
+def test_a_compact_date_and_time_is_no_card_even_when_it_passes_luhn():
+    # Rasa names its models YYYYMMDD-HHMMSS-words; 20261202-122937 passes the Luhn check.
+    from core.redaction import luhn_valid
+
+    assert luhn_valid("20261202122937")
+    line = "Loading model /tmp/fresh/models/20261202-122937-mature-sniffer.tar.gz"
+    assert redact(line) == line
+    assert redact("card 4539 1488 0343 6467 was stolen") == "card [CARD] was stolen"
