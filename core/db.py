@@ -281,8 +281,40 @@ def _v4_privacy(conn: sa.engine.Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+# ------------------------------------------------------------------ insight (issue 18)
+# --- v5: sentiment of customer messages ---
+
+
+def _v5_sentiment(conn: sa.engine.Connection) -> None:
+    pass  # filled in by the sentiment work
+
+
+# --- v6: satisfaction ratings (CSAT) ---
+
+
+def _v6_satisfaction(conn: sa.engine.Connection) -> None:
+    pass  # filled in by the satisfaction work
+
+
+# --- v7: customer segments ---
+
+
+def _v7_segments(conn: sa.engine.Connection) -> None:
+    pass  # filled in by the customer-pages work
+
+
+# --- v8: agent assist (drafts offered, what the agent sent) ---
+
+
+def _v8_agent_assist(conn: sa.engine.Connection) -> None:
+    pass  # filled in by the agent-assist work
+
+
 # Numbered migrations, oldest first. Append; never edit one that has shipped.
-MIGRATIONS: List[Callable[[sa.engine.Connection], None]] = [_v1_initial, _v2_identity, _v3_staff, _v4_privacy]
+MIGRATIONS: List[Callable[[sa.engine.Connection], None]] = [
+    _v1_initial, _v2_identity, _v3_staff, _v4_privacy,
+    _v5_sentiment, _v6_satisfaction, _v7_segments, _v8_agent_assist,
+]
 
 # PostgreSQL advisory lock key held while migrating ("NWMIGR" in ASCII).
 _MIGRATION_LOCK = 0x4E574D49475200
