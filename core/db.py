@@ -299,8 +299,33 @@ def _v6_satisfaction(conn: sa.engine.Connection) -> None:
 # --- v7: customer segments ---
 
 
+# Written only by `python -m training.segments` (each run replaces the previous one).
+
+segment_clusters = sa.Table(
+    "segment_clusters",
+    metadata,
+    sa.Column("cluster", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(256), nullable=False),  # its top traits, e.g. "asks about exchange_rate · recent"
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("traits", sa.JSON),  # [[feature, z-score of the centre], ...] strongest first
+    sa.Column("trend", sa.JSON),  # [[week start (epoch s), interactions], ...]
+    sa.Column("top_topics", sa.JSON),  # [[topic, count], ...]
+    sa.Column("silhouette", sa.Float),  # of the whole run
+    sa.Column("computed_at", sa.Float, nullable=False),
+)
+
+segment_members = sa.Table(
+    "segment_members",
+    metadata,
+    sa.Column("customer_id", sa.String(128), primary_key=True),
+    sa.Column("cluster", sa.Integer, nullable=False, index=True),
+    sa.Column("computed_at", sa.Float, nullable=False),
+)
+
+
 def _v7_segments(conn: sa.engine.Connection) -> None:
-    pass  # filled in by the customer-pages work
+    for table in (segment_clusters, segment_members):
+        table.create(conn, checkfirst=True)
 
 
 # --- v8: agent assist (drafts offered, what the agent sent) ---

@@ -19,7 +19,8 @@ JSON API (same origin; session cookie ``inbox_session``; every POST also needs
 - ``GET api/conversations`` · ``GET api/conversations/<id>`` ·
   ``POST api/conversations/<id>/take`` · ``.../reply`` {text} · ``.../handback`` (agent);
 - ``GET api/audit`` ?limit, before, actor, action, target · ``GET api/audit/export`` ?format=csv|jsonl ·
-  ``GET analytics`` ?since, until (the analytics report page) (supervisor);
+  ``GET analytics`` ?since, until (the analytics report page, with a date-range picker) ·
+  ``GET customers/<id>`` · ``GET segments`` (customer pages and segments, `bot.insight.pages`) (supervisor);
 - ``GET api/accounts`` · ``POST api/accounts`` {username, role, display_name?, password?} ·
   ``POST api/accounts/<username>/disable`` · ``POST api/accounts/<username>/reset`` (admin);
 - ``GET oidc/start`` -> the provider · ``GET oidc/callback`` (only with INBOX_OIDC_*).
@@ -55,6 +56,7 @@ from bot.channels.base import DeskChannel
 from bot.channels.desk import HandoffError, desk_for
 from bot.channels.queue import WAITING
 from bot.channels.transcript import transcript
+from bot.insight import pages as insight_pages
 from bot.security import audit, staff
 from bot.security.mode import current_mode
 from bot.security.oidc import OidcError, OidcProvider, Pending, account_for
@@ -450,14 +452,11 @@ class AgentInbox(DeskChannel, InputChannel):
         @inbox.route("/analytics", methods=["GET"])
         @self.staff_only("supervisor")
         async def analytics(request: Request, session: staff.Session) -> HTTPResponse:
-            from bot.channels.analytics_page import render_analytics_html
+            from bot.channels.analytics_page import analytics_page
 
             since, until = request.args.get("since"), request.args.get("until")
-            try:
-                page = await asyncio.get_running_loop().run_in_executor(None, render_analytics_html, since, until)
-            except ValueError:
-                return _refused(400, "since and until are dates like 2026-01-31")
-            return response.html(page, headers={"Cache-Control": "no-store"})
+            status, page = await asyncio.get_running_loop().run_in_executor(None, analytics_page, since, until)
+            return response.html(page, status=status, headers={"Cache-Control": "no-store"})
 
         # ------------------------------------------------------ accounts
         @inbox.route("/api/accounts", methods=["GET"])
@@ -546,6 +545,7 @@ class AgentInbox(DeskChannel, InputChannel):
             _set_cookie(reply, request, OIDC_COOKIE, "", OIDC_PATH, 0, "Lax")
             return reply
 
+        insight_pages.register(inbox, self)  # customer pages and segments (supervisor)
         return inbox
 
     def _callback_url(self, request: Request) -> str:

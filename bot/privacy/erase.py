@@ -108,6 +108,8 @@ def erase_project_rows(engine: Engine, customer_id: str, conversations: Sequence
         for table in (db.interactions, db.answer_ratings, db.handoffs):
             removed[table.name] = conn.execute(table.delete().where(
                 sa.or_(table.c.customer_id.in_(ids), table.c.conversation_id.in_(ids)))).rowcount
+        removed["segment_members"] = conn.execute(  # customer segments (v7)
+            db.segment_members.delete().where(db.segment_members.c.customer_id.in_(ids))).rowcount
         review_ids = list(conn.execute(sa.select(db.review_queue.c.id).where(db.review_queue.c.conversation_id.in_(ids))).scalars())
         removed["review_queue"] = conn.execute(db.review_queue.delete().where(db.review_queue.c.id.in_(review_ids))).rowcount if review_ids else 0
         identities = getattr(db, "identities", None)

@@ -12,7 +12,8 @@ Actions recorded (``action`` column):
 - ``conversation.open`` (a transcript and profile shown), ``conversation.take``,
   ``conversation.reply``, ``conversation.handback``;
 - ``account.add``, ``account.disable``, ``account.reset``, ``account.password``;
-- ``audit.export``.
+- ``audit.export``;
+- ``customer.open`` (a supervisor opened a customer page, `bot.insight.pages`; detail ``found``).
 
 Supervisors read it in the inbox (`recent`) and export it (`export`).
 """

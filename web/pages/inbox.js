@@ -40,7 +40,7 @@
   function showLogin() {
     me = null;
     $("login").hidden = false;
-    for (const id of ["app", "audit", "accounts", "logout", "show-conversations", "show-audit", "show-analytics", "show-accounts"]) $(id).hidden = true;
+    for (const id of ["app", "audit", "accounts", "logout", "show-conversations", "show-audit", "show-analytics", "show-segments", "show-accounts"]) $(id).hidden = true;
     $("who").textContent = "";
   }
 
@@ -51,6 +51,7 @@
     $("who").textContent = `Signed in as ${who.name} (${who.role})`;
     $("show-audit").hidden = !can("supervisor");
     $("show-analytics").hidden = !can("supervisor");
+    $("show-segments").hidden = !can("supervisor");
     $("show-accounts").hidden = !can("admin");
     show("app");
   }

@@ -1,0 +1,1 @@
+"""Insight for supervisors in the agent inbox: customer pages and behaviour segments (issue 18)."""
