@@ -13,6 +13,7 @@ Tables:
   purchase, click, dismiss, topic), with time and weight.
 - answer_ratings: thumbs up/down on an answer given for a question.
 - handoffs: conversations handed to a human agent.
+- satisfaction: the end-of-conversation 1-5 rating (CSAT), one per conversation.
 - review_queue: messages kept for a human to review (low confidence,
   fallback, thumbs-down, handoff), redacted.
 
@@ -292,8 +293,24 @@ def _v5_sentiment(conn: sa.engine.Connection) -> None:
 # --- v6: satisfaction ratings (CSAT) ---
 
 
+# One row per conversation that answered the end-of-conversation 1-5 rating; written only
+# through core.satisfaction.
+satisfaction = sa.Table(
+    "satisfaction",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("conversation_id", sa.String(192), nullable=False, unique=True),
+    sa.Column("customer_id", sa.String(128), index=True),  # the verified customer
+    sa.Column("score", sa.Integer, nullable=False),  # 1..5
+    sa.Column("intent", sa.String(128)),  # what the conversation was about (its latest service intent)
+    sa.Column("handled_by", sa.String(16), nullable=False, default="assistant"),  # assistant | person
+    sa.Column("segment", sa.String(64)),  # the customer's segment when they rated, if known
+    sa.Column("ts", sa.Float, nullable=False, default=time.time, index=True),
+)
+
+
 def _v6_satisfaction(conn: sa.engine.Connection) -> None:
-    pass  # filled in by the satisfaction work
+    satisfaction.create(conn, checkfirst=True)
 
 
 # --- v7: customer segments ---

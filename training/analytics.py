@@ -23,7 +23,10 @@ What each figure counts (docs/analytics.md has the same list):
 - ratings: thumbs up and down given in the period (answer_ratings);
 - suggestion click-through: suggestion clicks / bot messages that carried
   suggestion buttons; follow-up purchase: clicks after which the customer
-  bought the clicked item within ``--follow-up-days``.
+  bought the clicked item within ``--follow-up-days``;
+- satisfaction (CSAT): end-of-conversation 1-5 ratings given in the period
+  (satisfaction table): share of 4-5 among answers, mean and count, overall,
+  by intent, by segment and by handled-by (assistant | person).
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import sqlalchemy as sa
 
-from core import crypto, db
+from core import crypto, db, satisfaction
 from core.experiments import RECOMMENDER_EXPERIMENT, arm_for, parse_arms, recommender_arms, two_proportion_z_test
 from core.settings import PROJECT_ROOT
 
@@ -288,6 +291,7 @@ def compute(
         "unanswered_groups": unanswered_groups([m.text for m in unanswered], cluster_threshold) if cluster else [],
         "segments": customer_segments(engine, conversations),
         "experiment": experiment_arms(conversations, messages, impressions, clicks, followed, purchases, arms, window),
+        "satisfaction": satisfaction.summary(engine, since, until),
     }
     return figures
 
@@ -480,6 +484,7 @@ def headline(figures: Dict[str, Any]) -> List[str]:
         f"suggestions          {s['impressions']} shown, {s['clicks']} clicked ({s['click_through']:.1%}), "
         f"{s['follow_up_purchases']} bought within {s['follow_up_days']:g} days ({s['follow_up_rate']:.1%})",
         "top intents          " + (", ".join(f"{n} {c}" for n, c in figures["top_intents"][:5]) or "none"),
+        satisfaction.table_lines(figures["satisfaction"])[0],
     ]
 
 
@@ -526,6 +531,16 @@ def render_html(figures: Dict[str, Any], charts: Dict[str, bytes], inline: bool 
                [(a["arm"], a["customers"], a["impressions"], a["clicks"], a["click_through"], a["follow_up_purchases"],
                  a["buyers"], a["purchase_rate"], a.get("ctr_p", "-"), a.get("purchase_p", "-")) for a in exp["arms"]]),
         "<p>p: two-sided two-proportion z-test against the first arm; below 0.05 the difference is unlikely to be chance.</p>",
+        "<h2>Satisfaction (CSAT)</h2>",
+        "<p>CSAT: share of 4 and 5 among the end-of-conversation 1-5 ratings.</p>",
+        *[_table([title, "answers", "CSAT", "mean", "1", "2", "3", "4", "5"],
+                 [(g[field], g["count"], "-" if g["csat"] is None else f"{g['csat']:.1%}",
+                   "-" if g["mean"] is None else g["mean"], *g["scores"].values()) for g in groups])
+          for title, field, groups in (
+              ("overall", "name", [{"name": "all", **figures["satisfaction"]["overall"]}]),
+              ("intent", "intent", figures["satisfaction"]["by_intent"]),
+              ("segment", "segment", figures["satisfaction"]["by_segment"]),
+              ("handled by", "handled_by", figures["satisfaction"]["by_handled_by"]))],
         "<h2>Customer segments</h2>", img("segments.png"),
         _table(["segment", "customers", "talked to us in the period", "interactions per customer", "purchases", "age bands"],
                [(s["segment"], s["customers"], s["in_period"], s["interactions_per_customer"], s["purchases"],
@@ -574,6 +589,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print("\n".join(headline(figures)))
     for group in figures["unanswered_groups"][:5]:
         print(f"  unanswered x{group['size']}: {group['label']!r}")
+    print("\n".join(satisfaction.table_lines(figures["satisfaction"])[1:]))
     print(f"wrote {args.out / 'report.html'} and {len(charts)} plots")
     return 0
 

@@ -101,7 +101,12 @@ class ActionFreezeCard(Action):
         else:
             dispatcher.utter_message(response="utter_card_not_frozen", card_last_four=last_four)
         # Cleared so that the next freeze asks again instead of reusing an old card.
-        return [SlotSet("card_last_four", None), SlotSet("freeze_confirmed", None)]
+        events = [SlotSet("card_last_four", None), SlotSet("freeze_confirmed", None)]
+        if last_four and confirmed is True:  # resolved: the end-of-conversation rating (bot/actions/satisfaction.py)
+            from bot.actions.satisfaction import offer
+
+            events += offer(dispatcher, tracker)
+        return events
 
 
 # --------------------------------------------------------------------- handoff

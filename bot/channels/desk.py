@@ -645,7 +645,8 @@ class HandoffDesk:
         notice = await self._notice(agent, tracker, "utter_handoff_returned")
         # action_listen after the resume: the assistant's next turn starts from a clean "waiting for the customer".
         await self._deliver(
-            conversation_id, [ConversationResumed(), ActionExecuted(ACTION_LISTEN_NAME), notice]
+            conversation_id, [ConversationResumed(), ActionExecuted(ACTION_LISTEN_NAME), notice,
+                              *await _satisfaction_offer(agent, tracker, handoff)]
         )
         await self.push_state(conversation_id)
         await self.push_positions()
@@ -725,3 +726,30 @@ class HandoffDesk:
             generated = None
         text = (generated or {}).get("text") or NOTICES[response].format(**values)
         return BotUttered(text, metadata={"notice": response})
+
+
+async def _satisfaction_offer(rasa_agent, tracker: DialogueStateTracker, handoff: Any) -> List[Event]:
+    """The 1-5 rating offered when a person hands a conversation back (core/satisfaction.py decides).
+
+    Not after a handoff for a complaint or frustration, nor when the conversation was already asked.
+    """
+    from rasa.shared.core.events import SlotSet
+
+    from core import satisfaction
+
+    try:
+        events = [e.as_dict() for e in tracker.events]
+        rated = satisfaction.of_conversation(tracker.sender_id) is not None
+        reason = satisfaction.reason_not_to_ask(
+            events, bool(tracker.get_slot(satisfaction.ASKED_SLOT)),
+            getattr(handoff, "reason", None) in satisfaction.UPSET_HANDOFF_REASONS, rated)
+        if reason:
+            return []
+        channel = tracker.get_latest_input_channel() or ""
+        generated = await rasa_agent.processor.nlg.generate(satisfaction.ASK_RESPONSE, tracker, channel)
+    except Exception as exc:  # no rating offer is better than a failed hand-back
+        logger.warning("could not offer the satisfaction rating to %s: %s", tracker.sender_id, exc)
+        return []
+    text = (generated or {}).get("text") or "How satisfied are you with the help you got today? Tap 1 to 5."
+    return [BotUttered(text, data={"buttons": satisfaction.buttons()}, metadata={"notice": satisfaction.ASK_RESPONSE}),
+            SlotSet(satisfaction.ASKED_SLOT, True)]

@@ -576,4 +576,16 @@ class AgentInbox(DeskChannel, InputChannel):
             "transcript": transcript(events),
             "customer": customer_profile(handoff.customer_id or conversation_id),
             "guesses": best_guesses(events),
+            "satisfaction": _satisfaction_of(conversation_id),  # the customer's 1-5 rating, or None
         }
+
+
+def _satisfaction_of(conversation_id: str) -> Optional[Dict[str, Any]]:
+    """The conversation's end-of-conversation rating (core/satisfaction.py) for the inbox, or None."""
+    from core import satisfaction
+
+    try:
+        row = satisfaction.of_conversation(conversation_id)
+    except satisfaction.STORAGE_ERRORS:
+        return None
+    return {k: row[k] for k in ("score", "handled_by", "intent", "ts")} if row else None

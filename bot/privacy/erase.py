@@ -5,7 +5,7 @@ every conversation linked to them:
 
 - Rasa's tracker rows (the ``events`` table of the tracker store: the SQLite
   file ``tracker_db`` or PostgreSQL at ``tracker_url``);
-- the project's rows: customers, interactions, answer_ratings, handoffs,
+- the project's rows: customers, interactions, answer_ratings, handoffs, satisfaction,
   review_queue, identities (when the identity layer has that table),
   data_exports (and the export files);
 - the ratings waiting in this process's spool (``var/unsaved_ratings.jsonl``);
@@ -105,7 +105,7 @@ def erase_project_rows(engine: Engine, customer_id: str, conversations: Sequence
     removed: Dict[str, object] = {}
     with engine.begin() as conn:
         removed["customers"] = conn.execute(db.customers.delete().where(db.customers.c.id.in_(ids))).rowcount
-        for table in (db.interactions, db.answer_ratings, db.handoffs):
+        for table in (db.interactions, db.answer_ratings, db.handoffs, db.satisfaction):
             removed[table.name] = conn.execute(table.delete().where(
                 sa.or_(table.c.customer_id.in_(ids), table.c.conversation_id.in_(ids)))).rowcount
         removed["segment_members"] = conn.execute(  # customer segments (v7)

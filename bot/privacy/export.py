@@ -97,6 +97,7 @@ def build_export(engine: Engine, customer_id: str, conversations: Optional[Seque
             "interactions": _rows(conn, db.interactions, db.interactions.c.customer_id.in_(ids), db.interactions.c.conversation_id.in_(ids)),
             "answer_ratings": _rows(conn, db.answer_ratings, db.answer_ratings.c.customer_id.in_(ids), db.answer_ratings.c.conversation_id.in_(ids)),
             "handoffs": _rows(conn, db.handoffs, db.handoffs.c.customer_id.in_(ids), db.handoffs.c.conversation_id.in_(ids)),
+            "satisfaction": _rows(conn, db.satisfaction, db.satisfaction.c.customer_id.in_(ids), db.satisfaction.c.conversation_id.in_(ids)),
             "review_items": _rows(conn, db.review_queue, db.review_queue.c.conversation_id.in_(ids)),
             "erasure_requests": [{k: v for k, v in r.items() if k not in ("open_key", "claimed_by", "lease_until")}
                                  for r in _rows(conn, db.erasure_requests, db.erasure_requests.c.customer_id == customer_id)],
