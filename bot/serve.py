@@ -71,6 +71,8 @@ def prepare(env: Dict[str, str], config: Path, model_dir: Path, retrain: bool = 
     if _has_module("training.train_recommender") and not rec_dir.exists():
         if _has_module("training.generate_demo_customers"):
             run_step([PYTHON, "-m", "training.generate_demo_customers"], env, "generating synthetic demo customers")
+            if _has_module("training.segments"):  # the inbox's segment page (docs/analytics.md)
+                run_step([PYTHON, "-m", "training.segments"], env, "finding customer segments")
         run_step([PYTHON, "-m", "training.train_recommender", "--out", str(rec_dir)], env, "training the recommender")
     model = newest_model(model_dir)
     if model is None or retrain:

@@ -234,3 +234,24 @@ def test_the_demo_customers_split_as_docs_analytics_md_says(tmp_path):
     assert (result["k"], round(result["silhouette"], 3)) == (2, 0.177)
     assert [(s["size"], s["name"]) for s in result["segments"]] == [
         (157, "inactive lately · asks about transfer_fees"), (143, "many interactions · frequent")]
+
+
+def test_a_fresh_make_run_finds_segments_after_making_the_demo_customers(tmp_path, monkeypatch):
+    from bot import serve
+
+    steps = []
+
+    class Stop(Exception):
+        pass
+
+    def step(args, env, what):
+        steps.append(args[2])
+        if args[2] == "training.train_recommender":
+            raise Stop
+
+    monkeypatch.setattr(serve, "run_step", step)
+    env = {"ASSISTANT_INDEX_DIR": str(tmp_path / "index"), "ASSISTANT_RECOMMENDER_DIR": str(tmp_path / "rec")}
+    (tmp_path / "index").mkdir()
+    with pytest.raises(Stop):
+        serve.prepare(env, tmp_path / "config.yml", tmp_path / "models")
+    assert steps == ["training.generate_demo_customers", "training.segments", "training.train_recommender"]
