@@ -346,10 +346,27 @@ def _v7_segments(conn: sa.engine.Connection) -> None:
 
 
 # --- v8: agent assist (drafts offered, what the agent sent) ---
+# Written only through bot.channels.assist.log_reply.
+
+assist_replies = sa.Table(
+    "assist_replies",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("conversation_id", sa.String(192), nullable=False, index=True),
+    sa.Column("agent", sa.String(128), nullable=False),  # the staff account's username
+    sa.Column("draft_source", sa.String(32)),  # answer_index | domain; NULL: written from scratch
+    sa.Column("draft_id", sa.String(128)),  # the index entry's id or the response's name
+    sa.Column("draft_text", EncryptedText),  # the draft as offered; encrypted at rest
+    sa.Column("sent_text", EncryptedText, nullable=False),  # what was sent, redacted; encrypted at rest
+    sa.Column("similarity", sa.Float),  # sent vs the chosen draft, 0..1 (difflib ratio)
+    sa.Column("best_similarity", sa.Float),  # sent vs the closest draft offered
+    sa.Column("review_item", sa.Integer),  # review_queue id when it was kept for review
+    sa.Column("ts", sa.Float, nullable=False, default=time.time, index=True),
+)
 
 
 def _v8_agent_assist(conn: sa.engine.Connection) -> None:
-    pass  # filled in by the agent-assist work
+    assist_replies.create(conn, checkfirst=True)
 
 
 # Numbered migrations, oldest first. Append; never edit one that has shipped.

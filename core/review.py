@@ -36,7 +36,8 @@ from core.settings import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
 
-REASONS = ("low_confidence", "fallback", "thumbs_down", "handoff")
+# agent_rewrite: a person at the inbox answered unlike every draft the assistant offered (bot/channels/assist.py).
+REASONS = ("low_confidence", "fallback", "thumbs_down", "handoff", "agent_rewrite")
 OPEN, DONE, DISCARDED = "open", "done", "discarded"
 # Where the exports go: under var/ (ignored by git and by the Docker builds), never into bot/.
 REVIEW_EXPORT_DIR = PROJECT_ROOT / "var" / "review"

@@ -17,7 +17,9 @@ JSON API (same origin; session cookie ``inbox_session``; every POST also needs
 - ``POST login`` {username, password} -> {username, name, role, csrf_token} ·
   ``POST logout`` · ``GET api/me`` · ``POST api/password`` {current_password, new_password};
 - ``GET api/conversations`` · ``GET api/conversations/<id>`` ·
-  ``POST api/conversations/<id>/take`` · ``.../reply`` {text} · ``.../handback`` (agent);
+  ``POST api/conversations/<id>/take`` · ``.../reply`` {text, draft?: {source, id}} · ``.../handback`` (agent);
+- ``GET api/conversations/<id>/drafts`` -> {message, sentiment, drafts: [{source, id, text, question, score}],
+  profile_summary} (agent assist, `bot.channels.assist`; the reply logs the draft it started from);
 - ``GET api/audit`` ?limit, before, actor, action, target · ``GET api/audit/export`` ?format=csv|jsonl ·
   ``GET analytics`` ?since, until (the analytics report page, with a date-range picker) ·
   ``GET customers/<id>`` · ``GET segments`` (customer pages and segments, `bot.insight.pages`) (supervisor);
@@ -51,7 +53,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 from sqlalchemy.engine import Engine
 
-from bot.channels import ingress
+from bot.channels import assist, ingress
 from bot.channels.base import DeskChannel
 from bot.channels.desk import HandoffError, desk_for
 from bot.channels.queue import WAITING
@@ -389,6 +391,16 @@ class AgentInbox(DeskChannel, InputChannel):
             self._audit_opening(request, session, conversation_id, detail["customer"].get("id"))
             return response.json(detail)
 
+        @inbox.route("/api/conversations/<conversation_id:str>/drafts", methods=["GET"])
+        @self.staff_only()
+        async def drafts(request: Request, session: staff.Session, conversation_id: str) -> HTTPResponse:
+            conversation_id = urllib.parse.unquote(conversation_id)
+            offered = await self._drafts(conversation_id)
+            if offered is None:
+                return _refused(404, "no handoff for this conversation")
+            self._audit_opening(request, session, conversation_id, offered["customer_id"])
+            return response.json(offered)
+
         @inbox.route("/api/conversations/<conversation_id:str>/<action:str>", methods=["POST"])
         @self.staff_only(changes=True)
         async def act(request: Request, session: staff.Session, conversation_id: str, action: str) -> HTTPResponse:
@@ -403,8 +415,17 @@ class AgentInbox(DeskChannel, InputChannel):
                 elif action == "reply":
                     if not isinstance(body.get("text"), str):
                         return _refused(400, "'text' must be a string")
+                    draft = body.get("draft")
+                    if draft is not None and not (isinstance(draft, dict) and isinstance(draft.get("source"), str)
+                                                  and isinstance(draft.get("id"), str)):
+                        return _refused(400, "'draft' must be {source, id} strings, or left out")
+                    offered = await self._drafts(conversation_id)  # what the panel offered before this reply
                     delivered = await desk.reply(conversation_id, agent_name, body["text"])
-                    detail = {"chars": len(body["text"])}
+                    detail = {"chars": len(body["text"]), "draft": draft}
+                    if offered is not None:
+                        await asyncio.get_running_loop().run_in_executor(None, functools.partial(
+                            assist.try_log_reply, self.engine, conversation_id, session.username, agent_name,
+                            body["text"], offered, draft))
                 elif action == "handback":
                     await desk.hand_back(conversation_id, agent_name)
                     delivered, detail = True, {}
@@ -560,6 +581,20 @@ class AgentInbox(DeskChannel, InputChannel):
             return Pending.from_dict(json.loads(base64.urlsafe_b64decode(kept.encode())))
         except (ValueError, TypeError):
             return None
+
+    async def _drafts(self, conversation_id: str) -> Optional[Dict[str, Any]]:
+        """Agent assist's drafts for the conversation (`bot.channels.assist`), None without a handoff."""
+        desk = desk_for(self.app)
+        handoff = desk.queue.latest(conversation_id)
+        agent = desk.agent
+        if handoff is None or agent is None:
+            return None
+        tracker = await agent.tracker_store.retrieve_full_tracker(conversation_id)
+        offered = assist.build_drafts(list(tracker.events) if tracker else [], agent.domain.responses)
+        customer_id = handoff.customer_id or conversation_id
+        profile = await asyncio.get_running_loop().run_in_executor(None, customer_profile, customer_id)
+        return {**offered, "conversation_id": conversation_id, "customer_id": profile.get("id"),
+                "profile_summary": assist.profile_summary(profile)}
 
     async def _conversation(self, conversation_id: str) -> Optional[Dict[str, Any]]:
         desk = desk_for(self.app)

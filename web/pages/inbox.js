@@ -8,6 +8,8 @@
   let current = null; // conversation id on screen
   let me = null; // {username, name, role, csrf_token} from the server
   let oldestAudit = null;
+  let draftFrom = null; // {source, id} of the draft inserted into the reply box, sent with the reply
+  let draftsShown = null; // "<conversation>|<messages>": the drafts on screen are for this state
 
   async function call(path, body) {
     // Every change carries the session's CSRF token; the server refuses it otherwise.
@@ -181,16 +183,57 @@
         const use = text("button", `${a.answer} (${a.score})`);
         use.type = "button";
         use.title = `Past question: ${a.question}`;
-        use.addEventListener("click", () => { $("text").value = a.answer; $("text").focus(); });
+        use.addEventListener("click", () => { $("text").value = a.answer; draftFrom = null; $("text").focus(); });
         box.appendChild(use);
       }
       guesses.appendChild(box);
     }
   }
 
+  // Agent assist: the best three drafts for the customer's latest message, their sentiment and profile.
+  async function loadDrafts(detail) {
+    const key = `${detail.conversation_id}|${detail.transcript.length}|${detail.handoff.status}`;
+    if (key === draftsShown) return;
+    draftsShown = key;
+    let data;
+    try { data = await call(`/api/conversations/${encodeURIComponent(detail.conversation_id)}/drafts`); } catch (e) { return; }
+    if (data.conversation_id !== current) return;
+    const panel = $("assist");
+    panel.textContent = "";
+    panel.appendChild(text("div", data.profile_summary, "meta profile-summary"));
+    if (data.sentiment && data.sentiment.label) {
+      const confidence = data.sentiment.confidence == null ? "" : ` (${Math.round(data.sentiment.confidence * 100)}%)`;
+      panel.appendChild(text("div", `Sentiment: ${data.sentiment.label}${confidence}`, "meta sentiment"));
+    }
+    if (!data.drafts.length) { panel.appendChild(text("p", "No drafts for this conversation yet.", "empty")); return; }
+    panel.appendChild(text("div", `For: “${data.message}”`, "meta"));
+    for (const d of data.drafts) {
+      const box = text("div", "", "draft");
+      box.dataset.source = d.source;
+      box.dataset.id = d.id;
+      box.appendChild(text("div", `${d.source === "domain" ? "Assistant's answer" : "Past answer"} · score ${d.score}`, "meta"));
+      box.appendChild(text("div", `Question: ${d.question || "—"}`, "meta question"));
+      box.appendChild(text("p", d.text));
+      const use = text("button", "Insert");
+      use.type = "button";
+      use.addEventListener("click", () => {
+        $("text").value = d.text;
+        draftFrom = { source: d.source, id: d.id };
+        $("text").focus();
+      });
+      box.appendChild(use);
+      panel.appendChild(box);
+    }
+  }
+
   async function open(id, quietly) {
     if (!quietly) $("action-error").textContent = "";
-    try { render(await call(`/api/conversations/${encodeURIComponent(id)}`)); } catch (e) { $("action-error").textContent = e.message; }
+    if (id !== current) draftFrom = null; // a draft belongs to its conversation
+    try {
+      const detail = await call(`/api/conversations/${encodeURIComponent(id)}`);
+      render(detail);
+      loadDrafts(detail);
+    } catch (e) { $("action-error").textContent = e.message; }
     if (!quietly) refreshList();
   }
 
@@ -231,6 +274,7 @@
     } catch (e) { $("account-error").textContent = e.message; }
     loadAccounts();
   });
+  $("text").addEventListener("input", () => { if (!$("text").value.trim()) draftFrom = null; });
   $("take").addEventListener("click", () => act("take"));
   $("handback").addEventListener("click", () => act("handback"));
   $("reply").addEventListener("submit", (event) => {
@@ -238,7 +282,9 @@
     const value = $("text").value.trim();
     if (!value) return;
     $("text").value = "";
-    act("reply", { text: value });
+    const body = draftFrom ? { text: value, draft: draftFrom } : { text: value };
+    draftFrom = null;
+    act("reply", body);
   });
 
   // New customers and new messages appear without reloading.
