@@ -74,6 +74,16 @@ def prepare(env: Dict[str, str], config: Path, model_dir: Path, retrain: bool = 
             if _has_module("training.segments"):  # the inbox's segment page (docs/analytics.md)
                 run_step([PYTHON, "-m", "training.segments"], env, "finding customer segments")
         run_step([PYTHON, "-m", "training.train_recommender", "--out", str(rec_dir)], env, "training the recommender")
+    # The sentiment model (nlu/sentiment.py): trained when missing and the airline data is beside the
+    # clone; without it the desk's frustration detector decides alone.
+    from nlu.sentiment import DEFAULT_DIR as sentiment_dir
+    from training.train_sentiment import DEFAULT_DATA as sentiment_data
+
+    if _has_module("training.train_sentiment") and not sentiment_dir.exists() and sentiment_data.exists():
+        try:
+            run_step([PYTHON, "-m", "training.train_sentiment", "--quiet"], env, "training the sentiment model")
+        except SystemExit as exc:  # not fatal: the assistant serves without it
+            print(f"warning: {exc}; frustration is judged by the word-list detector alone", flush=True)
     model = newest_model(model_dir)
     if model is None or retrain:
         run_step(

@@ -286,8 +286,25 @@ def _v4_privacy(conn: sa.engine.Connection) -> None:
 # --- v5: sentiment of customer messages ---
 
 
+# Sentiment of each customer message the desk reads (nlu.sentiment); written only by
+# nlu.sentiment.record (the desk). No text: the message itself stays in the tracker store.
+message_sentiment = sa.Table(
+    "message_sentiment",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("conversation_id", sa.String(192), nullable=False, index=True),
+    sa.Column("message_id", sa.String(64)),
+    sa.Column("label", sa.String(16), nullable=False),  # negative | neutral | positive
+    sa.Column("confidence", sa.Float, nullable=False),  # probability of the label
+    sa.Column("negative", sa.Float, nullable=False),  # probability of negative (the queue sorts on it)
+    sa.Column("reason", sa.String(64)),  # reason of a negative message, when the model names one
+    sa.Column("ts", sa.Float, nullable=False, default=time.time, index=True),
+    sa.UniqueConstraint("conversation_id", "message_id", name="uq_message_sentiment"),
+)
+
+
 def _v5_sentiment(conn: sa.engine.Connection) -> None:
-    pass  # filled in by the sentiment work
+    message_sentiment.create(conn, checkfirst=True)
 
 
 # --- v6: satisfaction ratings (CSAT) ---

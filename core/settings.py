@@ -59,6 +59,10 @@ class Settings:
     # Intents (comma-separated) whose messages are never "asked again" frustration: saying
     # "thanks" or "yes" twice is conversation, not a customer repeating an unanswered request.
     repeat_ignored_intents: str = "greet,goodbye,thanks,affirm,deny,inform_card_digits"
+    # With the sentiment model (artifacts/sentiment), a message the frustration word list
+    # flags hands off only when it reads negative with at least this probability (asking
+    # again still hands off on its own). See nlu/sentiment.py and docs/benchmarks.md.
+    frustration_negative_threshold: float = 0.5
     # Intent answers below this confidence are also queued for human review.
     review_confidence: float = 0.6
     # Rasa server and action server addresses used by the launcher and the tests.

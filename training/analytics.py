@@ -46,6 +46,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import sqlalchemy as sa
 
 from core import crypto, db, satisfaction
+from nlu import sentiment as message_sentiment
 from core.experiments import RECOMMENDER_EXPERIMENT, arm_for, parse_arms, recommender_arms, two_proportion_z_test
 from core.settings import PROJECT_ROOT
 
@@ -292,6 +293,7 @@ def compute(
         "segments": customer_segments(engine, conversations),
         "experiment": experiment_arms(conversations, messages, impressions, clicks, followed, purchases, arms, window),
         "satisfaction": satisfaction.summary(engine, since, until),
+        "sentiment": message_sentiment.trend(engine, since, until),
     }
     return figures
 
@@ -485,6 +487,9 @@ def headline(figures: Dict[str, Any]) -> List[str]:
         f"{s['follow_up_purchases']} bought within {s['follow_up_days']:g} days ({s['follow_up_rate']:.1%})",
         "top intents          " + (", ".join(f"{n} {c}" for n, c in figures["top_intents"][:5]) or "none"),
         satisfaction.table_lines(figures["satisfaction"])[0],
+        f"sentiment            {figures['sentiment']['messages']} messages scored, "
+        f"{figures['sentiment']['negative_share']:.1%} negative ("
+        + (", ".join(f"{k} {v}" for k, v in figures["sentiment"]["counts"].items())) + ")",
     ]
 
 

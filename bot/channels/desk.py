@@ -49,6 +49,7 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.utils.endpoints import ClientResponseError, EndpointConfig
 
 from bot.channels.frustration import FrustrationDetector
+from nlu.sentiment import frustrated
 from bot.channels.queue import ACTIVE, WAITING, Handoff, HandoffQueue
 from bot.channels.replies import is_payload
 from bot.channels.transcript import customer_texts_since_handback
@@ -309,6 +310,7 @@ class HandoffDesk:
         queue: Optional[HandoffQueue] = None,
         detector: Optional[FrustrationDetector] = None,
         settings: Optional[Settings] = None,
+        sentiment: Any = None,
     ) -> None:
         self.app = app
         self.queue = queue or HandoffQueue()
@@ -316,6 +318,8 @@ class HandoffDesk:
         # Word-list detector until the sentence encoder has loaded (see `prepare`).
         self.detector = detector or FrustrationDetector()
         self._detector_given = detector is not None
+        # nlu.sentiment.SentimentModel (artifacts/sentiment, loaded in `prepare`); None: the detector decides alone.
+        self.sentiment = sentiment
         self.limiter = limiter_from_settings(self.settings)
         # Intents whose repetition is not "asking again" (settings are fixed for the process).
         self._pleasantries = frozenset(i.strip() for i in self.settings.repeat_ignored_intents.split(",") if i.strip())
@@ -338,6 +342,17 @@ class HandoffDesk:
             logger.info("frustration detector ready (word list and nearest labelled examples)")
         except Exception as exc:  # the word list alone still works
             logger.warning("frustration detector uses its word list only: the encoder did not load (%s)", exc)
+            return
+        try:
+            from nlu.sentiment import DEFAULT_DIR, load_if_present
+
+            self.sentiment = load_if_present(DEFAULT_DIR)
+            if self.sentiment is None:
+                logger.info("no sentiment model in %s (python -m training.train_sentiment): the detector decides alone", DEFAULT_DIR)
+            else:
+                logger.info("sentiment model ready: handoffs for frustration need a negative reading too")
+        except Exception as exc:  # a broken artifact: keep today's detector
+            logger.warning("sentiment model not loaded (%s): the frustration detector decides alone", exc)
 
     @property
     def agent(self):
@@ -465,9 +480,28 @@ class HandoffDesk:
         await self._complete_requested_handoff(agent, message)
 
     def _analyse(self, text: str, previous: List[str]):
-        """Run every model on the message (see `core.serving`), then judge frustration."""
+        """Run every model on the message (see `core.serving`), then judge frustration: (assessment, sentiment)."""
         prefetch([text])
-        return self.detector.assess(text, previous)
+        return self.detector.assess(text, previous), self._sentiment_of(text)
+
+    def _sentiment_of(self, text: str):
+        """The message's `nlu.sentiment.Sentiment` (on the model thread), or None without a model or encoder."""
+        if self.sentiment is None or self.detector.encoder is None or not text:
+            return None
+        from core.encoder import embed_few  # cached: the detector and the retriever share this vector
+
+        return self.sentiment.predict_one(text, embed_few(self.detector.encoder, [text])[0])
+
+    def _record_sentiment(self, message: UserMessage, sentiment) -> None:
+        """Store the message's sentiment (core.db message_sentiment); a failure is logged, never the customer's problem."""
+        if sentiment is None:
+            return
+        from nlu.sentiment import record
+
+        try:
+            record(self.queue.engine, message.sender_id, message.message_id, sentiment)
+        except Exception as exc:
+            logger.warning("sentiment of a message in %s not stored (%s)", message.sender_id, exc)
 
     async def _reason_to_hand_off(self, agent, message: UserMessage, tracker: DialogueStateTracker):
         """('frustration' | 'fallbacks' | None, summary for the agent), decided before the assistant answers."""
@@ -480,11 +514,13 @@ class HandoffDesk:
         ][-3:]
         # On the model thread: the frustration check, and the intent model and the
         # retriever's encoder on this message, whose results Rasa's pipeline then reuses.
-        verdict = await asyncio.get_running_loop().run_in_executor(
+        verdict, sentiment = await asyncio.get_running_loop().run_in_executor(
             model_executor(), self._analyse, message.text, previous
         )
-        if verdict.frustrated:
-            return "frustration", "frustration: " + "; ".join(verdict.evidence)
+        self._record_sentiment(message, sentiment)
+        if frustrated(verdict, sentiment, self.settings.frustration_negative_threshold):
+            mood = f" (reads {sentiment.label}, {sentiment.confidence:.2f})" if sentiment is not None else ""
+            return "frustration", "frustration: " + "; ".join(verdict.evidence) + mood
         if typed and is_fallback(typed[-1].parse_data or {}, self.settings.retrieval_threshold):
             # The previous message was a fallback: parse this one now (Rasa reuses
             # the parse) to know whether it is the second in a row.
@@ -512,6 +548,10 @@ class HandoffDesk:
     async def _keep_for_agent(self, agent, message: UserMessage, handoff: Handoff) -> None:
         """Store the message for the agent; a waiting customer hears their place in the queue."""
         cid = message.sender_id
+        if self.sentiment is not None and message.text and not is_payload(message.text):
+            # Scored too while a person has the conversation: the inbox sorts waiting ones by their latest mood.
+            mood = await asyncio.get_running_loop().run_in_executor(model_executor(), self._sentiment_of, message.text)
+            self._record_sentiment(message, mood)
         async with agent.lock_store.lock(cid):
             # Saved at once: whatever happens next, the customer's words are kept.
             tracker = await agent.processor.log_message(message, should_save_tracker=True)

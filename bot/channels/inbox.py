@@ -379,7 +379,13 @@ class AgentInbox(DeskChannel, InputChannel):
                 entry = handoff.as_dict()
                 entry["position"] = position if handoff.status == WAITING else None
                 listed.append(entry)
-            return response.json({"conversations": listed, "now": time.time()})
+            # Each one's latest message sentiment (nlu.sentiment); the most upset waiting conversations first.
+            from nlu.sentiment import latest, most_upset_first
+
+            moods = latest(desk.queue.engine, [entry["conversation_id"] for entry in listed])
+            for entry in listed:
+                entry["sentiment"] = moods.get(entry["conversation_id"])
+            return response.json({"conversations": most_upset_first(listed), "now": time.time()})
 
         @inbox.route("/api/conversations/<conversation_id:str>", methods=["GET"])
         @self.staff_only()

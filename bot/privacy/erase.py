@@ -114,6 +114,8 @@ def erase_project_rows(engine: Engine, customer_id: str, conversations: Sequence
         removed["review_queue"] = conn.execute(db.review_queue.delete().where(db.review_queue.c.id.in_(review_ids))).rowcount if review_ids else 0
         removed["assist_replies"] = conn.execute(  # agent assist (v8): what agents sent this customer
             db.assist_replies.delete().where(db.assist_replies.c.conversation_id.in_(ids))).rowcount
+        removed["message_sentiment"] = conn.execute(  # message sentiment (v5), keyed by conversation
+            db.message_sentiment.delete().where(db.message_sentiment.c.conversation_id.in_(ids))).rowcount
         identities = getattr(db, "identities", None)
         if identities is not None:
             clauses = [getattr(identities.c, name).in_(ids) for name in ("customer_id", "conversation_id") if name in identities.c]

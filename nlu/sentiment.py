@@ -1,0 +1,334 @@
+"""Sentiment of a customer message: negative, neutral or positive, with a confidence.
+
+A small head on top of the bundled sentence encoder (all-MiniLM-L6-v2,
+frozen): multinomial logistic regression over the message's sentence
+embedding and TF-IDF word n-grams, trained on customers' messages to
+airlines (``python -m training.train_sentiment``). A second head names the
+reason of a negative message (late flight, lost luggage, customer
+service, ...). The embedding is the one the desk already computes for each
+message (``core.encoder.embed_few``, cached), so serving adds a sparse
+dot product.
+
+The artifact folder (default ``artifacts/sentiment``) holds ``meta.json``
+(labels, settings, vocabulary), ``weights.npz`` (plain arrays, no pickles)
+and ``metrics.json``. Without it the desk keeps the word-list detector
+(``bot/channels/frustration.py``) alone.
+
+The frustration-to-handoff decision (`frustrated`) asks for both: the
+word-list detector must find a signal AND the message must read negative
+with at least `negative_threshold` confidence. Ordinary questions that
+merely contain "again" or "still" ("I still have not received my card")
+no longer call a person on their own.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+LABELS = ("negative", "neutral", "positive")
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "artifacts" / "sentiment"
+# Reasons too rare or too vague to learn ("Can't Tell", one-off labels).
+MIN_REASON_EXAMPLES = 40
+SKIP_REASONS = {"", "Can't Tell"}
+
+
+def normalise(text: str) -> str:
+    """Lower case, without @handles and links (they name the company, not the mood)."""
+    return re.sub(r"@\w+|https?://\S+", " ", (text or "").lower())
+
+
+def _vectorizer(vocabulary: Optional[Dict[str, int]] = None):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(
+        ngram_range=(1, 2), min_df=2, sublinear_tf=True, preprocessor=normalise, vocabulary=vocabulary, dtype=np.float32
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Sentiment:
+    """The model's verdict on one message."""
+
+    label: str  # negative | neutral | positive
+    confidence: float  # probability of `label`
+    negative: float  # probability of negative
+    reason: Optional[str] = None  # for a negative message: late flight, customer service, ...
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {
+            "label": self.label,
+            "confidence": round(self.confidence, 4),
+            "negative": round(self.negative, 4),
+            "reason": self.reason,
+        }
+
+
+class SentimentModel:
+    """Logistic-regression heads over [TF-IDF | weight * sentence embedding]."""
+
+    def __init__(self, vectorizer, embed_weight: float, coef: np.ndarray, intercept: np.ndarray,
+                 reasons: Sequence[str] = (), reason_coef: Optional[np.ndarray] = None,
+                 reason_intercept: Optional[np.ndarray] = None) -> None:
+        self.vectorizer = vectorizer
+        self.embed_weight = float(embed_weight)
+        self.coef = np.asarray(coef, dtype=np.float32)  # (classes, features)
+        self.intercept = np.asarray(intercept, dtype=np.float32)
+        self.reasons = list(reasons)
+        self.reason_coef = None if reason_coef is None else np.asarray(reason_coef, dtype=np.float32)
+        self.reason_intercept = None if reason_intercept is None else np.asarray(reason_intercept, dtype=np.float32)
+        self._vocab_size = len(vectorizer.vocabulary_)
+        # Serving: the analyser once, and per-term columns, so that one message costs dictionary
+        # look-ups and a few small dot products (scikit-learn's transform costs a millisecond or more).
+        self._analyse = vectorizer.build_analyzer()
+        self._idf = np.asarray(vectorizer.idf_, dtype=np.float32)
+
+    # ---------------------------------------------------------- training
+    @classmethod
+    def fit(cls, texts: Sequence[str], labels: Sequence[str], vectors: np.ndarray,
+            reasons: Optional[Sequence[str]] = None, c: float = 2.0, embed_weight: float = 2.0,
+            min_reason_examples: int = MIN_REASON_EXAMPLES) -> "SentimentModel":
+        """Fit on `texts` with their `labels` (negative/neutral/positive) and normalised `vectors`."""
+        from sklearn.linear_model import LogisticRegression
+
+        unknown = set(labels) - set(LABELS)
+        if unknown:
+            raise ValueError(f"labels must be {', '.join(LABELS)} (got {', '.join(sorted(unknown))})")
+        vectorizer = _vectorizer()
+        try:
+            sparse = vectorizer.fit_transform(texts)
+        except ValueError:  # a handful of examples: no n-gram reaches min_df
+            vectorizer = _vectorizer()
+            vectorizer.set_params(min_df=1)
+            sparse = vectorizer.fit_transform(texts)
+        features = cls._stack(sparse, vectors, embed_weight)
+        head = LogisticRegression(C=c, max_iter=3000).fit(features, list(labels))
+        coef = np.zeros((len(LABELS), features.shape[1]), dtype=np.float32)
+        intercept = np.full(len(LABELS), -1e4, dtype=np.float32)  # a class absent from training never wins
+        classes = list(head.classes_)
+        if len(classes) == 2:  # binary: sklearn keeps one row for the second class
+            coef[LABELS.index(classes[1])], intercept[LABELS.index(classes[1])] = head.coef_[0], head.intercept_[0]
+            intercept[LABELS.index(classes[0])] = 0.0
+        else:
+            for row, name in enumerate(classes):
+                coef[LABELS.index(name)], intercept[LABELS.index(name)] = head.coef_[row], head.intercept_[row]
+        names: List[str] = []
+        reason_coef = reason_intercept = None
+        if reasons is not None:
+            counts: Dict[str, int] = {}
+            for label, reason in zip(labels, reasons):
+                if label == "negative" and reason not in SKIP_REASONS:
+                    counts[reason] = counts.get(reason, 0) + 1
+            names = sorted(r for r, n in counts.items() if n >= min_reason_examples)
+            rows = [i for i, (label, reason) in enumerate(zip(labels, reasons)) if label == "negative" and reason in names]
+            if len(names) >= 2:
+                rhead = LogisticRegression(C=c, max_iter=3000).fit(features[rows], [reasons[i] for i in rows])
+                names = list(rhead.classes_)
+                reason_coef, reason_intercept = rhead.coef_, rhead.intercept_
+            else:
+                names = []
+        return cls(vectorizer, embed_weight, coef, intercept, names, reason_coef, reason_intercept)
+
+    @staticmethod
+    def _stack(sparse, vectors: np.ndarray, embed_weight: float):
+        import scipy.sparse as sp
+
+        dense = sp.csr_matrix(np.asarray(vectors, dtype=np.float32) * embed_weight)
+        return sp.hstack([sparse, dense]).tocsr()
+
+    # ---------------------------------------------------------- serving
+    def _tfidf_logits(self, text: str, coef: np.ndarray) -> np.ndarray:
+        """TF-IDF part of the logits of one text, as the vectoriser computes it (sublinear tf, l2 norm)."""
+        vocabulary = self.vectorizer.vocabulary_
+        counts: Dict[int, int] = {}
+        for term in self._analyse(text or ""):
+            index = vocabulary.get(term)
+            if index is not None:
+                counts[index] = counts.get(index, 0) + 1
+        if not counts:
+            return np.zeros(coef.shape[0], dtype=np.float32)
+        columns = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        weights = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float32, count=len(counts)))) * self._idf[columns]
+        weights /= np.linalg.norm(weights)
+        return coef[:, columns] @ weights
+
+    def _logits(self, texts: Sequence[str], vectors: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+        k = self._vocab_size
+        dense = np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1) * self.embed_weight
+        words = np.stack([self._tfidf_logits(text, coef) for text in texts]) if len(texts) else 0.0
+        return words + dense @ coef[:, k:].T + intercept
+
+    @staticmethod
+    def _softmax(logits: np.ndarray) -> np.ndarray:
+        z = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+    def probabilities(self, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
+        """(n, 3) probabilities of negative, neutral, positive."""
+        return self._softmax(self._logits(texts, vectors, self.coef, self.intercept))
+
+    def predict(self, texts: Sequence[str], vectors: np.ndarray) -> List[Sentiment]:
+        """A `Sentiment` per text; `vectors` are the texts' normalised sentence embeddings."""
+        probs = self.probabilities(texts, vectors)
+        reasons: List[Optional[str]] = [None] * len(texts)
+        negative_rows = [i for i, p in enumerate(probs) if int(p.argmax()) == 0]
+        if self.reasons and negative_rows:
+            logits = self._logits([texts[i] for i in negative_rows], np.asarray(vectors)[negative_rows],
+                                  self.reason_coef, self.reason_intercept)
+            if len(self.reasons) == 2:  # sklearn's binary head: one score for the second reason
+                picks = [1 if row[0] > 0 else 0 for row in logits]
+            else:
+                picks = [int(row.argmax()) for row in logits]
+            for i, pick in zip(negative_rows, picks):
+                reasons[i] = self.reasons[pick]
+        return [
+            Sentiment(LABELS[int(p.argmax())], float(p.max()), float(p[0]), reasons[i]) for i, p in enumerate(probs)
+        ]
+
+    def predict_one(self, text: str, vector: np.ndarray) -> Sentiment:
+        return self.predict([text], np.asarray(vector).reshape(1, -1))[0]
+
+    # ---------------------------------------------------------- storage
+    def save(self, folder: Path, extra: Optional[Dict[str, Any]] = None) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "labels": list(LABELS),
+            "embed_weight": self.embed_weight,
+            "vocabulary": {term: int(i) for term, i in self.vectorizer.vocabulary_.items()},
+            "reasons": self.reasons,
+            **(extra or {}),
+        }
+        (folder / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+        arrays = {"coef": self.coef, "intercept": self.intercept, "idf": self.vectorizer.idf_.astype(np.float32)}
+        if self.reason_coef is not None:
+            arrays.update(reason_coef=self.reason_coef, reason_intercept=self.reason_intercept)
+        np.savez(folder / "weights.npz", **arrays)
+
+    @classmethod
+    def load(cls, folder: Path) -> "SentimentModel":
+        folder = Path(folder)
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        if tuple(meta.get("labels", ())) != LABELS:
+            raise ValueError(f"{folder}: labels {meta.get('labels')} are not {LABELS}")
+        with np.load(folder / "weights.npz", allow_pickle=False) as arrays:
+            data = {k: arrays[k] for k in arrays.files}
+        vectorizer = _vectorizer(meta["vocabulary"])
+        vectorizer.idf_ = data["idf"]
+        return cls(vectorizer, meta["embed_weight"], data["coef"], data["intercept"], meta.get("reasons", []),
+                   data.get("reason_coef"), data.get("reason_intercept"))
+
+
+def load_if_present(folder: Optional[Path] = None) -> Optional[SentimentModel]:
+    """The trained model in `folder`, or None when it has not been trained."""
+    folder = Path(folder or DEFAULT_DIR)
+    if not (folder / "meta.json").exists() or not (folder / "weights.npz").exists():
+        return None
+    return SentimentModel.load(folder)
+
+
+def frustrated(assessment: Any, sentiment: Optional[Sentiment], negative_threshold: float = 0.5) -> bool:
+    """The handoff decision from the word-list detector's `assessment` and the message's `sentiment`.
+
+    Asking again (the ``repeat`` signal) is behaviour, not wording: it hands
+    off as before. Any other signal hands off only when the message also
+    reads negative with probability `negative_threshold` or more. Without a
+    sentiment model (`sentiment` None) the detector decides alone, as before.
+    """
+    if not assessment.frustrated:
+        return False
+    if sentiment is None or "repeat" in assessment.signals:
+        return True
+    return sentiment.negative >= negative_threshold
+
+
+# ------------------------------------------------------------------ storage (core.db v5)
+def record(engine, conversation_id: str, message_id: Optional[str], sentiment: Sentiment, ts: Optional[float] = None) -> None:
+    """Store the sentiment of one customer message (once per conversation and message id)."""
+    import time
+
+    import sqlalchemy as sa
+
+    from core import db
+
+    t = db.message_sentiment
+    values = dict(conversation_id=conversation_id, message_id=message_id, label=sentiment.label,
+                  confidence=float(sentiment.confidence), negative=float(sentiment.negative),
+                  reason=sentiment.reason, ts=ts or time.time())
+    with engine.begin() as conn:
+        if message_id is not None:
+            found = conn.execute(sa.select(t.c.id).where(t.c.conversation_id == conversation_id,
+                                                         t.c.message_id == message_id)).first()
+            if found is not None:
+                return
+        conn.execute(t.insert().values(**values))
+
+
+def latest(engine, conversation_ids: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+    """{conversation id: its newest stored sentiment as a dict} for the conversations that have one."""
+    import sqlalchemy as sa
+
+    from core import db
+
+    ids = list(dict.fromkeys(conversation_ids))
+    if not ids:
+        return {}
+    t = db.message_sentiment
+    out: Dict[str, Dict[str, Any]] = {}
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(t).where(t.c.conversation_id.in_(ids)).order_by(t.c.ts, t.c.id)).all()
+    for row in rows:  # oldest first: the newest wins
+        m = row._mapping
+        out[m["conversation_id"]] = {"label": m["label"], "confidence": round(m["confidence"], 4),
+                                     "negative": round(m["negative"], 4), "reason": m["reason"], "ts": m["ts"]}
+    return out
+
+
+def most_upset_first(entries: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Waiting conversations sorted by their latest negative probability (highest first), then as given.
+
+    `entries` are queue entries with ``status`` and an optional ``sentiment``
+    dict; active (taken) ones keep their place after the waiting ones.
+    """
+    def key(pair):
+        position, entry = pair
+        waiting = entry.get("status") == "waiting"
+        upset = (entry.get("sentiment") or {}).get("negative") or 0.0
+        return (not waiting, -upset if waiting else 0.0, position)
+
+    return [entry for _, entry in sorted(enumerate(entries), key=key)]
+
+
+def trend(engine, since: float, until: float) -> Dict[str, Any]:
+    """Stored message sentiment between `since` and `until`: counts per label, overall and per UTC day."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from core import db
+
+    t = db.message_sentiment
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(t.c.label, t.c.negative, t.c.reason, t.c.ts)
+                            .where(t.c.ts >= since).where(t.c.ts < until)).all()
+    totals = {label: 0 for label in LABELS}
+    reasons: Dict[str, int] = {}
+    daily: Dict[str, Dict[str, int]] = {}
+    for label, _negative, reason, ts in rows:
+        totals[label] = totals.get(label, 0) + 1
+        day = dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d")
+        daily.setdefault(day, {name: 0 for name in LABELS})[label] += 1
+        if label == "negative" and reason:
+            reasons[reason] = reasons.get(reason, 0) + 1
+    n = len(rows)
+    return {
+        "messages": n,
+        "counts": totals,
+        "negative_share": round(totals["negative"] / n, 4) if n else 0.0,
+        "negative_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+        "daily": dict(sorted(daily.items())),
+    }

@@ -1,0 +1,204 @@
+"""The sentiment model (nlu/sentiment.py), its storage and the desk's frustration decision.
+
+Fitted on a handful of messages with a stand-in encoder: no ../shared data, no model download.
+"""
+import asyncio
+import hashlib
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from rasa.core.channels.channel import UserMessage
+from rasa.shared.core.trackers import DialogueStateTracker
+
+from bot.channels.frustration import FrustrationDetector
+from core import db
+from core.settings import Settings
+from nlu import sentiment as sm
+
+NEGATIVE = [
+    "this is ridiculous, my flight is late again and nobody helps",
+    "worst service ever, I am furious",
+    "you lost my luggage and nobody answers, useless",
+    "still waiting on hold for two hours, unacceptable",
+    "terrible, the flight was cancelled and no one cares",
+    "I am sick of this, nothing ever works",
+]
+NEUTRAL = [
+    "how do I change my PIN",
+    "where is my new card",
+    "can I get a refund for a card payment",
+    "what is the exchange rate for euros",
+    "how long does a transfer take",
+    "my card has not arrived yet, when will it come",
+]
+POSITIVE = [
+    "thank you so much, great service",
+    "love it, the flight was wonderful",
+    "thanks, that was really helpful",
+    "amazing, the agent was lovely",
+]
+
+
+class WordHashEncoder:
+    """A deterministic stand-in for the sentence encoder: hashed bag of words, normalised."""
+
+    dim = 64
+
+    def encode(self, texts, batch_size=64, normalize_embeddings=True, **_):
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                out[row, int(hashlib.md5(word.strip(",.?!").encode()).hexdigest(), 16) % self.dim] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms == 0, 1, norms)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return WordHashEncoder()
+
+
+@pytest.fixture(scope="module")
+def model(encoder):
+    texts = NEGATIVE + NEUTRAL + POSITIVE
+    labels = ["negative"] * len(NEGATIVE) + ["neutral"] * len(NEUTRAL) + ["positive"] * len(POSITIVE)
+    reasons = ["Late Flight", "Customer Service Issue", "Lost Luggage", "Customer Service Issue",
+               "Late Flight", "Customer Service Issue"] + [""] * (len(NEUTRAL) + len(POSITIVE))
+    return sm.SentimentModel.fit(texts, labels, encoder.encode(texts), reasons=reasons, c=10.0, min_reason_examples=2)
+
+
+def test_it_reads_the_three_moods_with_a_confidence(model, encoder):
+    texts = ["worst service, nobody helps, ridiculous", "how do I change my PIN", "thank you, great service"]
+    verdicts = model.predict(texts, encoder.encode(texts))
+    assert [v.label for v in verdicts] == ["negative", "neutral", "positive"]
+    for v in verdicts:
+        assert 1 / 3 < v.confidence <= 1.0 and 0.0 <= v.negative <= 1.0
+    assert verdicts[0].reason in model.reasons and verdicts[1].reason is None
+
+
+def test_the_artifact_round_trips_without_pickles(model, encoder, tmp_path):
+    model.save(tmp_path / "sentiment")
+    loaded = sm.load_if_present(tmp_path / "sentiment")
+    texts = ["you lost my luggage", "where is my card"]
+    vectors = encoder.encode(texts)
+    assert np.allclose(model.probabilities(texts, vectors), loaded.probabilities(texts, vectors), atol=1e-5)
+    assert loaded.reasons == model.reasons
+
+
+def test_no_artifact_means_no_model(tmp_path):
+    assert sm.load_if_present(tmp_path / "missing") is None
+
+
+def test_unknown_labels_are_refused(encoder):
+    with pytest.raises(ValueError, match="labels must be"):
+        sm.SentimentModel.fit(["a b", "c d"], ["angry", "neutral"], encoder.encode(["a b", "c d"]))
+
+
+def _assessment(frustrated, signals):
+    return SimpleNamespace(frustrated=frustrated, signals=signals)
+
+
+def test_the_decision_needs_the_detector_and_a_negative_reading():
+    calm, upset = sm.Sentiment("neutral", 0.8, 0.1), sm.Sentiment("negative", 0.9, 0.9)
+    assert not sm.frustrated(_assessment(True, {"mild": 1.0}), calm)
+    assert sm.frustrated(_assessment(True, {"lexicon": 1.0}), upset)
+    assert not sm.frustrated(_assessment(False, {}), upset)
+    assert sm.frustrated(_assessment(True, {"repeat": 1.0}), calm)  # asking again is behaviour, not wording
+    assert sm.frustrated(_assessment(True, {"mild": 1.0}), None)  # no model: the detector alone, as before
+
+
+def test_stored_once_per_message_and_the_most_upset_waiting_first(tmp_path):
+    engine = db.connect(f"sqlite:///{tmp_path / 'assistant.db'}")
+    sm.record(engine, "web:a", "m1", sm.Sentiment("neutral", 0.7, 0.2), ts=1.0)
+    sm.record(engine, "web:a", "m1", sm.Sentiment("negative", 0.9, 0.9), ts=2.0)  # same message: kept once
+    sm.record(engine, "web:b", "m1", sm.Sentiment("negative", 0.8, 0.8, "Customer Service Issue"), ts=3.0)
+    moods = sm.latest(engine, ["web:a", "web:b", "web:c"])
+    assert moods["web:a"]["negative"] == 0.2 and moods["web:b"]["reason"] == "Customer Service Issue"
+    assert "web:c" not in moods
+    entries = [
+        {"conversation_id": "web:a", "status": "waiting", "sentiment": moods["web:a"]},
+        {"conversation_id": "web:c", "status": "waiting", "sentiment": None},
+        {"conversation_id": "web:b", "status": "waiting", "sentiment": moods["web:b"]},
+        {"conversation_id": "web:d", "status": "active", "sentiment": {"negative": 0.99}},
+    ]
+    assert [e["conversation_id"] for e in sm.most_upset_first(entries)] == ["web:b", "web:a", "web:c", "web:d"]
+
+
+def test_the_desk_does_not_hand_over_an_ordinary_question(model, encoder, tmp_path):
+    from bot.channels.desk import HandoffDesk
+
+    # A BANKING77-style question the word list alone flags ("still" + "again" = 1 point).
+    question = "my card has still not arrived, when will it come? I ordered it again"
+    detector = FrustrationDetector(encoder=encoder)  # the sentiment reads the same (cached) embedding
+    assert detector.assess(question).frustrated  # today's detector alone would call a person
+    engine = db.connect(f"sqlite:///{tmp_path / 'assistant.db'}")
+    desk = HandoffDesk(SimpleNamespace(ctx=SimpleNamespace(agent=None)), queue=SimpleNamespace(engine=engine),
+                       detector=detector, settings=Settings(), sentiment=model)
+    tracker = DialogueStateTracker("web:calm", slots=[])
+    message = UserMessage(question, sender_id="web:calm", message_id="m1")
+    assert asyncio.run(desk._reason_to_hand_off(None, message, tracker)) == (None, None)
+    stored = sm.latest(engine, ["web:calm"])["web:calm"]
+    assert stored["label"] != "negative"
+
+    angry = UserMessage("this is ridiculous, nobody helps, worst service", sender_id="web:angry", message_id="m2")
+    reason, summary = asyncio.run(desk._reason_to_hand_off(None, angry, DialogueStateTracker("web:angry", slots=[])))
+    assert reason == "frustration" and "reads negative" in summary
+
+
+def test_the_inbox_lists_waiting_conversations_most_upset_first(tmp_path):
+    from bot.channels.inbox import AgentInbox
+    from bot.channels.queue import HandoffQueue
+    from bot.security import staff
+    from tests.test_channels_webhooks import ServedChannels
+    from tests.test_inbox import PASSWORD, Client
+
+    engine = db.connect(f"sqlite:///{tmp_path / 'assistant.db'}")
+    staff.add_account(engine, "alex", PASSWORD, role="agent", display_name="Alex")
+    queue = HandoffQueue(engine)
+    for cid, mood in (("web:calm", 0.1), ("web:unscored", None), ("web:upset", 0.95)):
+        queue.open(cid, "asked", customer_id=cid, channel="web")
+        if mood is not None:
+            sm.record(engine, cid, "m1", sm.Sentiment("negative" if mood > 0.5 else "neutral", 0.9, mood))
+    server = ServedChannels([AgentInbox(engine)], engine).start()
+    try:
+        client = Client(server)
+        assert client.login("alex")[0] == 200
+        status, _, listed = client.call("GET", "/api/conversations")
+    finally:
+        server.stop()
+    assert status == 200
+    rows = listed["conversations"]
+    assert [r["conversation_id"] for r in rows] == ["web:upset", "web:calm", "web:unscored"]
+    assert [r["position"] for r in rows] == [3, 1, 2]  # the customer's own place in the queue is unchanged
+    assert rows[0]["sentiment"]["label"] == "negative" and rows[2]["sentiment"] is None
+
+
+def test_training_writes_a_small_artifact_with_metrics(encoder, tmp_path):
+    import csv
+    import json
+
+    from training.train_sentiment import train
+
+    rows = [(t, "negative", "Customer Service Issue") for t in NEGATIVE] + [(t, "neutral", "") for t in NEUTRAL] \
+        + [(t, "positive", "") for t in POSITIVE]
+    for name in ("train.csv", "test.csv"):
+        with open(tmp_path / name, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "sentiment", "negative_reason"])
+            writer.writerows(rows)
+    metrics = train(tmp_path / "train.csv", tmp_path / "out", tmp_path / "test.csv", quiet=True, encoder=encoder)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["meta.json", "metrics.json", "weights.npz"]
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["test"]["macro_f1"] == metrics["test"]["macro_f1"] > 0.5
+    assert sm.load_if_present(tmp_path / "out") is not None
+
+
+def test_the_report_trends_stored_sentiment_by_day(tmp_path):
+    engine = db.connect(f"sqlite:///{tmp_path / 'assistant.db'}")
+    day = 86400.0
+    sm.record(engine, "web:a", "m1", sm.Sentiment("negative", 0.9, 0.9, "Late Flight"), ts=10 * day)
+    sm.record(engine, "web:a", "m2", sm.Sentiment("positive", 0.8, 0.05), ts=11 * day)
+    figures = sm.trend(engine, 0, 20 * day)
+    assert figures["messages"] == 2 and figures["negative_share"] == 0.5
+    assert figures["counts"] == {"negative": 1, "neutral": 0, "positive": 1}
+    assert list(figures["daily"]) == ["1970-01-11", "1970-01-12"] and figures["negative_reasons"] == {"Late Flight": 1}

@@ -1,0 +1,186 @@
+"""Benchmark of the sentiment model and the frustration-to-handoff decision, in one run.
+
+    python -m training.bench_sentiment
+    python -m training.bench_sentiment --data ../shared/data --fixture tests/fixtures/frustration.csv
+
+Prints:
+
+- macro-F1 on the airline test split (negative / neutral / positive, and
+  negative vs not) for the sentiment model (`nlu.sentiment`, trained on the
+  train split: the artifact when it exists, else trained here), a TF-IDF +
+  logistic-regression baseline, and the previous frustration detector
+  (`bot/channels/frustration.py`, frustrated = negative);
+- the reason of negative messages, per reason (precision / recall / F1);
+- milliseconds per message on the serving path, one message at a time on
+  one thread: the sentence encoder (`core.encoder.embed_few`, uncached)
+  plus the heads, and the heads alone (the desk computes the embedding for
+  every message anyway);
+- the share of BANKING77's test questions judged frustrated on their own,
+  and recall on a labelled frustrated set (the airline test split's
+  negative messages about customer service, and the frustrated rows of
+  tests/fixtures/frustration.csv), for today's detector and the new decision.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from core.settings import PROJECT_ROOT
+
+DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data"
+FIXTURE = PROJECT_ROOT / "tests" / "fixtures" / "frustration.csv"
+
+
+def _macro_f1(truth: List[str], predicted: List[str]) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(truth, predicted, average="macro"))
+
+
+def _binary(labels: List[str]) -> List[str]:
+    return ["negative" if label == "negative" else "not" for label in labels]
+
+
+def _percentiles(samples: List[float]) -> str:
+    return f"p50 {np.percentile(samples, 50):.2f} ms, p99 {np.percentile(samples, 99):.2f} ms"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with airline-sentiment/ and banking77/")
+    parser.add_argument("--fixture", type=Path, default=FIXTURE, help="labelled frustration sample (text, previous, label)")
+    parser.add_argument("--model", type=Path, default=None, help="sentiment artifact folder (default: artifacts/sentiment, trained when missing)")
+    parser.add_argument("--latency-messages", type=int, default=500)
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="negative probability the decision needs (default: frustration_negative_threshold of the settings)")
+    args = parser.parse_args(argv)
+
+    import torch
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from tqdm.auto import tqdm
+
+    from bot.channels.frustration import FrustrationDetector, read_sample
+    from core.encoder import clear_embedding_cache, embed_few, load_encoder
+    from nlu.sentiment import DEFAULT_DIR, frustrated, load_if_present
+    from training.train_sentiment import embed, read_rows, train
+
+    torch.set_num_threads(1)
+    from core.settings import get_settings
+
+    threshold = args.threshold if args.threshold is not None else get_settings().frustration_negative_threshold
+    airline = args.data / "airline-sentiment"
+    train_rows, test_rows = read_rows(airline / "train.csv"), read_rows(airline / "test.csv")
+    with open(args.data / "banking77" / "test.csv", newline="", encoding="utf-8") as handle:
+        banking = [row["text"] for row in csv.DictReader(handle)]
+    fixture = read_sample(str(args.fixture))
+
+    encoder = load_encoder(None)
+    folder = args.model or DEFAULT_DIR
+    model = load_if_present(folder)
+    if model is None:
+        print(f"no sentiment model in {folder}: training it on {airline / 'train.csv'}")
+        train(airline / "train.csv", folder, airline / "test.csv", encoder=encoder)
+        model = load_if_present(folder)
+
+    texts = [r["text"] for r in test_rows]
+    truth = [r["sentiment"] for r in test_rows]
+    test_vectors = embed(encoder, texts)
+
+    # --- ours
+    ours = model.predict(texts, test_vectors)
+    ours_labels = [s.label for s in ours]
+    # --- TF-IDF + logistic regression
+    tfidf = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    baseline = LogisticRegression(C=4.0, max_iter=3000).fit(
+        tfidf.fit_transform([r["text"] for r in train_rows]), [r["sentiment"] for r in train_rows])
+    base_labels = list(baseline.predict(tfidf.transform(texts)))
+    # --- previous detector: frustrated = negative (it has no neutral/positive)
+    detector = FrustrationDetector(encoder=encoder)
+    old_verdicts = [detector.assess(t) for t in tqdm(texts, desc="previous detector, airline test", unit="msg")]
+    old_labels = ["negative" if v.frustrated else "not" for v in old_verdicts]
+
+    print()
+    print(f"Airline test split: {len(texts)} messages (train split: {len(train_rows)})")
+    print(f"| model | macro-F1 (neg/neu/pos) | macro-F1 (negative vs not) |")
+    print(f"|---|---|---|")
+    print(f"| sentiment model (MiniLM embedding + TF-IDF, logistic heads) | {_macro_f1(truth, ours_labels):.3f} | "
+          f"{_macro_f1(_binary(truth), _binary(ours_labels)):.3f} |")
+    print(f"| TF-IDF + logistic regression | {_macro_f1(truth, base_labels):.3f} | "
+          f"{_macro_f1(_binary(truth), _binary(base_labels)):.3f} |")
+    print(f"| previous frustration detector (frustrated = negative) | n/a | {_macro_f1(_binary(truth), old_labels):.3f} |")
+
+    # --- reasons
+    from training.train_sentiment import evaluate
+
+    reasons = evaluate(model, test_rows, test_vectors).get("reasons") or {}
+    print()
+    print("Reason of a negative message (airline test, negative messages with that reason):")
+    print("| reason | n | precision | recall | F1 |")
+    print("|---|---|---|---|---|")
+    for name, m in reasons.items():
+        print(f"| {name} | {m['n']} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} |")
+
+    # --- latency, one message at a time, one thread
+    sample = texts[: args.latency_messages]
+    embed_few(encoder, ["warm up"])
+    model.predict_one("warm up", embed_few(encoder, ["warm up"])[0])
+    full, head = [], []
+    clear_embedding_cache()
+    for text in sample:
+        t0 = time.perf_counter()
+        vector = embed_few(encoder, [text])[0]
+        t1 = time.perf_counter()
+        model.predict_one(text, vector)
+        t2 = time.perf_counter()
+        full.append((t2 - t0) * 1000)
+        head.append((t2 - t1) * 1000)
+    print()
+    print(f"Serving path, {len(sample)} messages one at a time, 1 thread:")
+    print(f"| part | p50 ms | p99 ms |")
+    print(f"|---|---|---|")
+    print(f"| encoder + sentiment heads | {np.percentile(full, 50):.2f} | {np.percentile(full, 99):.2f} |")
+    print(f"| sentiment heads alone (embedding already computed by the desk) | {np.percentile(head, 50):.2f} | {np.percentile(head, 99):.2f} |")
+
+    # --- frustration decision
+    frustrated_set = [r["text"] for r in test_rows if r["sentiment"] == "negative" and r["negative_reason"] == "Customer Service Issue"]
+    fixture_pos = [r for r in fixture if str(r["label"]).strip() == "1"]
+    fixture_neg = [r for r in fixture if str(r["label"]).strip() != "1"]
+
+    def decide(text: str, previous: List[str]):
+        verdict = detector.assess(text, previous)
+        vector = embed_few(encoder, [text])[0]
+        return verdict.frustrated, frustrated(verdict, model.predict_one(text, vector), threshold)
+
+    def rates(items, what):
+        old = new = 0
+        for text, previous in tqdm(items, desc=what, unit="msg"):
+            a, b = decide(text, previous)
+            old += a
+            new += b
+        return old, new
+
+    b_old, b_new = rates([(t, []) for t in banking], "BANKING77 test")
+    a_old, a_new = rates([(t, []) for t in frustrated_set], "airline customer-service complaints")
+    f_old, f_new = rates([(r["text"], [r["previous"]] if r.get("previous") else []) for r in fixture_pos], "fixture frustrated")
+    n_old, n_new = rates([(r["text"], [r["previous"]] if r.get("previous") else []) for r in fixture_neg], "fixture not frustrated")
+    pos_total = len(frustrated_set) + len(fixture_pos)
+    print()
+    print("Frustration-to-handoff decision (each message on its own, except the fixture's 'previous' column):")
+    print("| decision | BANKING77 test judged frustrated | recall, frustrated set | of which airline customer service | of which fixture | fixture non-frustrated flagged |")
+    print("|---|---|---|---|---|---|")
+    for name, b, a, f, n in (("today's detector (word list + nearest examples)", b_old, a_old, f_old, n_old),
+                             (f"new: detector AND negative >= {threshold} (asking again alone still counts)", b_new, a_new, f_new, n_new)):
+        print(f"| {name} | {b}/{len(banking)} = {100 * b / len(banking):.2f} % | {(a + f) / pos_total:.3f} ({a + f}/{pos_total}) | "
+              f"{a}/{len(frustrated_set)} | {f}/{len(fixture_pos)} | {n}/{len(fixture_neg)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
