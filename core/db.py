@@ -298,6 +298,7 @@ message_sentiment = sa.Table(
     sa.Column("confidence", sa.Float, nullable=False),  # probability of the label
     sa.Column("negative", sa.Float, nullable=False),  # probability of negative (the queue sorts on it)
     sa.Column("reason", sa.String(64)),  # reason of a negative message, when the model names one
+    sa.Column("score", sa.Float),  # polarity P(positive) - P(negative), -1..1 (the customer page's trend)
     sa.Column("ts", sa.Float, nullable=False, default=time.time, index=True),
     sa.UniqueConstraint("conversation_id", "message_id", name="uq_message_sentiment"),
 )

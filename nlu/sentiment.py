@@ -58,6 +58,11 @@ class Sentiment:
     confidence: float  # probability of `label`
     negative: float  # probability of negative
     reason: Optional[str] = None  # for a negative message: late flight, customer service, ...
+    score: Optional[float] = None  # polarity: P(positive) - P(negative), from -1 to 1
+
+    def polarity(self) -> float:
+        """`score`, or -`negative` when only that is known."""
+        return float(self.score) if self.score is not None else -float(self.negative)
 
     def as_dict(self) -> Dict[str, Any]:
         return {
@@ -65,6 +70,7 @@ class Sentiment:
             "confidence": round(self.confidence, 4),
             "negative": round(self.negative, 4),
             "reason": self.reason,
+            "score": round(self.polarity(), 4),
         }
 
 
@@ -186,7 +192,8 @@ class SentimentModel:
             for i, pick in zip(negative_rows, picks):
                 reasons[i] = self.reasons[pick]
         return [
-            Sentiment(LABELS[int(p.argmax())], float(p.max()), float(p[0]), reasons[i]) for i, p in enumerate(probs)
+            Sentiment(LABELS[int(p.argmax())], float(p.max()), float(p[0]), reasons[i], float(p[2] - p[0]))
+            for i, p in enumerate(probs)
         ]
 
     def predict_one(self, text: str, vector: np.ndarray) -> Sentiment:
@@ -258,7 +265,7 @@ def record(engine, conversation_id: str, message_id: Optional[str], sentiment: S
     t = db.message_sentiment
     values = dict(conversation_id=conversation_id, message_id=message_id, label=sentiment.label,
                   confidence=float(sentiment.confidence), negative=float(sentiment.negative),
-                  reason=sentiment.reason, ts=ts or time.time())
+                  reason=sentiment.reason, score=sentiment.polarity(), ts=ts or time.time())
     with engine.begin() as conn:
         if message_id is not None:
             found = conn.execute(sa.select(t.c.id).where(t.c.conversation_id == conversation_id,

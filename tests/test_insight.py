@@ -120,7 +120,7 @@ def test_the_customer_view_has_identity_interests_clicks_and_reasoned_suggestion
     assert set(view["interests"]["series"]) == {"direct_debit", "statement_request", "account_details"}
     assert view["clicks"][0]["title"] == "Current Account"
     assert view["suggestions"] and all(s["reason"] for s in view["suggestions"])
-    assert view["sentiment"] is None  # no sentiment table in this schema
+    assert view["sentiment"] == []  # the sentiment table (v5) holds nothing for this customer
 
 
 def test_an_opted_out_customer_gets_no_interests_segment_or_suggestions(engine, recommender):

@@ -202,3 +202,25 @@ def test_the_report_trends_stored_sentiment_by_day(tmp_path):
     assert figures["messages"] == 2 and figures["negative_share"] == 0.5
     assert figures["counts"] == {"negative": 1, "neutral": 0, "positive": 1}
     assert list(figures["daily"]) == ["1970-01-11", "1970-01-12"] and figures["negative_reasons"] == {"Late Flight": 1}
+
+
+def test_the_customer_page_reads_the_polarity_per_day(model, encoder, tmp_path):
+    from bot.insight.profile import sentiment as page_sentiment
+
+    engine = db.connect(f"sqlite:///{tmp_path / 'assistant.db'}")
+    text = "worst service ever, I am furious"
+    verdict = model.predict_one(text, encoder.encode([text])[0])
+    assert -1.0 <= verdict.score < 0
+    sm.record(engine, "web:a", "m1", verdict, ts=86400.0 * 10)
+    with engine.connect() as conn:
+        assert page_sentiment(conn, ["web:a"]) == [["1970-01-11", round(verdict.score, 3), 1]]
+
+
+def test_erasure_removes_the_conversations_sentiment(tmp_path):
+    from bot.privacy.erase import erase_project_rows
+
+    engine = db.connect(f"sqlite:///{tmp_path / 'assistant.db'}")
+    sm.record(engine, "web:gone", "m1", sm.Sentiment("negative", 0.9, 0.9))
+    sm.record(engine, "web:kept", "m1", sm.Sentiment("neutral", 0.9, 0.1))
+    assert erase_project_rows(engine, "c_gone", ["web:gone"])["message_sentiment"] == 1
+    assert set(sm.latest(engine, ["web:gone", "web:kept"])) == {"web:kept"}
