@@ -224,3 +224,24 @@ def test_erasure_removes_the_conversations_sentiment(tmp_path):
     sm.record(engine, "web:kept", "m1", sm.Sentiment("neutral", 0.9, 0.1))
     assert erase_project_rows(engine, "c_gone", ["web:gone"])["message_sentiment"] == 1
     assert set(sm.latest(engine, ["web:gone", "web:kept"])) == {"web:kept"}
+
+
+def test_the_launcher_trains_the_model_only_when_missing_and_the_data_is_there(tmp_path, monkeypatch):
+    from bot import serve
+    from training import train_sentiment
+
+    steps = []
+    monkeypatch.setattr(serve, "run_step", lambda args, env, what: steps.append(args))
+    monkeypatch.setattr(serve, "newest_model", lambda folder: tmp_path / "model.tar.gz")
+    env = {"ASSISTANT_INDEX_DIR": str(tmp_path), "ASSISTANT_RECOMMENDER_DIR": str(tmp_path)}  # both "built"
+    monkeypatch.setattr(sm, "DEFAULT_DIR", tmp_path / "sentiment")
+    monkeypatch.setattr(train_sentiment, "DEFAULT_DATA", tmp_path / "train.csv")
+    serve.prepare(env, tmp_path / "config.yml", tmp_path)
+    assert not any("training.train_sentiment" in a for a in steps)  # no data: served without it
+    (tmp_path / "train.csv").write_text("text,sentiment\n")
+    serve.prepare(env, tmp_path / "config.yml", tmp_path)
+    assert any("training.train_sentiment" in a for a in steps)
+    steps.clear()
+    (tmp_path / "sentiment").mkdir()
+    serve.prepare(env, tmp_path / "config.yml", tmp_path)
+    assert not any("training.train_sentiment" in a for a in steps)
