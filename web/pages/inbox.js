@@ -134,7 +134,8 @@
       button.setAttribute("aria-current", String(c.conversation_id === current));
       const badge = text("span", c.status === "waiting" ? `#${c.position} waiting` : `with ${c.agent}`, `badge ${c.status}`);
       button.append(badge, text("b", c.customer_id || c.conversation_id), document.createElement("br"),
-        text("span", `${c.channel || "?"} · ${c.reason} · ${since(c.created_at)}`, "meta"));
+        text("span", `${c.channel || "?"} · ${c.reason} · ${since(c.created_at)}` +
+          (c.sentiment ? ` · reads ${c.sentiment.label} (${Math.round(c.sentiment.negative * 100)}% negative)` : ""), "meta"));
       button.addEventListener("click", () => open(c.conversation_id));
       item.appendChild(button);
       list.appendChild(item);
