@@ -26,7 +26,10 @@ What each figure counts (docs/analytics.md has the same list):
   bought the clicked item within ``--follow-up-days``;
 - satisfaction (CSAT): end-of-conversation 1-5 ratings given in the period
   (satisfaction table): share of 4-5 among answers, mean and count, overall,
-  by intent, by segment and by handled-by (assistant | person).
+  by intent, by segment and by handled-by (assistant | person);
+- sentiment: typed customer messages scored by ``nlu.sentiment`` in the
+  period (message_sentiment table): counts per label, share negative,
+  reasons of negative messages, per day.
 """
 from __future__ import annotations
 
