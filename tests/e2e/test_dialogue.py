@@ -19,7 +19,11 @@ from core.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
 
-RESPONSES = yaml.safe_load((PROJECT_ROOT / "bot" / "domain" / "core.yml").read_text(encoding="utf-8"))["responses"]
+RESPONSES = {
+    name: texts
+    for part in ("core.yml", "satisfaction.yml")
+    for name, texts in yaml.safe_load((PROJECT_ROOT / "bot" / "domain" / part).read_text(encoding="utf-8"))["responses"].items()
+}
 
 
 def response_text(name: str, **slots: str) -> str:
@@ -62,7 +66,10 @@ def test_freeze_form_asks_again_after_an_invalid_last_four(assistant):
     assert [b["payload"] for b in confirm["buttons"]] == ["/affirm", "/deny"]
 
     # The customer taps "Yes, freeze it", as the web widget would send it.
-    assert texts(assistant.send(customer, "/affirm")) == [response_text("utter_card_frozen", card_last_four="4821")]
+    frozen = assistant.send(customer, "/affirm")
+    # A resolved form ends with the satisfaction rating, once (core/satisfaction.py).
+    assert texts(frozen) == [response_text("utter_card_frozen", card_last_four="4821"), response_text("utter_ask_satisfaction")]
+    assert [b["payload"] for b in frozen[1]["buttons"]] == ['/rate_service{"score": %d}' % n for n in range(1, 6)]
     # The form's slots are cleared, so a second freeze asks for the card again.
     # (Worded differently: the handoff desk reads a word-for-word repeat as frustration.)
     assert texts(assistant.send(customer, "I need to freeze a different card too")) == [response_text("utter_ask_card_last_four")]
