@@ -46,7 +46,11 @@ from tests.e2e.conftest import conversation_of, free_port, rest_send
 
 pytestmark = pytest.mark.e2e
 
-RESPONSES = yaml.safe_load((PROJECT_ROOT / "bot" / "domain" / "core.yml").read_text(encoding="utf-8"))["responses"]
+RESPONSES = {  # a completed freeze ends with the satisfaction rating (bot/domain/satisfaction.yml)
+    name: texts
+    for part in ("core.yml", "satisfaction.yml")
+    for name, texts in yaml.safe_load((PROJECT_ROOT / "bot" / "domain" / part).read_text(encoding="utf-8"))["responses"].items()
+}
 ACTION_DOWN = NOTICES["utter_action_unavailable"]
 REFUSAL = NOTICES["utter_storage_unavailable"]
 
@@ -197,7 +201,8 @@ def test_a_killed_rasa_server_loses_no_answered_turn_and_the_form_goes_on(own):
     assert tracker["slots"]["card_last_four"] == "4821"
     assert (tracker.get("active_loop") or {}).get("name") == "freeze_card_form"
     # The form goes on where it was: the customer confirms.
-    assert texts(own.send(customer, "/affirm")) == [response_text("utter_card_frozen", card_last_four="4821")]
+    assert texts(own.send(customer, "/affirm")) == [response_text("utter_card_frozen", card_last_four="4821"),
+                                                   response_text("utter_ask_satisfaction")]
 
 
 def test_a_rasa_server_killed_with_a_message_in_flight_keeps_the_turn_whole(own):

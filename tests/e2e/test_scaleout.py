@@ -49,7 +49,11 @@ from tests.e2e.services import (
 
 pytestmark = pytest.mark.e2e
 
-RESPONSES = yaml.safe_load((PROJECT_ROOT / "bot" / "domain" / "core.yml").read_text(encoding="utf-8"))["responses"]
+RESPONSES = {  # a completed freeze ends with the satisfaction rating (bot/domain/satisfaction.yml)
+    name: texts
+    for part in ("core.yml", "satisfaction.yml")
+    for name, texts in yaml.safe_load((PROJECT_ROOT / "bot" / "domain" / part).read_text(encoding="utf-8"))["responses"].items()
+}
 LOCK_DB = 1  # the Redis database of the lock store
 
 
@@ -221,7 +225,8 @@ def test_turns_spread_over_replicas_are_kept_once_and_in_order(scaled_out):
     assert reply_texts(freeze["please freeze my card"]) == [response_text("utter_ask_card_last_four")]
     assert reply_texts(freeze["12"]) == [response_text("utter_card_last_four_invalid"), response_text("utter_ask_card_last_four")]
     assert reply_texts(freeze["it ends in 4821"]) == [response_text("utter_ask_freeze_confirmed", card_last_four="4821")]
-    assert reply_texts(freeze["/affirm"]) == [response_text("utter_card_frozen", card_last_four="4821")]
+    assert reply_texts(freeze["/affirm"]) == [response_text("utter_card_frozen", card_last_four="4821"),
+                                              response_text("utter_ask_satisfaction")]
 
 
 def test_a_burst_of_one_customers_messages_to_both_replicas_is_processed_one_at_a_time(scaled_out):
