@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Optional
 import sqlalchemy as sa
 
 from core import db
+from core.files import write_text_atomically
 from core.redaction import redact
 from core.settings import PROJECT_ROOT
 
@@ -229,7 +230,5 @@ def export(nlu_path: Path, history_path: Path, known_intents: Optional[List[str]
     # Write beside, then rename: an interrupted export never leaves half a training file.
     for path, content in ((nlu_path, _nlu_yaml(examples)),
                           (history_path, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(content, encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomically(path, content)
     return {"nlu_examples": sum(len(v) for v in examples.values()), "history_pairs": len(pairs)}

@@ -32,6 +32,7 @@ from bot.actions.identity import customer_id_of
 from bot.actions.suggestions import suggestion_buttons
 from core.review import try_enqueue
 from core.settings import PROJECT_ROOT, get_settings
+from core.files import write_text_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -168,9 +169,7 @@ def store_rating(rating: Dict[str, Any], database_url: Optional[str] = None, spo
                 unsaved.append({**item, "spooled_at": spooled_at if spooled_at is not None else time.time()})
         if unsaved:
             spool.parent.mkdir(parents=True, exist_ok=True)
-            tmp = spool.with_suffix(".tmp")
-            tmp.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in unsaved), encoding="utf-8")
-            tmp.replace(spool)
+            write_text_atomically(spool, "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in unsaved))
         elif spool.exists():
             spool.unlink()
         return not unsaved

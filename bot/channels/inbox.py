@@ -590,25 +590,31 @@ class AgentInbox(DeskChannel, InputChannel):
 
     async def _drafts(self, conversation_id: str) -> Optional[Dict[str, Any]]:
         """Agent assist's drafts for the conversation (`bot.channels.assist`), None without a handoff."""
-        desk = desk_for(self.app)
-        handoff = desk.queue.latest(conversation_id)
-        agent = desk.agent
-        if handoff is None or agent is None:
+        found = await self._handed_off(conversation_id)
+        if found is None:
             return None
-        tracker = await agent.tracker_store.retrieve_full_tracker(conversation_id)
+        handoff, agent, tracker = found
         offered = assist.build_drafts(list(tracker.events) if tracker else [], agent.domain.responses)
         customer_id = handoff.customer_id or conversation_id
         profile = await asyncio.get_running_loop().run_in_executor(None, customer_profile, customer_id)
         return {**offered, "conversation_id": conversation_id, "customer_id": profile.get("id"),
                 "profile_summary": assist.profile_summary(profile)}
 
-    async def _conversation(self, conversation_id: str) -> Optional[Dict[str, Any]]:
+    async def _handed_off(self, conversation_id: str):
+        """(latest handoff, Rasa agent, full tracker or None) of a handed-off conversation; None without either."""
         desk = desk_for(self.app)
         handoff = desk.queue.latest(conversation_id)
         agent = desk.agent
         if handoff is None or agent is None:
             return None
-        tracker = await agent.tracker_store.retrieve_full_tracker(conversation_id)
+        return handoff, agent, await agent.tracker_store.retrieve_full_tracker(conversation_id)
+
+    async def _conversation(self, conversation_id: str) -> Optional[Dict[str, Any]]:
+        found = await self._handed_off(conversation_id)
+        if found is None:
+            return None
+        handoff, _agent, tracker = found
+        desk = desk_for(self.app)
         events = list(tracker.events) if tracker else []
         return {
             "conversation_id": conversation_id,

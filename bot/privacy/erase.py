@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine
 
 from core import db
 from core.settings import get_settings
+from core.files import write_text_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -153,9 +154,7 @@ def erase_spooled_ratings(ids: Iterable[str], spool: Optional[Path] = None) -> i
             else:
                 kept.append(line)
         if dropped:
-            tmp = spool.with_suffix(".tmp")
-            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-            tmp.replace(spool)
+            write_text_atomically(spool, "".join(line + "\n" for line in kept))
         return dropped
 
 
@@ -220,9 +219,7 @@ def erase_saved_profile(ids: Iterable[str], recommender_dir: Optional[str] = Non
             pass
         kept.append(line)
     if dropped:
-        tmp = path.with_name(".profiles.jsonl.erasing")
-        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomically(path, "".join(line + "\n" for line in kept))
     return dropped
 
 
