@@ -59,6 +59,8 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tupl
 
 import phonenumbers
 
+from core.payloads import PAYLOAD
+
 EMAIL, IBAN, CARD, PHONE, ACCOUNT, PIN = "EMAIL", "IBAN", "CARD", "PHONE", "ACCOUNT", "PIN"
 SORT_CODE, NAME, ADDRESS, DOB, PASSPORT, NATIONAL_ID = "SORT_CODE", "NAME", "ADDRESS", "DOB", "PASSPORT", "NATIONAL_ID"
 KINDS = (CARD, IBAN, ACCOUNT, SORT_CODE, EMAIL, PHONE, NAME, ADDRESS, DOB, PASSPORT, NATIONAL_ID, PIN)
@@ -946,8 +948,7 @@ def redact_metadata(metadata: Any, max_chars: int = 4096) -> Any:
     return {key: value if key in CHANNEL_METADATA_KEYS else clean(value) for key, value in metadata.items()}
 
 
-# "/intent" or "/intent{json}", as Rasa's payload reader takes them; intents as the domain names them.
-_PAYLOAD = re.compile(r"^/(?P<intent>[^{@\s]+)(?P<entities>\{.*\})?\s*$", re.DOTALL)
+# Intents as the domain names them; a payload is what core.payloads says it is.
 _INTENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -965,7 +966,7 @@ def redact_message(text: str, known_intents: Optional[Iterable[str]] = None) -> 
     """
     if not text:
         return text
-    match = _PAYLOAD.match(text.strip())
+    match = PAYLOAD.match(text.strip())
     if not match:
         return redact(text)
     intent, entities = match.group("intent"), match.group("entities")

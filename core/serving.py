@@ -29,6 +29,8 @@ import threading
 from collections import OrderedDict
 from typing import Callable, Dict, Hashable, Optional, Sequence
 
+from core.payloads import is_payload
+
 logger = logging.getLogger(__name__)
 
 # The GIL switch interval of a serving process (Python's default is 5 ms).
@@ -124,7 +126,7 @@ def prefetch(texts: Sequence[str]) -> None:
     A failing prefetcher is logged and skipped: the component will compute
     inline when Rasa calls it, and report the error there.
     """
-    texts = [t for t in texts if t and t.strip() and not t.lstrip().startswith("/")]
+    texts = [t for t in texts if t and t.strip() and not is_payload(t)]
     if not texts:
         return
     with _prefetch_lock:

@@ -12,7 +12,6 @@ PYTHONPATH); it needs no tokenizer or featurizer before it:
 from __future__ import annotations
 
 import logging
-import re
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Text
@@ -27,13 +26,13 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from core import metrics
+from core.payloads import is_payload
 from nlu.model import IntentModel, IntentModelConfig, IntentModelError
 
 logger = logging.getLogger(__name__)
 
-# Messages like '/rate_answer{"rating": "up"}' are button payloads: Rasa's
-# RegexMessageHandler sets their intent, so classifying them is wasted work.
-PAYLOAD = re.compile(r"^/\w")
+# Messages like '/rate_answer{"rating": "up"}' are button payloads (core.payloads):
+# Rasa's RegexMessageHandler sets their intent, so classifying them is wasted work.
 
 # Keys of the Rasa config that are not model settings.
 COMPONENT_KEYS = ("ranking_length", "pretrained_adapter", "inference_batch_size", "inference_threads", "inference_precision")
@@ -203,7 +202,7 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
         """Set `intent` and `intent_ranking` on each message, classifying them in one batch."""
         todo = []
         for message in messages:
-            if PAYLOAD.match(message.get(TEXT) or ""):
+            if is_payload(message.get(TEXT)):
                 # Components after us (FallbackClassifier) expect an intent key.
                 message.set(INTENT, {"name": None, "confidence": 0.0}, add_to_output=True)
                 message.set(INTENT_RANKING_KEY, [], add_to_output=True)

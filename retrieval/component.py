@@ -38,6 +38,7 @@ from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.message import Message
 
 from core import metrics
+from core.payloads import is_payload
 from retrieval.feedback import AnswerFeedback
 from retrieval.index import MANIFEST, AnswerIndex, IndexConfigError, IndexNotFoundError
 from retrieval.rerank import group_by_answer
@@ -182,7 +183,7 @@ class AnswerRetriever(GraphComponent):
         """Add ``retrieval`` (hits and best score) to each message with text."""
         texts = [m.get(TEXT) or "" for m in messages]
         # Button payloads ("/rate_answer{...}") are not questions: nothing to look up.
-        todo = [i for i, text in enumerate(texts) if text.strip() and not text.lstrip().startswith("/")]
+        todo = [i for i, text in enumerate(texts) if text.strip() and not is_payload(text)]
         if not todo:
             return messages
         self._reload_if_saved_again()

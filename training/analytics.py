@@ -50,6 +50,7 @@ import sqlalchemy as sa
 
 from core import crypto, db, satisfaction
 from nlu import sentiment as message_sentiment
+from core.payloads import is_payload
 from core.experiments import RECOMMENDER_EXPERIMENT, arm_for, parse_arms, recommender_arms, two_proportion_z_test
 from core.settings import PROJECT_ROOT
 
@@ -157,7 +158,7 @@ class Message:
     @property
     def typed(self) -> bool:
         """Typed by the customer, not a button payload."""
-        return not self.text.startswith("/")
+        return not is_payload(self.text)
 
     @property
     def fallback(self) -> bool:

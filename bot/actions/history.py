@@ -33,6 +33,7 @@ from bot.actions.suggestions import suggestion_buttons
 from core.review import try_enqueue
 from core.settings import PROJECT_ROOT, get_settings
 from core.files import write_text_atomically
+from core.payloads import is_payload
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def previous_user_text(tracker: Tracker) -> str:
             seen_latest = True  # the rating payload itself
             continue
         text = (event.get("text") or "").strip()
-        if text and not text.startswith("/"):
+        if text and not is_payload(text):
             return text
     return ""
 

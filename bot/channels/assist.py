@@ -30,6 +30,7 @@ from rasa.shared.core.events import UserUttered
 from sqlalchemy.engine import Engine
 
 from core import db, review
+from core.payloads import is_payload
 from core.redaction import redact_agent_reply
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ REWRITE_SIMILARITY = 0.5  # below this against every draft offered, the reply go
 
 
 def _typed(events: Iterable[Any]) -> List[UserUttered]:
-    return [e for e in events if isinstance(e, UserUttered) and e.text and not e.text.startswith("/")]
+    return [e for e in events if isinstance(e, UserUttered) and e.text and not is_payload(e.text)]
 
 
 def _response_text(responses: Dict[str, Any], name: str) -> Optional[str]:

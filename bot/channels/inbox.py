@@ -63,6 +63,7 @@ from bot.security import audit, staff
 from bot.security.mode import current_mode
 from bot.security.oidc import OidcError, OidcProvider, Pending, account_for
 from core import db
+from core.payloads import is_payload
 from core.settings import PROJECT_ROOT, get_settings
 
 logger = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ def customer_profile(customer_id: Optional[str]) -> Dict[str, Any]:
 def best_guesses(events, last: int = 3) -> List[Dict[str, Any]]:
     """For the customer's last typed messages: the assistant's intent ranking and retrieved answers."""
     guesses = []
-    for event in [e for e in events if isinstance(e, UserUttered) and e.text and not e.text.startswith("/")][-last:]:
+    for event in [e for e in events if isinstance(e, UserUttered) and e.text and not is_payload(e.text)][-last:]:
         parse = event.parse_data or {}
         ranking = parse.get("intent_ranking") or ([parse["intent"]] if parse.get("intent") else [])
         hits = (parse.get("retrieval") or {}).get("hits") or []

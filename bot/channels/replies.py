@@ -18,39 +18,14 @@ keyboards (`telegram.py`).
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
 from typing import Any, Dict, List, Optional, Tuple
+
+from core.payloads import is_payload, parse_payload  # the one payload test; re-exported for the channels
 
 RATE_ANSWER = "rate_answer"
 SELECT_SUGGESTION = "select_suggestion"
 
-# "/intent" or "/intent{json}", as Rasa's own payload reader accepts them.
-_PAYLOAD = re.compile(r"^/(?P<intent>[^{@\s]+)(?P<entities>\{.*\})?\s*$", re.DOTALL)
-
-
-def parse_payload(text: Optional[str]) -> Optional[Tuple[str, Dict[str, Any]]]:
-    """Split a button payload into its intent and entity values.
-
-    Returns None when `text` is not a payload (ordinary customer text). A
-    payload whose JSON part is broken keeps its intent with no values.
-    """
-    match = _PAYLOAD.match((text or "").strip())
-    if not match:
-        return None
-    values: Dict[str, Any] = {}
-    if match.group("entities"):
-        try:
-            loaded = json.loads(match.group("entities"))
-            values = loaded if isinstance(loaded, dict) else {}
-        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's JSON reader goes
-            values = {}
-    return match.group("intent"), values
-
-
-def is_payload(text: Optional[str]) -> bool:
-    """Whether `text` is a button payload rather than something a customer typed."""
-    return parse_payload(text) is not None
+__all__ = ["RATE_ANSWER", "SELECT_SUGGESTION", "is_payload", "parse_payload", "Button", "Rating", "BotReply", "split_rating"]
 
 
 @dataclasses.dataclass(frozen=True)
