@@ -2,8 +2,15 @@
 
 SQLite by default (embedded, nothing to install); PostgreSQL when
 ``ASSISTANT_DATABASE_URL`` is a ``postgresql://`` URL. The schema is created
-and upgraded by numbered migrations recorded in ``schema_version``; every
-process calls `connect()` which applies the ones still missing.
+and upgraded by Alembic revisions (``core/migrations/versions/0001_*.py`` ...,
+recorded in Alembic's ``alembic_version`` table); every process calls
+`connect()`, which applies the ones still missing (`migrate`). A database made
+by the hand-written runner this replaced (its ``schema_version`` table) is
+stamped at the matching revision first, then upgraded, rows untouched.
+
+The tables below are what the code reads and writes; the revision scripts
+create the same tables, columns and indexes (tests/test_db_migrations.py
+checks that they agree).
 
 Tables:
 - customers: one row per customer (id, segment, age band, JSON attributes,
@@ -25,12 +32,17 @@ plain (queries need them). A WHERE on an encrypted column never matches.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Iterator, Optional
 
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 from core.crypto import EncryptedJSON, EncryptedText, check_key
@@ -118,22 +130,10 @@ review_queue = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False, default=time.time),
 )
 
-schema_version = sa.Table(
-    "schema_version",
-    metadata,
-    sa.Column("version", sa.Integer, primary_key=True),
-    sa.Column("applied_at", sa.Float, nullable=False),
-)
-
-
-def _v1_initial(conn: sa.engine.Connection) -> None:
-    for table in (customers, items, interactions, answer_ratings, handoffs, review_queue):
-        table.create(conn, checkfirst=True)
-
 
 # ------------------------------------------------------------------ trust (issue 13)
 # Each section below is owned by one part of the work; tables are defined here (the one
-# SQL layer) and created by that section's migration.
+# SQL layer) and created by that section's revision in core/migrations/versions/.
 
 # --- v2: customer identity (conversation -> verified identity, REST callers) ---
 
@@ -158,10 +158,6 @@ api_callers = sa.Table(
     sa.Column("revoked_at", sa.Float),  # NULL while the credential is valid
 )
 
-
-def _v2_identity(conn: sa.engine.Connection) -> None:
-    for table in (identities, api_callers):
-        table.create(conn, checkfirst=True)
 
 
 # --- v3: staff accounts, sessions, sign-in throttling, audit log ---
@@ -215,30 +211,9 @@ audit_log = sa.Table(
     sa.Column("detail", sa.JSON),
 )
 
-# The database itself refuses to change or remove audit rows, whoever asks.
-_AUDIT_APPEND_ONLY = {
-    "sqlite": [
-        "CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log "
-        "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
-        "CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log "
-        "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
-    ],
-    "postgresql": [
-        "CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$",
-        "CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log "
-        "FOR EACH ROW EXECUTE PROCEDURE audit_log_append_only()",
-        "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
-        "FOR EACH STATEMENT EXECUTE PROCEDURE audit_log_append_only()",
-    ],
-}
+# The database itself refuses to change or remove audit rows, whoever asks: triggers made by
+# revision 0003 (core/migrations/versions/0003_staff.py).
 
-
-def _v3_staff(conn: sa.engine.Connection) -> None:
-    for table in (staff_accounts, staff_sessions, signin_throttle, audit_log):
-        table.create(conn, checkfirst=True)
-    for statement in _AUDIT_APPEND_ONLY.get(conn.dialect.name, []):
-        conn.execute(sa.text(statement))
 
 
 # --- v4: privacy (erasure requests, data exports, retention) ---
@@ -277,10 +252,6 @@ data_exports = sa.Table(
 )
 
 
-def _v4_privacy(conn: sa.engine.Connection) -> None:
-    for table in (erasure_requests, data_exports):
-        table.create(conn, checkfirst=True)
-
 
 # ------------------------------------------------------------------ insight (issue 18)
 # --- v5: sentiment of customer messages ---
@@ -304,9 +275,6 @@ message_sentiment = sa.Table(
 )
 
 
-def _v5_sentiment(conn: sa.engine.Connection) -> None:
-    message_sentiment.create(conn, checkfirst=True)
-
 
 # --- v6: satisfaction ratings (CSAT) ---
 
@@ -326,9 +294,6 @@ satisfaction = sa.Table(
     sa.Column("ts", sa.Float, nullable=False, default=time.time, index=True),
 )
 
-
-def _v6_satisfaction(conn: sa.engine.Connection) -> None:
-    satisfaction.create(conn, checkfirst=True)
 
 
 # --- v7: customer segments ---
@@ -358,11 +323,6 @@ segment_members = sa.Table(
 )
 
 
-def _v7_segments(conn: sa.engine.Connection) -> None:
-    for table in (segment_clusters, segment_members):
-        table.create(conn, checkfirst=True)
-
-
 # --- v8: agent assist (drafts offered, what the agent sent) ---
 # Written only through bot.channels.assist.log_reply.
 
@@ -383,18 +343,15 @@ assist_replies = sa.Table(
 )
 
 
-def _v8_agent_assist(conn: sa.engine.Connection) -> None:
-    assist_replies.create(conn, checkfirst=True)
-
-
-# Numbered migrations, oldest first. Append; never edit one that has shipped.
-MIGRATIONS: List[Callable[[sa.engine.Connection], None]] = [
-    _v1_initial, _v2_identity, _v3_staff, _v4_privacy,
-    _v5_sentiment, _v6_satisfaction, _v7_segments, _v8_agent_assist,
-]
+# The Alembic revision scripts (core/migrations/versions/). Add a revision file; never edit one that has shipped.
+MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 
 # PostgreSQL advisory lock key held while migrating ("NWMIGR" in ASCII).
 _MIGRATION_LOCK = 0x4E574D49475200
+
+# Where the hand-written runner before Alembic recorded its version (1..8, one row each):
+# not part of `metadata`, read once to stamp the matching revision, then dropped.
+_LEGACY_VERSION_TABLE = "schema_version"
 
 
 class DatabaseUnavailableError(RuntimeError):
@@ -421,21 +378,77 @@ def _make_engine(url: str) -> Engine:
     return sa.create_engine(url, future=True, pool_pre_ping=True)
 
 
+def alembic_config(connection: Optional[sa.engine.Connection] = None) -> Config:
+    """The Alembic configuration of the project's migrations, built in code (no alembic.ini).
+
+    With `connection`, ``core/migrations/env.py`` runs the revisions on it, inside
+    the transaction the caller holds.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    config.set_main_option("path_separator", "os")
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@functools.lru_cache(maxsize=1)
+def head_revision() -> str:
+    """The newest revision in core/migrations/versions/ (``"0008"``, ...)."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(connection: sa.engine.Connection) -> Optional[str]:
+    """The revision the database is at (Alembic's ``alembic_version``), None before the first."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+@contextlib.contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    """Processes sharing one SQLite file (Rasa and the action server) migrate it one at a time."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    import fcntl  # POSIX; the servers run on Linux
+
+    lock_path = Path(database).expanduser().with_name(Path(database).name + ".migrate-lock")
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def _stamp_legacy(connection: sa.engine.Connection, config: Config) -> None:
+    """A database made by the runner before Alembic: stamp the revision it reached, drop its table."""
+    if not sa.inspect(connection).has_table(_LEGACY_VERSION_TABLE):
+        return
+    legacy = connection.execute(sa.text(f"SELECT MAX(version) FROM {_LEGACY_VERSION_TABLE}")).scalar()
+    if legacy:
+        revision = f"{int(legacy):04d}"
+        ScriptDirectory.from_config(config).get_revision(revision)  # an unknown version stops here
+        command.stamp(config, revision)
+    connection.execute(sa.text(f"DROP TABLE {_LEGACY_VERSION_TABLE}"))
+
+
 def migrate(engine: Engine) -> int:
-    """Apply the migrations still missing; returns the schema version now in force."""
-    with engine.begin() as conn:
+    """Apply the Alembic revisions still missing; returns the schema version now in force (8 for ``0008``).
+
+    One transaction; on PostgreSQL under an advisory lock and on a SQLite file
+    under a lock file beside it, so that processes starting together (action
+    server, Rasa replicas) migrate one at a time and the others find the work done.
+    """
+    with _sqlite_file_lock(engine), engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            # Processes starting together (action server, Rasa replicas) migrate one at a
-            # time; the others wait here, then find the work done. Released at commit.
+            # Released at commit.
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
-        schema_version.create(conn, checkfirst=True)
-        current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
-        for number, step in enumerate(MIGRATIONS, start=1):
-            if number > current:
-                step(conn)
-                conn.execute(schema_version.insert().values(version=number, applied_at=time.time()))
-                current = number
-    return current
+        current = current_revision(conn)
+        if current != head_revision():
+            config = alembic_config(conn)
+            if current is None:
+                _stamp_legacy(conn, config)
+            command.upgrade(config, "head")
+            current = current_revision(conn)
+    return int(current)
 
 
 @functools.lru_cache(maxsize=8)

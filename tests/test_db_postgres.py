@@ -1,12 +1,13 @@
 """The project's own database (core/db.py) on a real PostgreSQL 15.
 
 Starts a throwaway PostgreSQL cluster (tests/e2e/services.py; skipped only
-when PostgreSQL is not installed), runs the numbered migrations on it, writes
+when PostgreSQL is not installed), runs the Alembic revisions on it, writes
 and reads back a row of every table with the awkward values (JSON, booleans,
 floats, unicode, long text), and drives the modules that write those tables
 (recommender store, handoff queue, ratings, review queue) against it. Several
 processes migrating one fresh database at once, as the action server and two
-Rasa replicas do when they start together, must all succeed.
+Rasa replicas do when they start together, must all succeed. A database the
+runner before Alembic left at v5 is stamped and upgraded with its rows.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import uuid
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 
 from core import db
 from tests.e2e.services import postgres  # noqa: F401  (a fixture)
@@ -32,14 +35,62 @@ def test_the_migrations_create_every_table_on_postgresql(database):
     engine = db.connect(database)
 
     assert engine.dialect.name == "postgresql"
-    assert db.migrate(engine) == len(db.MIGRATIONS)  # a second run changes nothing
+    assert db.migrate(engine) == int(db.head_revision())  # a second run changes nothing
     inspector = sa.inspect(engine)
     for table in db.metadata.sorted_tables:
         columns = {c["name"] for c in inspector.get_columns(table.name)}
         assert columns == {c.name for c in table.columns}, table.name
     with engine.connect() as conn:
-        versions = conn.execute(sa.select(db.schema_version.c.version).order_by(db.schema_version.c.version)).scalars().all()
-    assert versions == list(range(1, len(db.MIGRATIONS) + 1))
+        versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+        assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []
+    assert versions == [db.head_revision()]
+    assert not inspector.has_table("schema_version")
+
+
+# What the runner before Alembic did for v1..v5: create these tables from the declared
+# metadata, the audit log's triggers, and a schema_version row per version.
+_LEGACY_V5_TABLES = ("customers", "items", "interactions", "answer_ratings", "handoffs", "review_queue",
+                     "identities", "api_callers", "staff_accounts", "staff_sessions", "signin_throttle", "audit_log",
+                     "erasure_requests", "data_exports", "message_sentiment")
+_LEGACY_AUDIT_TRIGGERS = (
+    "CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$",
+    "CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log "
+    "FOR EACH ROW EXECUTE PROCEDURE audit_log_append_only()",
+    "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
+    "FOR EACH STATEMENT EXECUTE PROCEDURE audit_log_append_only()",
+)
+
+
+def test_a_database_the_old_runner_left_at_v5_is_stamped_and_upgraded_on_postgresql(database):
+    legacy = sa.create_engine(database, future=True)
+    with legacy.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE schema_version (version INTEGER NOT NULL PRIMARY KEY, applied_at FLOAT NOT NULL)"))
+        for name in _LEGACY_V5_TABLES:
+            db.metadata.tables[name].create(conn)
+        for statement in _LEGACY_AUDIT_TRIGGERS:
+            conn.execute(sa.text(statement))
+        for number in range(1, 6):
+            conn.execute(sa.text("INSERT INTO schema_version VALUES (:v, :t)"), {"v": number, "t": time.time()})
+        conn.execute(db.customers.insert().values(id="c-old", attributes={"city": "Zürich"}, created_at=1.0))
+        conn.execute(db.audit_log.insert().values(ts=1.0, actor="admin", action="signin"))
+        conn.execute(db.message_sentiment.insert().values(conversation_id="conv", message_id="m", label="negative",
+                                                          confidence=0.9, negative=0.9, ts=1.0))
+    legacy.dispose()
+
+    engine = db.connect(database)
+
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [db.head_revision()]
+        assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []
+        assert conn.execute(sa.select(db.customers.c.id, db.customers.c.attributes)).all() == [("c-old", {"city": "Zürich"})]
+        assert conn.execute(sa.select(db.audit_log.c.actor)).scalars().all() == ["admin"]
+        assert conn.execute(sa.select(sa.func.count()).select_from(db.message_sentiment)).scalar() == 1
+        assert conn.execute(sa.select(sa.func.count()).select_from(db.assist_replies)).scalar() == 0  # v8 made
+    assert not sa.inspect(engine).has_table("schema_version")
+    with pytest.raises(sa.exc.DatabaseError, match="append-only"):
+        with engine.begin() as conn:
+            conn.execute(db.audit_log.delete())
 
 
 def test_every_table_round_trips_on_postgresql(database):
@@ -137,4 +188,4 @@ def test_processes_starting_together_migrate_one_fresh_database(database):
     outcomes = [results.get(timeout=5) for _ in processes]
     assert outcomes == ["ok"] * 4
     with db.connect(database).connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(db.schema_version)).scalar() == len(db.MIGRATIONS)
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [db.head_revision()]
