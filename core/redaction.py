@@ -60,6 +60,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tupl
 import phonenumbers
 
 from core.payloads import PAYLOAD
+from core.records import read_jsonl
 
 EMAIL, IBAN, CARD, PHONE, ACCOUNT, PIN = "EMAIL", "IBAN", "CARD", "PHONE", "ACCOUNT", "PIN"
 SORT_CODE, NAME, ADDRESS, DOB, PASSPORT, NATIONAL_ID = "SORT_CODE", "NAME", "ADDRESS", "DOB", "PASSPORT", "NATIONAL_ID"
@@ -1094,7 +1095,6 @@ def format_report(result: Dict[str, Any]) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     """``python -m core.redaction --evaluate FILE.jsonl [--errors]``, or redact stdin line by line."""
     import argparse
-    import json
     import sys
 
     parser = argparse.ArgumentParser(description="Redact personal data, or measure the redaction on labelled texts.")
@@ -1106,8 +1106,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         for line in sys.stdin:
             sys.stdout.write(redact(line))
         return 0
-    with open(args.evaluate, encoding="utf-8") as fh:
-        rows = [json.loads(line) for line in fh if line.strip()]
+    rows = [row for _, row in read_jsonl(args.evaluate)]
     splits = [args.split] if args.split else sorted({r.get("split") for r in rows if r.get("split")}) + [None]
     for split in splits:
         chosen = [r for r in rows if split is None or r.get("split") == split]

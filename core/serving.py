@@ -115,11 +115,6 @@ def register_prefetch(key: Hashable, fn: Callable[[Sequence[str]], object]) -> N
         _prefetchers[key] = fn
 
 
-def unregister_prefetch(key: Hashable) -> None:
-    with _prefetch_lock:
-        _prefetchers.pop(key, None)
-
-
 def prefetch(texts: Sequence[str]) -> None:
     """Run every registered model on `texts` now (on the caller's thread), filling their caches.
 

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from core.encoder import ModelNotFoundError, resolve_model_path
+from core.files import replacing_folder
 
 logger = logging.getLogger(__name__)
 
@@ -486,23 +487,23 @@ class IntentModel:
 
     # ------------------------------------------------------------ persisting
     def save(self, folder: Path) -> Path:
-        """Write the adapter (PEFT format), the head and the label map into `folder`."""
+        """Write the adapter (PEFT format), the head and the label map as `folder`, replacing it whole."""
         from safetensors.torch import save_file
 
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
         if not hasattr(self.encoder, "save_pretrained") or not hasattr(self.encoder, "peft_config"):
             raise IntentModelError("a merged model cannot be saved again; save before loading for inference")
-        self.encoder.save_pretrained(str(folder / ADAPTER_DIR))
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(folder / HEAD_FILE))
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "labels": self.labels,
-            "temperature": self.temperature,
-            "config": dataclasses.asdict(self.config),
-            "history": self.history,
-        }
-        (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        with replacing_folder(folder) as staging:  # a loader never finds half a model
+            self.encoder.save_pretrained(str(staging / ADAPTER_DIR))
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(staging / HEAD_FILE))
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "labels": self.labels,
+                "temperature": self.temperature,
+                "config": dataclasses.asdict(self.config),
+                "history": self.history,
+            }
+            (staging / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         return folder
 
     @classmethod

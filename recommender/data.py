@@ -18,13 +18,14 @@ file; ``errors="skip"`` keeps the good rows instead and puts the problems in
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import pandas as pd
+
+from core.records import RecordError, read_records
 
 ITEM_KINDS = ("product", "service", "article")
 INTERACTION_COLUMNS = ["customer_id", "item_id", "timestamp", "kind", "weight", "topic"]
@@ -49,26 +50,12 @@ class DataFileError(ValueError):
 
 def _read_rows(path: Path) -> Iterator[Tuple[int, Any]]:
     """(line number, row dict or an error string) for each record of a CSV or JSONL file."""
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        with path.open(encoding="utf-8") as fh:
-            for number, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError as exc:
-                    yield number, f"not valid JSON ({exc.msg})"
-                    continue
-                yield number, row if isinstance(row, dict) else "not a JSON object"
-    elif suffix in (".csv", ".tsv"):
-        with path.open(encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
-            for row in reader:
-                # The header is line 1; a quoted field may span lines, so ask the reader.
-                yield reader.line_num, {k: v for k, v in row.items() if k is not None}
-    else:
-        raise DataFileError(str(path), [(0, f"unknown file type '{suffix}'; use .csv or .jsonl")], 0)
+    try:
+        records = read_records(path, errors="yield")
+    except RecordError as exc:  # an unknown file type
+        raise DataFileError(str(path), [(0, exc.problem)], 0) from None
+    for number, row in records:
+        yield number, row.problem if isinstance(row, RecordError) else row
 
 
 def _blank(value: Any) -> bool:

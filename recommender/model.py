@@ -27,8 +27,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,6 +37,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from core.files import replacing_folder, write_text_atomically
+from core.records import read_jsonl
 from recommender.collaborative import ItemNeighbours
 from recommender.config import COMPONENTS, RecommenderConfig
 from recommender.content import ContentModel, humanise, item_text
@@ -547,10 +547,7 @@ class Recommender:
     def save(self, folder: Union[str, os.PathLike]) -> Path:
         """Write the recommender to `folder` (replaced as a whole, so a reader never sees half a model)."""
         folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-        staging.chmod(0o755)  # mkdtemp makes it private; the serving process may run as another user
-        try:
+        with replacing_folder(folder) as staging:
             with self._lock:
                 manifest = {
                     "format": FORMAT_VERSION, "config": self.config.as_dict(), "fit_seconds": self.fit_seconds,
@@ -567,16 +564,6 @@ class Recommender:
                 for part in (self.popularity, self.collaborative, self.sequence, self.content):
                     if part is not None:
                         part.save(staging)
-            if folder.exists():
-                aside = folder.with_name(f".{folder.name}-old-{os.getpid()}")
-                folder.rename(aside)
-                staging.rename(folder)
-                shutil.rmtree(aside, ignore_errors=True)
-            else:
-                staging.rename(folder)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
         self.folder = folder
         return folder
 
@@ -593,7 +580,7 @@ class Recommender:
         if manifest.get("format") != FORMAT_VERSION:
             raise ModelFolderError(f"{folder} holds recommender format {manifest.get('format')}, this code reads {FORMAT_VERSION}; retrain it")
         model = cls(**manifest["config"])
-        rows = [json.loads(line) for line in (folder / "items.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [row for _, row in read_jsonl(folder / "items.jsonl")]
         model.items = pd.DataFrame(rows, columns=["item_id", "kind", "title", "description", "tags", "url", "active"])
         model.item_ids = list(model.items["item_id"])
         model.index = {item: i for i, item in enumerate(model.item_ids)}
@@ -646,21 +633,16 @@ def _min_max(scores: np.ndarray) -> np.ndarray:
 
 def _write_profiles(folder: Path, profiles: Mapping[str, CustomerProfile]) -> None:
     # Written beside and renamed, so an erasure never leaves a half-written file.
-    target = folder / "profiles.jsonl"
-    staging = folder / ".profiles.jsonl.tmp"
-    with staging.open("w", encoding="utf-8") as fh:
-        for profile in profiles.values():
-            fh.write(json.dumps(profile.as_json(), ensure_ascii=False) + "\n")
-    staging.replace(target)
+    write_text_atomically(
+        folder / "profiles.jsonl",
+        "".join(json.dumps(profile.as_json(), ensure_ascii=False) + "\n" for profile in profiles.values()),
+    )
 
 
 def _read_profiles(folder: Path) -> Dict[str, CustomerProfile]:
     profiles = {}
     path = folder / "profiles.jsonl"
     if path.exists():
-        with path.open(encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    data = json.loads(line)
-                    profiles[data["customer_id"]] = CustomerProfile(**data)
+        for _, data in read_jsonl(path, required=("customer_id",)):
+            profiles[data["customer_id"]] = CustomerProfile(**data)
     return profiles

@@ -10,7 +10,6 @@ better than SASRec's original binary loss and keeps training cheap on a CPU.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import List, Optional
 
@@ -205,8 +204,3 @@ class SequenceModel:
         model.network.load_state_dict(state)
         model.network.eval()
         return model
-
-
-def parameter_count(model: SequenceModel) -> int:
-    """Number of trainable weights (for reports)."""
-    return int(sum(math.prod(p.shape) for p in model.network.parameters()))

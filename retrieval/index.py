@@ -22,13 +22,14 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
+
+from core.files import replacing_folder
+from core.records import read_jsonl
 
 FORMAT_VERSION = 1
 MANIFEST, FAISS_FILE, RECORDS_FILE = "manifest.json", "index.faiss", "records.jsonl"
@@ -440,9 +441,7 @@ class AnswerIndex:
         import faiss
 
         folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-        try:
+        with replacing_folder(folder) as staging:  # a reader never sees half an index
             if self._faiss is None:
                 self._faiss = self._new_faiss_index(np.zeros((0, self.dimension), dtype="float32"))
             faiss.write_index(self._faiss, str(staging / FAISS_FILE))
@@ -461,18 +460,6 @@ class AnswerIndex:
                 "saved_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             }
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-            # Swap folders so that a reader never sees half an index.
-            previous = folder.with_name(f".{folder.name}-previous")
-            if previous.exists():
-                shutil.rmtree(previous)
-            if folder.exists():
-                folder.rename(previous)
-            staging.rename(folder)
-            if previous.exists():
-                shutil.rmtree(previous)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
         return folder
 
     @classmethod
@@ -508,13 +495,11 @@ class AnswerIndex:
         answer_index.built_with = manifest["encoder"]
         answer_index._faiss = faiss.read_index(str(folder / FAISS_FILE))
         answer_index._apply_search_params(answer_index._faiss)
-        with (folder / RECORDS_FILE).open(encoding="utf-8") as fh:
-            for line in fh:
-                row = json.loads(line)
-                key = row.pop("key")
-                record = AnswerRecord(**{**row, "tags": tuple(row.get("tags") or ())})
-                answer_index._records[key] = record
-                answer_index._by_id[record.id] = key
+        for _, row in read_jsonl(folder / RECORDS_FILE, required=("key",)):
+            key = row.pop("key")
+            record = AnswerRecord(**{**row, "tags": tuple(row.get("tags") or ())})
+            answer_index._records[key] = record
+            answer_index._by_id[record.id] = key
         answer_index._tombstones = set(manifest.get("tombstones", []))
         answer_index._next_key = int(manifest.get("next_key", len(answer_index._records)))
         live = answer_index._faiss.ntotal - len(answer_index._tombstones)

@@ -22,10 +22,7 @@ reported with its file, line and reason; nothing else is dropped.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -33,6 +30,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from core.records import RecordError, read_csv, read_jsonl, read_lines
 from core.redaction import find_personal_data, redact
 from retrieval.index import AnswerRecord, as_record, timestamp_key
 
@@ -94,62 +92,22 @@ class IngestReport:
         return "\n".join(lines)
 
 
-def _read_text(path: Path) -> str:
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # Exports from older desk tools are often Windows-1252; keep the data rather than refuse it.
-        return raw.decode("cp1252", errors="replace")
-
-
 def _qa_jsonl(path: Path, report: IngestReport) -> None:
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        location = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            report.skip(location, f"not valid JSON ({exc.msg})")
-            continue
-        if not isinstance(row, dict):
-            report.skip(location, "not a JSON object")
+    for number, row in read_jsonl(path, errors="yield"):
+        if isinstance(row, RecordError):
+            report.skip(row.location, row.problem)
         elif "turns" in row:
-            _conversation_from_json(row, location, report)
+            _conversation_from_json(row, f"{path}:{number}", report)
         else:
-            report.add(row, location)
+            report.add(row, f"{path}:{number}")
 
 
 def _qa_csv(path: Path, report: IngestReport) -> None:
-    text = _read_text(path)
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = [h.strip().lower() for h in next(reader)]
-    except StopIteration:
-        report.skip(f"{path}:1", "empty file")
-        return
-    except csv.Error as exc:
-        report.skip(f"{path}:1", f"unreadable header ({exc})")
-        return
-    if not {"question", "answer"} <= set(header):
-        report.skip(f"{path}:1", f"header must name question and answer columns, found {header}")
-        return
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            report.skip(f"{path}:{reader.line_num}", f"malformed CSV ({exc})")
-            continue
-        location = f"{path}:{reader.line_num}"
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) != len(header):
-            report.skip(location, f"{len(row)} fields where the header has {len(header)}")
-            continue
-        report.add({k: v for k, v in zip(header, row) if k}, location)
+    for number, row in read_csv(path, required=("question", "answer"), errors="yield"):
+        if isinstance(row, RecordError):
+            report.skip(row.location, row.problem)
+        else:
+            report.add(row, f"{path}:{number}")
 
 
 def _speaker(label: str) -> Optional[str]:
@@ -219,7 +177,7 @@ def _transcript_time(ts: Optional[str], default: Optional[str]) -> Optional[str]
 
 
 def _transcript_txt(path: Path, report: IngestReport) -> None:
-    lines = _read_text(path).splitlines()
+    lines = [line.rstrip("\r\n") for line in read_lines(path)]
     conversation: List[Tuple[str, str, Optional[str], str]] = []
     headers: Dict[str, str] = {}
     count = 0

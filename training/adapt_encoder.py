@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import json
 import random
 import sys
@@ -35,6 +34,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from core.records import RecordError, csv_columns, read_csv, read_jsonl
+
 
 def read_groups(path: Path) -> Dict[str, List[str]]:
     """Questions grouped by the answer they received, from a CSV or JSONL file."""
@@ -42,29 +43,24 @@ def read_groups(path: Path) -> Dict[str, List[str]]:
         raise SystemExit(f"history file {path} does not exist")
     groups: Dict[str, List[str]] = defaultdict(list)
     if path.suffix.lower() == ".jsonl":
-        with path.open(encoding="utf-8") as fh:
-            for number, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    groups[str(row["answer"]).strip()].append(str(row["question"]).strip())
-                except (ValueError, KeyError, TypeError):
-                    print(f"{path}:{number}: skipped, not a JSON object with question and answer", file=sys.stderr)
+        question_key, answer_key = "question", "answer"
+        rows = read_jsonl(path, required=(question_key, answer_key), errors="yield")
     else:
-        with path.open(encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh)
-            fields = set(reader.fieldnames or [])
-            if {"text", "category"} <= fields:
-                question_key, answer_key = "text", "category"
-            elif {"question", "answer"} <= fields:
-                question_key, answer_key = "question", "answer"
-            else:
-                raise SystemExit(f"{path} needs columns text,category or question,answer; found {sorted(fields)}")
-            for row in reader:
-                question, answer = (row.get(question_key) or "").strip(), (row.get(answer_key) or "").strip()
-                if question and answer:
-                    groups[answer].append(question)
+        fields = set(csv_columns(path))
+        if {"text", "category"} <= fields:
+            question_key, answer_key = "text", "category"
+        elif {"question", "answer"} <= fields:
+            question_key, answer_key = "question", "answer"
+        else:
+            raise SystemExit(f"{path} needs columns text,category or question,answer; found {sorted(fields)}")
+        rows = read_csv(path, required=(question_key, answer_key), errors="yield")
+    for _, row in rows:
+        if isinstance(row, RecordError):
+            print(f"{row}: skipped", file=sys.stderr)
+            continue
+        question, answer = str(row[question_key] or "").strip(), str(row[answer_key] or "").strip()
+        if question and answer:
+            groups[answer].append(question)
     return {answer: sorted(set(qs)) for answer, qs in groups.items()}
 
 

@@ -1,10 +1,11 @@
 """Reading labelled utterances: Rasa NLU YAML or a `text,label` CSV."""
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 from typing import List, Tuple
+
+from core.records import RecordError, csv_columns, read_csv
 
 logger = logging.getLogger(__name__)
 
@@ -34,19 +35,20 @@ def read_examples(path: Path) -> Tuple[List[str], List[str], List[str]]:
 
 def _read_csv(path: Path) -> Tuple[List[str], List[str], List[str]]:
     texts, labels, problems = [], [], []
-    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        label_col = next((c for c in LABEL_COLUMNS if c in columns), None)
-        if "text" not in columns or label_col is None:
-            raise DataFileError(f"'{path}' needs a 'text' column and one of {LABEL_COLUMNS}; found {columns}")
-        for row in reader:
-            text, label = (row.get("text") or "").strip(), (row.get(label_col) or "").strip()
-            if not text or not label:
-                problems.append(f"{path}:{reader.line_num}: empty text or label, skipped")
-                continue
-            texts.append(text)
-            labels.append(label)
+    columns = csv_columns(path)
+    label_col = next((c for c in LABEL_COLUMNS if c in columns), None)
+    if "text" not in columns or label_col is None:
+        raise DataFileError(f"'{path}' needs a 'text' column and one of {LABEL_COLUMNS}; found {columns}")
+    for line, row in read_csv(path, required=("text", label_col), errors="yield"):
+        if isinstance(row, RecordError):
+            problems.append(f"{row}, skipped")
+            continue
+        text, label = row["text"].strip(), row[label_col].strip()
+        if not text or not label:
+            problems.append(f"{path}:{line}: empty text or label, skipped")
+            continue
+        texts.append(text)
+        labels.append(label)
     if not texts:
         raise DataFileError(f"'{path}' has no usable rows")
     return texts, labels, problems
