@@ -1,6 +1,6 @@
 """Load test: simulated customers in multi-turn conversations over REST, ours beside stock Rasa.
 
-    python -m training.bench_load --rate 50 --customers 150 --duration 60
+    python -m bot.bench_load --rate 50 --customers 150 --duration 60
 
 Open loop: every customer sends its next message on its own schedule (one
 every `customers / rate` seconds on average, with jitter), whether or not the
@@ -33,6 +33,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -45,27 +46,24 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import yaml
 
-from core.settings import PROJECT_ROOT
+from bot.serve import Assistant, prepare
+from core.settings import PROJECT_ROOT, get_settings
 
 def stock_config() -> Dict[str, Any]:
-    """Rasa 3.6's default assistant: the stock DIET pipeline (as in the intent benchmark) plus
-    the rest of `rasa init`'s config, policies included."""
-    from training.bench_intent import stock_config as stock_nlu
+    """Rasa 3.6's default assistant: the config `rasa init` writes and Rasa fills missing keys from
+    (its own ``default_config.yml``: the stock DIET pipeline, ResponseSelector, policies included)."""
+    import rasa.engine.recipes.default_recipe as recipe
 
-    config = stock_nlu(100)
+    config = yaml.safe_load((Path(recipe.__file__).parent / "config_files" / "default_config.yml").read_text())
     config["assistant_id"] = "stock-rasa"
-    config["pipeline"] += [
-        {"name": "EntitySynonymMapper"},
-        {"name": "ResponseSelector", "epochs": 100, "constrain_similarities": True},
-        {"name": "FallbackClassifier", "threshold": 0.3, "ambiguity_threshold": 0.1},
-    ]
-    config["policies"] = [
-        {"name": "MemoizationPolicy"},
-        {"name": "RulePolicy"},
-        {"name": "UnexpecTEDIntentPolicy", "max_history": 5, "epochs": 100},
-        {"name": "TEDPolicy", "max_history": 5, "epochs": 100, "constrain_similarities": True},
-    ]
     return config
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the e2e tests' servers take theirs here too)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 # Intents whose answer is a plain answer (no handoff, no form), for the question turns.
@@ -312,8 +310,6 @@ def train_stock(workdir: Path, epochs: Optional[int]) -> Path:
 
 
 def _stock_assistant_class():
-    from bot.serve import Assistant
-
     class StockAssistant(Assistant):
         """The launcher, with Rasa's own SQL tracker store instead of this project's caching one."""
 
@@ -329,9 +325,6 @@ def _stock_assistant_class():
 
 def run_system(name: str, model: Path, credentials: Path, args, people: List[Customer], workdir: Path) -> Dict[str, Any]:
     """Start one system, warm it, drive the load, scrape stages, stop it."""
-    from bot.serve import Assistant
-    from tests.e2e.services import free_port
-
     StockAssistant = _stock_assistant_class()
 
     run_dir = workdir / name
@@ -418,9 +411,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--systems", default="ours,stock", help="comma list: ours, stock")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "reports" / "load")
     args = parser.parse_args(argv)
-
-    from bot.serve import prepare
-    from core.settings import get_settings
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-load-"))
     people = plan(args.customers, args.rate, args.duration, args.seed)

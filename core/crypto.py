@@ -19,7 +19,8 @@ plaintext); ``rotate`` encrypts them too. A token that no configured key
 opens is refused with an error naming the variable, never returned as text.
 
 Also here: `EncryptedText` / `EncryptedJSON`, the SQLAlchemy column types of
-the personal columns in `core.db`, and a micro-benchmark (``bench``).
+the personal columns in `core.db`. What encryption costs the tracker store:
+``python -m bot.bench_stores``.
 """
 from __future__ import annotations
 
@@ -30,7 +31,6 @@ import json
 import os
 import re
 import sys
-import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import sqlalchemy as sa
@@ -327,72 +327,10 @@ def _targets(database_url: Optional[str], tracker_url: Optional[str]):
         yield tracker, _tracker_twin(), ["data"]
 
 
-# ------------------------------------------------------------------ benchmark
-
-def bench(turns: int = 20, repeats: int = 3) -> Dict[str, Dict[str, float]]:
-    """Tracker store time per turn (ms), without and with a key, on a temporary SQLite file.
-
-    Each turn saves a customer message, the bot's action and reply (4 events),
-    then the conversation is retrieved by a second store, as another replica
-    would (a cache miss: every event of the session read and decrypted), and
-    by the first (a cache hit: one count query). Best of `repeats` runs.
-    Returns {"off"|"on": {"save", "retrieve_miss", "retrieve_hit", "total"}}.
-    """
-    import asyncio
-    import tempfile
-
-    from rasa.shared.core.domain import Domain
-    from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
-    from rasa.shared.core.trackers import DialogueStateTracker
-
-    from bot.stores import CachingSQLTrackerStore
-
-    domain = Domain.from_yaml('version: "3.1"\nintents: [greet]\nresponses:\n  utter_greet: [{text: hi}]\n')
-
-    async def one_run(path: str) -> Dict[str, float]:
-        store = CachingSQLTrackerStore(domain, dialect="sqlite", db=path)
-        other = CachingSQLTrackerStore(domain, dialect="sqlite", db=path)
-        tracker = DialogueStateTracker("bench", domain.slots)
-        spent = {"save": 0.0, "retrieve_miss": 0.0, "retrieve_hit": 0.0}
-        for n in range(turns):
-            tracker.update(UserUttered(f"my card ending 4242 was charged twice on order {n}, please refund",
-                                       {"name": "greet", "confidence": 0.9}, metadata={"channel": "web"}))
-            tracker.update(ActionExecuted("utter_greet"))
-            tracker.update(BotUttered("I'm sorry to hear that. Let me look into it for you.", metadata={"x": n}))
-            tracker.update(ActionExecuted("action_listen"))
-            for name, call in (("save", lambda: store.save(tracker)), ("retrieve_miss", lambda: other.retrieve("bench")),
-                               ("retrieve_hit", lambda: store.retrieve("bench"))):
-                started = time.perf_counter()
-                result = await call()
-                spent[name] += time.perf_counter() - started
-            tracker = result
-        figures = {name: seconds * 1000 / turns for name, seconds in spent.items()}
-        figures["total"] = sum(figures.values())
-        return figures
-
-    saved = os.environ.get(KEY_VARIABLE)
-    results: Dict[str, Dict[str, float]] = {}
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            for label, key in (("off", None), ("on", new_key())):
-                if key is None:
-                    os.environ.pop(KEY_VARIABLE, None)
-                else:
-                    os.environ[KEY_VARIABLE] = key
-                runs = [asyncio.run(one_run(os.path.join(folder, f"{label}{r}.db"))) for r in range(repeats)]
-                results[label] = min(runs, key=lambda f: f["total"])
-    finally:
-        if saved is None:
-            os.environ.pop(KEY_VARIABLE, None)
-        else:
-            os.environ[KEY_VARIABLE] = saved
-    return results
-
-
 # ------------------------------------------------------------------ command line
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """``python -m core.crypto new-key | check | status | rotate | bench``."""
+    """``python -m core.crypto new-key | check | status | rotate``."""
     parser = argparse.ArgumentParser(prog="python -m core.crypto", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("new-key", help="print a fresh Fernet key")
@@ -404,23 +342,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         sub.add_argument("--tracker-url", help="tracker store (default: the settings' tracker_url or tracker_db)")
         if name == "rotate":
             sub.add_argument("--batch", type=int, default=500, help="rows per transaction (default 500)")
-    sub = commands.add_parser("bench", help="tracker save+retrieve time per turn, without and with a key")
-    sub.add_argument("--turns", type=int, default=20, help="turns in the conversation (default 20)")
     args = parser.parse_args(argv)
     try:
         if args.command == "new-key":
             print(new_key())
         elif args.command == "check":
             print(f"encryption at rest is {'on' if check_key() else 'off'}")
-        elif args.command == "bench":
-            results = bench(args.turns)
-            print(f"tracker store, ms per turn ({args.turns} turns of 4 events, SQLite, best of 3):")
-            print(f"{'':>14} {'save':>7} {'miss':>7} {'hit':>7} {'total':>7}")
-            for label, text in (("off", "no key"), ("on", "with key")):
-                f = results[label]
-                print(f"{text:>14} {f['save']:7.2f} {f['retrieve_miss']:7.2f} {f['retrieve_hit']:7.2f} {f['total']:7.2f}")
-            off, on = results["off"]["total"], results["on"]["total"]
-            print(f"encryption adds {on - off:.2f} ms a turn ({100 * (on / off - 1):+.0f} %)")
         else:
             check_key()
             total = {"plaintext": 0, "older_key": 0}

@@ -227,7 +227,7 @@ def summary(engine, since: float, until: float) -> Dict[str, Any]:
 
 
 def table_lines(figures: Dict[str, Any]) -> List[str]:
-    """The CSAT table as text lines (what `python -m training.analytics` prints)."""
+    """The CSAT table as text lines (what `python -m bot.insight.analytics` prints)."""
     def fmt(g: Dict[str, Any]) -> str:
         if not g["count"]:
             return "no answers"

@@ -1,18 +1,43 @@
-"""Transformer intent classification fine-tuned with PEFT.
+"""Transformer intent classification fine-tuned with PEFT, and the sentiment of a message.
 
-`nlu.TransformerIntentClassifier` is the Rasa 3 component (named so in
-config.yml); `nlu.model.IntentModel` is the model it wraps, shared with the
-offline trainer. The component is imported on first use so that scripts that
-only need the model do not pay for importing Rasa.
+The public names, the only ones `bot/` may import (import-linter checks it,
+docs/architecture.md):
+
+- `TransformerIntentClassifier`: the Rasa 3 component (named so in config.yml);
+- the sentiment reader of `nlu.sentiment`: `Sentiment`, `SentimentModel`,
+  `SENTIMENT_DIR` (its default artifact folder), `load_sentiment_model`,
+  `sentiment_model_is_current` (trained, with its fine-tuned reader),
+  `frustrated` (the handoff test), `record_sentiment`, `latest_sentiments`,
+  `most_upset_first`, `sentiment_trend` (its table, ``message_sentiment``).
+
+`nlu.model.IntentModel` is the model the classifier wraps, shared with the
+offline trainer (`training/` may import any module of this package). Every
+name is imported on first use so that scripts that only need the model do
+not pay for importing Rasa.
 """
-from typing import Any
+from importlib import import_module
+from typing import Any, Dict, Tuple
 
-__all__ = ["TransformerIntentClassifier"]
+# public name -> (module, name there)
+_PUBLIC: Dict[str, Tuple[str, str]] = {
+    "TransformerIntentClassifier": ("nlu.classifier", "TransformerIntentClassifier"),
+    "Sentiment": ("nlu.sentiment", "Sentiment"),
+    "SentimentModel": ("nlu.sentiment", "SentimentModel"),
+    "SENTIMENT_DIR": ("nlu.sentiment", "DEFAULT_DIR"),
+    "load_sentiment_model": ("nlu.sentiment", "load_if_present"),
+    "sentiment_model_is_current": ("nlu.sentiment", "is_current"),
+    "frustrated": ("nlu.sentiment", "frustrated"),
+    "record_sentiment": ("nlu.sentiment", "record"),
+    "latest_sentiments": ("nlu.sentiment", "latest"),
+    "most_upset_first": ("nlu.sentiment", "most_upset_first"),
+    "sentiment_trend": ("nlu.sentiment", "trend"),
+}
+
+__all__ = list(_PUBLIC)
 
 
 def __getattr__(name: str) -> Any:
-    if name == "TransformerIntentClassifier":
-        from nlu.classifier import TransformerIntentClassifier
-
-        return TransformerIntentClassifier
+    if name in _PUBLIC:
+        module, attribute = _PUBLIC[name]
+        return getattr(import_module(module), attribute)
     raise AttributeError(f"module 'nlu' has no attribute {name!r}")

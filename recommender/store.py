@@ -172,6 +172,21 @@ def suggestions_opted_out(engine: Engine, customer_id: str) -> bool:
     return bool(value)
 
 
+def customer_summary(engine: Engine, customer_id: str, recent: int = 10) -> Dict[str, Any]:
+    """What this package's tables hold on a customer: the profile row (None if unknown) and the `recent`
+    latest interactions, newest first, each with its item's title (None for a topic)."""
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(db.customers).where(db.customers.c.id == customer_id)).mappings().first()
+        latest = conn.execute(
+            sa.select(db.interactions.c.kind, db.interactions.c.topic, db.interactions.c.ts, db.items.c.title)
+            .select_from(db.interactions.outerjoin(db.items, db.items.c.id == db.interactions.c.item_id))
+            .where(db.interactions.c.customer_id == customer_id)
+            .order_by(db.interactions.c.ts.desc())
+            .limit(recent)
+        ).mappings().all()
+    return {"profile": dict(row) if row is not None else None, "recent": [dict(r) for r in latest]}
+
+
 def erase_customer(engine: Engine, customer_id: str) -> Dict[str, int]:
     """Delete the customer's profile row and every interaction of theirs; returns rows deleted per table."""
     with engine.begin() as conn:

@@ -1,24 +1,40 @@
 """Answers from the history of answered questions.
 
-`retrieval.AnswerIndex` holds past questions and their answers as sentence
-embeddings in a FAISS index (build, search, add, remove, save, load);
-`retrieval.AnswerRetriever` is the Rasa component (named so in config.yml)
-that attaches the best historical answers, re-ranked by customers' ratings,
-to each parsed message. Both are imported on first use so that scripts that
-only need the index do not pay for importing Rasa.
-"""
-from typing import Any
+The public names, the only ones `bot/` may import (import-linter checks it,
+docs/architecture.md):
 
-__all__ = ["AnswerIndex", "AnswerRetriever", "Hit"]
+- `AnswerIndex`, `Hit`, `RECORDS_FILE` (`retrieval.index`): past questions
+  and their answers as sentence embeddings in a FAISS index (build, search,
+  add, remove, save, load); `RECORDS_FILE` is the index folder's file of
+  records;
+- `AnswerRetriever` (`retrieval.component`): the Rasa component (named so in
+  config.yml) that attaches the best historical answers, re-ranked by
+  customers' ratings, to each parsed message;
+- `history_answer_id`, `record_rating`, `rating_counts` (`retrieval.feedback`):
+  customers' thumbs up and down on answers (table ``answer_ratings``).
+
+Every name is imported on first use so that scripts that only need the index
+do not pay for importing Rasa.
+"""
+from importlib import import_module
+from typing import Any, Dict, Tuple
+
+# public name -> (module, name there)
+_PUBLIC: Dict[str, Tuple[str, str]] = {
+    "AnswerIndex": ("retrieval.index", "AnswerIndex"),
+    "Hit": ("retrieval.index", "Hit"),
+    "RECORDS_FILE": ("retrieval.index", "RECORDS_FILE"),
+    "AnswerRetriever": ("retrieval.component", "AnswerRetriever"),
+    "history_answer_id": ("retrieval.feedback", "history_answer_id"),
+    "record_rating": ("retrieval.feedback", "record_rating"),
+    "rating_counts": ("retrieval.feedback", "rating_counts"),
+}
+
+__all__ = list(_PUBLIC)
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("AnswerIndex", "Hit"):
-        from retrieval import index
-
-        return getattr(index, name)
-    if name == "AnswerRetriever":
-        from retrieval.component import AnswerRetriever
-
-        return AnswerRetriever
+    if name in _PUBLIC:
+        module, attribute = _PUBLIC[name]
+        return getattr(import_module(module), attribute)
     raise AttributeError(f"module 'retrieval' has no attribute {name!r}")

@@ -78,6 +78,17 @@ def record_rating(
         return int(result.inserted_primary_key[0])
 
 
+def rating_counts(engine, customer_id: str) -> Dict[str, int]:
+    """How many thumbs up and down `customer_id` has given: {"up": n, "down": n}."""
+    with engine.connect() as conn:
+        counts = dict(conn.execute(
+            sa.select(answer_ratings.c.rating, sa.func.count())
+            .where(answer_ratings.c.customer_id == customer_id)
+            .group_by(answer_ratings.c.rating)
+        ).all())
+    return {name: counts.get(value, 0) for name, value in RATINGS.items()}
+
+
 @dataclasses.dataclass
 class _Ratings:
     vectors: List[np.ndarray] = dataclasses.field(default_factory=list)

@@ -11,7 +11,7 @@ import pytest
 
 from core import db
 from core.experiments import arm_for
-from training import analytics
+from bot.insight import analytics
 
 
 def ts(day: int, hour: int = 10, minute: int = 0, month: int = 1) -> float:

@@ -1,5 +1,5 @@
 """The load benchmark's plan and summary (the servers themselves are exercised by the e2e tests)."""
-from training.bench_load import Result, plan, stock_config, summarise
+from bot.bench_load import Result, plan, stock_config, summarise
 
 
 def test_the_plan_offers_the_rate_over_the_customers_open_loop():

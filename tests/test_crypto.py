@@ -219,7 +219,7 @@ def test_on_postgresql_json_and_text_columns_and_the_tracker_rotate(key, postgre
 
 
 def test_analytics_reads_an_encrypted_tracker_store(key, tmp_path):
-    from training import analytics
+    from bot.insight import analytics
 
     tracker_db = str(tmp_path / "tracker.db")
     save_turn(tracker_db, "web:c1", "written before the key")
@@ -234,7 +234,9 @@ def test_analytics_reads_an_encrypted_tracker_store(key, tmp_path):
 
 def test_the_benchmark_runs_and_leaves_the_key_as_it_was(key):
     key(KEY_A)
-    results = crypto.bench(turns=2, repeats=1)
+    from bot.bench_stores import bench
+
+    results = bench(turns=2, repeats=1)
     assert set(results) == {"off", "on"} and all(f["total"] > 0 for f in results.values())
     assert crypto.encrypt_text("x") != "x" and crypto.decrypt_text(crypto.encrypt_text("x")) == "x"
 

@@ -87,17 +87,17 @@ def test_segments_are_found_named_and_stored_without_opted_out_customers(engine)
     assert result["customers"] == 17  # 18 customers, one opted out
     members = [c for s in result["segments"] for c in s["members"]]
     assert "t-0-0" not in members and len(members) == len(set(members)) == 17
-    rows = segments.stored(engine)
+    rows = profile.stored_segments(engine)
     assert [r["size"] for r in rows] == sorted((r["size"] for r in rows), reverse=True)
     for row in rows:
         assert row["name"] and len(row["trend"]) == segments.TREND_WEEKS and row["top_topics"]
-    assert segments.segment_of(engine, "t-2-1")["name"]
-    assert segments.segment_of(engine, "t-0-0") is None
+    assert profile.segment_of(engine, "t-2-1")["name"]
+    assert profile.segment_of(engine, "t-0-0") is None
 
 
 def test_the_three_behaviour_groups_end_in_different_segments(engine):
     segments.compute(engine, max_k=5)
-    cluster = {f"t-{g}-{n}": segments.segment_of(engine, f"t-{g}-{n}")["cluster"] for g in range(3) for n in range(1, 6)}
+    cluster = {f"t-{g}-{n}": profile.segment_of(engine, f"t-{g}-{n}")["cluster"] for g in range(3) for n in range(1, 6)}
     for g in range(3):
         assert len({cluster[f"t-{g}-{n}"] for n in range(1, 6)}) == 1
     assert len({cluster[f"t-{g}-1"] for g in range(3)}) == 3
@@ -207,9 +207,9 @@ def test_erasure_removes_the_customer_from_the_segments(engine):
     from bot.privacy.erase import erase_project_rows
 
     segments.compute(engine, max_k=5)
-    assert segments.segment_of(engine, "t-2-5") is not None
+    assert profile.segment_of(engine, "t-2-5") is not None
     assert erase_project_rows(engine, "t-2-5", [])["segment_members"] == 1
-    assert segments.segment_of(engine, "t-2-5") is None
+    assert profile.segment_of(engine, "t-2-5") is None
 
 
 def test_the_default_range_is_the_last_30_days(engine, tmp_path):

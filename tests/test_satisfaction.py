@@ -18,7 +18,7 @@ from bot.actions.dialogue import ActionFreezeCard
 from bot.actions.satisfaction import ActionAskSatisfaction, ActionRateService
 from core import db, satisfaction
 from core.settings import get_settings
-from training import analytics
+from bot.insight import analytics
 
 
 @pytest.fixture()

@@ -166,24 +166,6 @@ def compute(engine, max_k: int = 8, seed: int = 0) -> Dict[str, Any]:
             "features": list(table.columns), "segments": segments}
 
 
-def stored(engine) -> List[Dict[str, Any]]:
-    """The segments of the last run, largest first ([] before the first run)."""
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(db.segment_clusters).order_by(db.segment_clusters.c.size.desc())).mappings().all()
-    return [dict(r) for r in rows]
-
-
-def segment_of(engine, customer_id: str) -> Optional[Dict[str, Any]]:
-    """The stored segment of `customer_id` (cluster and name), or None."""
-    with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(db.segment_clusters.c.cluster, db.segment_clusters.c.name)
-            .select_from(db.segment_members.join(db.segment_clusters,
-                                                 db.segment_clusters.c.cluster == db.segment_members.c.cluster))
-            .where(db.segment_members.c.customer_id == customer_id)).mappings().first()
-    return dict(row) if row else None
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", default=None, help="database URL (default: the configured one)")

@@ -68,7 +68,7 @@ class ActionAnswerFromHistory(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[Dict[Text, Any]]:
-        from retrieval.feedback import history_answer_id
+        from retrieval import history_answer_id
 
         latest = tracker.latest_message or {}
         hit = best_history_hit(latest, get_settings().retrieval_threshold)
@@ -140,7 +140,7 @@ def store_rating(rating: Dict[str, Any], database_url: Optional[str] = None, spo
     Returns True when everything reached the database; otherwise the ratings
     not stored are kept in `spool` (and False is returned), never dropped.
     """
-    from retrieval.feedback import record_rating
+    from retrieval import record_rating
 
     spool = Path(spool or UNSAVED_RATINGS)
     with _spool_lock:

@@ -24,8 +24,9 @@ Actions:
   tells the customer again in this conversation.
 
 The recommender is loaded once per process from ``recommender_dir``; when
-that folder is missing, suggestions come from the catalogue and the
-database's popularity, with a warning in the log. Customers' profiles are
+that folder is missing, suggestions come from the catalogue alone
+(`Recommender.from_catalogue`: items whose tags fit the conversation, no
+popularity), with a warning in the log. Customers' profiles are
 never taken from that folder: each is read from the database the first time
 the customer is seen (so an erased profile cannot come back from an artifact
 or an image), and every process drops the profiles of erased customers.
@@ -44,7 +45,18 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from bot.actions.identity import customer_id_of
 from core import db, metrics
+from core.payloads import parse_payload
 from core.settings import PROJECT_ROOT, get_settings
+from recommender import (
+    ModelFolderError,
+    Recommender,
+    UnknownItemError,
+    history_source,
+    load_items,
+    record_interaction,
+    set_suggestions_opt_out,
+    suggestions_opted_out,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +114,6 @@ def use_recommender(recommender) -> None:
 
 
 def _load_recommender():
-    from recommender import ModelFolderError, Recommender, load_items
-    from recommender import store
-
     folder = get_settings().recommender_dir
     engine = None
     try:
@@ -114,21 +123,11 @@ def _load_recommender():
     try:
         model = Recommender.load(folder)
     except ModelFolderError as exc:
-        logger.warning("%s; until then suggestions come from the catalogue and popularity only", exc)
-        interactions = store.read_interactions(engine) if engine is not None else None
-        model = Recommender.fit(
-            interactions if interactions is not None else _no_interactions(), load_items(CATALOGUE),
-            sequence_weight=0.0, collaborative_weight=0.0, content_weight=0.0,
-        )
+        logger.warning("%s; until then suggestions come from the catalogue only", exc)
+        model = Recommender.from_catalogue(load_items(CATALOGUE), content_weight=0.0)
     # Profiles come from the database only: those saved with the model are dropped.
-    model.use_history(store.history_source(engine) if engine is not None else None, drop_saved=True)
+    model.use_history(history_source(engine) if engine is not None else None, drop_saved=True)
     return model
-
-
-def _no_interactions():
-    import pandas as pd
-
-    return pd.DataFrame(columns=["customer_id", "item_id", "timestamp"])
 
 
 # ------------------------------------------------------------------ when, and which
@@ -205,10 +204,8 @@ def suggestion_buttons(tracker: Any, topic: str) -> List[Dict[str, str]]:
         if not suggestions_allowed(tracker, topic):
             return []
         engine = db.connect()
-        from recommender import store
-
         customer = customer_id_of(tracker)
-        if store.suggestions_opted_out(engine, customer):
+        if suggestions_opted_out(engine, customer):
             return []
         settings = get_settings()
         model = get_recommender()
@@ -216,7 +213,7 @@ def suggestion_buttons(tracker: Any, topic: str) -> List[Dict[str, str]]:
             suggestions = model.recommend(customer, k=settings.max_suggestions, context=suggestion_context(tracker, topic))
         if topic:  # remembered after ranking, so the question asked now is not counted twice
             model.record(customer, None, "topic", topic=topic)
-            store.record_interaction(engine, customer, None, "topic", topic=topic, conversation_id=tracker.sender_id)
+            record_interaction(engine, customer, None, "topic", topic=topic, conversation_id=tracker.sender_id)
         buttons = [suggestion_button(s) for s in suggestions if s.score >= settings.suggestion_threshold][: settings.max_suggestions]
         metrics.SUGGESTIONS_SHOWN.inc(len(buttons))
         return buttons
@@ -238,17 +235,13 @@ def _entity(tracker: Tracker, name: str) -> Optional[str]:
 
 def last_suggested_item(tracker: Tracker) -> Optional[str]:
     """The first item of the latest bot message that carried suggestions (for a typed "tell me more")."""
-    prefix = "/" + SELECT_SUGGESTION
     for event in reversed(tracker.events or []):
         if event.get("event") != "bot":
             continue
         for button in (event.get("data") or {}).get("buttons") or []:
-            payload = button.get("payload") or ""
-            if payload.startswith(prefix):
-                try:
-                    return str(json.loads(payload[len(prefix):])["item_id"])
-                except (ValueError, KeyError, TypeError):
-                    continue
+            parsed = parse_payload(button.get("payload"))
+            if parsed and parsed[0] == SELECT_SUGGESTION and parsed[1].get("item_id") not in (None, ""):
+                return str(parsed[1]["item_id"])
     return None
 
 
@@ -259,9 +252,6 @@ class ActionSelectSuggestion(Action):
         return "action_select_suggestion"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[Dict[Text, Any]]:
-        from recommender import UnknownItemError
-        from recommender import store
-
         item_id = _entity(tracker, "item_id") or last_suggested_item(tracker)
         model = get_recommender()
         try:
@@ -277,7 +267,7 @@ class ActionSelectSuggestion(Action):
         # not already hold this click (it would count twice).
         model.record(customer, item_id, "click")
         try:
-            store.record_interaction(db.connect(), customer, item_id, "click", weight=model.config.kind_weights.get("click", 1.0),
+            record_interaction(db.connect(), customer, item_id, "click", weight=model.config.kind_weights.get("click", 1.0),
                                      conversation_id=tracker.sender_id)
         except (db.DatabaseUnavailableError, sa.exc.SQLAlchemyError):
             logger.exception("could not store the click of %r on %r", customer, item_id)
@@ -296,10 +286,8 @@ class ActionNoSuggestions(Action):
         return "action_no_suggestions"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[Dict[Text, Any]]:
-        from recommender import store
-
         try:
-            store.set_suggestions_opt_out(db.connect(), customer_id_of(tracker), True)
+            set_suggestions_opt_out(db.connect(), customer_id_of(tracker), True)
             dispatcher.utter_message(response="utter_suggestions_off")
         except (db.DatabaseUnavailableError, sa.exc.SQLAlchemyError):
             logger.exception("could not store the opt-out of %r", customer_id_of(tracker))

@@ -1,4 +1,4 @@
-"""The analytics page of the agent inbox: the same report as `python -m training.analytics`.
+"""The analytics page of the agent inbox: the same report as `python -m bot.insight.analytics`.
 
 The inbox mounts `render_analytics_html(since, until)` behind its login; the
 charts are embedded in the page, so nothing is written to disk.
@@ -8,6 +8,9 @@ from __future__ import annotations
 import datetime as dt
 import html
 from typing import Optional, Tuple, Union
+
+from bot.insight.analytics import DAY, AnalyticsError, analyse, plots, render_html
+from core.db import DatabaseUnavailableError
 
 DateLike = Union[str, dt.date, dt.datetime, float, None]
 
@@ -31,9 +34,6 @@ def render_analytics_html(since: DateLike = None, until: DateLike = None, tracke
     `tracker` and `db_url` default to the assistant's stores. A store that
     cannot be read gives a page that says so instead of an error.
     """
-    from training.analytics import DAY, AnalyticsError, analyse, plots, render_html
-    from core.db import DatabaseUnavailableError
-
     today = dt.datetime.now(dt.timezone.utc).date()
     start = _timestamp(since, today - dt.timedelta(days=30))
     end = _timestamp(until, today) + (DAY if not isinstance(until, (int, float, dt.datetime)) else 0)
@@ -71,9 +71,6 @@ def analytics_page(since: Optional[str] = None, until: Optional[str] = None, tra
     range (until before since); a range with no conversation says so above
     the (empty) report.
     """
-    from training.analytics import DAY, AnalyticsError, analyse, plots, render_html
-    from core.db import DatabaseUnavailableError
-
     since, until = (since or "").strip(), (until or "").strip()
     today = dt.datetime.now(dt.timezone.utc).date()
     try:

@@ -49,7 +49,7 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.utils.endpoints import ClientResponseError, EndpointConfig
 
 from bot.channels.frustration import FrustrationDetector
-from nlu.sentiment import frustrated
+from nlu import frustrated
 from bot.channels.queue import ACTIVE, WAITING, Handoff, HandoffQueue
 from bot.channels.replies import is_payload
 from bot.channels.transcript import customer_texts_since_handback
@@ -344,11 +344,11 @@ class HandoffDesk:
             logger.warning("frustration detector uses its word list only: the encoder did not load (%s)", exc)
             return
         try:
-            from nlu.sentiment import DEFAULT_DIR, load_if_present
+            from nlu import SENTIMENT_DIR, load_sentiment_model
 
-            self.sentiment = load_if_present(DEFAULT_DIR)
+            self.sentiment = load_sentiment_model(SENTIMENT_DIR)
             if self.sentiment is None:
-                logger.info("no sentiment model in %s (python -m training.train_sentiment): the detector decides alone", DEFAULT_DIR)
+                logger.info("no sentiment model in %s (python -m training.train_sentiment): the detector decides alone", SENTIMENT_DIR)
             else:
                 logger.info("sentiment model ready: handoffs for frustration need a negative reading too")
         except Exception as exc:  # a broken artifact: keep today's detector
@@ -496,10 +496,10 @@ class HandoffDesk:
         """Store the message's sentiment (core.db message_sentiment); a failure is logged, never the customer's problem."""
         if sentiment is None:
             return
-        from nlu.sentiment import record
+        from nlu import record_sentiment
 
         try:
-            record(self.queue.engine, message.sender_id, message.message_id, sentiment)
+            record_sentiment(self.queue.engine, message.sender_id, message.message_id, sentiment)
         except Exception as exc:
             logger.warning("sentiment of a message in %s not stored (%s)", message.sender_id, exc)
 

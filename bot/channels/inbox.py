@@ -44,7 +44,6 @@ import time
 import urllib.parse
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
 
-import sqlalchemy as sa
 from rasa.core.channels.channel import InputChannel, UserMessage
 from rasa.shared.core.events import UserUttered
 from sanic import Blueprint, response
@@ -64,6 +63,9 @@ from bot.security.mode import current_mode
 from bot.security.oidc import OidcError, OidcProvider, Pending, account_for
 from core import db
 from core.payloads import is_payload
+from nlu import latest_sentiments, most_upset_first
+from recommender import customer_summary
+from retrieval import rating_counts
 from core.settings import PROJECT_ROOT, get_settings
 
 logger = logging.getLogger(__name__)
@@ -92,22 +94,8 @@ def customer_profile(customer_id: Optional[str]) -> Dict[str, Any]:
     if not customer_id:
         return {"id": None, "known": False}
     engine = db.connect()
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(db.customers).where(db.customers.c.id == customer_id)).mappings().first()
-        recent = conn.execute(
-            sa.select(db.interactions.c.kind, db.interactions.c.topic, db.interactions.c.ts, db.items.c.title)
-            .select_from(db.interactions.outerjoin(db.items, db.items.c.id == db.interactions.c.item_id))
-            .where(db.interactions.c.customer_id == customer_id)
-            .order_by(db.interactions.c.ts.desc())
-            .limit(10)
-        ).mappings().all()
-        ratings = dict(
-            conn.execute(
-                sa.select(db.answer_ratings.c.rating, sa.func.count())
-                .where(db.answer_ratings.c.customer_id == customer_id)
-                .group_by(db.answer_ratings.c.rating)
-            ).all()
-        )
+    summary = customer_summary(engine, customer_id)  # the recommender's tables
+    row = summary["profile"]
     profile: Dict[str, Any] = {"id": customer_id, "known": row is not None}
     if row is not None:
         profile.update(
@@ -118,9 +106,9 @@ def customer_profile(customer_id: Optional[str]) -> Dict[str, Any]:
             synthetic=bool(row["synthetic"]),
         )
     profile["recent"] = [
-        {"kind": r["kind"], "what": r["title"] or r["topic"], "ts": r["ts"]} for r in recent
+        {"kind": r["kind"], "what": r["title"] or r["topic"], "ts": r["ts"]} for r in summary["recent"]
     ]
-    profile["ratings"] = {"up": ratings.get(1, 0), "down": ratings.get(-1, 0)}
+    profile["ratings"] = rating_counts(engine, customer_id)  # retrieval's table
     return profile
 
 
@@ -381,9 +369,7 @@ class AgentInbox(DeskChannel, InputChannel):
                 entry["position"] = position if handoff.status == WAITING else None
                 listed.append(entry)
             # Each one's latest message sentiment (nlu.sentiment); the most upset waiting conversations first.
-            from nlu.sentiment import latest, most_upset_first
-
-            moods = latest(desk.queue.engine, [entry["conversation_id"] for entry in listed])
+            moods = latest_sentiments(desk.queue.engine, [entry["conversation_id"] for entry in listed])
             for entry in listed:
                 entry["sentiment"] = moods.get(entry["conversation_id"])
             return response.json({"conversations": most_upset_first(listed), "now": time.time()})

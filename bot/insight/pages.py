@@ -190,7 +190,7 @@ def customer_page(view: Dict[str, Any]) -> str:
 
 
 def segments_page(segments: List[Dict[str, Any]]) -> str:
-    """The segment overview's HTML for `training.segments.stored`'s rows."""
+    """The segment overview's HTML for `bot.insight.profile.stored_segments`'s rows."""
     out = ['<h1>Customer segments</h1>',
            '<form id="open-customer" action="/webhooks/inbox/customers" method="get">'
            '<label>Customer id <input name="id" id="customer-id" required></label> <button type="submit">Open</button></form>']
@@ -273,7 +273,5 @@ def register(inbox, channel) -> None:
     @inbox.route("/segments", methods=["GET"])
     @channel.staff_only("supervisor")
     async def segments(request: Request, session) -> HTTPResponse:
-        from training.segments import stored
-
-        rows = await asyncio.get_running_loop().run_in_executor(None, stored, channel.engine)
+        rows = await asyncio.get_running_loop().run_in_executor(None, profile.stored_segments, channel.engine)
         return response.html(segments_page(rows), headers=NO_STORE)

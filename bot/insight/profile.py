@@ -54,14 +54,14 @@ def read_only_recommender(engine):
             if _recommender is None:
                 from bot.actions.suggestions import CATALOGUE
                 from core.settings import get_settings
-                from recommender import ModelFolderError, Recommender, load_items, store
+                from recommender import ModelFolderError, Recommender, history_source, load_items, read_interactions
 
                 try:
                     model = Recommender.load(get_settings().recommender_dir)
                 except ModelFolderError:
-                    model = Recommender.fit(store.read_interactions(engine), load_items(CATALOGUE),
+                    model = Recommender.fit(read_interactions(engine), load_items(CATALOGUE),
                                             sequence_weight=0.0, collaborative_weight=0.0, content_weight=0.0)
-                _source = store.history_source(engine)
+                _source = history_source(engine)
                 model.use_history(_source, drop_saved=True)
                 _recommender = model
     return _recommender
@@ -163,8 +163,6 @@ def customer_view(engine, customer_id: str, conversations: Optional[List[Dict[st
             "sentiment": sentiment(conn, [l["conversation_id"] for l in links]),
         }
     view["timeline"] = conversations or []
-    from training.segments import segment_of
-
     view["segment"] = None if opted_out else segment_of(engine, customer_id)
     view["suggestions"] = None
     if not opted_out and with_suggestions:
@@ -174,3 +172,21 @@ def customer_view(engine, customer_id: str, conversations: Optional[List[Dict[st
             logger.exception("could not compute suggestions for the customer page")
             view["suggestions"] = []
     return view
+
+
+def stored_segments(engine) -> List[Dict[str, Any]]:
+    """The segments of the last `python -m training.segments` run, largest first ([] before the first run)."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(db.segment_clusters).order_by(db.segment_clusters.c.size.desc())).mappings().all()
+    return [dict(r) for r in rows]
+
+
+def segment_of(engine, customer_id: str) -> Optional[Dict[str, Any]]:
+    """The stored segment of `customer_id` (cluster and name), or None."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(db.segment_clusters.c.cluster, db.segment_clusters.c.name)
+            .select_from(db.segment_members.join(db.segment_clusters,
+                                                 db.segment_clusters.c.cluster == db.segment_members.c.cluster))
+            .where(db.segment_members.c.customer_id == customer_id)).mappings().first()
+    return dict(row) if row else None

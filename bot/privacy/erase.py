@@ -177,7 +177,7 @@ def rewrite_review_exports(engine: Engine) -> int:
 def erase_index_entries(conversations: Sequence[str], review_item_ids: Iterable[int], index_dir: Optional[str] = None) -> int:
     """Remove answer-index records built from these conversations' words; returns how many."""
     folder = Path(index_dir or get_settings().index_dir)
-    from retrieval.index import RECORDS_FILE
+    from retrieval import RECORDS_FILE
 
     records_file = folder / RECORDS_FILE
     if not records_file.exists():
@@ -195,7 +195,7 @@ def erase_index_entries(conversations: Sequence[str], review_item_ids: Iterable[
             doomed.append(str(record["id"]))
     if not doomed:
         return 0
-    from retrieval.index import AnswerIndex
+    from retrieval import AnswerIndex
 
     index = AnswerIndex.load(folder)
     removed = index.remove(doomed)

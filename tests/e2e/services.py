@@ -35,6 +35,7 @@ from typing import Iterator, List, Optional, Sequence
 
 import pytest
 
+from bot.bench_load import free_port  # noqa: F401  (imported from here by the e2e tests)
 from core.settings import PROJECT_ROOT
 
 def _pg_bin() -> Path:
@@ -54,13 +55,6 @@ NGINX_TEMPLATE = PROJECT_ROOT / "deploy" / "nginx.conf"
 
 class ServiceUnavailable(RuntimeError):
     """A server's binary is not installed here (the fixtures turn this into a skip)."""
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(port: int, process: Optional[subprocess.Popen], timeout: float, name: str, log: Optional[Path] = None) -> None:

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from training import analytics
+from bot.insight import analytics
 
 pytestmark = pytest.mark.e2e
 

@@ -3,7 +3,7 @@
 Also the demo run of docs/analytics.md ("Satisfaction"): a handful of REST
 customers with known segments end their conversations and tap a score; one
 is served by a person from the inbox and handed back; one complains. The
-CSAT table ``python -m training.analytics`` prints is shown with ``pytest -s``.
+CSAT table ``python -m bot.insight.analytics`` prints is shown with ``pytest -s``.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from core import db
 from tests.e2e.inbox_client import InboxClient
-from training import analytics
+from bot.insight import analytics
 
 pytestmark = pytest.mark.e2e
 

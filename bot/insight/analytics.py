@@ -1,7 +1,7 @@
 """How the assistant serves customers, over a chosen period: figures, plots and an HTML report.
 
-    python -m training.analytics --since 2026-01-01 --until 2026-01-31 --out reports/analytics
-    python -m training.analytics --tracker postgresql://rasa@db/rasa --db postgresql://app@db/app
+    python -m bot.insight.analytics --since 2026-01-01 --until 2026-01-31 --out reports/analytics
+    python -m bot.insight.analytics --tracker postgresql://rasa@db/rasa --db postgresql://app@db/app
 
 Reads the conversations from Rasa's SQL tracker store (table ``events``;
 ``var/tracker.db`` by default, or the SQLite file named by
@@ -49,7 +49,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import sqlalchemy as sa
 
 from core import crypto, db, satisfaction
-from nlu import sentiment as message_sentiment
+from nlu import sentiment_trend
 from core.payloads import is_payload
 from core.experiments import RECOMMENDER_EXPERIMENT, arm_for, parse_arms, recommender_arms, two_proportion_z_test
 from core.settings import PROJECT_ROOT
@@ -297,7 +297,7 @@ def compute(
         "segments": customer_segments(engine, conversations),
         "experiment": experiment_arms(conversations, messages, impressions, clicks, followed, purchases, arms, window),
         "satisfaction": satisfaction.summary(engine, since, until),
-        "sentiment": message_sentiment.trend(engine, since, until),
+        "sentiment": sentiment_trend(engine, since, until),
     }
     return figures
 
