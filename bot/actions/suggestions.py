@@ -43,7 +43,9 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from bot.actions.dialogue import open_handoff
 from bot.actions.identity import customer_id_of
+from bot.privacy.requests import record_request
 from core import db, metrics
 from core.payloads import parse_payload
 from core.settings import PROJECT_ROOT, get_settings
@@ -161,13 +163,8 @@ def suggestions_allowed(tracker: Tracker, topic: Optional[str]) -> bool:
         return False
     if tracker.get_slot(OPT_OUT_SLOT):
         return False
-    try:
-        from bot.actions.dialogue import open_handoff
-
-        if open_handoff(tracker.sender_id) is not None:
-            return False
-    except ImportError:
-        pass
+    if open_handoff(tracker.sender_id) is not None:
+        return False
     return True
 
 
@@ -302,8 +299,6 @@ class ActionForgetMe(Action):
         return "action_forget_me"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[Dict[Text, Any]]:
-        from bot.privacy.requests import record_request
-
         customer = customer_id_of(tracker)
         try:
             request_id, new = record_request(db.connect(), customer, via=tracker.sender_id)
