@@ -1,12 +1,14 @@
-"""`core.logs`: JSON lines with the conversation id, personal data and credentials scrubbed."""
+"""`core.logs`: JSON lines (structlog's ProcessorFormatter) with the conversation id, personal data and credentials scrubbed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
 import logging.config
 
+import structlog
 import yaml
 
 from core import logs, metrics
@@ -129,3 +131,94 @@ def test_an_entry_stays_one_line_whatever_the_customer_typed():
     line = JsonFormatter().format(record)
     assert line.splitlines() == [line]
     assert json.loads(line)["message"] == "conversation fuzz-\u2028\x85\x1c-é"
+
+
+# ------------------------------------------------------------------ structlog (Rasa's own events)
+@contextlib.contextmanager
+def structlog_config():
+    """Restore structlog's global configuration after the test."""
+    saved = structlog.get_config()
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+
+
+def structlog_capture(service: str = "rasa"):
+    """A structlog logger whose events reach a `JsonHandler` through the standard library."""
+    stdlib_logger, stream = capture(service)
+    return structlog.get_logger(stdlib_logger.name), stream
+
+
+def test_the_formatter_is_structlogs_processor_formatter():
+    assert isinstance(logs.JsonFormatter(), structlog.stdlib.ProcessorFormatter)
+    config = logs.logging_config("rasa")
+    assert config["handlers"]["json"]["()"] == "core.logs.json_handler"
+
+
+def test_a_structlog_event_goes_through_the_same_chain():
+    with structlog_config():
+        structlog.reset_defaults()  # as in a process where nothing configured structlog
+        logs.route_structlog()
+        logger, stream = structlog_capture()
+        with logs.conversation("c-42"):
+            logger.info("processor.message.parse", parse_data_text="call 07700 900123", event_info="parsed")
+    (entry,) = lines(stream)
+    assert (entry["message"], entry["level"], entry["service"], entry["conversation_id"]) == (
+        "processor.message.parse", "INFO", "rasa", "c-42")
+    assert entry["logger"].startswith("test.logs") and entry["ts"].endswith("Z")
+    assert entry["fields"] == {"parse_data_text": "call [PHONE]", "event_info": "parsed"}
+
+
+def test_rasas_structlog_chain_is_kept_and_only_its_renderer_replaced():
+    from rasa.utils import log_utils
+
+    with structlog_config():
+        log_utils.configure_structlog(logging.INFO)  # what `rasa run` does before the server starts
+        logs.route_structlog()
+        processors = structlog.get_config()["processors"]
+        assert processors[-1] is structlog.stdlib.ProcessorFormatter.wrap_for_formatter
+        assert log_utils._anonymizer in processors
+        logger, stream = structlog_capture()
+        try:
+            raise ValueError("customer jo@example.com broke it")
+        except ValueError:
+            logger.exception("action.run.failed", user_text="my iban is GB82 WEST 1234 5698 7654 32")
+    (entry,) = lines(stream)
+    assert (entry["message"], entry["level"]) == ("action.run.failed", "ERROR")
+    assert entry["fields"] == {"user_text": "my iban is [IBAN]"}
+    assert "ValueError: customer [EMAIL] broke it" in entry["exception"]
+    assert "jo@example.com" not in stream.getvalue()
+
+
+def test_routing_twice_changes_nothing():
+    with structlog_config():
+        structlog.reset_defaults()
+        logs.route_structlog()
+        first = structlog.get_config()["processors"]
+        logs.route_structlog()
+        assert structlog.get_config()["processors"] == first
+
+
+def test_a_bad_format_string_keeps_the_line():
+    logger, stream = capture()
+    logger.info("%d customers", "many")
+    (entry,) = lines(stream)
+    assert entry["message"] == "'%d customers' ('many',)"
+
+
+def test_extra_fields_and_stack_are_written_scrubbed():
+    logger, stream = capture()
+    logger.warning("refused", extra={"caller": "rest", "detail": ["mail jo@example.com"]}, stack_info=True)
+    (entry,) = lines(stream)
+    assert (entry["caller"], entry["detail"]) == ("rest", ["mail [EMAIL]"])
+    assert "test_extra_fields_and_stack_are_written_scrubbed" in entry["stack"]
+    assert list(entry)[:6] == ["ts", "level", "service", "logger", "message", "conversation_id"]
+
+
+def test_a_json_handler_from_the_config_routes_structlog():
+    with structlog_config():
+        structlog.reset_defaults()
+        handler = logs.json_handler("actions")
+        assert isinstance(handler, logs.JsonHandler)
+        assert structlog.get_config()["processors"][-1] is structlog.stdlib.ProcessorFormatter.wrap_for_formatter
