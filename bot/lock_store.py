@@ -17,6 +17,14 @@ server changed it in between), so ticket numbers are unique and the queue is
 never lost. Named in endpoints.yml as
 ``type: bot.lock_store.AtomicRedisLockStore`` with the same keys as Rasa's
 ``type: redis`` (url, port, db, password, key_prefix, use_ssl...).
+
+Both lock stores of the project (that one, and `PromptInMemoryLockStore` for
+one server, named in bot/endpoints.yml) let a message that waits behind
+another of its conversation re-check its ticket every `LOCK_POLL_S` (20 ms)
+instead of Rasa's once a second, so a customer who sends twice quickly does
+not wait up to a second for nothing: a dictionary lookup in memory, one GET
+on Redis. Rasa's `LockStore.lock` takes the interval as an argument; these
+classes only change its default (`PromptLock`).
 """
 from __future__ import annotations
 
@@ -25,7 +33,7 @@ import logging
 from typing import Any, Callable, Optional, Text, Tuple, TypeVar
 
 from rasa.core.lock import TicketLock
-from rasa.core.lock_store import LOCK_LIFETIME, RedisLockStore
+from rasa.core.lock_store import LOCK_LIFETIME, InMemoryLockStore, RedisLockStore
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +42,28 @@ T = TypeVar("T")
 # to store (None: delete it) and the value for the caller.
 Change = Callable[[Optional[TicketLock]], Tuple[Optional[TicketLock], T]]
 
+LOCK_POLL_S = 0.02  # how often a waiting message re-checks its ticket (Rasa: 1 s)
 
-class AtomicRedisLockStore(RedisLockStore):
+
+class PromptLock:
+    """Mixin for a Rasa `LockStore`: a waiting message re-checks its ticket every `LOCK_POLL_S`."""
+
+    def lock(self, conversation_id: Text, lock_lifetime: float = LOCK_LIFETIME, wait_time_in_seconds: float = LOCK_POLL_S):
+        return super().lock(conversation_id, lock_lifetime, wait_time_in_seconds)  # type: ignore[misc]
+
+
+class PromptInMemoryLockStore(PromptLock, InMemoryLockStore):
+    """Rasa's in-memory lock store (one Rasa server) with the prompt re-check (see the module doc).
+
+    Named in endpoints.yml as ``type: bot.lock_store.PromptInMemoryLockStore`` (no other keys).
+    """
+
+    def __init__(self, endpoint_config: Any = None) -> None:
+        # Rasa builds a lock store named by module path with `endpoint_config=`; nothing to read from it.
+        super().__init__()
+
+
+class AtomicRedisLockStore(PromptLock, RedisLockStore):
     """`RedisLockStore` whose ticket changes are Redis transactions (see the module doc)."""
 
     def __init__(self, endpoint_config: Any = None, **kwargs: Any) -> None:

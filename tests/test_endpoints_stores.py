@@ -1,6 +1,7 @@
 """The launcher's endpoints.yml: tracker store and lock store from the settings, passwords only in the environment."""
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def test_without_urls_conversations_stay_in_the_sqlite_file(tmp_path):
     _, written, secrets = endpoints(tmp_path, ASSISTANT_TRACKER_DB=str(tmp_path / "tracker.db"))
 
     assert written["tracker_store"]["dialect"] == "sqlite" and written["tracker_store"]["db"] == str(tmp_path / "tracker.db")
-    assert "lock_store" not in written and secrets == {}
+    assert written["lock_store"] == {"type": "bot.lock_store.PromptInMemoryLockStore"} and secrets == {}  # bot/endpoints.yml's
 
 
 def test_urls_give_postgresql_and_redis_with_the_passwords_left_out_of_the_file(tmp_path, monkeypatch):
@@ -59,6 +60,18 @@ def test_urls_give_postgresql_and_redis_with_the_passwords_left_out_of_the_file(
     lock = read_endpoint_config(str(tmp_path / "endpoints.yml"), "lock_store")
     assert tracker.url == "db.example" and tracker.kwargs["password"] == "test-s3cr@t"
     assert lock.url == "redis.example" and lock.kwargs["password"] == "test-r3dis-pw"
+
+
+def test_rasa_builds_the_prompt_in_memory_lock_store_from_the_shipped_endpoints(monkeypatch):
+    from rasa.core.lock_store import InMemoryLockStore, LockStore
+    from rasa.utils.endpoints import read_endpoint_config
+
+    from bot.lock_store import LOCK_POLL_S, PromptInMemoryLockStore
+
+    monkeypatch.setenv("ACTION_SERVER_SECRET", "test-action-secret")  # the file names it; Rasa expands it on read
+    store = LockStore.create(read_endpoint_config(str(Path(__file__).parents[1] / "bot" / "endpoints.yml"), "lock_store"))
+    assert isinstance(store, PromptInMemoryLockStore) and isinstance(store, InMemoryLockStore)
+    assert inspect.signature(store.lock).parameters["wait_time_in_seconds"].default == LOCK_POLL_S
 
 
 def test_several_replicas_are_refused_without_a_shared_lock_store(tmp_path):

@@ -86,6 +86,17 @@ def test_replicas_never_hold_one_conversations_lock_at_once(redis):  # noqa: F81
     assert redis.client(1).keys("*") == []  # the lock is removed once nobody waits
 
 
+def test_a_waiting_message_rechecks_its_ticket_promptly_on_redis_too():
+    import inspect
+
+    from rasa.core.lock_store import RedisLockStore
+
+    from bot.lock_store import LOCK_POLL_S
+
+    assert issubclass(AtomicRedisLockStore, RedisLockStore)
+    assert inspect.signature(AtomicRedisLockStore.lock).parameters["wait_time_in_seconds"].default == LOCK_POLL_S == 0.02
+
+
 @pytest.mark.parametrize("url", ["http://localhost:6379/1", "redis://localhost:6379/one", "redis:///1"])
 def test_a_lock_store_url_that_is_not_redis_is_refused(url):
     with pytest.raises(ValueError, match="lock_store_url|Redis database"):

@@ -165,10 +165,9 @@ def test_a_message_waiting_behind_another_of_its_conversation_is_not_held_a_seco
     import asyncio
     import time
 
-    import bot.rasa_fixes  # noqa: F401  (installed when the channels load)
-    from rasa.core.lock_store import InMemoryLockStore
+    from bot.lock_store import PromptInMemoryLockStore  # what bot/endpoints.yml names
 
-    store = InMemoryLockStore()
+    store = PromptInMemoryLockStore()
 
     async def main():
         started = time.perf_counter()

@@ -17,6 +17,7 @@ from rasa.core.channels.channel import OutputChannel, UserMessage
 from rasa.shared.core.trackers import DialogueStateTracker
 from sanic import Blueprint
 
+from bot import rasa_shim
 from bot.channels import api_guard, ingress
 from bot.channels.desk import OnNewMessage, desk_for
 
@@ -55,6 +56,7 @@ class DeskChannel:
 
     def watch(self, blueprint: Blueprint) -> Blueprint:
         """Let `blueprint` tell this channel which server it runs in, and prepare the desk once."""
+        rasa_shim.install_or_exit()  # Rasa registers the channels before it starts or loads the model (see bot/rasa_shim.py)
 
         @blueprint.listener("before_server_start")
         async def remember_app(app, _loop) -> None:

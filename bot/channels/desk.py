@@ -140,8 +140,8 @@ def is_storage_error(exc: Optional[BaseException]) -> bool:
     return False
 
 
-def _tracker_store_failed(error: Exception) -> None:
-    """Rasa's `FailSafeTrackerStore` hook: refuse the customer's message rather than answer and forget it.
+def tracker_store_failed(error: Exception) -> None:
+    """Rasa's `FailSafeTrackerStore` hook (given to it by `bot.rasa_shim`): refuse the customer's message rather than answer and forget it.
 
     Without it Rasa logs the error and carries on with an empty conversation
     kept in memory, so the customer is answered out of context and the turn
@@ -410,8 +410,6 @@ class HandoffDesk:
           server again without a restart.
         """
         agent = self.agent
-        if agent is not None:
-            self._watch(agent)
         turn = _Turn()
         token = _TURN.set(turn)
         try:
@@ -426,17 +424,6 @@ class HandoffDesk:
             await self._send(message.output_channel, message.sender_id, [notice])
         finally:
             _TURN.reset(token)
-
-    @staticmethod
-    def _watch(agent) -> None:
-        """Route the action server's and the tracker store's failures during customer messages to the desk."""
-        for owner in (agent, agent.processor):
-            endpoint = getattr(owner, "action_endpoint", None)
-            if endpoint is not None and not isinstance(endpoint, WatchedActionEndpoint):
-                owner.action_endpoint = WatchedActionEndpoint.wrap(endpoint)
-        store = agent.tracker_store  # Rasa's FailSafeTrackerStore, whose hook is its error callback
-        if hasattr(store, "_on_tracker_store_error") and store._on_tracker_store_error is not _tracker_store_failed:
-            store._on_tracker_store_error = _tracker_store_failed
 
     async def _apologise(self, agent, message: UserMessage, failures: List[str]) -> None:
         """A custom action failed: say so (and keep it in the transcript) unless a person has taken over."""
@@ -731,7 +718,6 @@ class HandoffDesk:
     async def _deliver(self, conversation_id: str, events: List[Event]) -> bool:
         """Store `events` in the conversation and send its messages to the customer."""
         agent = self._require_agent()
-        self._watch(agent)
         # A tracker store that fails raises here (the inbox answers 503) instead of keeping the write in memory only.
         token = _TURN.set(_Turn())
         try:
