@@ -399,8 +399,15 @@ def head_revision() -> str:
 
 
 def current_revision(connection: sa.engine.Connection) -> Optional[str]:
-    """The revision the database is at (Alembic's ``alembic_version``), None before the first."""
-    return MigrationContext.configure(connection).get_current_revision()
+    """The revision the database is at (Alembic's ``alembic_version``), None before the first.
+
+    Read with one query (Alembic's MigrationContext would log two lines at every
+    process start); Alembic itself reads it again when there is work to do.
+    """
+    if not sa.inspect(connection).has_table("alembic_version"):
+        return None
+    versions = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+    return versions[0] if len(versions) == 1 else MigrationContext.configure(connection).get_current_revision()
 
 
 @contextlib.contextmanager

@@ -277,6 +277,8 @@ def logging_config(service: str, level: str = "INFO") -> Dict[str, Any]:
             "asyncio": {"level": "WARNING"},
             "urllib3": {"level": "WARNING"},
             "matplotlib": {"level": "WARNING"},
+            # Alembic's start-up chatter (plugins set up); its "Running upgrade ..." lines stay.
+            "alembic.runtime.plugins": {"level": "WARNING"},
         },
     }
 
