@@ -74,12 +74,13 @@ def prepare(env: Dict[str, str], config: Path, model_dir: Path, retrain: bool = 
             if _has_module("training.segments"):  # the inbox's segment page (docs/analytics.md)
                 run_step([PYTHON, "-m", "training.segments"], env, "finding customer segments")
         run_step([PYTHON, "-m", "training.train_recommender", "--out", str(rec_dir)], env, "training the recommender")
-    # The sentiment model (nlu/sentiment.py): trained when missing and the airline data is beside the
-    # clone; without it the desk's frustration detector decides alone.
-    from nlu.sentiment import DEFAULT_DIR as sentiment_dir
+    # The sentiment model (nlu/sentiment.py): trained when missing (or of the first version, without its
+    # fine-tuned reader) and the airline data is beside the clone; without it the desk's frustration
+    # detector decides alone.
+    from nlu import SENTIMENT_DIR as sentiment_dir, sentiment_model_is_current
     from training.train_sentiment import DEFAULT_DATA as sentiment_data
 
-    if _has_module("training.train_sentiment") and not sentiment_dir.exists() and sentiment_data.exists():
+    if _has_module("training.train_sentiment") and not sentiment_model_is_current(sentiment_dir) and sentiment_data.exists():
         try:
             run_step([PYTHON, "-m", "training.train_sentiment", "--quiet"], env, "training the sentiment model")
         except SystemExit as exc:  # not fatal: the assistant serves without it

@@ -1,18 +1,27 @@
 """Sentiment of a customer message: negative, neutral or positive, with a confidence.
 
-A small head on top of the bundled sentence encoder (all-MiniLM-L6-v2,
-frozen): multinomial logistic regression over the message's sentence
-embedding and TF-IDF word n-grams, trained on customers' messages to
-airlines (``python -m training.train_sentiment``). A second head names the
-reason of a negative message (late flight, lost luggage, customer
-service, ...). The embedding is the one the desk already computes for each
-message (``core.encoder.embed_few``, cached), so serving adds a sparse
-dot product.
+Two readings of the message, blended:
+
+- a fine-tuned copy of the bundled sentence encoder (all-MiniLM-L6-v2 with a
+  LoRA adapter on its top layers and a three-way head, trained with
+  `nlu.model.IntentModel` like the intent classifier): it reads the whole
+  message, "not bad at all" included;
+- logistic regression over the message's frozen sentence embedding (the
+  one the desk already computes for each message, `core.encoder.embed_few`)
+  and TF-IDF word n-grams.
+
+Their log-probabilities are mixed with a weight and per-class offsets
+chosen on a held-out tenth of the training data for macro-F1
+(``python -m training.train_sentiment``, trained on customers' messages to
+airlines). A second logistic head names the reason of a negative message
+(late flight, lost luggage, customer service, ...).
 
 The artifact folder (default ``artifacts/sentiment``) holds ``meta.json``
-(labels, settings, vocabulary), ``weights.npz`` (plain arrays, no pickles)
-and ``metrics.json``. Without it the desk keeps the word-list detector
-(``bot/channels/frustration.py``) alone.
+(labels, settings, vocabulary, blend), ``weights.npz`` (plain arrays, no
+pickles), ``metrics.json`` and ``encoder/`` (the adapter and head, in
+`IntentModel`'s format). Without ``encoder/`` (an artifact of the first
+version) the logistic heads decide alone; without the folder the desk
+keeps the word-list detector (``bot/channels/frustration.py``) alone.
 
 The frustration-to-handoff decision (`frustrated`) asks for both: the
 word-list detector must find a signal AND the message must read negative
@@ -35,6 +44,7 @@ DEFAULT_DIR = Path(__file__).resolve().parent.parent / "artifacts" / "sentiment"
 # Reasons too rare or too vague to learn ("Can't Tell", one-off labels).
 MIN_REASON_EXAMPLES = 40
 SKIP_REASONS = {"", "Can't Tell"}
+ENCODER_DIR = "encoder"  # the fine-tuned reader, in nlu.model.IntentModel's format
 
 
 def normalise(text: str) -> str:
@@ -75,12 +85,22 @@ class Sentiment:
 
 
 class SentimentModel:
-    """Logistic-regression heads over [TF-IDF | weight * sentence embedding]."""
+    """Logistic-regression heads over [TF-IDF | weight * sentence embedding], blended with a fine-tuned reader.
+
+    `tuned` is an `nlu.model.IntentModel` over the labels negative/neutral/
+    positive (or None: the logistic heads decide alone); `blend_weight` is
+    its share of the mixed log-probabilities and `offsets` the per-class
+    biases added after mixing (both chosen on held-out data in training).
+    """
 
     def __init__(self, vectorizer, embed_weight: float, coef: np.ndarray, intercept: np.ndarray,
                  reasons: Sequence[str] = (), reason_coef: Optional[np.ndarray] = None,
-                 reason_intercept: Optional[np.ndarray] = None) -> None:
+                 reason_intercept: Optional[np.ndarray] = None, tuned: Any = None,
+                 blend_weight: float = 0.0, offsets: Optional[Sequence[float]] = None) -> None:
         self.vectorizer = vectorizer
+        self.tuned = tuned
+        self.blend_weight = float(blend_weight) if tuned is not None else 0.0
+        self.offsets = np.zeros(len(LABELS), np.float32) if offsets is None else np.asarray(offsets, np.float32)
         self.embed_weight = float(embed_weight)
         self.coef = np.asarray(coef, dtype=np.float32)  # (classes, features)
         self.intercept = np.asarray(intercept, dtype=np.float32)
@@ -139,6 +159,37 @@ class SentimentModel:
                 names = []
         return cls(vectorizer, embed_weight, coef, intercept, names, reason_coef, reason_intercept)
 
+    def choose_blend(self, texts: Sequence[str], vectors: np.ndarray, labels: Sequence[str]) -> Dict[str, Any]:
+        """Pick `blend_weight` and `offsets` for macro-F1 on held-out `texts` (not seen by either reader).
+
+        A grid: the reader's weight in tenths, the neutral and positive offsets
+        from -1 to 1 in quarters (negative stays 0). Returns the chosen values
+        and the held-out macro-F1 of each reader alone and of the blend.
+        """
+        truth = np.array([LABELS.index(label) for label in labels])
+        heads = self.head_probabilities(texts, vectors)
+        tuned = self.tuned_probabilities(texts)
+        weights = [round(0.1 * i, 1) for i in range(11)] if tuned is not None else [0.0]
+        steps = [-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0]
+        best = (-1.0, 0.0, np.zeros(len(LABELS), np.float32))
+        for weight in weights:
+            for neutral in steps:
+                for positive in steps:
+                    offsets = np.array([0.0, neutral, positive], np.float32)
+                    score = macro_f1(truth, self.blend(heads, tuned, weight, offsets).argmax(axis=1))
+                    if score > best[0] + 1e-9:
+                        best = (score, weight, offsets)
+        self.blend_weight, self.offsets = (best[1] if tuned is not None else 0.0), best[2]
+        return {
+            "weight": self.blend_weight,
+            "offsets": [float(x) for x in self.offsets],
+            "heldout_macro_f1": {
+                "heads": round(macro_f1(truth, heads.argmax(axis=1)), 4),
+                "tuned": round(macro_f1(truth, tuned.argmax(axis=1)), 4) if tuned is not None else None,
+                "blend": round(best[0], 4),
+            },
+        }
+
     @staticmethod
     def _stack(sparse, vectors: np.ndarray, embed_weight: float):
         import scipy.sparse as sp
@@ -173,9 +224,31 @@ class SentimentModel:
         z = np.exp(logits - logits.max(axis=1, keepdims=True))
         return z / z.sum(axis=1, keepdims=True)
 
+    def head_probabilities(self, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
+        """(n, 3) probabilities of the logistic heads alone."""
+        return self._softmax(self._logits(texts, vectors, self.coef, self.intercept))
+
+    def tuned_probabilities(self, texts: Sequence[str]) -> Optional[np.ndarray]:
+        """(n, 3) probabilities of the fine-tuned reader, in LABELS order; None without one."""
+        if self.tuned is None:
+            return None
+        order = [self.tuned.labels.index(label) for label in LABELS]
+        return np.asarray(self.tuned.predict_proba([normalise(t) for t in texts]))[:, order]
+
+    @staticmethod
+    def blend(heads: np.ndarray, tuned: Optional[np.ndarray], weight: float, offsets: np.ndarray) -> np.ndarray:
+        """exp(weight * log tuned + (1 - weight) * log heads + offsets), normalised per row."""
+        mixed = np.log(np.clip(heads, 1e-7, 1.0))
+        if tuned is not None and weight > 0:
+            mixed = weight * np.log(np.clip(tuned, 1e-7, 1.0)) + (1.0 - weight) * mixed
+        return SentimentModel._softmax(mixed + offsets)
+
     def probabilities(self, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
         """(n, 3) probabilities of negative, neutral, positive."""
-        return self._softmax(self._logits(texts, vectors, self.coef, self.intercept))
+        heads = self.head_probabilities(texts, vectors)
+        if self.tuned is None and not self.offsets.any():
+            return heads
+        return self.blend(heads, self.tuned_probabilities(texts), self.blend_weight, self.offsets)
 
     def predict(self, texts: Sequence[str], vectors: np.ndarray) -> List[Sentiment]:
         """A `Sentiment` per text; `vectors` are the texts' normalised sentence embeddings."""
@@ -208,6 +281,7 @@ class SentimentModel:
             "embed_weight": self.embed_weight,
             "vocabulary": {term: int(i) for term, i in self.vectorizer.vocabulary_.items()},
             "reasons": self.reasons,
+            "blend": {"weight": self.blend_weight, "offsets": [float(x) for x in self.offsets]},
             **(extra or {}),
         }
         (folder / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
@@ -215,9 +289,13 @@ class SentimentModel:
         if self.reason_coef is not None:
             arrays.update(reason_coef=self.reason_coef, reason_intercept=self.reason_intercept)
         np.savez(folder / "weights.npz", **arrays)
+        if self.tuned is not None:
+            self.tuned.save(folder / ENCODER_DIR)
 
     @classmethod
-    def load(cls, folder: Path) -> "SentimentModel":
+    def load(cls, folder: Path, precision: Optional[str] = None) -> "SentimentModel":
+        """Load `folder` (written by `save`); the fine-tuned reader is merged for serving in `precision`
+        (default: `core.encoder.inference_precision()`, bfloat16 only where the CPU has it)."""
         folder = Path(folder)
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
         if tuple(meta.get("labels", ())) != LABELS:
@@ -226,8 +304,35 @@ class SentimentModel:
             data = {k: arrays[k] for k in arrays.files}
         vectorizer = _vectorizer(meta["vocabulary"])
         vectorizer.idf_ = data["idf"]
+        tuned = None
+        if (folder / ENCODER_DIR).exists():
+            from core.encoder import inference_precision
+            from nlu.model import IntentModel
+
+            tuned = IntentModel.load(folder / ENCODER_DIR, device="cpu", precision=precision or inference_precision())
+            if sorted(tuned.labels) != sorted(LABELS):
+                raise ValueError(f"{folder / ENCODER_DIR}: labels {tuned.labels} are not {LABELS}")
+        blend = meta.get("blend") or {}
         return cls(vectorizer, meta["embed_weight"], data["coef"], data["intercept"], meta.get("reasons", []),
-                   data.get("reason_coef"), data.get("reason_intercept"))
+                   data.get("reason_coef"), data.get("reason_intercept"), tuned,
+                   blend.get("weight", 0.0), blend.get("offsets"))
+
+
+def macro_f1(truth: np.ndarray, predicted: np.ndarray, classes: int = len(LABELS)) -> float:
+    """Macro-averaged F1 over `classes` label indices (numpy, for the blend search's many calls)."""
+    scores = []
+    for c in range(classes):
+        tp = float(np.sum((predicted == c) & (truth == c)))
+        fp = float(np.sum((predicted == c) & (truth != c)))
+        fn = float(np.sum((predicted != c) & (truth == c)))
+        scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores))
+
+
+def is_current(folder: Optional[Path] = None) -> bool:
+    """Whether `folder` holds a trained model of this version (heads and the fine-tuned reader)."""
+    folder = Path(folder or DEFAULT_DIR)
+    return all((folder / name).exists() for name in ("meta.json", "weights.npz", ENCODER_DIR))
 
 
 def load_if_present(folder: Optional[Path] = None) -> Optional[SentimentModel]:

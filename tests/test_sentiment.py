@@ -187,10 +187,53 @@ def test_training_writes_a_small_artifact_with_metrics(encoder, tmp_path):
             writer = csv.writer(handle)
             writer.writerow(["text", "sentiment", "negative_reason"])
             writer.writerows(rows)
-    metrics = train(tmp_path / "train.csv", tmp_path / "out", tmp_path / "test.csv", quiet=True, encoder=encoder)
+    metrics = train(tmp_path / "train.csv", tmp_path / "out", tmp_path / "test.csv", quiet=True, encoder=encoder,
+                    fine_tune=False)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["meta.json", "metrics.json", "weights.npz"]
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["test"]["macro_f1"] == metrics["test"]["macro_f1"] > 0.5
-    assert sm.load_if_present(tmp_path / "out") is not None
+    assert sm.load_if_present(tmp_path / "out") is not None and not sm.is_current(tmp_path / "out")
+
+
+def test_training_fine_tunes_the_reader_and_chooses_the_blend_on_held_out_rows(encoder, tmp_path):
+    """The default: a LoRA reader on the bundled encoder (two epochs here), blended with the heads."""
+    import csv
+    import json
+
+    from training.train_sentiment import reader_config, train
+
+    rows = [(t, "negative", "Customer Service Issue") for t in NEGATIVE] + [(t, "neutral", "") for t in NEUTRAL] \
+        + [(t, "positive", "") for t in POSITIVE]
+    for name in ("train.csv", "test.csv"):
+        with open(tmp_path / name, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "sentiment", "negative_reason"])
+            writer.writerows(rows * 2)
+    metrics = train(tmp_path / "train.csv", tmp_path / "out", tmp_path / "test.csv", quiet=True, encoder=encoder,
+                    config=reader_config(epochs=2, seed=1))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [sm.ENCODER_DIR, "meta.json", "metrics.json", "weights.npz"]
+    blend = metrics["blend"]
+    assert 0.0 <= blend["weight"] <= 1.0 and len(blend["offsets"]) == 3
+    assert set(blend["heldout_macro_f1"]) == {"heads", "tuned", "blend"}
+    assert blend["heldout_macro_f1"]["blend"] >= max(blend["heldout_macro_f1"]["heads"], blend["heldout_macro_f1"]["tuned"]) - 1e-9
+    assert sm.is_current(tmp_path / "out")
+    loaded = sm.load_if_present(tmp_path / "out")
+    assert loaded.tuned is not None and loaded.blend_weight == blend["weight"]
+    assert json.loads((tmp_path / "out" / "meta.json").read_text())["blend"]["weight"] == blend["weight"]
+    text = "worst service ever, I am furious"
+    verdict = loaded.predict_one(text, encoder.encode([text])[0])
+    assert verdict.label in sm.LABELS and abs(sum(loaded.probabilities([text], encoder.encode([text]))[0]) - 1) < 1e-5
+
+
+def test_the_blend_mixes_log_probabilities_with_offsets():
+    heads = np.array([[0.6, 0.3, 0.1]])
+    tuned = np.array([[0.2, 0.7, 0.1]])
+    assert sm.SentimentModel.blend(heads, None, 0.5, np.zeros(3)).argmax() == 0
+    assert sm.SentimentModel.blend(heads, tuned, 1.0, np.zeros(3)).argmax() == 1
+    mixed = sm.SentimentModel.blend(heads, tuned, 0.5, np.zeros(3))[0]
+    expected = np.sqrt(heads * tuned)[0] / np.sqrt(heads * tuned)[0].sum()
+    assert np.allclose(mixed, expected, atol=1e-6)
+    assert sm.SentimentModel.blend(heads, tuned, 0.5, np.array([0.0, 0.0, 5.0])).argmax() == 2
+    assert sm.macro_f1(np.array([0, 1, 2, 2]), np.array([0, 1, 2, 1])) == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
 
 
 def test_the_report_trends_stored_sentiment_by_day(tmp_path):
@@ -243,5 +286,11 @@ def test_the_launcher_trains_the_model_only_when_missing_and_the_data_is_there(t
     assert any("training.train_sentiment" in a for a in steps)
     steps.clear()
     (tmp_path / "sentiment").mkdir()
+    for name in ("meta.json", "weights.npz"):  # a first-version artifact (no fine-tuned reader): trained again
+        (tmp_path / "sentiment" / name).write_text("{}")
+    serve.prepare(env, tmp_path / "config.yml", tmp_path)
+    assert any("training.train_sentiment" in a for a in steps)
+    steps.clear()
+    (tmp_path / "sentiment" / sm.ENCODER_DIR).mkdir()
     serve.prepare(env, tmp_path / "config.yml", tmp_path)
     assert not any("training.train_sentiment" in a for a in steps)

@@ -12,9 +12,10 @@ Prints:
   (`bot/channels/frustration.py`, frustrated = negative);
 - the reason of negative messages, per reason (precision / recall / F1);
 - milliseconds per message on the serving path, one message at a time on
-  one thread: the sentence encoder (`core.encoder.embed_few`, uncached)
-  plus the heads, and the heads alone (the desk computes the embedding for
-  every message anyway);
+  one thread, with the fine-tuned reader in float32 and (where the CPU has
+  it) bfloat16: the sentence encoder (`core.encoder.embed_few`, uncached)
+  plus the sentiment model, and the sentiment model alone (the desk
+  computes the embedding for every message anyway);
 - the share of BANKING77's test questions judged frustrated on their own,
   and recall on a labelled frustrated set (the airline test split's
   negative messages about customer service, and the frustrated rows of
@@ -27,7 +28,7 @@ import csv
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 
@@ -57,6 +58,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--fixture", type=Path, default=FIXTURE, help="labelled frustration sample (text, previous, label)")
     parser.add_argument("--model", type=Path, default=None, help="sentiment artifact folder (default: artifacts/sentiment, trained when missing)")
     parser.add_argument("--latency-messages", type=int, default=500)
+    parser.add_argument("--sweep", type=float, nargs="*", default=[0.5, 0.6, 0.7, 0.8],
+                        help="other negative probabilities to print the decision for, beside the served one")
     parser.add_argument("--threshold", type=float, default=None,
                         help="negative probability the decision needs (default: frustration_negative_threshold of the settings)")
     args = parser.parse_args(argv)
@@ -68,7 +71,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from bot.channels.frustration import FrustrationDetector, read_sample
     from core.encoder import clear_embedding_cache, embed_few, load_encoder
-    from nlu.sentiment import DEFAULT_DIR, frustrated, load_if_present
+    from nlu.sentiment import DEFAULT_DIR, LABELS, SentimentModel, frustrated, load_if_present
     from training.train_sentiment import embed, read_rows, train
 
     torch.set_num_threads(1)
@@ -96,6 +99,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     # --- ours
     ours = model.predict(texts, test_vectors)
     ours_labels = [s.label for s in ours]
+    heads_labels = [LABELS[int(i)] for i in model.head_probabilities(texts, test_vectors).argmax(axis=1)]
+    tuned_probs = model.tuned_probabilities(texts)
+    tuned_labels = None if tuned_probs is None else [LABELS[int(i)] for i in tuned_probs.argmax(axis=1)]
     # --- TF-IDF + logistic regression
     tfidf = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
     baseline = LogisticRegression(C=4.0, max_iter=3000).fit(
@@ -108,10 +114,16 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     print()
     print(f"Airline test split: {len(texts)} messages (train split: {len(train_rows)})")
-    print(f"| model | macro-F1 (neg/neu/pos) | macro-F1 (negative vs not) |")
-    print(f"|---|---|---|")
-    print(f"| sentiment model (MiniLM embedding + TF-IDF, logistic heads) | {_macro_f1(truth, ours_labels):.3f} | "
+    print("| model | macro-F1 (neg/neu/pos) | macro-F1 (negative vs not) |")
+    print("|---|---|---|")
+    served = "sentiment model, served: blend of the two below" if tuned_labels else "sentiment model, served (logistic heads only)"
+    print(f"| **{served}** | **{_macro_f1(truth, ours_labels):.3f}** | "
           f"{_macro_f1(_binary(truth), _binary(ours_labels)):.3f} |")
+    if tuned_labels:
+        print(f"| fine-tuned reader alone (MiniLM + LoRA on 3 layers) | {_macro_f1(truth, tuned_labels):.3f} | "
+              f"{_macro_f1(_binary(truth), _binary(tuned_labels)):.3f} |")
+        print(f"| logistic heads alone (frozen MiniLM embedding + TF-IDF) | {_macro_f1(truth, heads_labels):.3f} | "
+              f"{_macro_f1(_binary(truth), _binary(heads_labels)):.3f} |")
     print(f"| TF-IDF + logistic regression | {_macro_f1(truth, base_labels):.3f} | "
           f"{_macro_f1(_binary(truth), _binary(base_labels)):.3f} |")
     print(f"| previous frustration detector (frustrated = negative) | n/a | {_macro_f1(_binary(truth), old_labels):.3f} |")
@@ -127,56 +139,61 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name, m in reasons.items():
         print(f"| {name} | {m['n']} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} |")
 
-    # --- latency, one message at a time, one thread
+    # --- latency, one message at a time, one thread; each text once (no cache hits)
+    from core.encoder import cpu_description, cpu_has_bf16
+
     sample = texts[: args.latency_messages]
-    embed_few(encoder, ["warm up"])
-    model.predict_one("warm up", embed_few(encoder, ["warm up"])[0])
-    full, head = [], []
-    clear_embedding_cache()
-    for text in sample:
-        t0 = time.perf_counter()
-        vector = embed_few(encoder, [text])[0]
-        t1 = time.perf_counter()
-        model.predict_one(text, vector)
-        t2 = time.perf_counter()
-        full.append((t2 - t0) * 1000)
-        head.append((t2 - t1) * 1000)
     print()
-    print(f"Serving path, {len(sample)} messages one at a time, 1 thread:")
-    print(f"| part | p50 ms | p99 ms |")
-    print(f"|---|---|---|")
-    print(f"| encoder + sentiment heads | {np.percentile(full, 50):.2f} | {np.percentile(full, 99):.2f} |")
-    print(f"| sentiment heads alone (embedding already computed by the desk) | {np.percentile(head, 50):.2f} | {np.percentile(head, 99):.2f} |")
+    print(f"Serving path, {len(sample)} messages one at a time, 1 thread, CPU: {cpu_description()}:")
+    print("| precision of the fine-tuned reader | encoder + sentiment model p50 / p99 ms | sentiment model alone (embedding already computed by the desk) p50 / p99 ms |")
+    print("|---|---|---|")
+    for precision in (["fp32", "bf16"] if cpu_has_bf16() else ["fp32"]):
+        served_model = SentimentModel.load(folder, precision=precision)
+        full, alone = [], []
+        for text in ["warm up", "my bag never arrived and nobody answers the phone"] * 5:
+            served_model.predict_one(text + "!", embed_few(encoder, [text])[0])
+        clear_embedding_cache()
+        for text in sample:
+            t0 = time.perf_counter()
+            vector = embed_few(encoder, [text])[0]
+            t1 = time.perf_counter()
+            served_model.predict_one(text, vector)
+            t2 = time.perf_counter()
+            full.append((t2 - t0) * 1000)
+            alone.append((t2 - t1) * 1000)
+        print(f"| {precision} | {np.percentile(full, 50):.2f} / {np.percentile(full, 99):.2f} | "
+              f"{np.percentile(alone, 50):.2f} / {np.percentile(alone, 99):.2f} |")
 
     # --- frustration decision
     frustrated_set = [r["text"] for r in test_rows if r["sentiment"] == "negative" and r["negative_reason"] == "Customer Service Issue"]
     fixture_pos = [r for r in fixture if str(r["label"]).strip() == "1"]
     fixture_neg = [r for r in fixture if str(r["label"]).strip() != "1"]
 
-    def decide(text: str, previous: List[str]):
-        verdict = detector.assess(text, previous)
-        vector = embed_few(encoder, [text])[0]
-        return verdict.frustrated, frustrated(verdict, model.predict_one(text, vector), threshold)
-
-    def rates(items, what):
-        old = new = 0
+    def readings(items, what):
+        """(detector verdict, sentiment) of each (text, previous) pair, computed once for every threshold."""
+        out = []
         for text, previous in tqdm(items, desc=what, unit="msg"):
-            a, b = decide(text, previous)
-            old += a
-            new += b
-        return old, new
+            out.append((detector.assess(text, previous), model.predict_one(text, embed_few(encoder, [text])[0])))
+        return out
 
-    b_old, b_new = rates([(t, []) for t in banking], "BANKING77 test")
-    a_old, a_new = rates([(t, []) for t in frustrated_set], "airline customer-service complaints")
-    f_old, f_new = rates([(r["text"], [r["previous"]] if r.get("previous") else []) for r in fixture_pos], "fixture frustrated")
-    n_old, n_new = rates([(r["text"], [r["previous"]] if r.get("previous") else []) for r in fixture_neg], "fixture not frustrated")
+    sets = {
+        "banking": readings([(t, []) for t in banking], "BANKING77 test"),
+        "airline": readings([(t, []) for t in frustrated_set], "airline customer-service complaints"),
+        "fixture": readings([(r["text"], [r["previous"]] if r.get("previous") else []) for r in fixture_pos], "fixture frustrated"),
+        "calm": readings([(r["text"], [r["previous"]] if r.get("previous") else []) for r in fixture_neg], "fixture not frustrated"),
+    }
     pos_total = len(frustrated_set) + len(fixture_pos)
+    decisions = [("today's detector (word list + nearest examples)", lambda v, s: v.frustrated)]
+    for t in sorted({threshold, *args.sweep}):
+        mark = " **(served setting)**" if t == threshold else ""
+        decisions.append((f"detector AND negative >= {t} (asking again alone still counts){mark}",
+                          lambda v, s, t=t: frustrated(v, s, t)))
     print()
     print("Frustration-to-handoff decision (each message on its own, except the fixture's 'previous' column):")
     print("| decision | BANKING77 test judged frustrated | recall, frustrated set | of which airline customer service | of which fixture | fixture non-frustrated flagged |")
     print("|---|---|---|---|---|---|")
-    for name, b, a, f, n in (("today's detector (word list + nearest examples)", b_old, a_old, f_old, n_old),
-                             (f"new: detector AND negative >= {threshold} (asking again alone still counts)", b_new, a_new, f_new, n_new)):
+    for name, rule in decisions:
+        b, a, f, n = (sum(bool(rule(v, s)) for v, s in sets[key]) for key in ("banking", "airline", "fixture", "calm"))
         print(f"| {name} | {b}/{len(banking)} = {100 * b / len(banking):.2f} % | {(a + f) / pos_total:.3f} ({a + f}/{pos_total}) | "
               f"{a}/{len(frustrated_set)} | {f}/{len(fixture_pos)} | {n}/{len(fixture_neg)} |")
     return 0

@@ -88,18 +88,58 @@ def evaluate(model, rows: List[Dict[str, str]], vectors: np.ndarray) -> Dict[str
     return metrics
 
 
-def train(data: Path, out: Path, test: Optional[Path] = None, quiet: bool = False, encoder=None) -> Dict[str, object]:
-    """Fit on `data`, write the folder `out` (replaced as a whole), return the metrics."""
+def reader_config(**overrides):
+    """Settings of the fine-tuned reader (`nlu.model.IntentModelConfig`): LoRA on the top three layers.
+
+    Measured on the airline split (2 cores): 4 epochs take about five
+    minutes, early stopping on a tenth of the fitting rows keeps the best.
+    """
+    from nlu.model import IntentModelConfig
+
+    values = dict(trainable_layers=3, epochs=4, learning_rate=1e-3, label_smoothing=0.0, max_length=64, patience=1)
+    values.update(overrides)
+    return IntentModelConfig(**values)
+
+
+def train(data: Path, out: Path, test: Optional[Path] = None, quiet: bool = False, encoder=None,
+          fine_tune: bool = True, config=None, seed: int = 13) -> Dict[str, object]:
+    """Fit on `data`, write the folder `out` (replaced as a whole), return the metrics.
+
+    With `fine_tune` (the default) a tenth of the rows is held out: the
+    logistic heads and the fine-tuned reader are fitted on the rest, the
+    blend of the two is chosen on that tenth, then the heads are refitted on
+    every row. Without it the logistic heads decide alone.
+    """
     from core.encoder import load_encoder
-    from nlu.sentiment import SentimentModel
+    from nlu.model import IntentModel, stratified_split
+    from nlu.sentiment import SentimentModel, normalise
 
     started = time.time()
     rows = read_rows(data)
+    texts, labels = [r["text"] for r in rows], [r["sentiment"] for r in rows]
+    reasons = [r["negative_reason"] for r in rows]
     encoder = encoder or load_encoder(None)
-    vectors = embed(encoder, [r["text"] for r in rows], quiet)
-    model = SentimentModel.fit([r["text"] for r in rows], [r["sentiment"] for r in rows], vectors,
-                               reasons=[r["negative_reason"] for r in rows])
-    metrics: Dict[str, object] = {"train": str(data), "n_train": len(rows), "reasons": model.reasons}
+    vectors = embed(encoder, texts, quiet)
+    metrics: Dict[str, object] = {"train": str(data), "n_train": len(rows)}
+    tuned, chosen = None, None
+    if fine_tune:
+        fit_rows, held = stratified_split(np.array(labels), 0.1, seed)
+        if len(held) == 0 or len({labels[i] for i in fit_rows}) < 2:
+            raise SystemExit(f"{data}: too few rows of each sentiment to hold a tenth out for the blend")
+        fit_rows = [int(i) for i in fit_rows]
+        held = [int(i) for i in held]
+        tuned = IntentModel.fit([normalise(texts[i]) for i in fit_rows], [labels[i] for i in fit_rows],
+                                config or reader_config(seed=seed), progress=not quiet,
+                                log=(lambda line: None) if quiet else print)
+        draft = SentimentModel.fit([texts[i] for i in fit_rows], [labels[i] for i in fit_rows], vectors[fit_rows])
+        draft.tuned = tuned
+        chosen = draft.choose_blend([texts[i] for i in held], vectors[held], [labels[i] for i in held])
+        metrics["blend"] = chosen
+    model = SentimentModel.fit(texts, labels, vectors, reasons=reasons)
+    if tuned is not None:
+        model.tuned, model.blend_weight = tuned, chosen["weight"]
+        model.offsets = np.asarray(chosen["offsets"], np.float32)
+    metrics["reasons"] = model.reasons
     if test is not None and test.exists():
         test_rows = read_rows(test)
         metrics["test"] = {"file": str(test), **evaluate(model, test_rows, embed(encoder, [r["text"] for r in test_rows], quiet))}
@@ -127,10 +167,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--test", type=Path, default=None, help="test CSV (default: test.csv beside --data)")
     parser.add_argument("--out", type=Path, default=DEFAULT_DIR, help="artifact folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--no-fine-tune", action="store_true",
+                        help="logistic heads only (about a minute; macro-F1 0.77 instead of 0.80 on the airline split)")
     args = parser.parse_args(argv)
     if not args.data.exists():
         raise SystemExit(f"no training data at {args.data}")
-    metrics = train(args.data, args.out, args.test or args.data.with_name("test.csv"), args.quiet)
+    metrics = train(args.data, args.out, args.test or args.data.with_name("test.csv"), args.quiet,
+                    fine_tune=not args.no_fine_tune)
     test = metrics.get("test") or {}
     print(f"sentiment model written to {args.out} in {metrics['seconds']}s"
           + (f"; test macro-F1 {test['macro_f1']}" if test else ""))
