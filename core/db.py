@@ -33,6 +33,7 @@ plain (queries need them). A WHERE on an encrypted column never matches.
 from __future__ import annotations
 
 import contextlib
+import fcntl  # POSIX: the lock file of a SQLite database while it is migrated
 import functools
 import time
 from pathlib import Path
@@ -401,7 +402,7 @@ def head_revision() -> str:
 def current_revision(connection: sa.engine.Connection) -> Optional[str]:
     """The revision the database is at (Alembic's ``alembic_version``), None before the first.
 
-    Read with one query (Alembic's MigrationContext would log two lines at every
+    Read with plain SQL (Alembic's MigrationContext would log two lines at every
     process start); Alembic itself reads it again when there is work to do.
     """
     if not sa.inspect(connection).has_table("alembic_version"):
@@ -417,8 +418,6 @@ def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
     if not database or database == ":memory:" or database.startswith("file:"):
         yield
         return
-    import fcntl  # POSIX; the servers run on Linux
-
     lock_path = Path(database).expanduser().with_name(Path(database).name + ".migrate-lock")
     with open(lock_path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
