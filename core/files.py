@@ -27,13 +27,12 @@ def replacing_folder(folder: Union[str, os.PathLike]) -> Iterator[Path]:
     place and the old one deleted, so a reader finds the whole old folder or
     the whole new one (or, for the instant between the two renames, none).
     When the block raises, what was written is deleted and `folder` is left
-    as it was. The new folder is readable by other users (a model may be
-    served by another account than the one that trained it).
+    as it was. The new folder is private to its owner (mkdtemp's 0700): an
+    answer index or a recommender holds customers' questions and histories.
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-new-", dir=folder.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private
     try:
         yield staging
         aside = folder.with_name(f".{folder.name}-old-{os.getpid()}-{threading.get_ident()}")

@@ -62,4 +62,4 @@ def test_a_replaced_folder_is_whole_old_or_whole_new(tmp_path):
         (staging / "c.json").write_text("2")
     assert sorted(p.name for p in folder.iterdir()) == ["c.json"]
     assert sorted(p.name for p in folder.parent.iterdir()) == ["index"]  # nothing left beside it
-    assert folder.stat().st_mode & 0o755 == 0o755
+    assert folder.stat().st_mode & 0o077 == 0  # private: an index holds customers' questions

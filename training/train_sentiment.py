@@ -16,15 +16,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from core.files import replacing_folder
 from core.settings import PROJECT_ROOT
 
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "airline-sentiment" / "train.csv"
@@ -144,18 +143,9 @@ def train(data: Path, out: Path, test: Optional[Path] = None, quiet: bool = Fals
         test_rows = read_rows(test)
         metrics["test"] = {"file": str(test), **evaluate(model, test_rows, embed(encoder, [r["text"] for r in test_rows], quiet))}
     metrics["seconds"] = round(time.time() - started, 1)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".sentiment-", dir=out.parent))
-    try:
+    with replacing_folder(out) as staging:
         model.save(staging, {"trained_on": str(data), "n_train": len(rows)})
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return metrics
 
 
