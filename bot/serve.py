@@ -37,7 +37,7 @@ import yaml
 
 from core.crypto import EncryptionKeyError, check_key
 from core.logs import write_logging_config
-from core.settings import PROJECT_ROOT, get_settings, load_settings
+from core.settings import PROJECT_ROOT, SENTIMENT_TRAINING_DATA, get_settings, load_settings
 
 PYTHON = sys.executable
 RASA = str(Path(PYTHON).with_name("rasa"))
@@ -78,9 +78,9 @@ def prepare(env: Dict[str, str], config: Path, model_dir: Path, retrain: bool = 
     # fine-tuned reader) and the airline data is beside the clone; without it the desk's frustration
     # detector decides alone.
     from nlu import SENTIMENT_DIR as sentiment_dir, sentiment_model_is_current
-    from training.train_sentiment import DEFAULT_DATA as sentiment_data
 
-    if _has_module("training.train_sentiment") and not sentiment_model_is_current(sentiment_dir) and sentiment_data.exists():
+    if _has_module("training.train_sentiment") and not sentiment_model_is_current(sentiment_dir) \
+            and SENTIMENT_TRAINING_DATA.exists():
         try:
             run_step([PYTHON, "-m", "training.train_sentiment", "--quiet"], env, "training the sentiment model")
         except SystemExit as exc:  # not fatal: the assistant serves without it

@@ -17,6 +17,10 @@ from typing import Any, Dict, Optional
 import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Where the benchmark data sets lie beside a clone (../shared/data, see its README); the launcher
+# trains the sentiment model from the airline set when it is there.
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+SENTIMENT_TRAINING_DATA = SHARED_DATA / "airline-sentiment" / "train.csv"
 
 
 class SettingsError(ValueError):

@@ -86,6 +86,20 @@ def test_the_artifact_round_trips_without_pickles(model, encoder, tmp_path):
     assert loaded.reasons == model.reasons
 
 
+def test_serving_scores_words_and_characters_as_the_vectorisers_do(model, encoder):
+    """The per-message dictionary look-ups equal scikit-learn's transform of both sparse blocks."""
+    import scipy.sparse as sparse
+
+    assert model.char_vectorizer is not None
+    texts = ["sooo angry, you LOST my luggage!!", "where is my card", "无法登录我的账户"]
+    vectors = encoder.encode(texts)
+    features = sm.SentimentModel._stack(
+        sparse.hstack([model.vectorizer.transform(texts), model.char_vectorizer.transform(texts)]).tocsr(),
+        vectors, model.embed_weight)
+    expected = features @ model.coef.T + model.intercept
+    assert np.allclose(model._logits(texts, vectors, model.coef, model.intercept), expected, atol=1e-4)
+
+
 def test_no_artifact_means_no_model(tmp_path):
     assert sm.load_if_present(tmp_path / "missing") is None
 
@@ -271,14 +285,13 @@ def test_erasure_removes_the_conversations_sentiment(tmp_path):
 
 def test_the_launcher_trains_the_model_only_when_missing_and_the_data_is_there(tmp_path, monkeypatch):
     from bot import serve
-    from training import train_sentiment
 
     steps = []
     monkeypatch.setattr(serve, "run_step", lambda args, env, what: steps.append(args))
     monkeypatch.setattr(serve, "newest_model", lambda folder: tmp_path / "model.tar.gz")
     env = {"ASSISTANT_INDEX_DIR": str(tmp_path), "ASSISTANT_RECOMMENDER_DIR": str(tmp_path)}  # both "built"
     monkeypatch.setattr(sm, "DEFAULT_DIR", tmp_path / "sentiment")
-    monkeypatch.setattr(train_sentiment, "DEFAULT_DATA", tmp_path / "train.csv")
+    monkeypatch.setattr(serve, "SENTIMENT_TRAINING_DATA", tmp_path / "train.csv")
     serve.prepare(env, tmp_path / "config.yml", tmp_path)
     assert not any("training.train_sentiment" in a for a in steps)  # no data: served without it
     (tmp_path / "train.csv").write_text("text,sentiment\n")
