@@ -142,7 +142,6 @@ def train(data: Path, out: Path, test: Optional[Path] = None, quiet: bool = Fals
     model = SentimentModel.fit(texts, labels, vectors, reasons=reasons)
     if tuned is not None:
         model.tuned, model.blend_weight = tuned, chosen["weight"]
-        model.offsets = np.asarray(chosen["offsets"], np.float32)
     metrics["reasons"] = model.reasons
     if test is not None and test.exists():
         test_rows = read_rows(test)

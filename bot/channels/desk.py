@@ -350,6 +350,7 @@ class HandoffDesk:
             if self.sentiment is None:
                 logger.info("no sentiment model in %s (python -m training.train_sentiment): the detector decides alone", SENTIMENT_DIR)
             else:
+                self.sentiment.warm()
                 logger.info("sentiment model ready: handoffs for frustration need a negative reading too")
         except Exception as exc:  # a broken artifact: keep today's detector
             logger.warning("sentiment model not loaded (%s): the frustration detector decides alone", exc)
@@ -469,15 +470,19 @@ class HandoffDesk:
     def _analyse(self, text: str, previous: List[str]):
         """Run every model on the message (see `core.serving`), then judge frustration: (assessment, sentiment)."""
         prefetch([text])
-        return self.detector.assess(text, previous), self._sentiment_of(text)
+        verdict = self.detector.assess(text, previous)
+        # The fine-tuned reader (several ms) only where its reading decides a handoff.
+        return verdict, self._sentiment_of(text, close=verdict.frustrated)
 
-    def _sentiment_of(self, text: str):
-        """The message's `nlu.sentiment.Sentiment` (on the model thread), or None without a model or encoder."""
+    def _sentiment_of(self, text: str, close: bool = False):
+        """The message's `nlu.sentiment.Sentiment` (on the model thread), or None without a model or encoder.
+
+        `close`: read with the fine-tuned reader too; otherwise the logistic heads' quick reading."""
         if self.sentiment is None or self.detector.encoder is None or not text:
             return None
         from core.encoder import embed_few  # cached: the detector and the retriever share this vector
 
-        return self.sentiment.predict_one(text, embed_few(self.detector.encoder, [text])[0])
+        return self.sentiment.predict_one(text, embed_few(self.detector.encoder, [text])[0], close=close)
 
     def _record_sentiment(self, message: UserMessage, sentiment) -> None:
         """Store the message's sentiment (core.db message_sentiment); a failure is logged, never the customer's problem."""
