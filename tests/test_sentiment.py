@@ -216,19 +216,25 @@ def test_the_inbox_lists_waiting_conversations_most_upset_first(tmp_path):
     assert rows[0]["sentiment"]["label"] == "negative" and rows[2]["sentiment"] is None
 
 
-def test_training_writes_a_small_artifact_with_metrics(encoder, tmp_path):
+def _write_splits(folder, copies: int = 1) -> None:
+    """train.csv and test.csv in `folder`: the module's labelled sentences, `copies` times each."""
     import csv
-    import json
-
-    from training.train_sentiment import train
 
     rows = [(t, "negative", "Customer Service Issue") for t in NEGATIVE] + [(t, "neutral", "") for t in NEUTRAL] \
         + [(t, "positive", "") for t in POSITIVE]
     for name in ("train.csv", "test.csv"):
-        with open(tmp_path / name, "w", newline="", encoding="utf-8") as handle:
+        with open(folder / name, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(["text", "sentiment", "negative_reason"])
-            writer.writerows(rows)
+            writer.writerows(rows * copies)
+
+
+def test_training_writes_a_small_artifact_with_metrics(encoder, tmp_path):
+    import json
+
+    from training.train_sentiment import train
+
+    _write_splits(tmp_path)
     metrics = train(tmp_path / "train.csv", tmp_path / "out", tmp_path / "test.csv", quiet=True, encoder=encoder,
                     fine_tune=False)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["meta.json", "metrics.json", "weights.npz"]
@@ -238,18 +244,11 @@ def test_training_writes_a_small_artifact_with_metrics(encoder, tmp_path):
 
 def test_training_fine_tunes_the_reader_and_chooses_the_blend_on_held_out_rows(encoder, tmp_path):
     """The default: a LoRA reader on the bundled encoder (two epochs here), blended with the heads."""
-    import csv
     import json
 
     from training.train_sentiment import reader_config, train
 
-    rows = [(t, "negative", "Customer Service Issue") for t in NEGATIVE] + [(t, "neutral", "") for t in NEUTRAL] \
-        + [(t, "positive", "") for t in POSITIVE]
-    for name in ("train.csv", "test.csv"):
-        with open(tmp_path / name, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["text", "sentiment", "negative_reason"])
-            writer.writerows(rows * 2)
+    _write_splits(tmp_path, copies=2)
     metrics = train(tmp_path / "train.csv", tmp_path / "out", tmp_path / "test.csv", quiet=True, encoder=encoder,
                     config=reader_config(epochs=2, seed=1))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [sm.ENCODER_DIR, "meta.json", "metrics.json", "weights.npz"]
