@@ -333,3 +333,14 @@ def test_the_launcher_trains_the_model_only_when_missing_and_the_data_is_there(t
     (tmp_path / "sentiment" / sm.ENCODER_DIR).mkdir()
     serve.prepare(env, tmp_path / "config.yml", tmp_path)
     assert not any("training.train_sentiment" in a for a in steps)
+
+
+def test_a_broken_training_file_is_refused_with_its_line(tmp_path):
+    from training.train_sentiment import read_rows
+
+    (tmp_path / "bad.csv").write_text("text,sentiment\nhello,neutral\nbye,angry\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"bad\.csv:3: sentiment must be one of negative, neutral, positive"):
+        read_rows(tmp_path / "bad.csv")
+    (tmp_path / "columns.csv").write_text("text,mood\nhello,neutral\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"columns\.csv:1: .*sentiment"):
+        read_rows(tmp_path / "columns.csv")

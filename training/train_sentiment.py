@@ -19,7 +19,6 @@ F1. The folder is replaced as a whole when training succeeds.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -29,26 +28,27 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from core.files import replacing_folder
+from core.records import RecordError, read_csv
 from core.settings import SENTIMENT_TRAINING_DATA
 
 DEFAULT_DATA = SENTIMENT_TRAINING_DATA
 
 
 def read_rows(path: Path) -> List[Dict[str, str]]:
-    """Rows with text and sentiment; rows without a known sentiment are refused with their line number."""
+    """Rows with text and sentiment (`core.records.read_csv`); a row without a known sentiment, or a missing
+    column, stops training with the file and line."""
     from nlu.sentiment import LABELS
 
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"text", "sentiment"} - set(reader.fieldnames or [])
-        if missing:
-            raise SystemExit(f"{path} needs the columns text and sentiment (missing: {', '.join(sorted(missing))})")
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            if (row.get("sentiment") or "").strip() not in LABELS:
+    rows = []
+    try:
+        for line, row in read_csv(path, required=("text", "sentiment")):
+            sentiment = (row.get("sentiment") or "").strip()
+            if sentiment not in LABELS:
                 raise SystemExit(f"{path}:{line}: sentiment must be one of {', '.join(LABELS)}, not {row.get('sentiment')!r}")
-            rows.append({"text": row["text"] or "", "sentiment": row["sentiment"].strip(),
+            rows.append({"text": row.get("text") or "", "sentiment": sentiment,
                          "negative_reason": (row.get("negative_reason") or "").strip()})
+    except RecordError as exc:
+        raise SystemExit(str(exc)) from exc
     return rows
 
 
