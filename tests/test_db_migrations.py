@@ -11,7 +11,6 @@ The PostgreSQL side is tests/test_db_postgres.py.
 """
 from __future__ import annotations
 
-import multiprocessing
 import sqlite3
 
 import pytest
@@ -21,6 +20,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from core import db
+from tests.concurrent_start import open_together
 
 # What the runner before Alembic left in a SQLite file at v8 (sqlite_master, in creation
 # order), grouped by the version that created it (0: its own version table).
@@ -185,29 +185,10 @@ def test_downgrading_to_nothing_and_back(tmp_path):
     assert set(sa.inspect(engine).get_table_names()) == set(db.metadata.tables) | {"alembic_version"}
 
 
-def _connect_after(url: str, barrier, results) -> None:
-    from core import db as process_db
-
-    barrier.wait()
-    try:
-        process_db.connect(url)
-        results.put("ok")
-    except Exception as exc:  # reported to the test, which shows it
-        results.put(f"{type(exc).__name__}: {exc}"[:300])
-
-
 def test_processes_opening_one_fresh_sqlite_file_together_migrate_it_once(tmp_path):
     """Rasa and the action server share the SQLite file and start at the same time."""
     url = _sqlite_url(tmp_path)
-    context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(3), context.Queue()
-    processes = [context.Process(target=_connect_after, args=(url, barrier, results)) for _ in range(3)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout=120)
-
-    assert [results.get(timeout=5) for _ in processes] == ["ok"] * 3
+    assert open_together(url, 3) == ["ok"] * 3
     assert _versions(db.connect(url)) == ["0008"]
 
 

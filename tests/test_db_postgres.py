@@ -11,7 +11,6 @@ runner before Alembic left at v5 is stamped and upgraded with its rows.
 """
 from __future__ import annotations
 
-import multiprocessing
 import time
 import uuid
 
@@ -22,6 +21,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from core import db
+from tests.concurrent_start import open_together
 from tests.e2e.services import postgres  # noqa: F401  (a fixture)
 
 
@@ -164,28 +164,8 @@ def test_the_project_modules_work_on_postgresql(database):
     assert erased and store.read_interactions(engine, "pg-customer").empty
 
 
-def _connect_after(url: str, barrier, results) -> None:
-    from core import db as process_db
-
-    barrier.wait()
-    try:
-        process_db.connect(url)
-        results.put("ok")
-    except Exception as exc:  # reported to the test, which shows it
-        results.put(f"{type(exc).__name__}: {exc}"[:300])
-
-
 def test_processes_starting_together_migrate_one_fresh_database(database):
     """The action server and two Rasa replicas start at once against an empty database."""
-    context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(4), context.Queue()
-    processes = [context.Process(target=_connect_after, args=(database, barrier, results)) for _ in range(4)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout=120)
-
-    outcomes = [results.get(timeout=5) for _ in processes]
-    assert outcomes == ["ok"] * 4
+    assert open_together(database, 4) == ["ok"] * 4
     with db.connect(database).connect() as conn:
         assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [db.head_revision()]
