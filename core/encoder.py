@@ -85,9 +85,10 @@ _cache = _new_cache()
 
 
 def clear_embedding_cache() -> None:
-    """Forget the cached message embeddings (benchmarks time real encoding with this)."""
-    global _cache
+    """Forget the cached message embeddings and kept hidden states (benchmarks time real encoding with this)."""
+    global _cache, _prefixes
     _cache = _new_cache()
+    _prefixes = _new_cache()
 
 
 def _cpuinfo() -> str:
@@ -150,14 +151,16 @@ def _serving_copy(model, precision: str):
 _runners: dict = {}
 
 
-def _serving_runner(model, tokenizer, precision: str):
+def _serving_runner(model, tokenizer, precision: str, prefix_layers: int = 0):
     """`(ids, mask) -> normalised mean-pooled embeddings` for serving, made once per model and precision.
 
     A TorchScript trace of the (bfloat16 when asked) transformer plus the
     pooling, so that one call runs the whole pass without holding the GIL
     (see `core.serving`); the eager module where tracing is not possible.
+    With `prefix_layers` it returns `(embeddings, hidden states after that
+    many layers)` from the same pass (see `keep_prefix`).
     """
-    key = (id(model), precision)
+    key = (id(model), precision, prefix_layers)
     runner = _runners.get(key)
     if runner is not None:
         return runner
@@ -171,10 +174,13 @@ def _serving_runner(model, tokenizer, precision: str):
             self.transformer = transformer
 
         def forward(self, ids, mask):
-            hidden = self.transformer(input_ids=ids, attention_mask=mask)[0].float()
+            out = self.transformer(input_ids=ids, attention_mask=mask, output_hidden_states=prefix_layers > 0)
+            hidden = out[0].float()
             weights = mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, dim=-1)
+            pooled = torch.nn.functional.normalize((hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9), dim=-1)
+            if prefix_layers > 0:
+                return pooled, out.hidden_states[prefix_layers].float()
+            return pooled
 
     def inputs(texts):
         batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
@@ -190,6 +196,45 @@ def _serving_runner(model, tokenizer, precision: str):
                 name=f"sentence encoder ({precision})",
             )
     return runner
+
+
+# Shared lower layers: a model whose bottom layers are this encoder's own frozen ones (the
+# sentiment reader) asks `keep_prefix`; `embed_few` then keeps each message's hidden states
+# after those layers, from the pass it runs anyway, and `prefix_of` hands them over.
+_prefix_layers: dict = {}
+_prefixes = _new_cache()
+
+
+def keep_prefix(encoder, layers: int) -> bool:
+    """Keep, for each message `embed_few` encodes, the hidden states after the first `layers` layers.
+
+    False (nothing kept) where `encoder` is not a CPU Transformer -> mean
+    pooling encoder whose transformer has more than `layers` layers.
+    """
+    parts = _mean_pooling_parts(encoder)
+    if parts is None or layers <= 0 or layers >= int(getattr(parts[0].config, "num_hidden_layers", 0)):
+        return False
+    _prefix_layers[id(encoder)] = int(layers)
+    return True
+
+
+def transformer_of(encoder):
+    """The transformer inside a CPU Transformer -> mean pooling `encoder`, or None for any other kind."""
+    parts = _mean_pooling_parts(encoder)
+    return None if parts is None else parts[0]
+
+
+def prefix_of(encoder, text: str):
+    """`(1, tokens, hidden)` float32 hidden states of `text` after the kept layers, or None.
+
+    None when `keep_prefix` was not called for `encoder`, or the text was
+    not encoded by `embed_few` since then (or has left its cache).
+    """
+    layers = _prefix_layers.get(id(encoder))
+    if not layers:
+        return None
+    row = _prefixes.get(((id(encoder), layers), text))
+    return None if row is None else row.unsqueeze(0)
 
 
 def _mean_pooling_parts(encoder):
@@ -236,9 +281,18 @@ def embed_few(encoder, texts, precision: Optional[str] = None):
         with torch.inference_mode():
             if parts is not None:
                 model, tokenizer, max_length = parts
-                runner = _serving_runner(model, tokenizer, precision)
+                layers = _prefix_layers.get(id(encoder), 0)
+                runner = _serving_runner(model, tokenizer, precision, layers)
                 batch = tokenizer(todo, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-                return runner(batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)).cpu().numpy()
+                mask = batch["attention_mask"]
+                out = runner(batch["input_ids"].to(model.device), mask.to(model.device))
+                if not layers:
+                    return out.cpu().numpy()
+                pooled, hidden = out
+                lengths = mask.sum(dim=1).tolist()
+                for row, text in enumerate(todo):  # each row without its padding
+                    _prefixes.put(((id(encoder), layers), text), hidden[row, : int(lengths[row])].cpu().clone())
+                return pooled.cpu().numpy()
             features = encoder.preprocess(todo)
             features = {k: v.to(encoder.device) if hasattr(v, "to") else v for k, v in features.items()}
             pooled = encoder.forward(features)["sentence_embedding"].float()

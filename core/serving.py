@@ -65,8 +65,10 @@ def compile_for_serving(module, example: Sequence, checks: Sequence[Sequence] = 
             traced = torch.jit.freeze(traced.eval())
             for inputs in [example, *checks]:
                 want, got = module(*inputs), traced(*inputs)
-                if want.shape != got.shape or float((want.float() - got.float()).abs().max()) > tolerance:
-                    raise ValueError(f"trace disagrees with the model on inputs of shape {tuple(inputs[0].shape)}")
+                pairs = zip(want, got) if isinstance(want, tuple) else [(want, got)]
+                for w, g in pairs:
+                    if w.shape != g.shape or float((w.float() - g.float()).abs().max()) > tolerance:
+                        raise ValueError(f"trace disagrees with the model on inputs of shape {tuple(inputs[0].shape)}")
     except Exception as exc:  # unsupported operator, shape-dependent branch, ...
         logger.warning("%s is served without TorchScript (%s: %s); it will be slower under load",
                        name, type(exc).__name__, exc)

@@ -53,5 +53,5 @@ def test_the_serving_pass_is_a_torchscript_trace(model):
     import torch
 
     enc.embed_few(model, ["a message to compile the pass"], "fp32")
-    runners = [r for (owner, precision), r in enc._runners.items() if precision == "fp32"]
+    runners = [r for (owner, precision, prefix), r in enc._runners.items() if precision == "fp32"]
     assert runners and all(isinstance(r, torch.jit.ScriptModule) for r in runners)

@@ -242,15 +242,23 @@ def test_training_writes_a_small_artifact_with_metrics(encoder, tmp_path):
     assert sm.load_if_present(tmp_path / "out") is not None and not sm.is_current(tmp_path / "out")
 
 
-def test_training_fine_tunes_the_reader_and_chooses_the_blend_on_held_out_rows(encoder, tmp_path):
+@pytest.fixture(scope="module")
+def fine_tuned(encoder, tmp_path_factory):
+    """(folder, metrics) of a model trained with its LoRA reader (two epochs on the module's sentences)."""
+    from training.train_sentiment import reader_config, train
+
+    folder = tmp_path_factory.mktemp("fine_tuned")
+    _write_splits(folder, copies=2)
+    metrics = train(folder / "train.csv", folder / "out", folder / "test.csv", quiet=True, encoder=encoder,
+                    config=reader_config(epochs=2, seed=1))
+    return folder, metrics
+
+
+def test_training_fine_tunes_the_reader_and_chooses_the_blend_on_held_out_rows(encoder, fine_tuned):
     """The default: a LoRA reader on the bundled encoder (two epochs here), blended with the heads."""
     import json
 
-    from training.train_sentiment import reader_config, train
-
-    _write_splits(tmp_path, copies=2)
-    metrics = train(tmp_path / "train.csv", tmp_path / "out", tmp_path / "test.csv", quiet=True, encoder=encoder,
-                    config=reader_config(epochs=2, seed=1))
+    tmp_path, metrics = fine_tuned
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [sm.ENCODER_DIR, "meta.json", "metrics.json", "weights.npz"]
     blend = metrics["blend"]
     assert 0.0 <= blend["weight"] <= 1.0
@@ -263,6 +271,47 @@ def test_training_fine_tunes_the_reader_and_chooses_the_blend_on_held_out_rows(e
     text = "worst service ever, I am furious"
     verdict = loaded.predict_one(text, encoder.encode([text])[0])
     assert verdict.label in sm.LABELS and abs(sum(loaded.probabilities([text], encoder.encode([text]))[0]) - 1) < 1e-5
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_a_close_reading_starts_from_the_encoders_shared_layers(fine_tuned, precision):
+    """The reader's frozen layers are the bundled encoder's: the desk's embedding pass hands their
+    hidden states over, and only the tuned layers run. In float32 the answer is the whole reader's."""
+    import torch
+
+    from core.encoder import clear_embedding_cache, embed_few, load_encoder, prefix_of
+
+    folder = fine_tuned[0] / "out"
+    served, whole = sm.SentimentModel.load(folder, precision=precision), sm.SentimentModel.load(folder, precision=precision)
+    encoder = load_encoder(None)
+    assert served.share_layers_with(encoder)
+    clear_embedding_cache()
+    texts = ["worst service ever, I am furious", "Thanks, that was really helpful"]
+    assert prefix_of(encoder, texts[0]) is None  # not encoded yet: the whole reader would run
+    for text in texts:
+        embed_few(encoder, [text], precision="fp32")
+    hidden = prefix_of(encoder, texts[0])
+    assert hidden.shape[:2] == (1, len(encoder.tokenizer(texts[0])["input_ids"]))
+    calls = []
+    original = served.tuned.predict_proba
+    served.tuned.predict_proba = lambda *a, **k: calls.append(a) or original(*a, **k)
+    shared = served.tuned_probabilities(texts)
+    assert not calls  # the reader's lower layers did not run again
+    reference = whole.tuned_probabilities(texts)
+    assert np.allclose(shared.sum(axis=1), 1.0, atol=1e-5)
+    # float32: the same pass, split in two; int8: the shared layers are the exact (unquantised) ones
+    assert np.abs(shared - reference).max() < (1e-4 if precision == "fp32" else 0.15)
+    assert shared.argmax(axis=1).tolist() == reference.argmax(axis=1).tolist()
+    handle = "@airline worst service ever"  # the reader reads it without the handle: the whole reader runs
+    embed_few(encoder, [handle], precision="fp32")
+    assert prefix_of(encoder, handle) is not None
+    served.tuned_probabilities([handle])
+    assert calls == [([sm.normalise(handle)],)]
+    with torch.no_grad():  # another encoder's layers are refused, weight by weight
+        other = sm.SentimentModel.load(folder, precision=precision)
+        tampered = load_encoder.__wrapped__(None)
+        next(iter(tampered[0].auto_model.encoder.layer[0].parameters())).add_(0.01)
+        assert not other.share_layers_with(tampered)
 
 
 def test_the_blend_mixes_log_probabilities():

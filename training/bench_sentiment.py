@@ -12,10 +12,13 @@ Prints:
   (`bot/channels/frustration.py`, frustrated = negative);
 - the reason of negative messages, per reason (precision / recall / F1);
 - milliseconds per message on the serving path, one message at a time on
-  one thread, with the fine-tuned reader in float32 and (where the CPU has
-  it) bfloat16: the sentence encoder (`core.encoder.embed_few`, uncached)
-  plus the sentiment model, and the sentiment model alone (the desk
-  computes the embedding for every message anyway);
+  one thread, with the fine-tuned reader in float32, (where the CPU has
+  it) bfloat16, and int8 (served): the sentence encoder (`core.encoder.embed_few`, uncached)
+  plus the close reading, the close reading alone as the desk serves it
+  (from the encoder's shared layers when the message has no @handle or
+  link; the desk computes the embedding for every message anyway), the
+  same by the whole reader, and the quick reading; on the airline tweets
+  and on BANKING77's questions;
 - the share of BANKING77's test questions judged frustrated on their own,
   and recall on a labelled frustrated set (the airline test split's
   negative messages about customer service, and the frustrated rows of
@@ -71,7 +74,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from bot.channels.frustration import FrustrationDetector, read_sample
     from core.encoder import clear_embedding_cache, embed_few, load_encoder
-    from nlu.sentiment import DEFAULT_DIR, LABELS, SentimentModel, frustrated, load_if_present
+    from nlu.sentiment import DEFAULT_DIR, LABELS, READER_PRECISION, SentimentModel, frustrated, load_if_present
     from training.train_sentiment import embed, read_rows, train
 
     torch.set_num_threads(1)
@@ -96,8 +99,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     truth = [r["sentiment"] for r in test_rows]
     test_vectors = embed(encoder, texts)
 
-    # --- ours
-    ours = model.predict(texts, test_vectors)
+    # --- ours, served as the desk serves it: one message at a time (from the encoder's shared
+    # layers where the message has neither @handle nor link, the whole reader otherwise)
+    model.share_layers_with(encoder)
+    ours = [model.predict_one(t, embed_few(encoder, [t])[0]) for t in tqdm(texts, desc="served close reading", unit="msg")]
     ours_labels = [s.label for s in ours]
     heads_labels = [LABELS[int(i)] for i in model.head_probabilities(texts, test_vectors).argmax(axis=1)]
     tuned_probs = model.tuned_probabilities(texts)
@@ -142,31 +147,39 @@ def main(argv: Optional[List[str]] = None) -> int:
     # --- latency, one message at a time, one thread; each text once (no cache hits)
     from core.encoder import cpu_description, cpu_has_bf16
 
-    sample = texts[: args.latency_messages]
+    traffic = {"airline tweets (every one names the airline's @handle: read by the whole reader)": texts[: args.latency_messages],
+               "BANKING77 questions (no handle or link: from the shared layers)": banking[: args.latency_messages]}
     print()
-    print(f"Serving path, {len(sample)} messages one at a time, 1 thread, CPU: {cpu_description()}:")
-    print("| precision of the fine-tuned reader | encoder + close reading p50 / p99 ms | close reading alone (heads + reader; the desk reads closely only messages the frustration detector flags) p50 / p99 ms | quick reading alone (heads; every other message) p50 / p99 ms |")
-    print("|---|---|---|---|")
-    for precision in (["fp32", "bf16"] if cpu_has_bf16() else ["fp32"]):
-        served_model = SentimentModel.load(folder, precision=precision)
-        full, close, quick = [], [], []
-        for text in ["warm up", "my bag never arrived and nobody answers the phone"] * 5:
-            served_model.predict_one(text + "!", embed_few(encoder, [text])[0])
-        clear_embedding_cache()
-        for text in sample:
-            t0 = time.perf_counter()
-            vector = embed_few(encoder, [text])[0]
-            t1 = time.perf_counter()
-            served_model.predict_one(text, vector, close=False)
-            t2 = time.perf_counter()
-            served_model.predict_one(text, vector)
-            t3 = time.perf_counter()
-            full.append((t1 - t0 + t3 - t2) * 1000)
-            close.append((t3 - t2) * 1000)
-            quick.append((t2 - t1) * 1000)
-        print(f"| {precision} | {np.percentile(full, 50):.2f} / {np.percentile(full, 99):.2f} | "
-              f"{np.percentile(close, 50):.2f} / {np.percentile(close, 99):.2f} | "
-              f"{np.percentile(quick, 50):.2f} / {np.percentile(quick, 99):.2f} |")
+    print(f"Serving path, {args.latency_messages} messages of each kind one at a time, 1 thread, CPU: {cpu_description()}:")
+    print("| messages | precision of the fine-tuned reader | encoder + close reading p50 / p99 ms | close reading as served (heads + reader; only messages the frustration detector flags) p50 / p99 ms | close reading by the whole reader, never shared p50 / p99 ms | quick reading (heads; every other message) p50 / p99 ms |")
+    print("|---|---|---|---|---|---|")
+    for kind, sample in traffic.items():
+        for precision in (["fp32", "bf16"] if cpu_has_bf16() else ["fp32"]) + ["int8"]:
+            # one instance per reading, so that none finds another's work on the same text
+            served_model, whole_model, quick_model = (SentimentModel.load(folder, precision=precision) for _ in range(3))
+            served_model.share_layers_with(encoder)
+            full, close, whole, quick = [], [], [], []
+            for text in ["warm up", "my bag never arrived and nobody answers the phone"] * 5:
+                for m in (served_model, whole_model, quick_model):
+                    m.predict_one(text + "!", embed_few(encoder, [text + "!"])[0])
+            clear_embedding_cache()
+            for text in sample:
+                t0 = time.perf_counter()
+                vector = embed_few(encoder, [text])[0]
+                t1 = time.perf_counter()
+                served_model.predict_one(text, vector)
+                t2 = time.perf_counter()
+                whole_model.predict_one(text, vector)
+                t3 = time.perf_counter()
+                quick_model.predict_one(text, vector, close=False)
+                t4 = time.perf_counter()
+                full.append((t2 - t0) * 1000)
+                close.append((t2 - t1) * 1000)
+                whole.append((t3 - t2) * 1000)
+                quick.append((t4 - t3) * 1000)
+            label = f"**{precision} (served)**" if precision == READER_PRECISION else precision
+            cells = [f"{np.percentile(x, 50):.2f} / {np.percentile(x, 99):.2f}" for x in (full, close, whole, quick)]
+            print(f"| {kind} | {label} | " + " | ".join(cells) + " |")
 
     # --- frustration decision
     frustrated_set = [r["text"] for r in test_rows if r["sentiment"] == "negative" and r["negative_reason"] == "Customer Service Issue"]

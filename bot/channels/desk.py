@@ -350,8 +350,10 @@ class HandoffDesk:
             if self.sentiment is None:
                 logger.info("no sentiment model in %s (python -m training.train_sentiment): the detector decides alone", SENTIMENT_DIR)
             else:
+                shared = self.sentiment.share_layers_with(self.detector.encoder)
                 self.sentiment.warm()
-                logger.info("sentiment model ready: handoffs for frustration need a negative reading too")
+                logger.info("sentiment model ready: handoffs for frustration need a negative reading too "
+                            "(close reading %s)", "from the encoder's shared layers" if shared else "by the whole reader")
         except Exception as exc:  # a broken artifact: keep today's detector
             logger.warning("sentiment model not loaded (%s): the frustration detector decides alone", exc)
 
