@@ -65,8 +65,15 @@ class Settings:
     repeat_ignored_intents: str = "greet,goodbye,thanks,affirm,deny,inform_card_digits"
     # With the sentiment model (artifacts/sentiment), a message the frustration word list
     # flags hands off only when it reads negative with at least this probability (asking
-    # again still hands off on its own). See nlu/sentiment.py and docs/benchmarks.md.
-    frustration_negative_threshold: float = 0.5
+    # again still hands off on its own); a message it does not flag hands off when it reads
+    # as a complaint about the service (one of the reasons named here, comma-separated, from
+    # the training data's negative_reason column) at least this surely. A quick reading at
+    # least `frustration_close_reading_from` negative earns the close one. Chosen on training
+    # splits: see nlu.sentiment.HandoffRule and docs/benchmarks.md.
+    frustration_negative_threshold: float = 0.8
+    frustration_complaint_threshold: float = 0.985
+    frustration_complaint_reasons: str = "Customer Service Issue"
+    frustration_close_reading_from: float = 0.9
     # Intent answers below this confidence are also queued for human review.
     review_confidence: float = 0.6
     # Rasa server and action server addresses used by the launcher and the tests.

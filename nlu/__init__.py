@@ -7,7 +7,7 @@ docs/architecture.md):
 - the sentiment reader of `nlu.sentiment`: `Sentiment`, `SentimentModel`,
   `SENTIMENT_DIR` (its default artifact folder), `load_sentiment_model`,
   `sentiment_model_is_current` (trained, with its fine-tuned reader),
-  `frustrated` (the handoff test), `record_sentiment`, `latest_sentiments`,
+  `frustrated` (the handoff test) and its thresholds `HandoffRule`, `record_sentiment`, `latest_sentiments`,
   `most_upset_first`, `sentiment_trend` (its table, ``message_sentiment``).
 
 `nlu.model.IntentModel` is the model the classifier wraps, shared with the
@@ -27,6 +27,7 @@ _PUBLIC: Dict[str, Tuple[str, str]] = {
     "load_sentiment_model": ("nlu.sentiment", "load_if_present"),
     "sentiment_model_is_current": ("nlu.sentiment", "is_current"),
     "frustrated": ("nlu.sentiment", "frustrated"),
+    "HandoffRule": ("nlu.sentiment", "HandoffRule"),
     "record_sentiment": ("nlu.sentiment", "record"),
     "latest_sentiments": ("nlu.sentiment", "latest"),
     "most_upset_first": ("nlu.sentiment", "most_upset_first"),

@@ -35,7 +35,7 @@ import dataclasses
 import json
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -386,6 +386,20 @@ class SentimentModel:
     def predict_one(self, text: str, vector: np.ndarray, close: bool = True) -> Sentiment:
         return self.predict([text], np.asarray(vector).reshape(1, -1), close)[0]
 
+    def read_for_handoff(self, text: str, vector: np.ndarray, flagged: bool, close_reading_from: float) -> Sentiment:
+        """The reading the handoff decision needs: close where it can decide, quick elsewhere.
+
+        Close when the frustration detector `flagged` the message, or when the
+        quick reading is at least `close_reading_from` negative (a complaint the
+        word list missed); the heads' n-grams are scored once for both readings.
+        """
+        if flagged:
+            return self.predict_one(text, vector, close=True)
+        quick = self.predict_one(text, vector, close=False)
+        if self.tuned is not None and quick.negative >= close_reading_from:
+            return self.predict_one(text, vector, close=True)
+        return quick
+
     # ---------------------------------------------------------- storage
     def save(self, folder: Path, extra: Optional[Dict[str, Any]] = None) -> None:
         folder = Path(folder)
@@ -464,19 +478,51 @@ def load_if_present(folder: Optional[Path] = None) -> Optional[SentimentModel]:
     return SentimentModel.load(folder)
 
 
-def frustrated(assessment: Any, sentiment: Optional[Sentiment], negative_threshold: float = 0.5) -> bool:
+@dataclasses.dataclass(frozen=True)
+class HandoffRule:
+    """When a message's frustration calls a person (`frustrated`); the settings' `frustration_*`.
+
+    Chosen on training splits only (``python -m training.bench_sentiment --choose``):
+    the most recall on the airline train split's customer-service complaints with at
+    most 0.5 % of BANKING77's training questions handed over.
+    """
+
+    negative_threshold: float = 0.8  # a worded flag hands off when the message reads this negative
+    complaint_threshold: float = 0.985  # no flag: a complaint about the service this surely negative
+    complaint_reasons: Tuple[str, ...] = ("Customer Service Issue",)
+    close_reading_from: float = 0.9  # quick reading this negative: read closely, it may be a complaint
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "HandoffRule":
+        reasons = tuple(r.strip() for r in str(settings.frustration_complaint_reasons).split(",") if r.strip())
+        return cls(float(settings.frustration_negative_threshold), float(settings.frustration_complaint_threshold),
+                   reasons, float(settings.frustration_close_reading_from))
+
+
+def frustrated(assessment: Any, sentiment: Optional[Sentiment], rule: Optional[HandoffRule] = None) -> bool:
     """The handoff decision from the word-list detector's `assessment` and the message's `sentiment`.
 
-    Asking again (the ``repeat`` signal) is behaviour, not wording: it hands
-    off as before. Any other signal hands off only when the message also
-    reads negative with probability `negative_threshold` or more. Without a
-    sentiment model (`sentiment` None) the detector decides alone, as before.
+    Without a sentiment model (`sentiment` None) the detector decides alone.
+    With one, either path hands off:
+
+    - the detector flagged the message by what the customer wrote or did
+      (`assessment.worded`: words, capitals, ?!, asking again; not its
+      nearest-examples guess) and it reads negative with probability
+      `rule.negative_threshold` or more; asking again (``repeat``) is
+      behaviour, not wording, and hands off on its own;
+    - whatever the word list says, it is a complaint about the service:
+      negative with `rule.complaint_threshold` or more, for one of
+      `rule.complaint_reasons` (the reason head; `read_for_handoff` makes
+      sure such a message got the close reading).
     """
-    if not assessment.frustrated:
-        return False
-    if sentiment is None or "repeat" in assessment.signals:
+    rule = rule or HandoffRule()
+    if sentiment is None:
+        return bool(assessment.frustrated)
+    if assessment.frustrated and "repeat" in assessment.signals:
         return True
-    return sentiment.negative >= negative_threshold
+    if getattr(assessment, "worded", assessment.frustrated) and sentiment.negative >= rule.negative_threshold:
+        return True
+    return sentiment.negative >= rule.complaint_threshold and sentiment.reason in rule.complaint_reasons
 
 
 # ------------------------------------------------------------------ storage (core.db v5)

@@ -110,16 +110,42 @@ def test_unknown_labels_are_refused(encoder):
 
 
 def _assessment(frustrated, signals):
-    return SimpleNamespace(frustrated=frustrated, signals=signals)
+    worded = frustrated and sum(v for k, v in signals.items() if k != "similar") >= 1.0
+    return SimpleNamespace(frustrated=frustrated, signals=signals, worded=worded)
 
 
 def test_the_decision_needs_the_detector_and_a_negative_reading():
-    calm, upset = sm.Sentiment("neutral", 0.8, 0.1), sm.Sentiment("negative", 0.9, 0.9)
+    calm, upset = sm.Sentiment("neutral", 0.8, 0.1), sm.Sentiment("negative", 0.9, 0.9, "Late Flight")
     assert not sm.frustrated(_assessment(True, {"mild": 1.0}), calm)
     assert sm.frustrated(_assessment(True, {"lexicon": 1.0}), upset)
+    assert not sm.frustrated(_assessment(True, {"lexicon": 1.0}), sm.Sentiment("negative", 0.7, 0.7))  # under 0.8
     assert not sm.frustrated(_assessment(False, {}), upset)
     assert sm.frustrated(_assessment(True, {"repeat": 1.0}), calm)  # asking again is behaviour, not wording
     assert sm.frustrated(_assessment(True, {"mild": 1.0}), None)  # no model: the detector alone, as before
+    # the nearest-examples guess alone is left to the sentiment model
+    assert not sm.frustrated(_assessment(True, {"similar": 1.0}), upset)
+    assert sm.frustrated(_assessment(True, {"similar": 1.0}), None)
+
+
+def test_a_complaint_about_the_service_hands_off_without_the_word_list():
+    rule = sm.HandoffRule()
+    complaint = sm.Sentiment("negative", 0.99, 0.99, "Customer Service Issue")
+    assert sm.frustrated(_assessment(False, {}), complaint, rule)
+    assert not sm.frustrated(_assessment(False, {}), sm.Sentiment("negative", 0.99, 0.99, "Late Flight"), rule)
+    assert not sm.frustrated(_assessment(False, {}), sm.Sentiment("negative", 0.95, 0.95, "Customer Service Issue"), rule)
+    settings = Settings(frustration_negative_threshold=0.6, frustration_complaint_threshold=0.9,
+                        frustration_complaint_reasons="Lost Luggage, Customer Service Issue",
+                        frustration_close_reading_from=0.7)
+    assert sm.HandoffRule.from_settings(settings) == sm.HandoffRule(0.6, 0.9, ("Lost Luggage", "Customer Service Issue"), 0.7)
+
+
+def test_the_word_list_counts_facts_and_repeated_words_as_such():
+    detector = FrustrationDetector()
+    assert not detector.assess("I entered the wrong PIN too many times, how do I unblock it?").frustrated
+    assert detector.assess("I have asked you five times already").frustrated
+    still = detector.assess("it is still pending, I am still waiting")  # one hesitation, said twice
+    assert still.signals.get("mild") == 0.5 and not still.frustrated
+    assert detector.assess("still nothing, again").worded
 
 
 def test_stored_once_per_message_and_the_most_upset_waiting_first(tmp_path):
@@ -181,6 +207,13 @@ def test_the_desk_reads_closely_only_the_messages_the_detector_flags(model, enco
         calm = UserMessage("how do I change my PIN", sender_id="web:calm", message_id="m1")
         assert asyncio.run(desk._reason_to_hand_off(None, calm, DialogueStateTracker("web:calm", slots=[]))) == (None, None)
         assert reader.read == [] and sm.latest(engine, ["web:calm"])["web:calm"]["label"] != "negative"
+        # not flagged, but the quick reading is very negative: read closely (it may be a complaint)
+        desk._handoff_rule = sm.HandoffRule(close_reading_from=0.0)
+        quiet = UserMessage("where is my new card", sender_id="web:quiet", message_id="m3")
+        asyncio.run(desk._reason_to_hand_off(None, quiet, DialogueStateTracker("web:quiet", slots=[])))
+        assert reader.read == [sm.normalise(quiet.text)]
+        reader.read.clear()
+        desk._handoff_rule = sm.HandoffRule()
         angry = UserMessage("this is ridiculous, nobody helps, worst service", sender_id="web:angry", message_id="m2")
         reason, _ = asyncio.run(desk._reason_to_hand_off(None, angry, DialogueStateTracker("web:angry", slots=[])))
         assert reason == "frustration" and reader.read == [sm.normalise(angry.text)]

@@ -1,6 +1,7 @@
 """Benchmark of the sentiment model and the frustration-to-handoff decision, in one run.
 
     python -m training.bench_sentiment
+    python -m training.bench_sentiment --choose   # first the thresholds' grid on the training splits
     python -m training.bench_sentiment --data ../shared/data --fixture tests/fixtures/frustration.csv
 
 Prints:
@@ -22,15 +23,21 @@ Prints:
 - the share of BANKING77's test questions judged frustrated on their own,
   and recall on a labelled frustrated set (the airline test split's
   negative messages about customer service, and the frustrated rows of
-  tests/fixtures/frustration.csv), for today's detector and the new decision.
+  tests/fixtures/frustration.csv), for today's detector, the last stop's
+  rule and the served one (`nlu.sentiment.HandoffRule`, each path alone);
+- with --choose, first the same on the training splits (BANKING77 train,
+  the airline train split's complaints) for a grid of thresholds, and the
+  pair picked: the most recall within --budget of BANKING77 train.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import List, Optional
 
 import numpy as np
@@ -39,6 +46,7 @@ from core.settings import PROJECT_ROOT
 
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data"
 FIXTURE = PROJECT_ROOT / "tests" / "fixtures" / "frustration.csv"
+COMPLAINT = "Customer Service Issue"  # the airline data's reason for complaints about the service
 
 
 def _macro_f1(truth: List[str], predicted: List[str]) -> float:
@@ -61,10 +69,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--fixture", type=Path, default=FIXTURE, help="labelled frustration sample (text, previous, label)")
     parser.add_argument("--model", type=Path, default=None, help="sentiment artifact folder (default: artifacts/sentiment, trained when missing)")
     parser.add_argument("--latency-messages", type=int, default=500)
-    parser.add_argument("--sweep", type=float, nargs="*", default=[0.5, 0.6, 0.7, 0.8],
-                        help="other negative probabilities to print the decision for, beside the served one")
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="negative probability the decision needs (default: frustration_negative_threshold of the settings)")
+    parser.add_argument("--sweep", type=float, nargs="*", default=[0.5, 0.7, 0.9],
+                        help="other negative probabilities for the worded path to print the decision for")
+    parser.add_argument("--choose", action="store_true",
+                        help="first print the decision on the training splits for a grid of thresholds, and the pick")
+    parser.add_argument("--choose-questions", type=int, default=5000,
+                        help="BANKING77 train questions (and at most as many airline train complaints) for --choose")
+    parser.add_argument("--budget", type=float, default=0.005,
+                        help="share of BANKING77 train questions --choose may hand over")
     args = parser.parse_args(argv)
 
     import torch
@@ -74,13 +86,13 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from bot.channels.frustration import FrustrationDetector, read_sample
     from core.encoder import clear_embedding_cache, embed_few, load_encoder
-    from nlu.sentiment import DEFAULT_DIR, LABELS, READER_PRECISION, SentimentModel, frustrated, load_if_present
+    from nlu.sentiment import DEFAULT_DIR, LABELS, READER_PRECISION, HandoffRule, SentimentModel, frustrated, load_if_present
     from training.train_sentiment import embed, read_rows, train
 
     torch.set_num_threads(1)
     from core.settings import get_settings
 
-    threshold = args.threshold if args.threshold is not None else get_settings().frustration_negative_threshold
+    served_rule = HandoffRule.from_settings(get_settings())
     airline = args.data / "airline-sentiment"
     train_rows, test_rows = read_rows(airline / "train.csv"), read_rows(airline / "test.csv")
     with open(args.data / "banking77" / "test.csv", newline="", encoding="utf-8") as handle:
@@ -182,17 +194,21 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"| {kind} | {label} | " + " | ".join(cells) + " |")
 
     # --- frustration decision
-    frustrated_set = [r["text"] for r in test_rows if r["sentiment"] == "negative" and r["negative_reason"] == "Customer Service Issue"]
+    frustrated_set = [r["text"] for r in test_rows if r["sentiment"] == "negative" and r["negative_reason"] == COMPLAINT]
     fixture_pos = [r for r in fixture if str(r["label"]).strip() == "1"]
     fixture_neg = [r for r in fixture if str(r["label"]).strip() != "1"]
 
     def readings(items, what):
-        """(detector verdict, sentiment) of each (text, previous) pair, computed once for every threshold."""
+        """(detector verdict, reading as the desk takes it) of each (text, previous) pair, once for every rule."""
         out = []
         for text, previous in tqdm(items, desc=what, unit="msg"):
-            out.append((detector.assess(text, previous), model.predict_one(text, embed_few(encoder, [text])[0])))
+            verdict = detector.assess(text, previous)
+            out.append((verdict, model.read_for_handoff(text, embed_few(encoder, [text])[0], verdict.frustrated,
+                                                        served_rule.close_reading_from)))
         return out
 
+    if args.choose:
+        choose_rule(args, readings, train_rows)
     sets = {
         "banking": readings([(t, []) for t in banking], "BANKING77 test"),
         "airline": readings([(t, []) for t in frustrated_set], "airline customer-service complaints"),
@@ -200,11 +216,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         "calm": readings([(r["text"], [r["previous"]] if r.get("previous") else []) for r in fixture_neg], "fixture not frustrated"),
     }
     pos_total = len(frustrated_set) + len(fixture_pos)
-    decisions = [("today's detector (word list + nearest examples)", lambda v, s: v.frustrated)]
-    for t in sorted({threshold, *args.sweep}):
-        mark = " **(served setting)**" if t == threshold else ""
-        decisions.append((f"detector AND negative >= {t} (asking again alone still counts){mark}",
-                          lambda v, s, t=t: frustrated(v, s, t)))
+    never = dataclasses.replace(served_rule, complaint_threshold=2.0)  # the complaint path off
+    decisions = [
+        ("today's detector alone (word list + nearest examples)", lambda v, s: v.frustrated),
+        ("last stop's rule (detector AND negative >= 0.5), with today's word list", lambda v, s: v.frustrated and ("repeat" in v.signals or s.negative >= 0.5)),
+        (f"**served: worded flag AND negative >= {served_rule.negative_threshold}, OR a complaint about the service "
+         f"(negative >= {served_rule.complaint_threshold}, reason {', '.join(served_rule.complaint_reasons)})**",
+         lambda v, s: frustrated(v, s, served_rule)),
+        ("served, worded-flag path alone", lambda v, s: frustrated(v, s, never)),
+        ("served, complaint path alone", lambda v, s: frustrated(SimpleNamespace(frustrated=False, signals={}, worded=False), s, served_rule)),
+    ]
+    for t in args.sweep:
+        if t != served_rule.negative_threshold:
+            other = dataclasses.replace(served_rule, negative_threshold=t)
+            decisions.append((f"served with negative >= {t} on the worded path", lambda v, s, r=other: frustrated(v, s, r)))
     print()
     print("Frustration-to-handoff decision (each message on its own, except the fixture's 'previous' column):")
     print("| decision | BANKING77 test judged frustrated | recall, frustrated set | of which airline customer service | of which fixture | fixture non-frustrated flagged |")
@@ -214,6 +239,42 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"| {name} | {b}/{len(banking)} = {100 * b / len(banking):.2f} % | {(a + f) / pos_total:.3f} ({a + f}/{pos_total}) | "
               f"{a}/{len(frustrated_set)} | {f}/{len(fixture_pos)} | {n}/{len(fixture_neg)} |")
     return 0
+
+
+def choose_rule(args, readings, train_rows) -> None:
+    """Print the decision on the training splits for a grid of thresholds, and the pick.
+
+    The pick: the most recall on the airline train split's customer-service
+    complaints with at most `--budget` of BANKING77's training questions
+    handed over (half the 1 % target: a margin for new traffic).
+    """
+    from nlu.sentiment import HandoffRule, frustrated
+
+    with open(args.data / "banking77" / "train.csv", newline="", encoding="utf-8") as handle:
+        questions = [row["text"] for row in csv.DictReader(handle)][: args.choose_questions]
+    complaints = [r["text"] for r in train_rows if r["sentiment"] == "negative" and r["negative_reason"] == COMPLAINT]
+    complaints = complaints[: args.choose_questions]
+    bank = readings([(t, []) for t in questions], "BANKING77 train")
+    air = readings([(t, []) for t in complaints], "airline train customer-service complaints")
+    print()
+    print(f"Choosing the thresholds on training splits: {len(questions)} BANKING77 train questions, "
+          f"{len(complaints)} airline train customer-service complaints (budget {100 * args.budget:.2f} %):")
+    print("| negative (worded path) | complaint | BANKING77 train handed over | airline train complaints handed over |")
+    print("|---|---|---|---|")
+    best = None
+    for t in (0.5, 0.6, 0.7, 0.8, 0.9):
+        for c in (0.95, 0.97, 0.98, 0.985, 0.99, 0.995):
+            rule = HandoffRule(t, c)
+            b = sum(frustrated(v, s, rule) for v, s in bank) / len(bank)
+            a = sum(frustrated(v, s, rule) for v, s in air) / len(air)
+            print(f"| {t} | {c} | {100 * b:.2f} % | {a:.3f} |")
+            if b <= args.budget and (best is None or (a, -b) > (best[0], -best[1])):
+                best = (a, b, t, c)
+    if best is None:
+        print("no threshold pair keeps within the budget")
+    else:
+        print(f"pick: negative >= {best[2]}, complaint >= {best[3]} "
+              f"(BANKING77 train {100 * best[1]:.2f} %, airline train complaints {best[0]:.3f})")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.utils.endpoints import ClientResponseError, EndpointConfig
 
 from bot.channels.frustration import FrustrationDetector
-from nlu import frustrated
+from nlu import HandoffRule, frustrated
 from bot.channels.queue import ACTIVE, WAITING, Handoff, HandoffQueue
 from bot.channels.replies import is_payload
 from bot.channels.transcript import customer_texts_since_handback
@@ -322,6 +322,7 @@ class HandoffDesk:
         self.sentiment = sentiment
         self.limiter = limiter_from_settings(self.settings)
         # Intents whose repetition is not "asking again" (settings are fixed for the process).
+        self._handoff_rule = HandoffRule.from_settings(self.settings)
         self._pleasantries = frozenset(i.strip() for i in self.settings.repeat_ignored_intents.split(",") if i.strip())
 
     # ------------------------------------------------------------ life cycle
@@ -473,18 +474,20 @@ class HandoffDesk:
         """Run every model on the message (see `core.serving`), then judge frustration: (assessment, sentiment)."""
         prefetch([text])
         verdict = self.detector.assess(text, previous)
-        # The fine-tuned reader (several ms) only where its reading decides a handoff.
-        return verdict, self._sentiment_of(text, close=verdict.frustrated)
+        # The fine-tuned reader (a few ms) only where its reading can decide a handoff.
+        return verdict, self._sentiment_of(text, flagged=verdict.frustrated)
 
-    def _sentiment_of(self, text: str, close: bool = False):
+    def _sentiment_of(self, text: str, flagged: bool = False):
         """The message's `nlu.sentiment.Sentiment` (on the model thread), or None without a model or encoder.
 
-        `close`: read with the fine-tuned reader too; otherwise the logistic heads' quick reading."""
+        Read closely (the fine-tuned reader too) when the detector `flagged` it or the
+        heads' quick reading finds it very negative; otherwise the quick reading."""
         if self.sentiment is None or self.detector.encoder is None or not text:
             return None
         from core.encoder import embed_few  # cached: the detector and the retriever share this vector
 
-        return self.sentiment.predict_one(text, embed_few(self.detector.encoder, [text])[0], close=close)
+        return self.sentiment.read_for_handoff(text, embed_few(self.detector.encoder, [text])[0], flagged,
+                                               self._handoff_rule.close_reading_from)
 
     def _record_sentiment(self, message: UserMessage, sentiment) -> None:
         """Store the message's sentiment (core.db message_sentiment); a failure is logged, never the customer's problem."""
@@ -512,7 +515,7 @@ class HandoffDesk:
             model_executor(), self._analyse, message.text, previous
         )
         self._record_sentiment(message, sentiment)
-        if frustrated(verdict, sentiment, self.settings.frustration_negative_threshold):
+        if frustrated(verdict, sentiment, self._handoff_rule):
             mood = f" (reads {sentiment.label}, {sentiment.confidence:.2f})" if sentiment is not None else ""
             return "frustration", "frustration: " + "; ".join(verdict.evidence) + mood
         if typed and is_fallback(typed[-1].parse_data or {}, self.settings.retrieval_threshold):
