@@ -335,11 +335,18 @@ def test_a_close_reading_starts_from_the_encoders_shared_layers(fine_tuned, prec
     # float32: the same pass, split in two; int8: the shared layers are the exact (unquantised) ones
     assert np.abs(shared - reference).max() < (1e-4 if precision == "fp32" else 0.15)
     assert shared.argmax(axis=1).tolist() == reference.argmax(axis=1).tolist()
-    handle = "@airline worst service ever"  # the reader reads it without the handle: the whole reader runs
+    # The reader reads a message without its @handles and links: from the shared layers those
+    # tokens are left out of the tuned layers' attention and pooling (an approximation).
+    handle = "@airline worst service ever, see https://example.com/x"
     embed_few(encoder, [handle], precision="fp32")
-    assert prefix_of(encoder, handle) is not None
-    served.tuned_probabilities([handle])
-    assert calls == [([sm.normalise(handle)],)]
+    keep = served._kept_tokens(handle, prefix_of(encoder, handle).shape[1])
+    tokens = encoder.tokenizer.convert_ids_to_tokens(encoder.tokenizer(handle)["input_ids"])
+    assert [t for t, k in zip(tokens, keep) if k] == ["[CLS]", "worst", "service", "ever", ",", "see", "[SEP]"]
+    approximate = served.tuned_probabilities([handle])[0]
+    assert not calls and abs(approximate.sum() - 1) < 1e-5
+    exact = whole.tuned_probabilities([handle])[0]
+    assert approximate.argmax() == exact.argmax() and np.abs(approximate - exact).max() < 0.2
+    assert served._kept_tokens("@airline", 4) is None  # nothing but the handle: the whole reader reads it
     with torch.no_grad():  # another encoder's layers are refused, weight by weight
         other = sm.SentimentModel.load(folder, precision=precision)
         tampered = load_encoder.__wrapped__(None)

@@ -16,10 +16,9 @@ Prints:
   one thread, with the fine-tuned reader in float32, (where the CPU has
   it) bfloat16, and int8 (served): the sentence encoder (`core.encoder.embed_few`, uncached)
   plus the close reading, the close reading alone as the desk serves it
-  (from the encoder's shared layers when the message has no @handle or
-  link; the desk computes the embedding for every message anyway), the
-  same by the whole reader, and the quick reading; on the airline tweets
-  and on BANKING77's questions;
+  (from the encoder's shared layers: the desk computes the embedding for
+  every message anyway), the same by the whole reader, and the quick
+  reading; on the airline tweets and on BANKING77's questions;
 - the share of BANKING77's test questions judged frustrated on their own,
   and recall on a labelled frustrated set (the airline test split's
   negative messages about customer service, and the frustrated rows of
@@ -111,8 +110,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     truth = [r["sentiment"] for r in test_rows]
     test_vectors = embed(encoder, texts)
 
-    # --- ours, served as the desk serves it: one message at a time (from the encoder's shared
-    # layers where the message has neither @handle nor link, the whole reader otherwise)
+    # --- ours, served as the desk serves it: one message at a time, the close reading from the
+    # encoder's shared layers (@handles and links left out of the tuned layers)
     model.share_layers_with(encoder)
     ours = [model.predict_one(t, embed_few(encoder, [t])[0]) for t in tqdm(texts, desc="served close reading", unit="msg")]
     ours_labels = [s.label for s in ours]
@@ -133,11 +132,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"Airline test split: {len(texts)} messages (train split: {len(train_rows)})")
     print("| model | macro-F1 (neg/neu/pos) | macro-F1 (negative vs not) |")
     print("|---|---|---|")
-    served = "sentiment model, served: blend of the two below" if tuned_labels else "sentiment model, served (logistic heads only)"
+    served = ("sentiment model, served: blend of the two below (one message at a time, the reader from the encoder's shared layers)"
+              if tuned_labels else "sentiment model, served (logistic heads only)")
     print(f"| **{served}** | **{_macro_f1(truth, ours_labels):.3f}** | "
           f"{_macro_f1(_binary(truth), _binary(ours_labels)):.3f} |")
     if tuned_labels:
-        print(f"| fine-tuned reader alone (MiniLM + LoRA on 3 layers) | {_macro_f1(truth, tuned_labels):.3f} | "
+        print(f"| fine-tuned reader alone (MiniLM + LoRA on 3 layers; whole, int8, in batches) | {_macro_f1(truth, tuned_labels):.3f} | "
               f"{_macro_f1(_binary(truth), _binary(tuned_labels)):.3f} |")
         print(f"| logistic heads alone (frozen MiniLM embedding + TF-IDF) | {_macro_f1(truth, heads_labels):.3f} | "
               f"{_macro_f1(_binary(truth), _binary(heads_labels)):.3f} |")
@@ -159,8 +159,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     # --- latency, one message at a time, one thread; each text once (no cache hits)
     from core.encoder import cpu_description, cpu_has_bf16
 
-    traffic = {"airline tweets (every one names the airline's @handle: read by the whole reader)": texts[: args.latency_messages],
-               "BANKING77 questions (no handle or link: from the shared layers)": banking[: args.latency_messages]}
+    traffic = {"airline tweets (every one names an @handle: shared layers, handle tokens left out)": texts[: args.latency_messages],
+               "BANKING77 questions (no handle or link: shared layers, exact)": banking[: args.latency_messages]}
     print()
     print(f"Serving path, {args.latency_messages} messages of each kind one at a time, 1 thread, CPU: {cpu_description()}:")
     print("| messages | precision of the fine-tuned reader | encoder + close reading p50 / p99 ms | close reading as served (heads + reader; only messages the frustration detector flags) p50 / p99 ms | close reading by the whole reader, never shared p50 / p99 ms | quick reading (heads; every other message) p50 / p99 ms |")
