@@ -302,29 +302,25 @@ class IntentModel:
                     return False
         return True
 
-    def predict_proba_prefixed(self, text: str, hidden, keep=None) -> np.ndarray:
+    def predict_proba_prefixed(self, text: str, hidden, exact: bool = True) -> np.ndarray:
         """Probabilities of `text` from `hidden`, its (1, tokens, hidden) states after the frozen layers.
 
         `hidden` comes from an encoder that `same_lower_layers` accepted
         (`core.encoder.prefix_of`): only the tuned layers and the head run.
-        Cached with `predict_proba`'s answers. `keep` (one flag per token, as
-        a list) leaves tokens out of the tuned layers' attention and the
-        pooling: an approximation, cached apart.
+        Cached with `predict_proba`'s answers; with `exact` False (the caller
+        left some tokens' states out: an approximation) cached apart.
         """
         from core.serving import cached_rows
 
         def compute(_texts):
             if self._serving_top is None:
                 self._serving_top = self._compile_top()
-            if keep is None:
-                mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=self.device)
-            else:
-                mask = torch.tensor([list(keep)], dtype=torch.long, device=self.device)
+            mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=self.device)
             with torch.inference_mode():
                 logits = self._serving_top(hidden.to(self.device), mask).float().cpu()
             return torch.softmax(logits / self.temperature, dim=-1).numpy()
 
-        return cached_rows(self._served, "proba" if keep is None else "proba-kept", [text], compute)[0]
+        return cached_rows(self._served, "proba" if exact else "proba-approximate", [text], compute)[0]
 
     def _compile_top(self):
         """`(hidden after the frozen layers, mask) -> logits` as one TorchScript call."""

@@ -303,9 +303,11 @@ class SentimentModel:
                      for t, h in zip(texts, hidden)]
             if all(h is not None and h.shape[1] <= self.tuned.config.max_length
                    and (k is not None or self._reads_as_encoded(t)) for t, h, k in zip(texts, hidden, keeps)):
-                # the encoder's pass ran the reader's frozen layers on these tokens already
-                return np.stack([self.tuned.predict_proba_prefixed(normalise(t), h, k)
-                                 for t, h, k in zip(texts, hidden, keeps)])[:, order]
+                # the encoder's pass ran the reader's frozen layers on these tokens already;
+                # a handle's or link's tokens leave (the tuned layers never see them)
+                return np.stack([
+                    self.tuned.predict_proba_prefixed(normalise(t), h if k is None else h[:, k], exact=k is None)
+                    for t, h, k in zip(texts, hidden, keeps)])[:, order]
         return np.asarray(self.tuned.predict_proba([normalise(t) for t in texts]))[:, order]
 
     @staticmethod
@@ -313,15 +315,15 @@ class SentimentModel:
         """Whether the reader's input (`normalise`d) has the encoder's tokens: no @handle, no link.
 
         The tokenizer is uncased, so lower-casing changes nothing. For a message
-        with a handle or a link the tuned layers leave those tokens out of their
-        attention and pooling (`_kept_tokens`): the lower layers saw them, so this
+        with a handle or a link the tuned layers get the states of the other tokens
+        only (`_kept_tokens`): the lower layers saw the handle, so this
         approximates the reader; on the airline test split, where every message
         names an @handle, it scores as well (docs/benchmarks.md).
         """
         return bool(text and text.strip()) and normalise(text) == text.lower()
 
     def _kept_tokens(self, text: str, length: int) -> Optional[List[int]]:
-        """1 for each of the encoder's `length` tokens of `text` outside its @handles and links, else 0.
+        """Positions of the encoder's `length` tokens of `text` outside its @handles and links.
 
         None when the tokenisation does not line up or nothing but handles is left.
         """
@@ -330,8 +332,9 @@ class SentimentModel:
         offsets = encoded["offset_mapping"]
         if len(offsets) != length:
             return None
-        keep = [0 if end > start and any(start < b and end > a for a, b in spans) else 1 for start, end in offsets]
-        if sum(keep) <= 2:  # [CLS] and [SEP] only
+        keep = [i for i, (start, end) in enumerate(offsets)
+                if not (end > start and any(start < b and end > a for a, b in spans))]
+        if len(keep) <= 2:  # [CLS] and [SEP] only
             return None
         return keep
 
