@@ -163,7 +163,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                "BANKING77 questions (no handle or link: shared layers, exact)": banking[: args.latency_messages]}
     print()
     print(f"Serving path, {args.latency_messages} messages of each kind one at a time, 1 thread, CPU: {cpu_description()}:")
-    print("| messages | precision of the fine-tuned reader | encoder + close reading p50 / p99 ms | close reading as served (heads + reader; only messages the frustration detector flags) p50 / p99 ms | close reading by the whole reader, never shared p50 / p99 ms | quick reading (heads; every other message) p50 / p99 ms |")
+    print("| messages | precision of the fine-tuned reader | encoder + close reading p50 / p99 ms | close reading as served (heads + reader; messages the detector flags or the quick reading finds very negative) p50 / p99 ms | close reading by the whole reader, never shared p50 / p99 ms | quick reading (heads; every other message) p50 / p99 ms |")
     print("|---|---|---|---|---|---|")
     for kind, sample in traffic.items():
         for precision in (["fp32", "bf16"] if cpu_has_bf16() else ["fp32"]) + ["int8"]:
