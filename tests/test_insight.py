@@ -153,6 +153,21 @@ def test_a_supervisor_opens_a_customer_page_and_each_opening_is_audited(served, 
     assert len(opened) == 2 and opened[0]["actor"] == "sam"
 
 
+def test_the_customer_page_shows_each_conversations_satisfaction(served, engine):
+    from core import satisfaction
+
+    identity.link("telegram:77", "t-2-0", "telegram", "telegram", engine=engine)
+    identity.link("web:t-2-0", "t-2-0", "web", "token", engine=engine)
+    satisfaction.record("telegram:77", 4, customer_id="t-2-0", handled="person", db_url=str(engine.url))
+    view = profile.customer_view(engine, "t-2-0", with_suggestions=False)
+    assert view["satisfaction"] == {"telegram:77": {"score": 4, "handled_by": "person", "ts": pytest.approx(time.time(), abs=60)}}
+    status, _, page = signed_in(served, "sam").call("GET", "/customers/t-2-0")
+    timeline = page.split('<section id="timeline">')[1].split("</section>")[0]
+    assert status == 200 and "<th>satisfaction</th>" in timeline
+    rows = {row.split("</code>")[0]: row for row in timeline.split("<tr><td><code>")[1:]}
+    assert "4/5</span> (served by a person)" in rows["telegram:77"] and "—" in rows["web:t-2-0"]
+
+
 def test_an_opted_out_customer_page_says_so(served):
     status, _, page = signed_in(served, "sam").call("GET", "/customers/t-0-0")
     assert status == 200 and 'id="opted-out"' in page and "Not computed" in page and "<table><tr><th>item" not in page

@@ -147,10 +147,12 @@ def customer_page(view: Dict[str, Any]) -> str:
 
     out.append('<section id="timeline"><h2>Conversations</h2>')
     if view["timeline"]:
+        rated = view.get("satisfaction") or {}
         out.append("<table><tr><th>conversation</th><th>channel</th><th>first message</th><th>last message</th>"
-                   "<th>customer messages</th></tr>" + "".join(
+                   "<th>customer messages</th><th>satisfaction</th></tr>" + "".join(
                        f'<tr><td><code>{esc(c["conversation_id"])}</code></td><td>{esc(c.get("channel"))}</td>'
-                       f'<td>{_day(c.get("first"))}</td><td>{_day(c.get("last"))}</td><td>{esc(c.get("messages", 0))}</td></tr>'
+                       f'<td>{_day(c.get("first"))}</td><td>{_day(c.get("last"))}</td><td>{esc(c.get("messages", 0))}</td>'
+                       f'<td>{_rating(rated.get(c["conversation_id"]))}</td></tr>'
                        for c in view["timeline"]) + "</table>")
         dated = [c for c in view["timeline"] if c.get("first")]
         if dated:
@@ -212,6 +214,14 @@ def segments_page(segments: List[Dict[str, Any]]) -> str:
         out.append(f'<tr><td>{esc(s["name"])}</td><td>{esc(s["size"])}</td><td>{esc(traits)}</td><td>{esc(asked)}</td></tr>')
     out.append("</table>")
     return _page("segments.html", "Customer segments", "".join(out))
+
+
+def _rating(rating: Optional[Dict[str, Any]]) -> str:
+    """A conversation's 1-5 rating as the timeline shows it, or a dash when the customer gave none."""
+    if not rating:
+        return "—"
+    who = "a person" if rating.get("handled_by") == "person" else "the assistant"
+    return f'<span class="rating">{esc(rating.get("score"))}/5</span> (served by {who})'
 
 
 # ------------------------------------------------------------------ conversations from the tracker store

@@ -17,7 +17,9 @@ no interaction), else a dictionary with:
   (``None`` when the customer opted out; computed by a read-only recommender of
   this module, never the one the assistant serves with);
 - ``segment``: the stored behaviour segment (`training.segments`), if any;
-- ``sentiment``: per day average where the sentiment table exists, else None.
+- ``sentiment``: per day average where the sentiment table exists, else None;
+- ``satisfaction``: each linked conversation's end-of-conversation rating
+  (score 1-5, handled by the assistant or a person), by conversation id.
 """
 from __future__ import annotations
 
@@ -161,6 +163,7 @@ def customer_view(engine, customer_id: str, conversations: Optional[List[Dict[st
             "ratings": [dict(r) for r in ratings],
             "clicks": [{"item_id": c["item_id"], "title": c["title"] or c["item_id"], "ts": c["ts"]} for c in clicks],
             "sentiment": sentiment(conn, [l["conversation_id"] for l in links]),
+            "satisfaction": satisfaction_of(conn, [l["conversation_id"] for l in links]),
         }
     view["timeline"] = conversations or []
     view["segment"] = None if opted_out else segment_of(engine, customer_id)
@@ -172,6 +175,16 @@ def customer_view(engine, customer_id: str, conversations: Optional[List[Dict[st
             logger.exception("could not compute suggestions for the customer page")
             view["suggestions"] = []
     return view
+
+
+def satisfaction_of(conn, conversation_ids: List[str]) -> Dict[str, Dict[str, Any]]:
+    """The end-of-conversation rating (score 1-5, handled_by, ts) of each conversation that has one."""
+    if not conversation_ids:
+        return {}
+    t = db.satisfaction
+    rows = conn.execute(sa.select(t.c.conversation_id, t.c.score, t.c.handled_by, t.c.ts)
+                        .where(t.c.conversation_id.in_(conversation_ids[:1000]))).mappings().all()
+    return {r["conversation_id"]: {"score": r["score"], "handled_by": r["handled_by"], "ts": r["ts"]} for r in rows}
 
 
 def stored_segments(engine) -> List[Dict[str, Any]]:
