@@ -195,6 +195,10 @@ class IntentModel:
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
+    def _sentence(self, states, mask):
+        """The normalised mean-pooled sentence embedding of the last layer's `states` (float32)."""
+        return torch.nn.functional.normalize(self._mean_pool(states.float(), mask), dim=-1)
+
     def _bert(self):
         model = self.encoder
         return model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -238,7 +242,7 @@ class IntentModel:
             for batch in length_buckets([len(s) for s in seqs], batch_size, None):
                 ids, mask = self._pad([seqs[i] for i in batch])
                 hidden = self._run_layers(self._bert().embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids)), mask, 0)
-                out[batch] = torch.nn.functional.normalize(self._mean_pool(hidden.float(), mask), dim=-1).cpu()
+                out[batch] = self._sentence(hidden, mask).cpu()
         return out
 
     def logits(self, texts: Sequence[str], batch_size: int = 64):
@@ -257,7 +261,7 @@ class IntentModel:
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         if self._served is None or len(texts) > 8:
-            return torch.softmax(self.logits(texts, batch_size) / self.temperature, dim=-1).numpy()
+            return self._calibrated(self.logits(texts, batch_size))
         from core.serving import cached_rows
 
         return np.stack(cached_rows(self._served, "proba", list(texts), self._serve_proba))
@@ -268,8 +272,11 @@ class IntentModel:
             self._serving_logits = self._compile()
         ids, mask = self._pad(self._tokenize(texts))
         with torch.inference_mode():
-            logits = self._serving_logits(ids, mask).float().cpu()
-        return torch.softmax(logits / self.temperature, dim=-1).numpy()
+            return self._calibrated(self._serving_logits(ids, mask))
+
+    def _calibrated(self, logits) -> np.ndarray:
+        """Temperature-scaled softmax of `logits`, as numpy."""
+        return torch.softmax(logits.float().cpu() / self.temperature, dim=-1).numpy()
 
     # ------------------------------------------------ shared lower layers
     @property
@@ -317,43 +324,42 @@ class IntentModel:
                 self._serving_top = self._compile_top()
             mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=self.device)
             with torch.inference_mode():
-                logits = self._serving_top(hidden.to(self.device), mask).float().cpu()
-            return torch.softmax(logits / self.temperature, dim=-1).numpy()
+                return self._calibrated(self._serving_top(hidden.to(self.device), mask))
 
         return cached_rows(self._served, "proba" if exact else "proba-approximate", [text], compute)[0]
 
     def _compile_top(self):
         """`(hidden after the frozen layers, mask) -> logits` as one TorchScript call."""
-        from core.serving import compile_for_serving
-
-        model = self
         dtype = next(self._bert().embeddings.parameters()).dtype
-
-        class Top(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.encoder, self.head = model.encoder, model.head
-
-            def forward(self, hidden, mask):
-                states = model._run_layers(hidden.to(dtype), mask, model._split)
-                embedded = torch.nn.functional.normalize(model._mean_pool(states.float(), mask), dim=-1)
-                return self.head(embedded).float()
 
         def inputs(texts):
             ids, mask = self._pad(self._tokenize(texts))
             with torch.inference_mode():
                 return self._frozen_prefix(ids, mask).float(), mask
 
-        if self.encoder.training:
-            self.encoder.eval()
-        return compile_for_serving(
-            Top(), inputs(["where is my new card"]),
-            [inputs(["hi"]), inputs(["my card payment was declined twice at the shop today"])],
-            name="intent model (tuned layers)",
+        return self._trace(
+            lambda hidden, mask: self._run_layers(hidden.to(dtype), mask, self._split), inputs,
+            [["where is my new card"], ["hi"], ["my card payment was declined twice at the shop today"]],
+            "intent model (tuned layers)",
         )
 
     def _compile(self):
         """`(ids, mask) -> logits` as one TorchScript call (see `core.serving`), checked against `logits`."""
+
+        def layers(ids, mask):
+            embedded = self._bert().embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
+            return self._run_layers(embedded, mask, 0)
+
+        return self._trace(
+            layers, lambda texts: self._pad(self._tokenize(texts)),
+            [["where is my new card"], ["hi"], ["my card payment was declined twice at the shop today", "hello"]],
+            "intent model",
+        )
+
+    def _trace(self, layers: Callable, inputs: Callable, examples: Sequence[Sequence[str]], name: str):
+        """`(x, mask) -> logits`, where `layers(x, mask)` gives the last layer's states, as one
+        TorchScript call (`core.serving.compile_for_serving`): traced on `inputs(examples[0])`,
+        checked on the other examples against the eager pass."""
         from core.serving import compile_for_serving
 
         model = self
@@ -363,22 +369,12 @@ class IntentModel:
                 super().__init__()
                 self.encoder, self.head = model.encoder, model.head
 
-            def forward(self, ids, mask):
-                bert = model._bert()
-                hidden = model._run_layers(bert.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids)), mask, 0)
-                embedded = torch.nn.functional.normalize(model._mean_pool(hidden.float(), mask), dim=-1)
-                return self.head(embedded).float()
-
-        def inputs(texts):
-            return self._pad(self._tokenize(texts))
+            def forward(self, x, mask):
+                return self.head(model._sentence(layers(x, mask), mask)).float()
 
         if self.encoder.training:
             self.encoder.eval()
-        return compile_for_serving(
-            Logits(), inputs(["where is my new card"]),
-            [inputs(["hi"]), inputs(["my card payment was declined twice at the shop today", "hello"])],
-            name="intent model",
-        )
+        return compile_for_serving(Logits(), inputs(examples[0]), [inputs(e) for e in examples[1:]], name=name)
 
     # --------------------------------------------------------------- fitting
     @classmethod
@@ -527,7 +523,7 @@ class IntentModel:
         context = torch.enable_grad() if train else torch.inference_mode()
         with context:
             out = self._run_layers(hidden, mask, self._split)
-            return torch.nn.functional.normalize(self._mean_pool(out, mask), dim=-1)
+            return self._sentence(out, mask)
 
     def _trainable_state(self) -> Dict:
         state = {k: v.detach().clone() for k, v in self.encoder.named_parameters() if v.requires_grad}

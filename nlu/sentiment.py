@@ -296,19 +296,27 @@ class SentimentModel:
             return None
         order = [self.tuned.labels.index(label) for label in LABELS]
         if self._shared_encoder is not None and len(texts) <= 8:
-            from core.encoder import prefix_of
-
-            hidden = [prefix_of(self._shared_encoder, t) for t in texts]
-            keeps = [None if h is None or self._reads_as_encoded(t) else self._kept_tokens(t, h.shape[1])
-                     for t, h in zip(texts, hidden)]
-            if all(h is not None and h.shape[1] <= self.tuned.config.max_length
-                   and (k is not None or self._reads_as_encoded(t)) for t, h, k in zip(texts, hidden, keeps)):
-                # the encoder's pass ran the reader's frozen layers on these tokens already;
-                # a handle's or link's tokens leave (the tuned layers never see them)
-                return np.stack([
-                    self.tuned.predict_proba_prefixed(normalise(t), h if k is None else h[:, k], exact=k is None)
-                    for t, h, k in zip(texts, hidden, keeps)])[:, order]
+            shared = [self._from_shared_layers(t) for t in texts]
+            if all(s is not None for s in shared):  # the encoder's pass ran the frozen layers already
+                return np.stack([self.tuned.predict_proba_prefixed(normalise(t), hidden, exact)
+                                 for t, (hidden, exact) in zip(texts, shared)])[:, order]
         return np.asarray(self.tuned.predict_proba([normalise(t) for t in texts]))[:, order]
+
+    def _from_shared_layers(self, text: str):
+        """(states after the frozen layers, exact) for the tuned layers, from the encoder's pass; or
+        None, and the whole reader reads `text` (not encoded since, or longer than the reader reads).
+
+        A handle's or link's tokens leave first (the reader reads the text without them).
+        """
+        from core.encoder import prefix_of
+
+        hidden = prefix_of(self._shared_encoder, text)
+        if hidden is None or hidden.shape[1] > self.tuned.config.max_length:
+            return None
+        if self._reads_as_encoded(text):
+            return hidden, True
+        keep = self._kept_tokens(text, hidden.shape[1])
+        return None if keep is None else (hidden[:, keep], False)
 
     @staticmethod
     def _reads_as_encoded(text: str) -> bool:
