@@ -16,8 +16,9 @@ docs/architecture.md):
 Every name is imported on first use so that scripts that only need the index
 do not pay for importing Rasa.
 """
-from importlib import import_module
-from typing import Any, Dict, Tuple
+from typing import Dict, Tuple
+
+from core.exports import lazy_exports
 
 # public name -> (module, name there)
 _PUBLIC: Dict[str, Tuple[str, str]] = {
@@ -32,9 +33,4 @@ _PUBLIC: Dict[str, Tuple[str, str]] = {
 
 __all__ = list(_PUBLIC)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _PUBLIC:
-        module, attribute = _PUBLIC[name]
-        return getattr(import_module(module), attribute)
-    raise AttributeError(f"module 'retrieval' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _PUBLIC)
