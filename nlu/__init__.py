@@ -1,4 +1,4 @@
-"""Transformer intent classification fine-tuned with PEFT, and the sentiment of a message.
+"""Transformer intent classification fine-tuned with PEFT, the sentiment of a message, and frustration.
 
 The public names, the only ones `bot/` may import (import-linter checks it,
 docs/architecture.md):
@@ -8,7 +8,9 @@ docs/architecture.md):
   `SENTIMENT_DIR` (its default artifact folder), `load_sentiment_model`,
   `sentiment_model_is_current` (trained, with its fine-tuned reader),
   `frustrated` (the handoff test) and its thresholds `HandoffRule`, `record_sentiment`, `latest_sentiments`,
-  `most_upset_first`, `sentiment_trend` (its table, ``message_sentiment``).
+  `most_upset_first`, `sentiment_trend` (its table, ``message_sentiment``);
+- `FrustrationDetector`: the explainable word-list detector of frustration with
+  the assistant (`nlu.frustration`), with its nearest-labelled-examples vote.
 
 `nlu.model.IntentModel` is the model the classifier wraps, shared with the
 offline trainer (`training/` may import any module of this package). Every
@@ -33,6 +35,7 @@ _PUBLIC: Dict[str, Tuple[str, str]] = {
     "latest_sentiments": ("nlu.sentiment", "latest"),
     "most_upset_first": ("nlu.sentiment", "most_upset_first"),
     "sentiment_trend": ("nlu.sentiment", "trend"),
+    "FrustrationDetector": ("nlu.frustration", "FrustrationDetector"),
 }
 
 __all__ = list(_PUBLIC)

@@ -21,7 +21,7 @@ The artifact folder (default ``artifacts/sentiment``) holds ``meta.json``
 pickles), ``metrics.json`` and ``encoder/`` (the adapter and head, in
 `IntentModel`'s format). Without ``encoder/`` (an artifact of the first
 version) the logistic heads decide alone; without the folder the desk
-keeps the word-list detector (``bot/channels/frustration.py``) alone.
+keeps the word-list detector (``nlu/frustration.py``) alone.
 
 The frustration-to-handoff decision (`frustrated`) asks for both: the
 word-list detector must find a signal AND the message must read negative

@@ -188,7 +188,7 @@ def test_a_missing_tracker_store_is_explained(tmp_path, capsys):
 
 
 def test_the_inbox_page_embeds_the_charts(stores):
-    from bot.channels.analytics_page import render_analytics_html
+    from bot.insight.analytics_page import render_analytics_html
 
     folder, db_url = stores
     page = render_analytics_html("2026-01-01", "2026-01-31", tracker=str(folder / "tracker.db"), db_url=db_url)

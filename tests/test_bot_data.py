@@ -25,10 +25,9 @@ from bot.actions.dialogue import (
     ActionFreezeCard,
     ActionHandoff,
     ValidateFreezeCardForm,
-    open_handoff,
     parse_card_last_four,
-    record_handoff,
 )
+from bot.handoff.queue import HandoffQueue
 from core import db
 from core.settings import PROJECT_ROOT
 
@@ -301,14 +300,16 @@ def _handoff_rows(db_url: str) -> List[Dict[str, Any]]:
         return [dict(r) for r in conn.execute(sa.select(db.handoffs).order_by(db.handoffs.c.id)).mappings()]
 
 
-def test_asking_for_a_person_queues_the_conversation_once(domain_dict, db_url):
+def test_asking_for_a_person_queues_the_conversation_once_and_pauses_it(domain_dict, db_url):
     action = ActionHandoff(db_url=db_url)
     tracker = _tracker("request_human", "can I talk to a person", sender_id="customer-7", channel="rest")
 
-    first, _ = _run(action, tracker, domain_dict)
+    first, paused = _run(action, tracker, domain_dict)
     again, _ = _run(action, tracker, domain_dict)
 
-    assert [m["response"] for m in first + again] == ["utter_handoff_ack", "utter_handoff_ack"]
+    assert [m["response"] for m in first] == ["utter_handoff_ack", "utter_handoff_queued"]
+    assert first[1]["position"] == 1 and [m["response"] for m in again] == [m["response"] for m in first]
+    assert [e["event"] for e in paused] == ["pause"]  # the dialogue pauses itself: the desk only holds delivery
     [row] = _handoff_rows(db_url)
     assert (row["conversation_id"], row["customer_id"], row["channel"], row["reason"], row["status"]) == (
         "customer-7",
@@ -317,8 +318,9 @@ def test_asking_for_a_person_queues_the_conversation_once(domain_dict, db_url):
         "asked",
         "waiting",
     )
-    assert open_handoff("customer-7", db_url=db_url)["id"] == row["id"]
-    assert open_handoff("someone-else", db_url=db_url) is None
+    queue = HandoffQueue(db.connect(db_url))
+    assert queue.current("customer-7").id == row["id"]
+    assert queue.current("someone-else") is None
 
 
 def test_a_complaint_is_queued_with_its_reason(domain_dict, db_url):
@@ -328,13 +330,13 @@ def test_a_complaint_is_queued_with_its_reason(domain_dict, db_url):
 
 
 def test_a_closed_handoff_does_not_stop_a_new_one(db_url):
-    first = record_handoff("c-1", "c-1", "rest", "asked", db_url=db_url)
-    with db.connect(db_url).begin() as conn:
-        conn.execute(db.handoffs.update().where(db.handoffs.c.id == first).values(status="closed"))
+    queue = HandoffQueue(db.connect(db_url))
+    first = queue.open("c-1", "asked", "c-1", "rest")
+    queue.close("c-1")
 
-    second = record_handoff("c-1", "c-1", "rest", "asked", db_url=db_url)
+    second = queue.open("c-1", "asked", "c-1", "rest")
 
-    assert second != first
+    assert second.id != first.id
     assert [r["status"] for r in _handoff_rows(db_url)] == ["closed", "waiting"]
 
 

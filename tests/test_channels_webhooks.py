@@ -26,11 +26,11 @@ from rasa.core.channels.channel import UserMessage
 from sanic import Sanic
 
 from bot.channels.desk import HandoffDesk
-from bot.channels.frustration import FrustrationDetector
-from bot.channels.queue import HandoffQueue
+from nlu.frustration import FrustrationDetector
+from bot.handoff.queue import HandoffQueue
 from bot.channels.rest import RestInput
 from bot.channels.slack import SlackInput
-from bot.channels.standins import SlackWebAPI, TelegramBotAPI
+from tests.standins import SlackWebAPI, TelegramBotAPI
 from bot.channels.telegram import SECRET_HEADER, TelegramInput, callback_data
 from bot.channels.web import WebChatInput
 from bot.security import identity

@@ -88,6 +88,13 @@ LEGACY_SQLITE_DDL = {
 }
 
 
+# What the Alembic revisions after the old runner add (0009: one open handoff per conversation).
+ALEMBIC_SQLITE_DDL = [
+    "CREATE UNIQUE INDEX uq_handoffs_open_conversation ON handoffs (conversation_id) WHERE status IN ('waiting', 'active')",
+]
+SCHEMA_AT_HEAD = {sql for number, statements in LEGACY_SQLITE_DDL.items() if number for sql in statements} | set(ALEMBIC_SQLITE_DDL)
+
+
 def _sqlite_url(tmp_path, name: str = "assistant.db") -> str:
     return f"sqlite:///{tmp_path / name}"
 
@@ -109,8 +116,11 @@ def _legacy_database(path, version: int) -> None:
                          [(number, 1700000000.0 + number) for number in range(1, version + 1)])
         conn.execute("INSERT INTO customers (id, segment, attributes, suggestions_opt_out, synthetic, created_at) "
                      "VALUES ('c-1', 'student', '{\"city\": \"Zürich\"}', 1, 0, 1700000000.0)")
+        # Two open handoffs of one conversation: what the race before 0009 could leave (the newest stays open).
         conn.execute("INSERT INTO handoffs (conversation_id, customer_id, reason, status, created_at, updated_at) "
                      "VALUES ('conv-1', 'c-1', 'asked', 'waiting', 1700000000.0, 1700000000.0)")
+        conn.execute("INSERT INTO handoffs (conversation_id, customer_id, reason, status, created_at, updated_at) "
+                     "VALUES ('conv-1', 'c-1', 'frustration', 'waiting', 1700000000.5, 1700000000.5)")
         conn.execute("INSERT INTO audit_log (ts, actor, action, target) VALUES (1700000000.0, 'admin', 'signin', 'x')")
         if version >= 5:
             conn.execute("INSERT INTO message_sentiment (conversation_id, message_id, label, confidence, negative, ts) "
@@ -125,10 +135,9 @@ def _versions(engine) -> list:
 def test_a_fresh_database_reaches_head_with_the_schema_the_old_runner_made(tmp_path):
     engine = db.connect(_sqlite_url(tmp_path))
 
-    assert db.head_revision() == "0008"
-    assert _versions(engine) == ["0008"]
-    expected = {sql for number, statements in LEGACY_SQLITE_DDL.items() if number for sql in statements}
-    assert _schema(tmp_path / "assistant.db") == expected
+    assert db.head_revision() == "0009"
+    assert _versions(engine) == ["0009"]
+    assert _schema(tmp_path / "assistant.db") == SCHEMA_AT_HEAD
     assert not sa.inspect(engine).has_table("schema_version")
 
 
@@ -145,10 +154,10 @@ def test_upgrading_twice_changes_nothing(tmp_path):
         conn.execute(db.customers.insert().values(id="c-2", attributes={"a": 1}))
     before = _schema(tmp_path / "assistant.db")
 
-    assert db.migrate(engine) == 8
+    assert db.migrate(engine) == 9
     with engine.begin() as conn:  # Alembic's own command, too
         command.upgrade(db.alembic_config(conn), "head")
-    assert _versions(engine) == ["0008"]
+    assert _versions(engine) == ["0009"]
     assert _schema(tmp_path / "assistant.db") == before
     with engine.connect() as conn:
         assert conn.execute(sa.select(db.customers.c.attributes)).scalars().all() == [{"a": 1}]
@@ -161,13 +170,13 @@ def test_a_database_made_by_the_old_runner_is_stamped_and_upgraded_with_its_rows
 
     engine = db.connect(f"sqlite:///{path}")
 
-    assert _versions(engine) == ["0008"]
+    assert _versions(engine) == ["0009"]
     assert not sa.inspect(engine).has_table("schema_version")  # one version record: Alembic's
-    expected = {sql for number, statements in LEGACY_SQLITE_DDL.items() if number for sql in statements}
-    assert _schema(path) == expected
+    assert _schema(path) == SCHEMA_AT_HEAD
     with engine.connect() as conn:
         assert conn.execute(sa.select(db.customers.c.id, db.customers.c.attributes)).all() == [("c-1", {"city": "Zürich"})]
-        assert conn.execute(sa.select(db.handoffs.c.conversation_id, db.handoffs.c.status)).all() == [("conv-1", "waiting")]
+        assert conn.execute(sa.select(db.handoffs.c.reason, db.handoffs.c.status).order_by(db.handoffs.c.id)).all() == [
+            ("asked", "closed"), ("frustration", "waiting")]
         assert conn.execute(sa.select(db.audit_log.c.actor)).scalars().all() == ["admin"]
         assert conn.execute(sa.select(sa.func.count()).select_from(db.message_sentiment)).scalar() == (1 if version >= 5 else 0)
         assert conn.execute(sa.select(sa.func.count()).select_from(db.assist_replies)).scalar() == 0
@@ -181,7 +190,7 @@ def test_downgrading_to_nothing_and_back(tmp_path):
     with engine.begin() as conn:
         command.downgrade(db.alembic_config(conn), "base")
     assert set(sa.inspect(engine).get_table_names()) == {"alembic_version"}
-    assert db.migrate(engine) == 8
+    assert db.migrate(engine) == 9
     assert set(sa.inspect(engine).get_table_names()) == set(db.metadata.tables) | {"alembic_version"}
 
 
@@ -189,7 +198,7 @@ def test_processes_opening_one_fresh_sqlite_file_together_migrate_it_once(tmp_pa
     """Rasa and the action server share the SQLite file and start at the same time."""
     url = _sqlite_url(tmp_path)
     assert open_together(url, 3) == ["ok"] * 3
-    assert _versions(db.connect(url)) == ["0008"]
+    assert _versions(db.connect(url)) == ["0009"]
 
 
 def test_a_new_revision_is_written_from_the_template_and_applied(tmp_path):
@@ -202,15 +211,15 @@ def test_a_new_revision_is_written_from_the_template_and_applied(tmp_path):
     shutil.copytree(db.MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__pycache__"))
     config = db.alembic_config()
     config.set_main_option("script_location", str(scripts))
-    command.revision(config, "example change", rev_id="0009")
-    [written] = (scripts / "versions").glob("0009_*.py")
+    command.revision(config, "example change", rev_id="0010")
+    [written] = (scripts / "versions").glob("0010_*.py")
     written.write_text(written.read_text().replace(
         "def upgrade() -> None:\n    pass", "def upgrade() -> None:\n    op.add_column('items', sa.Column('note', sa.Text))"))
-    assert ScriptDirectory.from_config(config).get_current_head() == "0009"
+    assert ScriptDirectory.from_config(config).get_current_head() == "0010"
 
     engine = db.connect(_sqlite_url(tmp_path))
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
     assert "note" in {c["name"] for c in sa.inspect(engine).get_columns("items")}
-    assert _versions(engine) == ["0009"]
+    assert _versions(engine) == ["0010"]

@@ -130,7 +130,7 @@ def test_every_table_round_trips_on_postgresql(database):
 
 
 def test_the_project_modules_work_on_postgresql(database):
-    from bot.channels.queue import HandoffQueue
+    from bot.handoff.queue import HandoffQueue
     from core import review
     from recommender import store
     from retrieval.feedback import record_rating
@@ -154,6 +154,10 @@ def test_the_project_modules_work_on_postgresql(database):
     assert (queue.position("pg-conv-1"), queue.position("pg-conv-2")) == (1, 2)
     queue.take("pg-conv-1", "agent-ann")
     assert queue.position("pg-conv-2") == 1
+    with pytest.raises(sa.exc.IntegrityError):  # the partial unique index: one open handoff per conversation
+        with engine.begin() as conn:
+            conn.execute(db.handoffs.insert().values(conversation_id="pg-conv-2", reason="asked", status="waiting",
+                                                     created_at=1.0, updated_at=1.0))
 
     item = review.enqueue("pg-conv-1", "my card number is 4111 1111 1111 1111", "fallback", "nlu_fallback", 0.3, db_url=database)
     assert review.enqueue("pg-conv-1", "my card number is 4111 1111 1111 1111", "fallback", db_url=database) == item

@@ -55,7 +55,7 @@ def copy_of_the_project(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("module, line, contract", [
     ("bot/channels/inbox.py", "from retrieval.feedback import rating_counts", "bot-public-names"),
     ("bot/actions/suggestions.py", "from recommender import store", "bot-public-names"),
-    ("bot/channels/analytics_page.py", "def later():\n    from training import segments", "bot-without-training"),
+    ("bot/insight/analytics_page.py", "def later():\n    from training import segments", "bot-without-training"),
     ("training/segments.py", "import bot.serve", "training-without-bot"),
     ("recommender/store.py", "from retrieval import rating_counts", "libraries-independent"),
     ("retrieval/index.py", "from bot.actions import history", "libraries-import-only-core"),

@@ -21,7 +21,7 @@ import pytest
 
 from bot.channels import inbox as inbox_module
 from bot.channels.inbox import AgentInbox
-from bot.channels.queue import HandoffQueue
+from bot.handoff.queue import HandoffQueue
 from bot.security import audit, staff
 from bot.security.oidc import OidcProvider
 from core import db

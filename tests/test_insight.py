@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from bot.channels.analytics_page import analytics_page
+from bot.insight.analytics_page import analytics_page
 from bot.channels.inbox import AgentInbox
 from bot.insight import pages, profile
 from bot.security import audit, identity, staff

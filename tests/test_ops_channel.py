@@ -10,7 +10,7 @@ from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 
 from bot.channels import ops
 from bot.channels.desk import HandoffDesk
-from bot.channels.frustration import FrustrationDetector
+from nlu.frustration import FrustrationDetector
 from core import metrics
 from core.ratelimit import RATE_LIMITED_TEXT
 from core.settings import Settings

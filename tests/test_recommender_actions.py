@@ -15,7 +15,7 @@ from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.actions import suggestions
-from bot.actions.dialogue import record_handoff
+from bot.handoff.queue import HandoffQueue
 from bot.actions.suggestions import (
     ActionForgetMe,
     ActionNoSuggestions,
@@ -125,7 +125,7 @@ def test_no_suggestions_shortly_after_a_lost_card(engine):
 
 def test_no_suggestions_during_a_form_or_a_handoff(engine):
     assert suggestion_buttons(tracker("exchange_rate", active_loop="freeze_card_form"), topic="exchange_rate") == []
-    record_handoff("cust-handed", "cust-handed", "rest", "asked")
+    HandoffQueue().open("cust-handed", "asked", "cust-handed", "rest")
     assert suggestion_buttons(tracker("exchange_rate", sender="cust-handed"), topic="exchange_rate") == []
 
 

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 
 from bot.channels.desk import HandoffDesk
-from bot.channels.frustration import FrustrationDetector
-from bot.channels.queue import ACTIVE
+from nlu.frustration import FrustrationDetector
+from bot.handoff.queue import ACTIVE
 from core.redaction import redact_message, redact_metadata
 from core.settings import Settings
 

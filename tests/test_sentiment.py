@@ -11,7 +11,7 @@ import pytest
 from rasa.core.channels.channel import UserMessage
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from bot.channels.frustration import FrustrationDetector
+from nlu.frustration import FrustrationDetector
 from core import db
 from core.settings import Settings
 from nlu import sentiment as sm
@@ -223,7 +223,7 @@ def test_the_desk_reads_closely_only_the_messages_the_detector_flags(model, enco
 
 def test_the_inbox_lists_waiting_conversations_most_upset_first(tmp_path):
     from bot.channels.inbox import AgentInbox
-    from bot.channels.queue import HandoffQueue
+    from bot.handoff.queue import HandoffQueue
     from bot.security import staff
     from tests.test_channels_webhooks import ServedChannels
     from tests.test_inbox import PASSWORD, Client

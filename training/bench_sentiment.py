@@ -10,7 +10,7 @@ Prints:
   negative vs not) for the sentiment model (`nlu.sentiment`, trained on the
   train split: the artifact when it exists, else trained here), a TF-IDF +
   logistic-regression baseline, and the previous frustration detector
-  (`bot/channels/frustration.py`, frustrated = negative);
+  (`nlu/frustration.py`, frustrated = negative);
 - the reason of negative messages, per reason (precision / recall / F1);
 - milliseconds per message on the serving path, one message at a time on
   one thread, with the fine-tuned reader in float32, (where the CPU has
@@ -83,7 +83,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from sklearn.linear_model import LogisticRegression
     from tqdm.auto import tqdm
 
-    from bot.channels.frustration import FrustrationDetector, read_sample
+    from nlu.frustration import FrustrationDetector, read_sample
     from core.encoder import clear_embedding_cache, embed_few, load_encoder
     from nlu.sentiment import DEFAULT_DIR, LABELS, READER_PRECISION, HandoffRule, SentimentModel, frustrated, load_if_present
     from training.train_sentiment import embed, read_rows, train

@@ -1,22 +1,22 @@
 """Dialogue actions: the card freeze form and the handoff to a human agent.
 
-The handoff queue is the ``handoffs`` table of the project database
-(`core.db`); `record_handoff` and `open_handoff` are the small interface to it,
-so that channels and the agent inbox use the same rules as this action.
+The handoff queue is the ``handoffs`` table of the project database, written
+only through `bot.handoff.queue.HandoffQueue` (here, by the desk and by the
+inbox alike).
 """
 from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import Any, Dict, List, Optional, Text
 
 import sqlalchemy as sa
 from rasa_sdk import Action, FormValidationAction, Tracker
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import ConversationPaused, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.actions.identity import customer_id_of
+from bot.handoff.queue import WAITING, HandoffQueue
 from core import db
 from core.review import try_enqueue
 
@@ -114,67 +114,17 @@ class ActionFreezeCard(Action):
 # What an unreachable or broken database raises on the way to the handoffs table.
 HANDOFF_STORAGE_ERRORS = (db.DatabaseUnavailableError, sa.exc.SQLAlchemyError, OSError)
 
-OPEN_HANDOFF_STATUSES = ("waiting", "active")
-
-
-def _open_handoff_query(conversation_id: str) -> sa.sql.Select:
-    return (
-        sa.select(db.handoffs)
-        .where(db.handoffs.c.conversation_id == conversation_id)
-        .where(db.handoffs.c.status.in_(OPEN_HANDOFF_STATUSES))
-        .order_by(db.handoffs.c.id.desc())
-        .limit(1)
-    )
-
-
-def open_handoff(conversation_id: str, db_url: Optional[str] = None) -> Optional[Dict[str, Any]]:
-    """The conversation's handoff still waiting for or being served by an agent, as a dict, or None.
-
-    Raises `core.db.DatabaseUnavailableError` when the database cannot be reached.
-    """
-    with db.connect(db_url).connect() as conn:
-        row = conn.execute(_open_handoff_query(conversation_id)).mappings().first()
-    return dict(row) if row is not None else None
-
-
-def record_handoff(
-    conversation_id: str,
-    customer_id: Optional[str],
-    channel: Optional[str],
-    reason: str,
-    db_url: Optional[str] = None,
-) -> int:
-    """Queue the conversation for a human agent (status "waiting"); returns the handoff id.
-
-    A conversation that already has an open handoff keeps it, so asking twice
-    does not put the customer in the queue twice. Raises
-    `core.db.DatabaseUnavailableError` when the database cannot be reached.
-    """
-    with db.connect(db_url).begin() as conn:
-        existing = conn.execute(_open_handoff_query(conversation_id)).mappings().first()
-        if existing is not None:
-            return int(existing["id"])
-        now = time.time()
-        result = conn.execute(
-            db.handoffs.insert().values(
-                conversation_id=conversation_id,
-                customer_id=customer_id,
-                channel=channel,
-                reason=reason,
-                status="waiting",
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        return int(result.inserted_primary_key[0])
-
 
 class ActionHandoff(Action):
-    """Puts the conversation in the queue for a human agent and tells the customer.
+    """Puts the conversation in the queue for a human agent, tells the customer their place, and pauses the dialogue.
 
-    The reason is "complaint" after a complaint and "asked" otherwise. When the
-    queue cannot be reached the customer is told so, with another way to get
-    help, instead of being promised an adviser who will never come.
+    The reason is "complaint" after a complaint and "asked" otherwise. The row is
+    written by the one writer of handoffs (`bot.handoff.queue`); a conversation
+    already queued keeps its place. The returned ``ConversationPaused`` stops the
+    assistant here: from now on the desk keeps what the customer writes for the
+    person. When the queue cannot be reached the customer is told so, with another
+    way to get help, instead of being promised an adviser who will never come, and
+    the dialogue goes on.
     """
 
     def __init__(self, db_url: Optional[str] = None) -> None:
@@ -189,18 +139,16 @@ class ActionHandoff(Action):
         intent = (tracker.latest_message.get("intent") or {}).get("name")
         reason = "complaint" if intent == "complaint" else "asked"
         try:
-            handoff_id = record_handoff(
-                conversation_id=tracker.sender_id,
-                customer_id=customer_id_of(tracker),
-                channel=tracker.get_latest_input_channel(),
-                reason=reason,
-                db_url=self.db_url,
-            )
+            queue = HandoffQueue(db.connect(self.db_url) if self.db_url else None)
+            handoff = queue.open(tracker.sender_id, reason, customer_id_of(tracker), tracker.get_latest_input_channel())
+            position = queue.position(tracker.sender_id) if handoff.status == WAITING else None
         except HANDOFF_STORAGE_ERRORS as exc:
             logger.error("could not queue conversation %s for an agent: %s", tracker.sender_id, exc)
             dispatcher.utter_message(response="utter_handoff_unavailable")
             return []
-        logger.info("conversation %s queued for an agent (handoff %s, %s)", tracker.sender_id, handoff_id, reason)
+        logger.info("conversation %s queued for an agent (handoff %s, %s)", tracker.sender_id, handoff.id, handoff.reason)
         try_enqueue(tracker.sender_id, (tracker.latest_message or {}).get("text") or "", "handoff", intent)
         dispatcher.utter_message(response="utter_handoff_ack")
-        return []
+        if position is not None:
+            dispatcher.utter_message(response="utter_handoff_queued", position=position, notice="utter_handoff_queued")
+        return [ConversationPaused()]

@@ -43,7 +43,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.actions.dialogue import open_handoff
+from bot.handoff.queue import HandoffQueue
 from bot.actions.identity import customer_id_of
 from bot.privacy.requests import record_request
 from core import db, metrics
@@ -163,7 +163,7 @@ def suggestions_allowed(tracker: Tracker, topic: Optional[str]) -> bool:
         return False
     if tracker.get_slot(OPT_OUT_SLOT):
         return False
-    if open_handoff(tracker.sender_id) is not None:
+    if HandoffQueue().current(tracker.sender_id) is not None:  # waiting for or talking to a person
         return False
     return True
 

@@ -48,9 +48,9 @@ from rasa.shared.core.events import (
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.utils.endpoints import ClientResponseError, EndpointConfig
 
-from bot.channels.frustration import FrustrationDetector
+from nlu import FrustrationDetector
 from nlu import HandoffRule, frustrated
-from bot.channels.queue import ACTIVE, WAITING, Handoff, HandoffQueue
+from bot.handoff.queue import ACTIVE, WAITING, Handoff, HandoffQueue
 from bot.channels.replies import is_payload
 from bot.channels.transcript import customer_texts_since_handback
 from core import metrics
@@ -290,6 +290,18 @@ def _unanswered(events, message_id: Optional[str] = None) -> bool:
             if replying_to == message_id or (in_turn and replying_to is None):
                 return False
     return True
+
+
+def _paused_in_turn(events, message_id: Optional[str]) -> bool:
+    """Whether the dialogue paused the conversation while answering the customer's message `message_id`."""
+    for event in reversed(list(events)):
+        if isinstance(event, ConversationPaused):
+            return True
+        if isinstance(event, ConversationResumed):
+            return False
+        if isinstance(event, UserUttered) and (message_id is None or event.message_id == message_id):
+            return False
+    return False
 
 
 def desk_for(app: Any) -> "HandoffDesk":
@@ -579,12 +591,23 @@ class HandoffDesk:
         await self._send(message.output_channel, cid, [notice])
 
     async def _complete_requested_handoff(self, agent, message: UserMessage) -> None:
-        """After the assistant answered: pause a conversation that ``action_handoff`` queued."""
+        """After the assistant answered: show a handoff the dialogue made, or make the one it could not.
+
+        ``action_handoff`` queues the conversation, tells the customer their place
+        and pauses the dialogue itself; the desk then only shows the new state.
+        When the customer asked for a person but nothing was queued (the action
+        server is down), the desk queues them here.
+        """
         cid = message.sender_id
+        notice = None
         try:
             handoff = self.queue.current(cid)
             tracker = await agent.processor.get_tracker(cid)
             metrics.count_turn(tracker.events)  # fallbacks of the turn just answered (no I/O)
+            if handoff is not None and _paused_in_turn(tracker.events, message.message_id):
+                metrics.HANDOFFS.labels(handoff.reason or "asked").inc()
+                await self.push_state(cid, message.output_channel)
+                return
             if handoff is None:
                 intent = (tracker.latest_message.intent or {}).get("name") if tracker.latest_message else None
                 if intent != REQUEST_HUMAN:
@@ -608,7 +631,7 @@ class HandoffDesk:
         except Exception as exc:
             logger.error("could not complete the handoff of %s: %s", cid, exc)
             return
-        if handoff.status == WAITING:
+        if handoff.status == WAITING and notice is not None:
             await self._send(message.output_channel, cid, [notice])
         await self.push_state(cid, message.output_channel)
 

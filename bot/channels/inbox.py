@@ -55,7 +55,7 @@ from sqlalchemy.engine import Engine
 from bot.channels import assist, ingress
 from bot.channels.base import DeskChannel
 from bot.channels.desk import HandoffError, desk_for
-from bot.channels.queue import WAITING
+from bot.handoff.queue import WAITING
 from bot.channels.transcript import transcript
 from bot.insight import pages as insight_pages
 from bot.security import audit, staff
@@ -466,7 +466,7 @@ class AgentInbox(DeskChannel, InputChannel):
         @inbox.route("/analytics", methods=["GET"])
         @self.staff_only("supervisor")
         async def analytics(request: Request, session: staff.Session) -> HTTPResponse:
-            from bot.channels.analytics_page import analytics_page
+            from bot.insight.analytics_page import analytics_page
 
             since, until = request.args.get("since"), request.args.get("until")
             status, page = await asyncio.get_running_loop().run_in_executor(None, analytics_page, since, until)

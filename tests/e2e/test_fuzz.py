@@ -33,7 +33,7 @@ import requests
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from bot.channels.standins import SlackWebAPI, TelegramBotAPI
+from tests.standins import SlackWebAPI, TelegramBotAPI
 from core.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e

@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from bot.channels.standins import SlackWebAPI
+from tests.standins import SlackWebAPI
 
 pytestmark = pytest.mark.e2e
 

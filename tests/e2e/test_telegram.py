@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from bot.channels.standins import TelegramBotAPI
+from tests.standins import TelegramBotAPI
 from bot.channels.telegram import SECRET_HEADER
 
 pytestmark = pytest.mark.e2e

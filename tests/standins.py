@@ -6,7 +6,7 @@ and remember every call, so that tests can assert on what the assistant sent
 and a developer can watch the Slack or Telegram channel work without an
 account::
 
-    python -m bot.channels.standins --slack-port 8091 --telegram-port 8092
+    python -m tests.standins --slack-port 8091 --telegram-port 8092
     SLACK_API_BASE_URL=http://127.0.0.1:8091/api/ \\
     TELEGRAM_API_BASE_URL=http://127.0.0.1:8092 make run
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from bot.channels.desk import is_fallback
-from bot.channels.queue import HandoffQueue
+from bot.handoff.queue import HandoffQueue
 from core import db
 
 
@@ -78,3 +78,46 @@ def test_a_message_kept_for_the_agent_counts_as_answered_only_by_its_own_acknowl
     events.append(BotUttered("still waiting", metadata={"in_reply_to": "b"}))
     assert not _unanswered(events, "b")
     assert not _unanswered(events, "x"), "a bot message before the customer's next one answers it"
+
+
+def test_processes_opening_one_conversation_together_get_one_handoff(tmp_path):
+    """The action server and the desk (or two replicas) open at once: the unique index keeps one row."""
+    import threading
+
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'assistant.db'}"
+    engine = db.connect(url)
+    queues = [HandoffQueue(engine) for _ in range(6)]
+    barrier = threading.Barrier(len(queues))
+    opened, errors = [], []
+
+    def open_now(queue: HandoffQueue) -> None:
+        barrier.wait()
+        try:
+            opened.append(queue.open("racer", "asked", "racer", "web").id)
+        except Exception as exc:  # pragma: no cover - what the test is about
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_now, args=(q,)) for q in queues]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert not errors and len(set(opened)) == 1
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(db.handoffs)).scalar() == 1
+
+
+def test_the_database_refuses_a_second_open_handoff_written_behind_the_queue_s_back(queue):
+    import sqlalchemy as sa
+
+    queue.open("ann", "asked")
+    with pytest.raises(sa.exc.IntegrityError) as refused:
+        with queue.engine.begin() as conn:
+            conn.execute(db.handoffs.insert().values(conversation_id="ann", reason="asked", status="waiting",
+                                                     created_at=1.0, updated_at=1.0))
+    from bot.handoff.queue import open_handoff_exists
+
+    assert open_handoff_exists(refused.value)

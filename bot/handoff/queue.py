@@ -1,10 +1,16 @@
-"""The queue of conversations waiting for, or talking to, a human agent.
+"""The queue of conversations waiting for, or talking to, a human agent: the one writer of handoff rows.
 
 One row of ``core.db.handoffs`` per handoff: ``waiting`` until an agent
 takes it, ``active`` while the agent talks, ``closed`` once the agent hands
-the conversation back to the assistant. A conversation has at most one open
-(waiting or active) handoff. The queue position of a waiting conversation is
-1 + the number of conversations that started waiting before it.
+the conversation back to the assistant (or the customer stops waiting). A
+conversation has at most one open (waiting or active) handoff: the database
+holds it to that (the partial unique index ``uq_handoffs_open_conversation``,
+migration 0009), so two processes opening one together get one row, not two.
+The queue position of a waiting conversation is 1 + the number of
+conversations that started waiting before it.
+
+Nothing else in the project inserts or updates handoff rows: the action
+server's ``action_handoff`` and the Rasa server's desk both come here.
 """
 from __future__ import annotations
 
@@ -20,6 +26,12 @@ from core import db
 WAITING, ACTIVE, CLOSED = "waiting", "active", "closed"
 OPEN = (WAITING, ACTIVE)
 REASONS = ("asked", "complaint", "fallbacks", "frustration")  # "complaint": set by the dialogue's action_handoff
+
+
+def open_handoff_exists(error: BaseException) -> bool:
+    """Whether an IntegrityError is the unique index refusing a second open handoff of a conversation."""
+    text = str(getattr(error, "orig", error)).lower()
+    return "uq_handoffs_open_conversation" in text or ("unique" in text and "handoffs.conversation_id" in text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,18 +108,17 @@ class HandoffQueue:
         channel: Optional[str] = None,
         summary: Optional[str] = None,
     ) -> Handoff:
-        """Put a conversation in the queue; a conversation already there keeps its place."""
+        """Put a conversation in the queue; a conversation already there keeps its place (and its reason)."""
         if reason not in REASONS:
             raise ValueError(f"handoff reason must be one of {', '.join(REASONS)}, not {reason!r}")
-        t = db.handoffs
-        with self.engine.begin() as conn:
-            row = conn.execute(
-                sa.select(t).where(t.c.conversation_id == conversation_id, t.c.status.in_(OPEN)).limit(1)
-            ).first()
-            if row is None:
-                now = time.time()
+        existing = self.current(conversation_id)
+        if existing is not None:
+            return existing
+        now = time.time()
+        try:
+            with self.engine.begin() as conn:
                 conn.execute(
-                    t.insert().values(
+                    db.handoffs.insert().values(
                         conversation_id=conversation_id,
                         customer_id=customer_id,
                         channel=channel,
@@ -118,6 +129,9 @@ class HandoffQueue:
                         updated_at=now,
                     )
                 )
+        except sa.exc.IntegrityError as exc:  # another process opened it between our read and our insert
+            if not open_handoff_exists(exc):
+                raise
         return self.current(conversation_id)  # type: ignore[return-value]
 
     def position(self, conversation_id: str) -> Optional[int]:
@@ -152,10 +166,9 @@ class HandoffQueue:
         handoff = self.current(conversation_id)
         if handoff is None:
             return None
-        with self.engine.begin() as conn:
-            conn.execute(
-                db.handoffs.update().where(db.handoffs.c.id == handoff.id).values(updated_at=time.time(), **values)
-            )
+        t = db.handoffs
+        with self.engine.begin() as conn:  # only while still open: a hand-back meanwhile wins
+            conn.execute(t.update().where(t.c.id == handoff.id, t.c.status.in_(OPEN)).values(updated_at=time.time(), **values))
         return self.latest(conversation_id)
 
     def take(self, conversation_id: str, agent: str) -> Optional[Handoff]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.channels.frustration import FrustrationDetector, evaluate, read_sample
+from nlu.frustration import FrustrationDetector, evaluate, read_sample
 
 SAMPLE = Path(__file__).parent / "fixtures" / "frustration.csv"
 

@@ -18,18 +18,15 @@ signal in `Assessment.signals`:
   new phrasings ("this is a nightmare"); the neighbours catch many of them.
 
 Measure it on a labelled sample with
-``python -m bot.channels.frustration tests/fixtures/frustration.csv``
+``python -m training.eval_frustration tests/fixtures/frustration.csv``
 (add ``--lexicon-only`` to leave the encoder out). The sample's ``tuning``
 rows were used to revise the word list and set the thresholds; its
 ``holdout`` rows were written afterwards and never used for tuning.
 """
 from __future__ import annotations
 
-import argparse
-import csv
 import dataclasses
 import re
-import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
@@ -231,13 +228,11 @@ class FrustrationDetector:
 
 
 def read_sample(path: str, split: Optional[str] = None) -> List[Dict[str, str]]:
-    """Rows of a labelled sample (columns text, previous, label 0/1, split dev/test)."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    missing = {"text", "label"} - set(rows[0] if rows else {})
-    if missing:
-        raise ValueError(f"{path} needs the columns text and label (missing: {', '.join(sorted(missing))})")
-    return [r for r in rows if split is None or r.get("split") == split]
+    """Rows of a labelled sample (columns text, label 0/1; optional previous, split), via `core.records`."""
+    from core.records import read_csv
+
+    return [dict(row) for _, row in read_csv(path, required=("text", "label"))
+            if split is None or row.get("split") == split]
 
 
 def evaluate(detector: FrustrationDetector, rows: Iterable[Mapping[str, str]]) -> Dict[str, float]:
@@ -255,41 +250,3 @@ def evaluate(detector: FrustrationDetector, rows: Iterable[Mapping[str, str]]) -
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Print the detector's precision and recall on each split of a labelled sample."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sample", help="CSV with columns text, previous, label, split")
-    parser.add_argument("--threshold", type=float, default=1.0)
-    parser.add_argument("--similar-vote", type=float, default=0.9)
-    parser.add_argument("--lexicon-only", action="store_true", help="leave the sentence encoder out")
-    parser.add_argument("--errors", action="store_true", help="list the messages it gets wrong")
-    args = parser.parse_args(argv)
-    encoder = None
-    if not args.lexicon_only:
-        from core.encoder import load_encoder
-
-        encoder = load_encoder(None)
-    detector = FrustrationDetector(threshold=args.threshold, encoder=encoder, similar_vote=args.similar_vote)
-    splits = sorted({row.get("split") or "" for row in read_sample(args.sample)} - {""})
-    for split in [*splits, None]:
-        rows = read_sample(args.sample, split)
-        if not rows:
-            continue
-        m = evaluate(detector, rows)
-        print(
-            f"{split or 'all':>8}: n={len(rows):3d} precision={m['precision']:.3f} recall={m['recall']:.3f} "
-            f"f1={m['f1']:.3f} (tp={m['tp']} fp={m['fp']} fn={m['fn']} tn={m['tn']})"
-        )
-    if args.errors:
-        for row in read_sample(args.sample):
-            previous = [row["previous"]] if row.get("previous") else []
-            verdict = detector.assess(row["text"], previous)
-            if verdict.frustrated != (row["label"] == "1"):
-                print(f"  [{row['split']}] label={row['label']} score={verdict.score} {row['text']!r} {verdict.evidence}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

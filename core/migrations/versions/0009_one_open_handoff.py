@@ -1,0 +1,33 @@
+"""v9: at most one open (waiting or active) handoff per conversation, held by the database.
+
+Before this, two processes could each find no open handoff and both insert
+one. Duplicates left by that race are closed first (the newest stays: it is
+the one the queue showed), then a partial unique index refuses the next.
+
+Revision ID: 0009
+Revises: 0008
+"""
+import time
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0009"
+down_revision = "0008"
+branch_labels = None
+depends_on = None
+
+OPEN = "status IN ('waiting', 'active')"
+
+
+def upgrade() -> None:
+    op.execute(sa.text(
+        f"UPDATE handoffs SET status = 'closed', updated_at = :now WHERE {OPEN} AND id NOT IN "
+        f"(SELECT newest FROM (SELECT MAX(id) AS newest FROM handoffs WHERE {OPEN} GROUP BY conversation_id) AS kept)"
+    ).bindparams(now=time.time()))
+    op.create_index("uq_handoffs_open_conversation", "handoffs", ["conversation_id"], unique=True,
+                    sqlite_where=sa.text(OPEN), postgresql_where=sa.text(OPEN))
+
+
+def downgrade() -> None:
+    op.drop_index("uq_handoffs_open_conversation", table_name="handoffs")
