@@ -47,7 +47,7 @@ What is replaced, and why:
   logged and the conversation silently continues in memory. The
   replacement passes the desk's `tracker_store_failed` as the wrapper's
   ``on_tracker_store_error`` argument: during a customer's message the
-  message is refused instead (`bot.channels.desk`).
+  message is refused instead (`bot.failures`).
 - `rasa.core.agent.load_agent` (how `rasa run` and Rasa's model API build
   an agent) is wrapped so that the action server's endpoint is the desk's
   `WatchedActionEndpoint` (a kept-alive session; a failed call is noted
@@ -79,7 +79,7 @@ from rasa.core.tracker_store import FailSafeTrackerStore, InMemoryTrackerStore
 from rasa.engine.exceptions import GraphRunError
 from rasa.shared.constants import DOCS_BASE_URL
 
-from bot.channels.desk import WatchedActionEndpoint, tracker_store_failed
+from bot.failures import WatchedActionEndpoint, tracker_store_failed
 from core.serving import tune_for_serving
 
 logger = logging.getLogger(__name__)

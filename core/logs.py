@@ -5,7 +5,7 @@ YAML file and passed with Rasa's ``--logging-config-file`` (see
 `bot/serve.py`). Every record becomes::
 
     {"ts": "2026-11-23T15:37:34.123Z", "level": "INFO", "service": "rasa",
-     "logger": "bot.channels.desk", "message": "...", "conversation_id": "c-001"}
+     "logger": "bot.handoff.desk", "message": "...", "conversation_id": "c-001"}
 
 plus the fields passed with ``extra=``, ``exception`` (the traceback) when
 there is one, and ``fields`` for a structured (structlog) event from Rasa.

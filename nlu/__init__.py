@@ -9,8 +9,10 @@ docs/architecture.md):
   `sentiment_model_is_current` (trained, with its fine-tuned reader),
   `frustrated` (the handoff test) and its thresholds `HandoffRule`, `record_sentiment`, `latest_sentiments`,
   `most_upset_first`, `sentiment_trend` (its table, ``message_sentiment``);
-- `FrustrationDetector`: the explainable word-list detector of frustration with
-  the assistant (`nlu.frustration`), with its nearest-labelled-examples vote.
+- `FrustrationReader`: the Rasa component (named so in config.yml) that writes
+  ``frustration`` into the parse data and gives frustrated messages the intent
+  ``frustrated``; `FrustrationDetector`: its explainable word-list detector
+  (`nlu.frustration`), with its nearest-labelled-examples vote.
 
 `nlu.model.IntentModel` is the model the classifier wraps, shared with the
 offline trainer (`training/` may import any module of this package). Every
@@ -36,6 +38,7 @@ _PUBLIC: Dict[str, Tuple[str, str]] = {
     "most_upset_first": ("nlu.sentiment", "most_upset_first"),
     "sentiment_trend": ("nlu.sentiment", "trend"),
     "FrustrationDetector": ("nlu.frustration", "FrustrationDetector"),
+    "FrustrationReader": ("nlu.frustration_reader", "FrustrationReader"),
 }
 
 __all__ = list(_PUBLIC)

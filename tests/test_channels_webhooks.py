@@ -25,8 +25,7 @@ import pytest
 from rasa.core.channels.channel import UserMessage
 from sanic import Sanic
 
-from bot.channels.desk import HandoffDesk
-from nlu.frustration import FrustrationDetector
+from bot.handoff.desk import HandoffDesk
 from bot.handoff.queue import HandoffQueue
 from bot.channels.rest import RestInput
 from bot.channels.slack import SlackInput
@@ -60,7 +59,7 @@ class ServedChannels:
         Sanic.test_mode = True  # several apps in one process (Sanic rewrites shared code per app otherwise)
         self.app = Sanic(f"channels_{uuid.uuid4().hex[:8]}")
         # No agent: the desk passes messages straight on, and no encoder is loaded.
-        self.app.ctx.handoff_desk = HandoffDesk(self.app, queue=HandoffQueue(engine), detector=FrustrationDetector())
+        self.app.ctx.handoff_desk = HandoffDesk(self.app, queue=HandoffQueue(engine))
         self.app.ctx.handoff_desk_prepared = True
         self.app.ctx.input_channels = channels
 

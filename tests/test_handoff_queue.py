@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-from bot.channels.desk import is_fallback
 from bot.handoff.queue import HandoffQueue
 from core import db
 
@@ -41,19 +40,10 @@ def test_a_closed_handoff_leaves_the_conversation_free_for_a_new_one(queue):
     assert queue.take("nobody", "Alex") is None and queue.close("nobody") is None
 
 
-def test_a_fallback_is_a_message_neither_nlu_nor_past_answers_could_answer():
-    fallback = {"intent": {"name": "nlu_fallback"}, "retrieval": {"best_score": 0.2}}
-    answered_from_history = {"intent": {"name": "nlu_fallback"}, "retrieval": {"best_score": 0.8}}
-    assert is_fallback(fallback, retrieval_threshold=0.55)
-    assert not is_fallback(answered_from_history, retrieval_threshold=0.55)
-    assert is_fallback({"intent": {"name": "nlu_fallback"}}, retrieval_threshold=0.55)
-    assert not is_fallback({"intent": {"name": "card_arrival"}}, retrieval_threshold=0.55)
-
-
 def test_a_channel_that_cannot_push_gets_what_the_agent_said_since_the_customer_last_wrote():
     from rasa.shared.core.events import BotUttered, UserUttered
 
-    from bot.channels.desk import HandoffDesk
+    from bot.handoff.desk import HandoffDesk
 
     events = [
         UserUttered("I want a person"),
@@ -68,7 +58,7 @@ def test_a_channel_that_cannot_push_gets_what_the_agent_said_since_the_customer_
 def test_a_message_kept_for_the_agent_counts_as_answered_only_by_its_own_acknowledgement():
     from rasa.shared.core.events import BotUttered, ConversationPaused, UserUttered
 
-    from bot.channels.desk import _unanswered
+    from bot.handoff.desk import _unanswered
 
     first, second = UserUttered("yes please", message_id="a"), UserUttered("1219", message_id="b")
     events = [UserUttered("thanks", message_id="x"), ConversationPaused(), BotUttered("handed over"), first, second]

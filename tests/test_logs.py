@@ -127,7 +127,7 @@ def test_an_entry_stays_one_line_whatever_the_customer_typed():
 
     from core.logs import JsonFormatter
 
-    record = logging.LogRecord("bot.channels.desk", logging.INFO, __file__, 1, "conversation %s", ("fuzz-\u2028\x85\x1c-é",), None)
+    record = logging.LogRecord("bot.handoff.desk", logging.INFO, __file__, 1, "conversation %s", ("fuzz-\u2028\x85\x1c-é",), None)
     line = JsonFormatter().format(record)
     assert line.splitlines() == [line]
     assert json.loads(line)["message"] == "conversation fuzz-\u2028\x85\x1c-é"

@@ -9,8 +9,7 @@ import pytest
 from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 
 from bot.channels import ops
-from bot.channels.desk import HandoffDesk
-from nlu.frustration import FrustrationDetector
+from bot.handoff.desk import HandoffDesk
 from core import metrics
 from core.ratelimit import RATE_LIMITED_TEXT
 from core.settings import Settings
@@ -83,7 +82,7 @@ def test_the_channel_is_served_at_the_root():
 def test_the_desk_refuses_a_flood_politely_and_lets_others_through():
     settings = Settings(rate_limit_per_minute=6, rate_limit_burst=2)
     app = SimpleNamespace(ctx=SimpleNamespace())  # no model loaded: the desk passes messages straight on
-    desk = HandoffDesk(app, queue=SimpleNamespace(), detector=FrustrationDetector(), settings=settings)
+    desk = HandoffDesk(app, queue=SimpleNamespace(), settings=settings)
     passed = []
 
     async def assistant(message):
@@ -109,7 +108,7 @@ def test_the_desk_refuses_a_flood_politely_and_lets_others_through():
 
 def test_the_desk_redacts_a_message_before_the_assistant_sees_it_but_not_button_payloads():
     app = SimpleNamespace(ctx=SimpleNamespace())
-    desk = HandoffDesk(app, queue=SimpleNamespace(), detector=FrustrationDetector(), settings=Settings())
+    desk = HandoffDesk(app, queue=SimpleNamespace(), settings=Settings())
     seen = []
 
     async def assistant(message):

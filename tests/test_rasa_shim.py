@@ -195,16 +195,13 @@ def test_every_agent_refuses_a_customer_message_when_its_tracker_store_fails(cap
     from rasa.core.agent import Agent
     from rasa.core.tracker_store import FailSafeTrackerStore
 
-    from bot.channels import desk
+    from bot import failures
 
     agent = Agent(tracker_store=_BrokenStore())
     assert isinstance(agent.tracker_store, FailSafeTrackerStore)
-    token = desk._TURN.set(desk._Turn())  # during a customer's message
-    try:
-        with pytest.raises(desk.StorageUnavailable, match="unable to open database file"):
+    with failures.watching_turn():  # during a customer's message
+        with pytest.raises(failures.StorageUnavailable, match="unable to open database file"):
             asyncio.run(agent.tracker_store.retrieve("c"))
-    finally:
-        desk._TURN.reset(token)
     with caplog.at_level(logging.ERROR):  # elsewhere (Rasa's HTTP API): logged, Rasa falls back to memory
         assert asyncio.run(agent.tracker_store.retrieve("c")) is None
     assert "the tracker store failed" in caplog.text
@@ -215,7 +212,7 @@ def test_agents_rasa_loads_watch_the_action_server():
     from rasa.core.utils import AvailableEndpoints
     from rasa.utils.endpoints import EndpointConfig
 
-    from bot.channels.desk import WatchedActionEndpoint
+    from bot.failures import WatchedActionEndpoint
 
     endpoints = AvailableEndpoints(action=EndpointConfig("http://localhost:1/webhook", headers={"X-Action-Secret": "s"}))
     with pytest.warns(UserWarning):  # no model: Rasa warns and builds the agent anyway

@@ -6,8 +6,7 @@ from types import SimpleNamespace
 
 from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 
-from bot.channels.desk import HandoffDesk
-from nlu.frustration import FrustrationDetector
+from bot.handoff.desk import HandoffDesk
 from bot.handoff.queue import ACTIVE
 from core.redaction import redact_message, redact_metadata
 from core.settings import Settings
@@ -17,7 +16,7 @@ INTENTS = ["greet", "inform", "rate_answer", "select_suggestion"]
 
 def _desk(intents=INTENTS, **settings):
     app = SimpleNamespace(ctx=SimpleNamespace())  # no model loaded: the assistant below stands in for Rasa
-    desk = HandoffDesk(app, queue=SimpleNamespace(), detector=FrustrationDetector(), settings=Settings(**settings))
+    desk = HandoffDesk(app, queue=SimpleNamespace(), settings=Settings(**settings))
     desk._known_intents = lambda: intents  # the loaded domain's intents
     return desk
 
@@ -25,7 +24,7 @@ def _desk(intents=INTENTS, **settings):
 def test_the_desk_reads_the_intents_of_the_loaded_model():
     agent = SimpleNamespace(is_ready=lambda: True, domain=SimpleNamespace(intents=["greet"]))
     desk = HandoffDesk(SimpleNamespace(ctx=SimpleNamespace(agent=agent)), queue=SimpleNamespace(),
-                       detector=FrustrationDetector(), settings=Settings())
+                       settings=Settings())
     assert desk._known_intents() == ["greet"]
     desk.app.ctx.agent = None
     assert desk._known_intents() is None

@@ -2,14 +2,11 @@
 
 Fitted on a handful of messages with a stand-in encoder: no ../shared data, no model download.
 """
-import asyncio
 import hashlib
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from rasa.core.channels.channel import UserMessage
-from rasa.shared.core.trackers import DialogueStateTracker
 
 from nlu.frustration import FrustrationDetector
 from core import db
@@ -165,30 +162,33 @@ def test_stored_once_per_message_and_the_most_upset_waiting_first(tmp_path):
     assert [e["conversation_id"] for e in sm.most_upset_first(entries)] == ["web:b", "web:a", "web:c", "web:d"]
 
 
-def test_the_desk_does_not_hand_over_an_ordinary_question(model, encoder, tmp_path):
-    from bot.channels.desk import HandoffDesk
+def _reader(detector, model, rule=None):
+    from nlu.frustration_reader import FrustrationReader
+
+    return FrustrationReader(FrustrationReader.get_default_config(), detector, model, rule or sm.HandoffRule())
+
+
+def test_the_frustration_reader_does_not_flag_an_ordinary_question(model, encoder):
+    from rasa.shared.nlu.training_data.message import Message
 
     # A BANKING77-style question the word list alone flags ("still" + "again" = 1 point).
     question = "my card has still not arrived, when will it come? I ordered it again"
     detector = FrustrationDetector(encoder=encoder)  # the sentiment reads the same (cached) embedding
-    assert detector.assess(question).frustrated  # today's detector alone would call a person
-    engine = db.connect(f"sqlite:///{tmp_path / 'assistant.db'}")
-    desk = HandoffDesk(SimpleNamespace(ctx=SimpleNamespace(agent=None)), queue=SimpleNamespace(engine=engine),
-                       detector=detector, settings=Settings(), sentiment=model)
-    tracker = DialogueStateTracker("web:calm", slots=[])
-    message = UserMessage(question, sender_id="web:calm", message_id="m1")
-    assert asyncio.run(desk._reason_to_hand_off(None, message, tracker)) == (None, None)
-    stored = sm.latest(engine, ["web:calm"])["web:calm"]
-    assert stored["label"] != "negative"
+    assert detector.assess(question).frustrated  # the detector alone would call a person
+    reader = _reader(detector, model)
+    calm = reader.read(question)
+    assert not calm["frustrated"] and calm["sentiment"]["label"] != "negative"
 
-    angry = UserMessage("this is ridiculous, nobody helps, worst service", sender_id="web:angry", message_id="m2")
-    reason, summary = asyncio.run(desk._reason_to_hand_off(None, angry, DialogueStateTracker("web:angry", slots=[])))
-    assert reason == "frustration" and "reads negative" in summary
+    angry = Message(data={"text": "this is ridiculous, nobody helps, worst service",
+                          "intent": {"name": "card_arrival", "confidence": 0.6}})
+    reader.process([angry])
+    reading = angry.get("frustration")
+    assert reading["frustrated"] and reading["sentiment"]["label"] == "negative" and reading["evidence"]
+    assert angry.get("intent")["name"] == "frustrated" and reading["intent"] == "card_arrival"
 
 
-def test_the_desk_reads_closely_only_the_messages_the_detector_flags(model, encoder, tmp_path):
+def test_the_reader_reads_closely_only_the_messages_the_detector_flags(model, encoder):
     """The fine-tuned reader (several ms) runs only where its reading decides a handoff."""
-    from bot.channels.desk import HandoffDesk
 
     class Reader:  # stands in for the fine-tuned reader: counts what it reads, calls everything negative
         labels = ["negative", "neutral", "positive"]
@@ -198,25 +198,19 @@ def test_the_desk_reads_closely_only_the_messages_the_detector_flags(model, enco
             self.read.extend(texts)
             return np.tile([0.9, 0.05, 0.05], (len(texts), 1))
 
-    reader = Reader()
-    model.tuned, model.blend_weight = reader, 1.0
+    tuned = Reader()
+    model.tuned, model.blend_weight = tuned, 1.0
     try:
-        engine = db.connect(f"sqlite:///{tmp_path / 'assistant.db'}")
-        desk = HandoffDesk(SimpleNamespace(ctx=SimpleNamespace(agent=None)), queue=SimpleNamespace(engine=engine),
-                           detector=FrustrationDetector(encoder=encoder), settings=Settings(), sentiment=model)
-        calm = UserMessage("how do I change my PIN", sender_id="web:calm", message_id="m1")
-        assert asyncio.run(desk._reason_to_hand_off(None, calm, DialogueStateTracker("web:calm", slots=[]))) == (None, None)
-        assert reader.read == [] and sm.latest(engine, ["web:calm"])["web:calm"]["label"] != "negative"
+        reader = _reader(FrustrationDetector(encoder=encoder), model)
+        calm = reader.read("how do I change my PIN")
+        assert not calm["frustrated"] and tuned.read == [] and calm["sentiment"]["label"] != "negative"
         # not flagged, but the quick reading is very negative: read closely (it may be a complaint)
-        desk._handoff_rule = sm.HandoffRule(close_reading_from=0.0)
-        quiet = UserMessage("where is my new card", sender_id="web:quiet", message_id="m3")
-        asyncio.run(desk._reason_to_hand_off(None, quiet, DialogueStateTracker("web:quiet", slots=[])))
-        assert reader.read == [sm.normalise(quiet.text)]
-        reader.read.clear()
-        desk._handoff_rule = sm.HandoffRule()
-        angry = UserMessage("this is ridiculous, nobody helps, worst service", sender_id="web:angry", message_id="m2")
-        reason, _ = asyncio.run(desk._reason_to_hand_off(None, angry, DialogueStateTracker("web:angry", slots=[])))
-        assert reason == "frustration" and reader.read == [sm.normalise(angry.text)]
+        close = _reader(FrustrationDetector(encoder=encoder), model, sm.HandoffRule(close_reading_from=0.0))
+        close.read("where is my new card")
+        assert tuned.read == [sm.normalise("where is my new card")]
+        tuned.read.clear()
+        angry = "this is ridiculous, nobody helps, worst service"
+        assert reader.read(angry)["frustrated"] and tuned.read == [sm.normalise(angry)]
     finally:
         model.tuned, model.blend_weight = None, 0.0
 

@@ -16,6 +16,7 @@ from rasa_sdk.events import ConversationPaused, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.actions.identity import customer_id_of
+from bot.handoff.notices import NOTICE_FOR_REASON
 from bot.handoff.queue import WAITING, HandoffQueue
 from core import db
 from core.review import try_enqueue
@@ -113,18 +114,24 @@ class ActionFreezeCard(Action):
 
 # What an unreachable or broken database raises on the way to the handoffs table.
 HANDOFF_STORAGE_ERRORS = (db.DatabaseUnavailableError, sa.exc.SQLAlchemyError, OSError)
+# Set by the dialogue's HandoffPolicy (bot/policies.py) when it hands over: "frustration" | "fallbacks".
+REASON_SLOT = "handoff_reason"
 
 
 class ActionHandoff(Action):
     """Puts the conversation in the queue for a human agent, tells the customer their place, and pauses the dialogue.
 
-    The reason is "complaint" after a complaint and "asked" otherwise. The row is
-    written by the one writer of handoffs (`bot.handoff.queue`); a conversation
-    already queued keeps its place. The returned ``ConversationPaused`` stops the
-    assistant here: from now on the desk keeps what the customer writes for the
-    person. When the queue cannot be reached the customer is told so, with another
-    way to get help, instead of being promised an adviser who will never come, and
-    the dialogue goes on.
+    Why it runs decides the reason stored with the handoff and what the customer
+    hears: "complaint" after a complaint, "frustration" for a message the NLU read
+    as frustrated (intent ``frustrated``) or when `bot.policies.HandoffPolicy` found
+    the customer asking again, "fallbacks" after two messages in a row the
+    assistant could not answer (the policy's slot ``handoff_reason``), "asked"
+    otherwise. The row is written by the one writer of handoffs
+    (`bot.handoff.queue`); a conversation already queued keeps its place. The
+    returned ``ConversationPaused`` stops the assistant here: from now on the desk
+    keeps what the customer writes for the person. When the queue cannot be
+    reached the customer is told so, with another way to get help, instead of
+    being promised an adviser who will never come, and the dialogue goes on.
     """
 
     def __init__(self, db_url: Optional[str] = None) -> None:
@@ -136,19 +143,46 @@ class ActionHandoff(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[Dict[Text, Any]]:
-        intent = (tracker.latest_message.get("intent") or {}).get("name")
-        reason = "complaint" if intent == "complaint" else "asked"
+        latest = tracker.latest_message or {}
+        intent = (latest.get("intent") or {}).get("name")
+        reason = handoff_reason(intent, tracker.get_slot(REASON_SLOT))
         try:
             queue = HandoffQueue(db.connect(self.db_url) if self.db_url else None)
-            handoff = queue.open(tracker.sender_id, reason, customer_id_of(tracker), tracker.get_latest_input_channel())
+            handoff = queue.open(tracker.sender_id, reason, customer_id_of(tracker), tracker.get_latest_input_channel(),
+                                 summary_for_agent(reason, latest))
             position = queue.position(tracker.sender_id) if handoff.status == WAITING else None
         except HANDOFF_STORAGE_ERRORS as exc:
             logger.error("could not queue conversation %s for an agent: %s", tracker.sender_id, exc)
             dispatcher.utter_message(response="utter_handoff_unavailable")
-            return []
+            return [SlotSet(REASON_SLOT, None)]
         logger.info("conversation %s queued for an agent (handoff %s, %s)", tracker.sender_id, handoff.id, handoff.reason)
-        try_enqueue(tracker.sender_id, (tracker.latest_message or {}).get("text") or "", "handoff", intent)
-        dispatcher.utter_message(response="utter_handoff_ack")
+        try_enqueue(tracker.sender_id, latest.get("text") or "", "handoff", intent)
+        notice = NOTICE_FOR_REASON.get(reason)
+        if notice is None:  # asked, complaint: an acknowledgement, then the place in the queue
+            dispatcher.utter_message(response="utter_handoff_ack")
+            notice = "utter_handoff_queued"
         if position is not None:
-            dispatcher.utter_message(response="utter_handoff_queued", position=position, notice="utter_handoff_queued")
-        return [ConversationPaused()]
+            dispatcher.utter_message(response=notice, position=position, notice=notice)
+        return [SlotSet(REASON_SLOT, None), ConversationPaused()]
+
+
+def handoff_reason(intent: Optional[str], decided: Optional[str]) -> str:
+    """Why the conversation goes to a person: what the dialogue's policy decided, else what the customer said."""
+    if decided in ("frustration", "fallbacks"):
+        return decided
+    return {"complaint": "complaint", "frustrated": "frustration"}.get(intent or "", "asked")
+
+
+def summary_for_agent(reason: str, latest: Dict[str, Any]) -> Optional[str]:
+    """One line for the agent on why the assistant handed over (the NLU's frustration evidence, if any)."""
+    if reason == "fallbacks":
+        return "two fallbacks in a row"
+    if reason != "frustration":
+        return None
+    reading = latest.get("frustration") or {}
+    evidence = [str(e) for e in reading.get("evidence") or []]
+    mood = reading.get("sentiment") or {}
+    said = "; ".join(evidence) if evidence else "asked again"
+    if mood.get("label"):
+        said += f" (reads {mood['label']}, {float(mood.get('confidence') or 0):.2f})"
+    return "frustration: " + said

@@ -2,7 +2,7 @@
 
 ``action_ask_satisfaction`` runs after a goodbye (bot/data/rules.yml) and
 `offer` is called by ``action_freeze_card`` when the form completes; the
-desk offers it when a person hands a conversation back (bot/channels/desk.py).
+desk offers it when a person hands a conversation back (bot/handoff/desk.py).
 The offer is ``utter_ask_satisfaction`` with five buttons; whether to make it is
 `core.satisfaction.reason_not_to_ask`. ``action_rate_service``
 stores the tapped score (``/rate_service{"score": N}``) and thanks the customer,

@@ -19,7 +19,8 @@ from sanic import Blueprint
 
 from bot import rasa_shim
 from bot.channels import api_guard, ingress
-from bot.channels.desk import OnNewMessage, desk_for
+from bot.failures import close_kept_sessions
+from bot.handoff.desk import OnNewMessage, desk_for
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class DeskChannel:
     app: Any = None
 
     def watch(self, blueprint: Blueprint) -> Blueprint:
-        """Let `blueprint` tell this channel which server it runs in, and prepare the desk once."""
+        """Let `blueprint` tell this channel which server it runs in and give it the desk."""
         rasa_shim.install_or_exit()  # Rasa registers the channels before it starts or loads the model (see bot/rasa_shim.py)
 
         @blueprint.listener("before_server_start")
@@ -66,16 +67,8 @@ class DeskChannel:
             api_guard.install(app)  # Rasa's HTTP API: token in a header only; 400, not 500, for a malformed request
             ingress.install(app, getattr(blueprint.ctx, "sio", None))  # 429 per address and per credential: /webhooks/*, socket.io
 
-        @blueprint.listener("after_server_start")
-        async def prepare_desk(app, _loop) -> None:
-            if not getattr(app.ctx, "handoff_desk_prepared", False):
-                app.ctx.handoff_desk_prepared = True
-                app.add_task(desk_for(app).prepare())
-
         @blueprint.listener("before_server_stop")
         async def close_sessions(app, _loop) -> None:
-            from bot.channels.desk import close_kept_sessions
-
             await close_kept_sessions()
 
         return blueprint

@@ -54,7 +54,7 @@ from sqlalchemy.engine import Engine
 
 from bot.channels import assist, ingress
 from bot.channels.base import DeskChannel
-from bot.channels.desk import HandoffError, desk_for
+from bot.handoff.desk import HandoffError, desk_for
 from bot.handoff.queue import WAITING
 from bot.channels.transcript import transcript
 from bot.insight import pages as insight_pages

@@ -57,7 +57,7 @@ from socketio import AsyncServer
 from bot.channels.base import DeskChannel
 from bot.security import identity
 from bot.security.tokens import CustomerTokenError, TokenVerifier, demo_token
-from bot.channels.desk import desk_for
+from bot.handoff.desk import desk_for
 from bot.channels.replies import BotReply
 from bot.channels.transcript import transcript
 from core.settings import PROJECT_ROOT

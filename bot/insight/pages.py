@@ -244,7 +244,7 @@ async def conversation_timeline(tracker_store, links: List[Dict[str, Any]]) -> L
 
 
 def _tracker_store(channel) -> Any:
-    from bot.channels.desk import desk_for
+    from bot.handoff.desk import desk_for
 
     try:
         agent = desk_for(channel.app).agent

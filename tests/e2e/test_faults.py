@@ -39,7 +39,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pytest
 import yaml
 
-from bot.channels.desk import NOTICES
+from bot.handoff.notices import NOTICES
 from bot.serve import PYTHON, Assistant, ModelCheckError, wait_until_up
 from core.settings import PROJECT_ROOT
 from tests.e2e.conftest import conversation_of, free_port, rest_send

@@ -154,7 +154,7 @@ def test_action_server_health_is_open_and_says_nothing_else(attack_target):
 
 def test_rasa_reaches_the_action_server_with_the_secret_header(attack_target):
     """The header Rasa sends (endpoints.yml names ${ACTION_SERVER_SECRET}) passes: custom actions still answer."""
-    from bot.channels.desk import NOTICES
+    from bot.handoff.notices import NOTICES
 
     endpoints = (attack_target.workdir / "endpoints.yml").read_text()
     assert "${ACTION_SERVER_SECRET}" in endpoints and attack_target.env["ACTION_SERVER_SECRET"] not in endpoints

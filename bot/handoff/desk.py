@@ -24,17 +24,10 @@ transcript shows everything in order.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import json
 import logging
 import math
-import sqlite3
-import time
-from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
-import aiohttp
-import sqlalchemy as sa
 from rasa.core.channels.channel import CollectingOutputChannel, OutputChannel, UserMessage
 from rasa.shared.core.constants import ACTION_LISTEN_NAME
 from rasa.shared.core.events import (
@@ -46,50 +39,21 @@ from rasa.shared.core.events import (
     UserUttered,
 )
 from rasa.shared.core.trackers import DialogueStateTracker
-from rasa.utils.endpoints import ClientResponseError, EndpointConfig
 
-from nlu import FrustrationDetector
-from nlu import HandoffRule, frustrated
-from bot.handoff.queue import ACTIVE, WAITING, Handoff, HandoffQueue
 from bot.channels.replies import is_payload
-from bot.channels.transcript import customer_texts_since_handback
+from bot.failures import is_storage_error, watching_turn
+from bot.handoff.notices import NOTICES, UNPROMPTED
+from bot.handoff.queue import ACTIVE, WAITING, Handoff, HandoffQueue
 from core import metrics
-from core.db import DatabaseUnavailableError
 from core.logs import conversation
 from core.ratelimit import RATE_LIMITED_TEXT, limiter_from_settings
+from core.redaction import redact_agent_reply, redact_message, redact_metadata
 from core.serving import model_executor, prefetch
-from core.redaction import redact, redact_agent_reply, redact_message, redact_metadata
 from core.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
 REQUEST_HUMAN = "request_human"
-REPEAT_WINDOW_S = 15 * 60
-FALLBACK_INTENT = "nlu_fallback"
-
-# Texts used when the domain lacks the response (e.g. a model trained before bot/domain/handoff.yml).
-NOTICES = {
-    "utter_handoff_queued": "You're number {position} in the queue for one of our advisers. "
-    "Anything you write now is kept for them.",
-    "utter_handoff_frustrated": "I'm sorry this has been frustrating. I'm bringing in one of our advisers: "
-    "you're number {position} in the queue.",
-    "utter_handoff_after_fallbacks": "I'm not getting this right, so I'm passing you to one of our advisers: "
-    "you're number {position} in the queue.",
-    "utter_handoff_still_waiting": "Thanks, I've added that for the adviser. You're number {position} in the queue.",
-    "utter_handoff_agent_joined": "{agent} from Northwind Bank has joined the conversation.",
-    "utter_handoff_returned": "You're back with the Northwind Bank assistant. How else can I help?",
-    # When a part of the assistant is down (see `HandoffDesk._guarded_turn`).
-    "utter_action_unavailable": "I can't do that right now, please try again in a minute; nothing you said was lost.",
-    "utter_storage_unavailable": "I can't save our conversation right now, so I won't take new requests; "
-    "please try again shortly.",
-}
-NOTICE_FOR_REASON = {
-    "frustration": "utter_handoff_frustrated",
-    "fallbacks": "utter_handoff_after_fallbacks",
-}
-# Desk messages that are not an answer to the customer's latest message; a
-# channel that cannot push (REST) gets them with the customer's next message.
-UNPROMPTED = ("utter_handoff_agent_joined", "utter_handoff_returned")
 
 OnNewMessage = Callable[[UserMessage], Awaitable[Any]]
 
@@ -98,170 +62,10 @@ class HandoffError(ValueError):
     """An agent asked for something the conversation's state does not allow."""
 
 
-# ----------------------------------------------------- parts of the assistant that fail
-class StorageUnavailable(RuntimeError):
-    """The tracker store or the project's database failed during a customer's message."""
-
-
-@dataclass
-class _Turn:
-    """What went wrong while the assistant handled one customer message."""
-
-    failed_actions: List[str] = field(default_factory=list)
-
-
-# The customer message (or agent's write, `_deliver`) being handled in this task, whose store
-# failures must not pass silently; None elsewhere (Rasa's HTTP API, reading transcripts).
-_TURN: contextvars.ContextVar[Optional[_Turn]] = contextvars.ContextVar("desk_turn", default=None)
-
-
-def _storage_errors() -> tuple:
-    errors: tuple = (StorageUnavailable, DatabaseUnavailableError, sa.exc.DBAPIError, sa.exc.TimeoutError, sqlite3.Error)
-    try:
-        import redis  # the lock store, when it is Redis
-
-        errors += (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-    except ImportError:
-        pass
-    return errors
-
-
-STORAGE_ERRORS = _storage_errors()
-
-
-def is_storage_error(exc: Optional[BaseException]) -> bool:
-    """Whether `exc`, or an exception it came from, says a database or store could not be used."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, STORAGE_ERRORS):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def tracker_store_failed(error: Exception) -> None:
-    """Rasa's `FailSafeTrackerStore` hook (given to it by `bot.rasa_shim`): refuse the customer's message rather than answer and forget it.
-
-    Without it Rasa logs the error and carries on with an empty conversation
-    kept in memory, so the customer is answered out of context and the turn
-    is lost at the next restart.
-    """
-    if _TURN.get() is not None:
-        raise StorageUnavailable(f"the tracker store failed: {error}") from error
-    logger.error("the tracker store failed (Rasa falls back to memory for this request): %s", error)
-
-
-def _dumps(body: Dict[str, Any]) -> bytes:
-    """JSON of an action call: ujson where it can write the body, else the standard library."""
-    try:
-        import ujson
-
-        return ujson.dumps(body, ensure_ascii=False, escape_forward_slashes=False).encode("utf-8")
-    except (ImportError, TypeError, OverflowError, ValueError):
-        return json.dumps(body).encode("utf-8")
-
-
-_KEPT_SESSIONS: List[aiohttp.ClientSession] = []
-
-
-class _Borrowed:
-    """`async with` a kept session without closing it at the end."""
-
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self._session = session
-
-    async def __aenter__(self) -> aiohttp.ClientSession:
-        return self._session
-
-    async def __aexit__(self, *exc: Any) -> bool:
-        return False
-
-
-async def close_kept_sessions() -> None:
-    """Close the action server sessions kept alive by `WatchedActionEndpoint` (at server stop)."""
-    while _KEPT_SESSIONS:
-        session = _KEPT_SESSIONS.pop()
-        if not session.closed:
-            await session.close()
-
-
-class WatchedActionEndpoint(EndpointConfig):
-    """The action server's endpoint, noting in the customer's turn when a call fails.
-
-    Rasa logs a failed custom action and goes on without its events, so the
-    customer would get no answer at all; the desk reads the note after the
-    turn and tells the customer instead (`HandoffDesk._guarded_turn`).
-    """
-
-    @classmethod
-    def wrap(cls, endpoint: EndpointConfig) -> "WatchedActionEndpoint":
-        watched = cls.__new__(cls)
-        watched.__dict__.update(endpoint.__dict__)
-        watched._kept = None
-        return watched
-
-    def session(self) -> Any:
-        """One kept-alive client session per event loop, instead of Rasa's new one per request.
-
-        Rasa opens a session, resolves the host, connects, sends one request
-        and closes again for every custom action: a tenth of the Rasa
-        server's time per message under load (py-spy). Same headers, auth
-        and timeout as Rasa's session; idle connections are dropped after
-        3 s, before the action server's own 5 s keep-alive ends them.
-        """
-        loop = asyncio.get_running_loop()
-        kept = getattr(self, "_kept", None)
-        if kept is None or kept[0] is not loop or kept[1].closed:
-            from rasa.core.constants import DEFAULT_REQUEST_TIMEOUT
-
-            auth = aiohttp.BasicAuth(self.basic_auth["username"], self.basic_auth["password"]) if self.basic_auth else None
-            session = aiohttp.ClientSession(  # as Rasa configures it, with a kept-alive connector
-                headers=self.headers,
-                auth=auth,
-                timeout=aiohttp.ClientTimeout(total=DEFAULT_REQUEST_TIMEOUT),
-                connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=3, ttl_dns_cache=300),
-            )
-            self._kept = kept = (loop, session)
-            _KEPT_SESSIONS.append(session)
-        return _Borrowed(kept[1])
-
-    async def request(self, *args: Any, **kwargs: Any) -> Any:
-        sent = kwargs.get("json")
-        if isinstance(sent, dict):
-            # The whole conversation goes with every action call; ujson writes it in
-            # 40 % of json's time (same JSON).
-            kwargs["data"] = _dumps(kwargs.pop("json"))
-        try:
-            return await super().request(*args, **kwargs)
-        except ClientResponseError as exc:
-            if exc.status != 400:  # 400: the action rejected itself (e.g. a form's validation), not a failure
-                self._note(sent, f"the action server answered {exc.status}")
-            raise
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            self._note(sent, f"the action server at {self.url} is unreachable ({type(exc).__name__})")
-            raise
-
-    @staticmethod
-    def _note(sent: Optional[Dict[str, Any]], problem: str) -> None:
-        turn = _TURN.get()
-        if turn is not None:
-            action = sent.get("next_action") if isinstance(sent, dict) else None
-            turn.failed_actions.append(f"{action or 'a custom action'}: {problem}")
-
-
 def customer_id_of(message: UserMessage) -> str:
     """The customer behind a message: the id the channel verified, else the conversation id."""
     metadata = message.metadata if isinstance(message.metadata, dict) else {}
     return str(metadata.get("customer_id") or message.sender_id)
-
-
-def is_fallback(parse_data: Dict[str, Any], retrieval_threshold: float) -> bool:
-    """Whether the assistant could not answer: NLU fell back and no past answer scored high enough."""
-    if (parse_data.get("intent") or {}).get("name") != FALLBACK_INTENT:
-        return False
-    best = (parse_data.get("retrieval") or {}).get("best_score")
-    return best is None or float(best) < retrieval_threshold
 
 
 def _unanswered(events, message_id: Optional[str] = None) -> bool:
@@ -292,6 +96,14 @@ def _unanswered(events, message_id: Optional[str] = None) -> bool:
     return True
 
 
+def _user_event(events: List[Event], message_id: Optional[str]) -> Optional[UserUttered]:
+    """The customer's message `message_id` among `events` (the latest one when no id is given)."""
+    for event in reversed(events):
+        if isinstance(event, UserUttered) and (message_id is None or event.message_id == message_id):
+            return event
+    return None
+
+
 def _paused_in_turn(events, message_id: Optional[str]) -> bool:
     """Whether the dialogue paused the conversation while answering the customer's message `message_id`."""
     for event in reversed(list(events)):
@@ -320,55 +132,12 @@ class HandoffDesk:
         self,
         app: Any,
         queue: Optional[HandoffQueue] = None,
-        detector: Optional[FrustrationDetector] = None,
         settings: Optional[Settings] = None,
-        sentiment: Any = None,
     ) -> None:
         self.app = app
         self.queue = queue or HandoffQueue()
         self.settings = settings or get_settings()
-        # Word-list detector until the sentence encoder has loaded (see `prepare`).
-        self.detector = detector or FrustrationDetector()
-        self._detector_given = detector is not None
-        # nlu.sentiment.SentimentModel (artifacts/sentiment, loaded in `prepare`); None: the detector decides alone.
-        self.sentiment = sentiment
         self.limiter = limiter_from_settings(self.settings)
-        # Intents whose repetition is not "asking again" (settings are fixed for the process).
-        self._handoff_rule = HandoffRule.from_settings(self.settings)
-        self._pleasantries = frozenset(i.strip() for i in self.settings.repeat_ignored_intents.split(",") if i.strip())
-
-    # ------------------------------------------------------------ life cycle
-    async def prepare(self) -> None:
-        """Load the frustration detector's sentence encoder without blocking the server."""
-        if self._detector_given:
-            return
-
-        def build() -> FrustrationDetector:
-            from core.encoder import load_encoder
-
-            detector = FrustrationDetector(encoder=load_encoder(None))  # None: the same cached encoder as retrieval
-            detector.assess("warm up the compiled pass")  # compile now, not on the first customer's message
-            return detector
-
-        try:
-            self.detector = await asyncio.get_running_loop().run_in_executor(None, build)
-            logger.info("frustration detector ready (word list and nearest labelled examples)")
-        except Exception as exc:  # the word list alone still works
-            logger.warning("frustration detector uses its word list only: the encoder did not load (%s)", exc)
-            return
-        try:
-            from nlu import SENTIMENT_DIR, load_sentiment_model
-
-            self.sentiment = load_sentiment_model(SENTIMENT_DIR)
-            if self.sentiment is None:
-                logger.info("no sentiment model in %s (python -m training.train_sentiment): the detector decides alone", SENTIMENT_DIR)
-            else:
-                shared = self.sentiment.share_layers_with(self.detector.encoder)
-                self.sentiment.warm()
-                logger.info("sentiment model ready: handoffs for frustration need a negative reading too "
-                            "(close reading %s)", "from the encoder's shared layers" if shared else "by the whole reader")
-        except Exception as exc:  # a broken artifact: keep today's detector
-            logger.warning("sentiment model not loaded (%s): the frustration detector decides alone", exc)
 
     @property
     def agent(self):
@@ -426,20 +195,17 @@ class HandoffDesk:
           server again without a restart.
         """
         agent = self.agent
-        turn = _Turn()
-        token = _TURN.set(turn)
         try:
-            await self._route(message, on_new_message)
-            if turn.failed_actions and agent is not None:
-                await self._apologise(agent, message, turn.failed_actions)
+            with watching_turn() as turn:
+                await self._route(message, on_new_message)
+                if turn.failed_actions and agent is not None:
+                    await self._apologise(agent, message, turn.failed_actions)
         except Exception as exc:
             if not is_storage_error(exc):
                 raise
             logger.error("message from %s refused: cannot save the conversation (%s)", message.sender_id, exc)
             notice = BotUttered(NOTICES["utter_storage_unavailable"], metadata={"notice": "utter_storage_unavailable"})
             await self._send(message.output_channel, message.sender_id, [notice])
-        finally:
-            _TURN.reset(token)
 
     async def _apologise(self, agent, message: UserMessage, failures: List[str]) -> None:
         """A custom action failed: say so (and keep it in the transcript) unless a person has taken over."""
@@ -455,7 +221,11 @@ class HandoffDesk:
         await self._send(message.output_channel, cid, [notice])
 
     async def _route(self, message: UserMessage, on_new_message: OnNewMessage) -> None:
-        """Pass a customer message to the assistant, or keep it for the agent."""
+        """Keep a customer message for the person who has the conversation, or pass it to the assistant.
+
+        Whether to hand over is the dialogue's decision (``action_handoff``, by
+        the rules and `bot.policies.HandoffPolicy`), not the desk's.
+        """
         agent = self.agent
         if agent is None:  # no model yet: Rasa itself says so
             await on_new_message(message)
@@ -463,104 +233,38 @@ class HandoffDesk:
         limit = self.settings.max_message_chars
         if message.text and len(message.text) > limit:
             message.text = message.text[:limit]
-        # An unreachable database raises here: the message is refused (`_guarded_turn`).
-        handoff = self.queue.current(message.sender_id)
+        loop = asyncio.get_running_loop()
+        # The one read of the handoff state for this message, off the event loop. An unreachable
+        # database raises here: the message is refused (`_guarded_turn`).
+        handoff = await loop.run_in_executor(None, self.queue.current, message.sender_id)
         if handoff is not None:
             await self._keep_for_agent(agent, message, handoff)
             return
-        # One read serves the frustration check and the catch-up: no agent can write to a
-        # conversation that has no open handoff, so nothing for the catch-up arrives meanwhile.
-        typed = bool(message.text) and not is_payload(message.text)
-        pull = self._is_pull(message.output_channel)
-        tracker = await agent.processor.get_tracker(message.sender_id) if typed or pull else None
-        reason, summary = await self._reason_to_hand_off(agent, message, tracker) if typed else (None, None)
-        if reason:
-            await self._hand_off(agent, message, reason, summary)
-            return
-        if pull:
-            await self._catch_up(message, tracker)
+        if message.text and not is_payload(message.text):
+            # The models read the message on the model thread (core.serving): the intent model,
+            # the retriever's encoder and the frustration reader, whose results Rasa's pipeline reuses.
+            await loop.run_in_executor(model_executor(), prefetch, [message.text])
         await on_new_message(message)
-        await self._complete_requested_handoff(agent, message)
+        await self._after_turn(agent, message)
 
-    def _analyse(self, text: str, previous: List[str]):
-        """Run every model on the message (see `core.serving`), then judge frustration: (assessment, sentiment)."""
-        prefetch([text])
-        verdict = self.detector.assess(text, previous)
-        # The fine-tuned reader (a few ms) only where its reading can decide a handoff.
-        return verdict, self._sentiment_of(text, flagged=verdict.frustrated)
-
-    def _sentiment_of(self, text: str, flagged: bool = False):
-        """The message's `nlu.sentiment.Sentiment` (on the model thread), or None without a model or encoder.
-
-        Read closely (the fine-tuned reader too) when the detector `flagged` it or the
-        heads' quick reading finds it very negative; otherwise the quick reading."""
-        if self.sentiment is None or self.detector.encoder is None or not text:
-            return None
-        from core.encoder import embed_few  # cached: the detector and the retriever share this vector
-
-        return self.sentiment.read_for_handoff(text, embed_few(self.detector.encoder, [text])[0], flagged,
-                                               self._handoff_rule.close_reading_from)
-
-    def _record_sentiment(self, message: UserMessage, sentiment) -> None:
-        """Store the message's sentiment (core.db message_sentiment); a failure is logged, never the customer's problem."""
-        if sentiment is None:
+    async def _record_sentiment(self, conversation_id: str, event: Optional[UserUttered]) -> None:
+        """Store the sentiment `nlu.FrustrationReader` read in a customer message (off the loop); failures only logged."""
+        mood = ((event.parse_data or {}).get("frustration") or {}).get("sentiment") if event is not None else None
+        if not mood:
             return
-        from nlu import record_sentiment
+        from nlu import Sentiment, record_sentiment
 
+        sentiment = Sentiment(mood["label"], float(mood["confidence"]), float(mood["negative"]), mood.get("reason"),
+                              mood.get("score"))
         try:
-            record_sentiment(self.queue.engine, message.sender_id, message.message_id, sentiment)
+            await asyncio.get_running_loop().run_in_executor(
+                None, record_sentiment, self.queue.engine, conversation_id, event.message_id, sentiment)
         except Exception as exc:
-            logger.warning("sentiment of a message in %s not stored (%s)", message.sender_id, exc)
-
-    async def _reason_to_hand_off(self, agent, message: UserMessage, tracker: DialogueStateTracker):
-        """('frustration' | 'fallbacks' | None, summary for the agent), decided before the assistant answers."""
-        typed = customer_texts_since_handback(tracker.events)
-        # Asking again counts only within a burst of conversation, not when the customer comes back later.
-        recent = time.time() - REPEAT_WINDOW_S
-        previous = [
-            e.text for e in typed
-            if e.text and e.timestamp >= recent and (e.intent or {}).get("name") not in self._pleasantries
-        ][-3:]
-        # On the model thread: the frustration check, and the intent model and the
-        # retriever's encoder on this message, whose results Rasa's pipeline then reuses.
-        verdict, sentiment = await asyncio.get_running_loop().run_in_executor(
-            model_executor(), self._analyse, message.text, previous
-        )
-        self._record_sentiment(message, sentiment)
-        if frustrated(verdict, sentiment, self._handoff_rule):
-            mood = f" (reads {sentiment.label}, {sentiment.confidence:.2f})" if sentiment is not None else ""
-            return "frustration", "frustration: " + "; ".join(verdict.evidence) + mood
-        if typed and is_fallback(typed[-1].parse_data or {}, self.settings.retrieval_threshold):
-            # The previous message was a fallback: parse this one now (Rasa reuses
-            # the parse) to know whether it is the second in a row.
-            message.parse_data = await agent.processor.parse_message(message, tracker)
-            if is_fallback(message.parse_data, self.settings.retrieval_threshold):
-                return "fallbacks", "two fallbacks in a row"
-        return None, None
-
-    async def _hand_off(self, agent, message: UserMessage, reason: str, summary: Optional[str]) -> None:
-        cid = message.sender_id
-        async with agent.lock_store.lock(cid):
-            tracker = await agent.processor.log_message(message, should_save_tracker=True)
-            self.queue.open(cid, reason, customer_id_of(message), message.input_channel, summary)
-            notice = await self._notice(
-                agent, tracker, NOTICE_FOR_REASON.get(reason, "utter_handoff_queued"), position=self.queue.position(cid)
-            )
-            tracker.update(ConversationPaused())
-            tracker.update(notice)
-            await agent.processor.save_tracker(tracker)
-        logger.info("conversation %s handed to the agents (%s)", cid, reason)
-        metrics.HANDOFFS.labels(reason).inc()
-        await self._send(message.output_channel, cid, [notice])
-        await self.push_state(cid, message.output_channel)
+            logger.warning("sentiment of a message in %s not stored (%s)", conversation_id, exc)
 
     async def _keep_for_agent(self, agent, message: UserMessage, handoff: Handoff) -> None:
         """Store the message for the agent; a waiting customer hears their place in the queue."""
         cid = message.sender_id
-        if self.sentiment is not None and message.text and not is_payload(message.text):
-            # Scored too while a person has the conversation: the inbox sorts waiting ones by their latest mood.
-            mood = await asyncio.get_running_loop().run_in_executor(model_executor(), self._sentiment_of, message.text)
-            self._record_sentiment(message, mood)
         async with agent.lock_store.lock(cid):
             # Saved at once: whatever happens next, the customer's words are kept.
             tracker = await agent.processor.log_message(message, should_save_tracker=True)
@@ -575,6 +279,9 @@ class HandoffDesk:
                 outgoing.append(notice)
             await agent.processor.save_tracker(tracker)
         await self._send(message.output_channel, cid, outgoing)
+        # Read while a person has the conversation too (Rasa's NLU parses what it logs): the
+        # inbox sorts waiting conversations by their latest mood.
+        await self._record_sentiment(cid, tracker.latest_message)
         await self.push_state(cid, message.output_channel)
 
     async def _acknowledge_kept(self, agent, message: UserMessage, handoff: Handoff) -> None:
@@ -590,26 +297,35 @@ class HandoffDesk:
             await agent.processor.save_tracker(tracker)
         await self._send(message.output_channel, cid, [notice])
 
-    async def _complete_requested_handoff(self, agent, message: UserMessage) -> None:
-        """After the assistant answered: show a handoff the dialogue made, or make the one it could not.
+    async def _after_turn(self, agent, message: UserMessage) -> None:
+        """After the assistant answered: catch-up, sentiment, and the handoff the dialogue made (or could not make).
 
         ``action_handoff`` queues the conversation, tells the customer their place
         and pauses the dialogue itself; the desk then only shows the new state.
         When the customer asked for a person but nothing was queued (the action
-        server is down), the desk queues them here.
+        server is down), the desk queues them here. The common path reads the
+        conversation once and the handoff table not at all.
         """
         cid = message.sender_id
-        notice = None
+        said = None
         try:
-            handoff = self.queue.current(cid)
             tracker = await agent.processor.get_tracker(cid)
             metrics.count_turn(tracker.events)  # fallbacks of the turn just answered (no I/O)
-            if handoff is not None and _paused_in_turn(tracker.events, message.message_id):
+            events = list(tracker.events)
+            mine = _user_event(events, message.message_id)
+            if self._is_pull(message.output_channel):  # the agent's words this REST customer has not seen yet
+                await self._catch_up(message, events[: events.index(mine)] if mine is not None else [])
+            await self._record_sentiment(cid, mine)
+            paused_now = _paused_in_turn(events, message.message_id)
+            intent = ((mine.intent if mine is not None else None) or {}).get("name")
+            if not paused_now and not tracker.is_paused() and intent != REQUEST_HUMAN:
+                return
+            handoff = await asyncio.get_running_loop().run_in_executor(None, self.queue.current, cid)
+            if handoff is not None and paused_now:  # the dialogue handed over: show it
                 metrics.HANDOFFS.labels(handoff.reason or "asked").inc()
                 await self.push_state(cid, message.output_channel)
                 return
             if handoff is None:
-                intent = (tracker.latest_message.intent or {}).get("name") if tracker.latest_message else None
                 if intent != REQUEST_HUMAN:
                     return
                 # The customer asked but nothing was queued (action server down?): queue them here.
@@ -622,22 +338,30 @@ class HandoffDesk:
                 return
             async with agent.lock_store.lock(cid):
                 tracker = await agent.processor.get_tracker(cid)
-                notice = await self._notice(agent, tracker, "utter_handoff_queued", position=self.queue.position(cid))
+                said = await self._notice(agent, tracker, "utter_handoff_queued", position=self.queue.position(cid))
                 tracker.update(ConversationPaused())
                 if handoff.status == WAITING:
-                    tracker.update(notice)
+                    tracker.update(said)
                 await agent.processor.save_tracker(tracker)
             metrics.HANDOFFS.labels(handoff.reason or "asked").inc()
         except Exception as exc:
-            logger.error("could not complete the handoff of %s: %s", cid, exc)
+            if is_storage_error(exc):
+                raise
+            logger.error("could not complete the turn of %s: %s", cid, exc)
             return
-        if handoff.status == WAITING and notice is not None:
-            await self._send(message.output_channel, cid, [notice])
+        if handoff.status == WAITING and said is not None:
+            await self._send(message.output_channel, cid, [said])
         await self.push_state(cid, message.output_channel)
 
-    async def _catch_up(self, message: UserMessage, tracker: DialogueStateTracker) -> None:
-        """A channel that cannot push (REST) gets the agent's last words with its next answer."""
-        await self._send(message.output_channel, message.sender_id, self._unprompted(tracker.events))
+    async def _catch_up(self, message: UserMessage, earlier: List[Event]) -> None:
+        """A channel that cannot push (REST) gets the agent's last words before this turn's answer."""
+        missed = self._unprompted(earlier)
+        if not missed:
+            return
+        output = message.output_channel
+        answered, output.messages = list(output.messages), []
+        await self._send(output, message.sender_id, missed)
+        output.messages.extend(answered)
 
     @staticmethod
     def _unprompted(events) -> List[BotUttered]:
@@ -752,15 +476,12 @@ class HandoffDesk:
         """Store `events` in the conversation and send its messages to the customer."""
         agent = self._require_agent()
         # A tracker store that fails raises here (the inbox answers 503) instead of keeping the write in memory only.
-        token = _TURN.set(_Turn())
-        try:
+        with watching_turn():
             async with agent.lock_store.lock(conversation_id):
                 tracker = await agent.processor.get_tracker(conversation_id)
                 for event in events:
                     tracker.update(event)
                 await agent.processor.save_tracker(tracker)
-        finally:
-            _TURN.reset(token)
         output = self.output_for(tracker)
         if output is None:
             return False  # kept in the tracker; a REST customer gets it with their next message
