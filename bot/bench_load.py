@@ -10,6 +10,14 @@ the end of its HTTP response, so time spent waiting behind earlier messages
 counts. A message is an error when the request fails, answers non-200,
 takes longer than `--timeout`, or answers with no bot message at all.
 
+With ``--baseline REV`` (a git revision, e.g. the commit before a change) the
+same load runs against that revision of this project too, checked out in a
+temporary worktree and driven by its own copy of this benchmark, alternating
+with ours for ``--rounds`` rounds, so a before/after table shares one machine
+and one run:
+
+    python -m bot.bench_load --rate 50 --customers 150 --duration 60 --systems ours --baseline 7b3931e --rounds 2
+
 Both systems run on the same machine in the same run, one after the other,
 each with a fresh action server (this project's actions) and a fresh SQLite
 tracker store (ours: the project's caching store; stock: Rasa's own SQL
@@ -366,6 +374,33 @@ def run_system(name: str, model: Path, credentials: Path, args, people: List[Cus
     return summary
 
 
+def run_baseline(tree: Path, revision: str, args, workdir: Path, round_no: int) -> Dict[str, Any]:
+    """The same load against this project at `revision` (checked out in `tree`), by that revision's own benchmark."""
+    out = workdir / f"baseline-{round_no}"
+    env = dict(os.environ, PYTHONPATH=str(tree), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    command = [sys.executable, "-m", "bot.bench_load", "--systems", "ours", "--rate", str(args.rate),
+               "--customers", str(args.customers), "--duration", str(args.duration), "--timeout", str(args.timeout),
+               "--seed", str(args.seed), "--out", str(out)]
+    print(f"==> before ({revision}), round {round_no}: its own servers and benchmark in {tree}", flush=True)
+    subprocess.run(command, cwd=str(tree), env=env, check=True)
+    [row] = json.loads((out / "load.json").read_text())
+    row["system"] = f"before ({revision})"
+    return row
+
+
+def checkout(revision: str, workdir: Path) -> Path:
+    """A worktree of this repository at `revision`, with the trained sentiment model and widget build it needs."""
+    tree = workdir / "baseline"
+    subprocess.run(["git", "worktree", "add", "--detach", "--force", str(tree), revision], cwd=str(PROJECT_ROOT),
+                   check=True, capture_output=True)
+    for ignored in ("artifacts/sentiment", "web/dist"):  # built outputs git does not hold: the same for both
+        source, target = PROJECT_ROOT / ignored, tree / ignored
+        if source.exists() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(source)
+    return tree
+
+
 def table(rows: List[Dict[str, Any]], args) -> str:
     lines = [
         f"Offered: {args.rate} msg/s over {args.customers} customers for {args.duration}s, open loop "
@@ -381,7 +416,15 @@ def table(rows: List[Dict[str, Any]], args) -> str:
             f"{r['p99']:.0f} | {r['errors']}{' (' + kinds + ')' if kinds else ''} | {r['cpu_ms_per_msg']:.1f} | "
             f"{r['rasa_cpu_ms_per_msg']:.1f} | {r['load_avg']:.1f} |"
         )
-    if len(rows) == 2 and rows[1]["p95"] > 0:
+    systems = list(dict.fromkeys(r["system"] for r in rows))
+    if any(len([r for r in rows if r["system"] == name]) > 1 for name in systems):
+        lines.append("")
+        lines.append("Median over the rounds: " + "; ".join(
+            f"{name}: p95 {statistics.median(r['p95'] for r in rows if r['system'] == name):.0f} ms, "
+            f"CPU {statistics.median(r['cpu_ms_per_msg'] for r in rows if r['system'] == name):.1f} ms/msg "
+            f"(Rasa {statistics.median(r['rasa_cpu_ms_per_msg'] for r in rows if r['system'] == name):.1f})"
+            for name in systems))
+    if len(rows) == 2 and rows[1]["p95"] > 0 and rows[1]["system"] == "stock-rasa":
         ours, stock = rows
         lines.append("")
         lines.append(f"p95 ratio stock/ours: {stock['p95'] / max(ours['p95'], 1e-9):.1f}x; "
@@ -410,6 +453,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--stock-epochs", type=int, default=None, help="shorten the stock 100 epochs (stated in the report)")
     parser.add_argument("--systems", default="ours,stock", help="comma list: ours, stock")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "reports" / "load")
+    parser.add_argument("--baseline", help="also run this git revision of the project (before/after), alternating with ours")
+    parser.add_argument("--rounds", type=int, default=1, help="with --baseline: rounds of ours, then the baseline")
     args = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-load-"))
@@ -418,6 +463,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows = []
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     try:
+        if args.baseline:
+            tree = checkout(args.baseline, workdir)
+            model = args.model or prepare(env, PROJECT_ROOT / "config.yml", Path(get_settings().model_dir))
+            try:
+                for round_no in range(1, args.rounds + 1):
+                    rows.append(run_system("ours", model, PROJECT_ROOT / "bot" / "credentials.yml", args, people, workdir))
+                    rows.append(run_baseline(tree, args.baseline, args, workdir, round_no))
+            finally:
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=str(PROJECT_ROOT))
+            systems = [s for s in systems if s != "ours"]
         for name in systems:
             if name == "ours":
                 model = args.model or prepare(env, PROJECT_ROOT / "config.yml", Path(get_settings().model_dir))

@@ -16,7 +16,13 @@ conversation:
 
 It then predicts ``action_handoff`` (above the other policies: priority 7) and
 sets the slot ``handoff_reason``, which the action stores with the handoff and
-words the customer's notice by. It says nothing while a form runs, after a
+words the customer's notice by.
+
+It also asks first when the request for a person is itself uncertain: a
+``request_human`` read with less than `confirm_below` confidence (calibrated)
+gets ``utter_confirm_handoff`` ("Would you like me to pass you to one of our
+advisers?", yes / no buttons) instead of the rule's handoff; the answer is
+ruled in bot/data/handoff.yml. It says nothing while a form runs, after a
 button press, or when a rule already hands over. `rasa test` covers it with the
 conversation tests in bot/tests/.
 """
@@ -40,6 +46,8 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from bot.channels.transcript import customer_texts_since_handback
 
 HANDOFF_ACTION = "action_handoff"
+CONFIRM_ACTION = "utter_confirm_handoff"
+REQUEST_HUMAN = "request_human"
 REASON_SLOT = "handoff_reason"
 FALLBACK_INTENT = "nlu_fallback"
 # Intents whose rules hand over (or that are not questions): the policy leaves them to the rules.
@@ -78,6 +86,7 @@ class HandoffPolicy(Policy):
             "repeat_window_s": 15 * 60,  # asking again counts within a burst of conversation
             "repeat_ignored_intents": None,  # setting repeat_ignored_intents: greet, thanks, ...
             "retrieval_threshold": None,  # setting retrieval_threshold: a past answer this good answers
+            "confirm_below": 0.8,  # a request for a person read less surely than this is confirmed first
         }
 
     def __init__(
@@ -115,11 +124,23 @@ class HandoffPolicy(Policy):
     ) -> PolicyPrediction:
         """``action_handoff`` with certainty and the reason in a slot, or no opinion."""
         probabilities = self._default_predictions(domain)
+        if self.asks_first(tracker) and CONFIRM_ACTION in domain.action_names_or_texts:
+            probabilities[domain.index_for_action(CONFIRM_ACTION)] = 1.0
+            return self._prediction(probabilities)
         reason = self.reason_to_hand_off(tracker)
         if reason is None or HANDOFF_ACTION not in domain.action_names_or_texts:
             return self._prediction(probabilities)
         probabilities[domain.index_for_action(HANDOFF_ACTION)] = 1.0
         return self._prediction(probabilities, optional_events=[SlotSet(REASON_SLOT, reason)])
+
+    def asks_first(self, tracker: DialogueStateTracker) -> bool:
+        """Whether the customer's message asks for a person, but was read too unsurely to act on."""
+        if tracker.latest_action_name != ACTION_LISTEN_NAME or tracker.is_paused() or tracker.latest_message is None:
+            return False
+        intent = tracker.latest_message.intent or {}
+        if intent.get("name") != REQUEST_HUMAN:
+            return False
+        return float(intent.get("confidence") or 0.0) < float(self.config["confirm_below"])
 
     def reason_to_hand_off(self, tracker: DialogueStateTracker) -> Optional[str]:
         """'frustration' | 'fallbacks' | None for the customer's message just received."""

@@ -114,6 +114,7 @@ handoffs = sa.Table(
     sa.Column("summary", EncryptedText),  # what the customer said: encrypted at rest
     sa.Column("created_at", sa.Float, nullable=False, default=time.time),
     sa.Column("updated_at", sa.Float, nullable=False, default=time.time),
+    sa.Column("taken_at", sa.Float),  # when an agent first took it (the queue's expected wait)
     # One open handoff per conversation (migration 0009); bot/handoff/queue.py relies on it.
     sa.Index("uq_handoffs_open_conversation", "conversation_id", unique=True,
              sqlite_where=sa.text("status IN ('waiting', 'active')"),

@@ -63,6 +63,16 @@ class Settings:
     # Intents (comma-separated) whose messages are never "asked again" frustration: saying
     # "thanks" or "yes" twice is conversation, not a customer repeating an unanswered request.
     repeat_ignored_intents: str = "greet,goodbye,thanks,affirm,deny,inform_card_digits"
+    # When people answer the queue: days and hours ("Mon-Fri 08:00-20:00; Sat 09:00-13:00"),
+    # in `support_timezone`. Outside them, or with no agent signed in to the inbox within
+    # `agent_online_minutes`, a customer handed over is told nobody is online and offered to
+    # leave a message or carry on with the assistant (bot/handoff/hours.py).
+    support_hours: str = "Mon-Fri 08:00-20:00"
+    support_timezone: str = "Europe/London"
+    agent_online_minutes: float = 3.0
+    # Intents (comma-separated) the assistant still serves while the customer waits for a
+    # person: urgent tasks that should not wait (freezing a lost or stolen card).
+    urgent_while_waiting: str = "lost_or_stolen_card"
     # With the sentiment model (artifacts/sentiment), a message the frustration word list
     # flags hands off only when it reads negative with at least this probability (asking
     # again still hands off on its own); a message it does not flag hands off when it reads

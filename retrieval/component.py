@@ -39,6 +39,7 @@ from rasa.shared.nlu.training_data.message import Message
 
 from core import metrics
 from core.payloads import is_payload
+from core.serving import LRUCache, register_prefetch
 from retrieval.feedback import AnswerFeedback
 from retrieval.index import MANIFEST, AnswerIndex, IndexConfigError, IndexNotFoundError
 from retrieval.rerank import group_by_answer
@@ -97,6 +98,7 @@ class AnswerRetriever(GraphComponent):
         self._folder: Optional[Path] = None
         self._stamp: Optional[int] = None
         self._next_check = 0.0
+        self._prefetched = LRUCache(1024)  # text -> when the model thread read the ratings for it
 
     def _watch(self, folder: Union[str, Path]) -> None:
         """Reload the index when `folder` is saved again (see `RELOAD_CHECK_SECONDS`)."""
@@ -165,13 +167,19 @@ class AnswerRetriever(GraphComponent):
             max_shift=float(config["feedback_max_shift"]),
         )
         logger.info("answer index with %d past answers loaded from %s", len(index), index_dir)
-        from core.serving import register_prefetch
-
         index.encode(["warm up the compiled pass"])  # compile now, not on the first customer's message
-        register_prefetch(("retrieval", resource.name), index.encode)  # the desk embeds each message ahead
         retriever = cls(config, index, feedback)
+        register_prefetch(("retrieval", resource.name), retriever.prefetch)  # the desk hands each message ahead
         retriever._watch(index_dir)
         return retriever
+
+    def prefetch(self, texts: List[str]) -> None:
+        """On the model thread, ahead of Rasa's pipeline: embed the texts and read new ratings (SQL off the loop)."""
+        self.index.encode(texts)
+        self.feedback.refresh()
+        now = time.monotonic()
+        for text in texts:
+            self._prefetched.put(text, now)
 
     @staticmethod
     def required_packages() -> List[Text]:
@@ -187,7 +195,9 @@ class AnswerRetriever(GraphComponent):
         if not todo:
             return messages
         self._reload_if_saved_again()
-        self.feedback.refresh()
+        now = time.monotonic()
+        if not all(now - (self._prefetched.get(texts[i]) or float("-inf")) < 10.0 for i in todo):
+            self.feedback.refresh()  # not read ahead just now (Rasa's HTTP API, another project): read here
         vectors = self.index.encode([texts[i] for i in todo])
         config = self.component_config
         k = int(config["k"])

@@ -17,10 +17,10 @@ Changes take effect on the next message: no restart, no rebuild.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
+import threading
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import sqlalchemy as sa
@@ -89,21 +89,29 @@ def rating_counts(engine, customer_id: str) -> Dict[str, int]:
     return {name: counts.get(value, 0) for name, value in RATINGS.items()}
 
 
-@dataclasses.dataclass
 class _Ratings:
-    vectors: List[np.ndarray] = dataclasses.field(default_factory=list)
-    values: List[int] = dataclasses.field(default_factory=list)
-    _stacked: Optional[np.ndarray] = None
+    """The rated queries of one answer: vectors and +1/-1, appended by `refresh`, read by `votes`.
+
+    One tuple holds both, replaced whole on append, so a reader on another thread
+    (the event loop, while the model thread refreshes) always sees them matching.
+    """
+
+    def __init__(self) -> None:
+        self._state: Tuple[tuple, tuple, Optional[np.ndarray]] = ((), (), None)
 
     def append(self, vector: np.ndarray, value: int) -> None:
-        self.vectors.append(vector)
-        self.values.append(value)
-        self._stacked = None
+        vectors, values, _ = self._state
+        self._state = (vectors + (vector,), values + (value,), None)
 
-    def matrix(self) -> np.ndarray:
-        if self._stacked is None:
-            self._stacked = np.vstack(self.vectors)
-        return self._stacked
+    def snapshot(self) -> Tuple[np.ndarray, np.ndarray]:
+        """(stacked vectors, values) as of now."""
+        state = self._state
+        vectors, values, stacked = state
+        if stacked is None:
+            stacked = np.vstack(vectors)
+            if self._state is state:  # not appended to meanwhile: keep the stack
+                self._state = (vectors, values, stacked)
+        return stacked, np.asarray(values)
 
 
 # Built once (read on every message): SQLAlchemy then skips rebuilding and re-keying it.
@@ -146,6 +154,8 @@ class AnswerFeedback:
         self._seen: set = set()
         self._last_id = 0
         self._warned = False
+        self._refreshing = threading.Lock()  # one refresh at a time (the model thread's, or an inline one)
+        self.refreshed_at = float("-inf")  # time.monotonic() of the last refresh
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -154,8 +164,20 @@ class AnswerFeedback:
         """Read ratings stored since the last call; returns how many were new.
 
         A database that cannot be read is logged (once) and skipped, so that a
-        database problem never stops the assistant from answering.
+        database problem never stops the assistant from answering. The Rasa
+        server calls it on the model thread, with each message's prefetch
+        (`AnswerRetriever`), not on the event loop. A refresh already running
+        elsewhere makes this one return 0 at once.
         """
+        if not self._refreshing.acquire(blocking=False):
+            return 0
+        try:
+            return self._refresh()
+        finally:
+            self.refreshed_at = time.monotonic()
+            self._refreshing.release()
+
+    def _refresh(self) -> int:
         try:
             engine = connect(self.database_url)
             with engine.connect() as conn:
@@ -181,9 +203,10 @@ class AnswerFeedback:
         ratings = self._by_answer.get(record_id)
         if ratings is None:
             return {"up": 0, "down": 0, "net": 0.0}
-        similarity = ratings.matrix() @ query_vector
+        matrix, values = ratings.snapshot()
+        similarity = matrix @ query_vector
         in_cluster = similarity >= self.cluster_similarity
-        values = np.asarray(ratings.values)[in_cluster]
+        values = values[in_cluster]
         return {
             "up": int((values > 0).sum()),
             "down": int((values < 0).sum()),

@@ -26,3 +26,25 @@ def test_summary_counts_errors_and_percentiles_from_the_scheduled_time():
     assert summary["messages"] == 101 and summary["answered"] == 100 and summary["errors"] == 1
     assert summary["error_kinds"] == {"timeout": 1} and summary["throughput"] == 10.0
     assert 50 <= summary["p50"] <= 52 and summary["p99"] >= 100
+
+
+def test_a_baseline_revision_is_checked_out_with_the_built_outputs_it_needs_and_the_table_gives_medians(tmp_path):
+    import subprocess
+
+    from bot.bench_load import checkout, table
+    from core.settings import PROJECT_ROOT
+
+    tree = checkout("HEAD", tmp_path)
+    try:
+        assert (tree / "bot" / "bench_load.py").exists() and (tree / "config.yml").exists()
+        for built in ("artifacts/sentiment", "web/dist"):
+            assert (tree / built).exists() == (PROJECT_ROOT / built).exists()
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=str(PROJECT_ROOT), check=True)
+    row = {"messages": 10, "throughput": 5.0, "p50": 10, "p95": 20, "p99": 30, "errors": 0, "error_kinds": {},
+           "cpu_ms_per_msg": 12.0, "rasa_cpu_ms_per_msg": 9.0, "load_avg": 1.0}
+    rows = [dict(row, system="ours"), dict(row, system="before (abc)", p95=40),
+            dict(row, system="ours", p95=22), dict(row, system="before (abc)", p95=44)]
+    args = type("Args", (), {"rate": 5, "customers": 10, "duration": 2, "timeout": 30})()
+    report = table(rows, args)
+    assert "Median over the rounds: ours: p95 21 ms" in report and "before (abc): p95 42 ms" in report

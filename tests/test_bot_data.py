@@ -315,7 +315,8 @@ def test_asking_for_a_person_queues_the_conversation_once_and_pauses_it(domain_d
     first, paused = _run(action, tracker, domain_dict)
     again, _ = _run(action, tracker, domain_dict)
 
-    assert [m["response"] for m in first] == ["utter_handoff_ack", "utter_handoff_queued"]
+    # Nobody has signed in to the inbox here: the customer is told so, with the opening hours.
+    assert [m["response"] for m in first] == ["utter_handoff_ack", "utter_handoff_queued", "utter_handoff_nobody_online"]
     assert first[1]["position"] == 1 and [m["response"] for m in again] == [m["response"] for m in first]
     assert [e["event"] for e in paused] == ["slot", "pause"]  # the dialogue pauses itself: the desk only holds delivery
     [row] = _handoff_rows(db_url)
@@ -345,12 +346,51 @@ def test_the_dialogue_s_reason_words_the_notice_and_is_stored_with_a_summary_for
     again = _tracker("nlu_fallback", "zorp wibble", slots={"handoff_reason": "fallbacks"}, sender_id="c-b")
     said_after_fallbacks, events = _run(ActionHandoff(db_url=db_url), again, domain_dict)
 
-    assert [(m["response"], m["position"]) for m in said] == [("utter_handoff_frustrated", 1)]
-    assert [m["response"] for m in said_after_fallbacks] == ["utter_handoff_after_fallbacks"]
+    assert [(m["response"], m.get("position")) for m in said] == [("utter_handoff_frustrated", 1),
+                                                                   ("utter_handoff_nobody_online", None)]
+    assert [m["response"] for m in said_after_fallbacks][0] == "utter_handoff_after_fallbacks"
     assert events[0] == {"event": "slot", "timestamp": None, "name": "handoff_reason", "value": None}
     rows = {r["conversation_id"]: r for r in _handoff_rows(db_url)}
     assert (rows["c-f"]["reason"], rows["c-f"]["summary"]) == ("frustration", "frustration: useless; !! (reads negative, 0.93)")
     assert (rows["c-b"]["reason"], rows["c-b"]["summary"]) == ("fallbacks", "two fallbacks in a row")
+
+
+def test_with_someone_online_the_customer_hears_the_expected_wait_and_with_nobody_the_hours(domain_dict, db_url,
+                                                                                          monkeypatch):
+    from bot.security import staff
+
+    engine = db.connect(db_url)
+    monkeypatch.setenv("ASSISTANT_SUPPORT_HOURS", "always")
+    from core.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        queue = HandoffQueue(engine)
+        for n, minutes in enumerate((4, 6, 20)):  # history: three customers waited 4, 6 and 20 minutes
+            queue.open(f"old-{n}", "asked")
+            with engine.begin() as conn:
+                conn.execute(db.handoffs.update().where(db.handoffs.c.conversation_id == f"old-{n}")
+                             .values(created_at=1000.0, taken_at=None))
+            queue.take(f"old-{n}", "alex")
+            with engine.begin() as conn:
+                conn.execute(db.handoffs.update().where(db.handoffs.c.conversation_id == f"old-{n}").values(
+                    created_at=db.handoffs.c.taken_at - minutes * 60))
+        said, _ = _run(ActionHandoff(db_url=db_url), _tracker("request_human", "a person please", sender_id="new"), domain_dict)
+        assert [m["response"] for m in said] == ["utter_handoff_ack", "utter_handoff_queued", "utter_handoff_nobody_online"]
+        assert said[2]["hours"] == "every day, all day"
+
+        staff.add_account(engine, "alex", "a-long-enough-passphrase-1", role="agent")
+        staff.open_session(engine, "alex", "password", "127.0.0.1")  # alex has the inbox open
+        said, _ = _run(ActionHandoff(db_url=db_url), _tracker("request_human", "a person please", sender_id="newer"), domain_dict)
+        assert [m["response"] for m in said] == ["utter_handoff_ack", "utter_handoff_queued", "utter_handoff_wait"]
+        assert said[1]["position"] == 2 and said[2]["minutes"] == 6  # the median wait
+
+        monkeypatch.setenv("ASSISTANT_SUPPORT_HOURS", "Mon-Sun 00:00-00:01")  # closed now (almost always)
+        get_settings.cache_clear()
+        said, _ = _run(ActionHandoff(db_url=db_url), _tracker("request_human", "a person please", sender_id="late"), domain_dict)
+        assert said[-1]["response"] == "utter_handoff_nobody_online" and "Mon-Sun 00:00-00:01" in said[-1]["hours"]
+    finally:
+        get_settings.cache_clear()
 
 
 def test_a_closed_handoff_does_not_stop_a_new_one(db_url):

@@ -88,11 +88,15 @@ LEGACY_SQLITE_DDL = {
 }
 
 
-# What the Alembic revisions after the old runner add (0009: one open handoff per conversation).
+# What the Alembic revisions after the old runner add (0009: one open handoff per conversation, taken_at).
 ALEMBIC_SQLITE_DDL = [
     "CREATE UNIQUE INDEX uq_handoffs_open_conversation ON handoffs (conversation_id) WHERE status IN ('waiting', 'active')",
 ]
-SCHEMA_AT_HEAD = {sql for number, statements in LEGACY_SQLITE_DDL.items() if number for sql in statements} | set(ALEMBIC_SQLITE_DDL)
+# 0009 also adds handoffs.taken_at; SQLite writes the new column into the table's stored DDL.
+_HANDOFFS_V8 = next(sql for sql in LEGACY_SQLITE_DDL[1] if sql.startswith("CREATE TABLE handoffs"))
+_HANDOFFS_AT_HEAD = _HANDOFFS_V8.replace("updated_at FLOAT NOT NULL, ", "updated_at FLOAT NOT NULL, taken_at FLOAT, ")
+SCHEMA_AT_HEAD = ({sql for number, statements in LEGACY_SQLITE_DDL.items() if number for sql in statements}
+                  - {_HANDOFFS_V8}) | {_HANDOFFS_AT_HEAD} | set(ALEMBIC_SQLITE_DDL)
 
 
 def _sqlite_url(tmp_path, name: str = "assistant.db") -> str:

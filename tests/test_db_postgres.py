@@ -69,6 +69,7 @@ def test_a_database_the_old_runner_left_at_v5_is_stamped_and_upgraded_on_postgre
         for name in _LEGACY_V5_TABLES:
             db.metadata.tables[name].create(conn)
         conn.execute(sa.text("DROP INDEX IF EXISTS uq_handoffs_open_conversation"))  # revision 0009's, not v5's
+        conn.execute(sa.text("ALTER TABLE handoffs DROP COLUMN taken_at"))  # 0009's too
         for statement in _LEGACY_AUDIT_TRIGGERS:
             conn.execute(sa.text(statement))
         for number in range(1, 6):
@@ -109,7 +110,8 @@ def test_every_table_round_trips_on_postgresql(database):
         db.answer_ratings: {"answer_id": "intent:card_arrival", "query": long_text, "rating": -1,
                             "customer_id": "c-1", "conversation_id": "c-1", "source": "intent", "ts": now},
         db.handoffs: {"conversation_id": "c-1", "customer_id": "c-1", "channel": "rest", "reason": "asked",
-                      "status": "waiting", "agent": None, "summary": long_text, "created_at": now, "updated_at": now},
+                      "status": "waiting", "agent": None, "summary": long_text, "created_at": now, "updated_at": now,
+                      "taken_at": None},
         db.review_queue: {"conversation_id": "c-1", "text": long_text, "reason": "fallback",
                           "predicted_intent": "nlu_fallback", "confidence": 0.123456789, "status": "open",
                           "assigned_intent": None, "answer": None, "created_at": now},

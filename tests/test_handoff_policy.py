@@ -114,3 +114,15 @@ def test_a_fallback_is_a_message_neither_nlu_nor_past_answers_could_answer():
     assert not is_fallback({"intent": {"name": "nlu_fallback"}, "retrieval": {"best_score": 0.8}}, retrieval_threshold=0.55)
     assert is_fallback({"intent": {"name": "nlu_fallback"}}, retrieval_threshold=0.55)
     assert not is_fallback({"intent": {"name": "card_arrival"}}, retrieval_threshold=0.55)
+
+
+def test_an_unsure_request_for_a_person_is_confirmed_first(policy, domain):
+    def request(confidence: float) -> DialogueStateTracker:
+        event = said("can I get a mortgage with you?", "request_human")
+        event.intent["confidence"] = event.parse_data["intent"]["confidence"] = confidence
+        return tracker_of(domain, event)
+
+    assert predicted(policy, request(0.55), domain) == ("utter_confirm_handoff", [])
+    assert predicted(policy, request(0.97), domain)[0] is None  # sure: the request_human rule hands over
+    assert "utter_confirm_handoff" in domain.responses and {b["payload"] for b in domain.responses[
+        "utter_confirm_handoff"][0]["buttons"]} == {"/affirm", "/deny"}

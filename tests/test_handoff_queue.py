@@ -111,3 +111,52 @@ def test_the_database_refuses_a_second_open_handoff_written_behind_the_queue_s_b
     from bot.handoff.queue import open_handoff_exists
 
     assert open_handoff_exists(refused.value)
+
+
+def test_the_wait_taken_and_cancelled(queue):
+    assert queue.expected_wait_s() is None  # no history: no promise
+    queue.open("ann", "asked")
+    taken = queue.take("ann", "Alex")
+    assert taken.taken_at is not None and queue.take("ann", "Sam").taken_at == taken.taken_at  # the first take counts
+    assert queue.cancel("ann") is None  # an agent has it: the customer cannot cancel it away
+    queue.open("bob", "asked")
+    cancelled = queue.cancel("bob")
+    assert cancelled.status == "closed" and cancelled.agent is None and queue.current("bob") is None
+    assert queue.cancel("nobody") is None
+
+
+def test_opening_hours_are_read_and_refused_plainly():
+    import datetime as dt
+
+    from bot.handoff.hours import HoursError, OpeningHours
+
+    hours = OpeningHours.parse("Mon-Fri 08:00-20:00; Sat 09:00-13:00", "Europe/London")
+    london = dt.timezone(dt.timedelta(0))  # December: London is on UTC
+    assert hours.is_open(dt.datetime(2026, 12, 2, 9, 30, tzinfo=london))  # a Wednesday morning
+    assert not hours.is_open(dt.datetime(2026, 12, 2, 21, 0, tzinfo=london))
+    assert hours.is_open(dt.datetime(2026, 12, 5, 12, 0, tzinfo=london))  # Saturday noon
+    assert not hours.is_open(dt.datetime(2026, 12, 6, 12, 0, tzinfo=london))  # Sunday
+    assert "Europe/London" in hours.describe()
+    assert OpeningHours.parse("always").is_open()
+    assert OpeningHours.parse("Fri-Mon 22:00-23:00", "UTC").is_open(dt.datetime(2026, 12, 6, 22, 30, tzinfo=dt.timezone.utc))
+    for bad, says in (("weekdays 9-5", "cannot read"), ("Mon-Fri 18:00-08:00", "closes before it opens"),
+                      ("Mon-Fry 08:00-20:00", "is not a day"), ("Mon 25:00-26:00", "not a time")):
+        with pytest.raises(HoursError, match=says):
+            OpeningHours.parse(bad)
+    with pytest.raises(HoursError, match="support_timezone"):
+        OpeningHours.parse("always", "Mars/Olympus")
+
+
+def test_someone_is_online_while_their_inbox_session_is_fresh(tmp_path):
+    import sqlalchemy as sa
+
+    from bot.security import staff
+
+    engine = db.connect(f"sqlite:///{tmp_path / 'assistant.db'}")
+    assert staff.agents_online(engine) == 0
+    staff.add_account(engine, "alex", "a-long-enough-passphrase-1", role="agent")
+    staff.open_session(engine, "alex", "password", "127.0.0.1")
+    assert staff.agents_online(engine) == 1
+    with engine.begin() as conn:  # four minutes without a poll: gone
+        conn.execute(db.staff_sessions.update().values(last_seen=sa.func.coalesce(db.staff_sessions.c.last_seen, 0) - 240))
+    assert staff.agents_online(engine, within_s=180) == 0

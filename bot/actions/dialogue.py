@@ -16,10 +16,13 @@ from rasa_sdk.events import ConversationPaused, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.actions.identity import customer_id_of
+from bot.handoff.hours import from_settings as opening_hours
 from bot.handoff.notices import NOTICE_FOR_REASON
 from bot.handoff.queue import WAITING, HandoffQueue
+from bot.security.staff import agents_online
 from core import db
 from core.review import try_enqueue
+from core.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -158,12 +161,39 @@ class ActionHandoff(Action):
         logger.info("conversation %s queued for an agent (handoff %s, %s)", tracker.sender_id, handoff.id, handoff.reason)
         try_enqueue(tracker.sender_id, latest.get("text") or "", "handoff", intent)
         notice = NOTICE_FOR_REASON.get(reason)
-        if notice is None:  # asked, complaint: an acknowledgement, then the place in the queue
+        if intent == "leave_message":
+            dispatcher.utter_message(response="utter_handoff_message_kept", notice="utter_handoff_message_kept")
+        elif notice is None:  # asked, complaint: an acknowledgement, then the place in the queue
             dispatcher.utter_message(response="utter_handoff_ack")
-            notice = "utter_handoff_queued"
+        notice = notice or "utter_handoff_queued"
+        online, hours, wait = availability(queue)
         if position is not None:
             dispatcher.utter_message(response=notice, position=position, notice=notice)
+        if not online:  # say so plainly, with the hours; offer to leave a message or carry on with the assistant
+            if intent != "leave_message":
+                dispatcher.utter_message(response="utter_handoff_nobody_online", hours=hours,
+                                         notice="utter_handoff_nobody_online")
+        elif wait is not None and position is not None:
+            dispatcher.utter_message(response="utter_handoff_wait", minutes=max(1, round(wait / 60)),
+                                     notice="utter_handoff_wait")
         return [SlotSet(REASON_SLOT, None), ConversationPaused()]
+
+
+def availability(queue: HandoffQueue):
+    """(someone can answer now, the opening hours in words, the recent median wait in seconds or None).
+
+    Nobody can answer outside `support_hours` or when no staff account used the inbox in the
+    last `agent_online_minutes`. A failure to tell is logged and read as "someone is there"
+    (the queue notice, as before), never as a reason not to queue.
+    """
+    settings = get_settings()
+    try:
+        hours = opening_hours(settings)
+        online = hours.is_open() and agents_online(queue.engine, float(settings.agent_online_minutes) * 60) > 0
+        return online, hours.describe(), queue.expected_wait_s()
+    except Exception as exc:
+        logger.warning("could not tell whether anyone is online to answer the queue (%s)", exc)
+        return True, "", None
 
 
 def handoff_reason(intent: Optional[str], decided: Optional[str]) -> str:

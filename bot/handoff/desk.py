@@ -54,6 +54,10 @@ from core.settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 REQUEST_HUMAN = "request_human"
+CANCEL_HANDOFF = "cancel_handoff"
+LEAVE_MESSAGE = "leave_message"
+# Bot responses whose answer belongs to an urgent task served while waiting (the freeze offer).
+URGENT_FOLLOW_UPS = ("utter_offer_freeze",)
 
 OnNewMessage = Callable[[UserMessage], Awaitable[Any]]
 
@@ -238,7 +242,7 @@ class HandoffDesk:
         # database raises here: the message is refused (`_guarded_turn`).
         handoff = await loop.run_in_executor(None, self.queue.current, message.sender_id)
         if handoff is not None:
-            await self._keep_for_agent(agent, message, handoff)
+            await self._while_handed_off(agent, message, handoff, on_new_message)
             return
         if message.text and not is_payload(message.text):
             # The models read the message on the model thread (core.serving): the intent model,
@@ -262,7 +266,76 @@ class HandoffDesk:
         except Exception as exc:
             logger.warning("sentiment of a message in %s not stored (%s)", conversation_id, exc)
 
-    async def _keep_for_agent(self, agent, message: UserMessage, handoff: Handoff) -> None:
+    async def _while_handed_off(self, agent, message: UserMessage, handoff: Handoff, on_new_message: OnNewMessage) -> None:
+        """A message while a person has (or will have) the conversation.
+
+        A waiting customer may stop waiting ("stop waiting", the notice's button)
+        and is back with the assistant; an urgent task (setting
+        `urgent_while_waiting`: freezing a lost or stolen card) is served by the
+        assistant at once, and the form it starts runs to its end, all in the
+        transcript the agent reads; everything else is kept for the person.
+        """
+        cid = message.sender_id
+        intent = None
+        if handoff.status == WAITING and message.text:
+            tracker = await agent.processor.get_tracker(cid)
+            message.parse_data = await agent.processor.parse_message(message, tracker)  # Rasa reuses this parse
+            intent = (message.parse_data.get("intent") or {}).get("name")
+            if intent == CANCEL_HANDOFF:
+                await self._stop_waiting(agent, message)
+                return
+            if self._serves_while_waiting(tracker, intent):
+                await self._serve_while_waiting(agent, message, on_new_message)
+                return
+        await self._keep_for_agent(agent, message, handoff, intent)
+
+    def _serves_while_waiting(self, tracker: DialogueStateTracker, intent: Optional[str]) -> bool:
+        """Whether the assistant answers this message although the customer waits for a person."""
+        urgent = {i.strip() for i in self.settings.urgent_while_waiting.split(",") if i.strip()}
+        if intent in urgent or tracker.active_loop_name:
+            return True
+        # The answer to the assistant's offer that the urgent task made (freeze the card?).
+        return tracker.latest_bot_utterance is not None and (tracker.latest_bot_utterance.metadata or {}).get(
+            "utter_action") in URGENT_FOLLOW_UPS
+
+    async def _serve_while_waiting(self, agent, message: UserMessage, on_new_message: OnNewMessage) -> None:
+        """Let the assistant handle `message` now, then hold the conversation for the person again."""
+        cid = message.sender_id
+        async with agent.lock_store.lock(cid):
+            tracker = await agent.processor.get_tracker(cid)
+            tracker.update(ConversationResumed())
+            await agent.processor.save_tracker(tracker)
+        try:
+            await on_new_message(message)
+        finally:
+            async with agent.lock_store.lock(cid):
+                tracker = await agent.processor.get_tracker(cid)
+                if not tracker.is_paused():
+                    tracker.update(ConversationPaused())
+                    await agent.processor.save_tracker(tracker)
+        logger.info("conversation %s: served an urgent request while waiting for a person", cid)
+        metrics.count_turn(tracker.events)
+        await self._record_sentiment(cid, _user_event(list(tracker.events), message.message_id))
+
+    async def _stop_waiting(self, agent, message: UserMessage) -> None:
+        """The customer leaves the queue: the handoff is closed and the assistant answers again."""
+        cid = message.sender_id
+        async with agent.lock_store.lock(cid):
+            tracker = await agent.processor.log_message(message, should_save_tracker=True)
+            cancelled = await asyncio.get_running_loop().run_in_executor(None, self.queue.cancel, cid)
+            said = await self._notice(agent, tracker, "utter_handoff_cancelled")
+            if cancelled is not None:
+                for event in (ConversationResumed(), ActionExecuted(ACTION_LISTEN_NAME), said):
+                    tracker.update(event)
+                await agent.processor.save_tracker(tracker)
+        if cancelled is None:  # an agent took it meanwhile: the message stays with them
+            return
+        logger.info("conversation %s left the queue", cid)
+        await self._send(message.output_channel, cid, [said])
+        await self.push_state(cid, message.output_channel)
+        await self.push_positions()
+
+    async def _keep_for_agent(self, agent, message: UserMessage, handoff: Handoff, intent: Optional[str] = None) -> None:
         """Store the message for the agent; a waiting customer hears their place in the queue."""
         cid = message.sender_id
         async with agent.lock_store.lock(cid):
@@ -272,9 +345,12 @@ class HandoffDesk:
             if not tracker.is_paused():  # e.g. a new session started while the customer waited
                 tracker.update(ConversationPaused())
             if handoff.status == WAITING:
-                notice = await self._notice(
-                    agent, tracker, "utter_handoff_still_waiting", position=self.queue.position(cid)
-                )
+                if intent == LEAVE_MESSAGE:
+                    notice = await self._notice(agent, tracker, "utter_handoff_message_kept")
+                else:
+                    notice = await self._notice(
+                        agent, tracker, "utter_handoff_still_waiting", position=self.queue.position(cid)
+                    )
                 tracker.update(notice)
                 outgoing.append(notice)
             await agent.processor.save_tracker(tracker)
@@ -505,7 +581,8 @@ class HandoffDesk:
         except Exception:  # a template naming a value we do not have
             generated = None
         text = (generated or {}).get("text") or NOTICES[response].format(**values)
-        return BotUttered(text, metadata={"notice": response})
+        buttons = (generated or {}).get("buttons")  # "Stop waiting" on the queue notices
+        return BotUttered(text, data={"buttons": buttons} if buttons else None, metadata={"notice": response})
 
 
 async def _satisfaction_offer(rasa_agent, tracker: DialogueStateTracker, handoff: Any) -> List[Event]:

@@ -20,6 +20,9 @@ NOTICES = {
     "utter_handoff_still_waiting": "Thanks, I've added that for the adviser. You're number {position} in the queue.",
     "utter_handoff_agent_joined": "{agent} from Northwind Bank has joined the conversation.",
     "utter_handoff_returned": "You're back with the Northwind Bank assistant. How else can I help?",
+    "utter_handoff_cancelled": "OK, you've left the queue and you're back with the Northwind Bank assistant. "
+    "How can I help?",
+    "utter_handoff_message_kept": "Please write your message here: an adviser will read it and reply in this conversation.",
     # When a part of the assistant is down (see `HandoffDesk._guarded_turn`).
     "utter_action_unavailable": "I can't do that right now, please try again in a minute; nothing you said was lost.",
     "utter_storage_unavailable": "I can't save our conversation right now, so I won't take new requests; "

@@ -48,6 +48,7 @@ class Handoff:
     summary: Optional[str]
     created_at: float
     updated_at: float
+    taken_at: Optional[float] = None  # when an agent first took it
 
     @property
     def is_open(self) -> bool:
@@ -173,7 +174,32 @@ class HandoffQueue:
 
     def take(self, conversation_id: str, agent: str) -> Optional[Handoff]:
         """An agent takes the conversation; None when it is not in the queue."""
-        return self._set(conversation_id, status=ACTIVE, agent=agent)
+        handoff = self.current(conversation_id)
+        if handoff is None:
+            return None
+        first = {} if handoff.taken_at is not None else {"taken_at": time.time()}
+        return self._set(conversation_id, status=ACTIVE, agent=agent, **first)
+
+    def cancel(self, conversation_id: str) -> Optional[Handoff]:
+        """The customer stops waiting (no agent had taken it); None when nothing was waiting."""
+        handoff = self.current(conversation_id)
+        if handoff is None or handoff.status != WAITING:
+            return None
+        return self._set(conversation_id, status=CLOSED)
+
+    def expected_wait_s(self, days: float = 14, at_least: int = 3, now: Optional[float] = None) -> Optional[float]:
+        """The median wait (seconds from queued to taken) of the handoffs taken in the last `days`, or None
+        with fewer than `at_least` of them (too little history to promise anything)."""
+        t = db.handoffs
+        since = (now or time.time()) - days * 86400
+        with self.engine.connect() as conn:
+            waits = sorted(conn.execute(
+                sa.select(t.c.taken_at - t.c.created_at).where(t.c.taken_at.isnot(None), t.c.taken_at >= since)
+            ).scalars())
+        if len(waits) < max(1, at_least):
+            return None
+        middle = len(waits) // 2
+        return float(waits[middle] if len(waits) % 2 else (waits[middle - 1] + waits[middle]) / 2)
 
     def close(self, conversation_id: str, agent: Optional[str] = None) -> Optional[Handoff]:
         """The conversation goes back to the assistant; None when it was not handed off."""

@@ -440,6 +440,24 @@ def session_for(engine: Optional[Engine], token: Optional[str]) -> Optional[Sess
     return Session(row["id_hash"], row["username"], row["display_name"], row["role"], row["csrf_token"], row["expires_at"])
 
 
+def agents_online(engine: Optional[Engine], within_s: float = 180) -> int:
+    """How many people (enabled staff accounts) used the inbox in the last `within_s` seconds.
+
+    The inbox polls every few seconds and a session's ``last_seen`` is written at most
+    once a minute, so `within_s` should be a few minutes.
+    """
+    engine = _engine(engine)
+    now = time.time()
+    s, a = db.staff_sessions, db.staff_accounts
+    with engine.connect() as conn:
+        return int(conn.execute(
+            sa.select(sa.func.count(sa.distinct(s.c.username)))
+            .select_from(s.join(a, a.c.username == s.c.username))
+            .where(s.c.revoked_at.is_(None), s.c.expires_at > now, s.c.last_seen >= now - within_s,
+                   a.c.disabled.is_(False), a.c.role.in_(ROLES))
+        ).scalar() or 0)
+
+
 def revoke_session(engine: Optional[Engine], session: Session, client: Optional[str] = None) -> None:
     """Sign out: this session's cookie stops working at once, on every replica. Audited."""
     engine = _engine(engine)

@@ -80,9 +80,11 @@ def test_asking_for_a_person_queues_the_conversation(assistant):
 
     replies = assistant.send(customer, "I want to speak to a real person")
 
-    # The acknowledgement, then the handoff desk tells the customer their place in the queue.
+    # The acknowledgement, the place in the queue, then how long people wait now or, with
+    # nobody signed in to the inbox (or outside the opening hours), that nobody is online.
     assert texts(replies)[0] == response_text("utter_handoff_ack")
-    assert len(replies) == 2 and "in the queue" in texts(replies)[1]
+    assert len(replies) == 3 and "in the queue" in texts(replies)[1]
+    assert replies[2].get("notice") in ("utter_handoff_nobody_online", "utter_handoff_wait"), replies
     with db.connect(assistant.db_url).connect() as conn:
         rows = conn.execute(sa.select(db.handoffs).where(db.handoffs.c.conversation_id == assistant.conversation_of(customer))).mappings().all()
     assert [(r["customer_id"], r["channel"], r["reason"], r["status"]) for r in rows] == [

@@ -101,7 +101,8 @@ def test_a_web_customer_reaches_an_agent_in_the_inbox_and_comes_back_to_the_assi
 def test_a_frustrated_customer_is_handed_to_a_person_and_nothing_they_write_is_lost(assistant):
     sender = f"rest-frustrated-{uuid.uuid4().hex[:8]}"
     replies = assistant.send(sender, "This is RIDICULOUS, you are completely useless!!")
-    assert [r.get("notice") for r in replies] == ["utter_handoff_frustrated"]
+    assert [r.get("notice") for r in replies][0] == "utter_handoff_frustrated"
+    assert {r.get("notice") for r in replies[1:]} <= {"utter_handoff_nobody_online", "utter_handoff_wait"}, replies
     assert "number" in replies[0]["text"]
     row = handoff_row(assistant, sender)
     assert (row["status"], row["reason"], row["channel"]) == ("waiting", "frustration", "rest")
@@ -126,8 +127,53 @@ def test_two_fallbacks_in_a_row_hand_the_customer_to_a_person(assistant):
     first = assistant.send(sender, "zxq wibble florp quonk")
     assert not any(r.get("notice") for r in first)  # one fallback: the assistant asks again
     second = assistant.send(sender, "grommet snark plib vex")
-    assert [r.get("notice") for r in second] == ["utter_handoff_after_fallbacks"]
+    assert [r.get("notice") for r in second][0] == "utter_handoff_after_fallbacks"
+    assert {r.get("notice") for r in second[1:]} <= {"utter_handoff_nobody_online", "utter_handoff_wait"}, second
     assert handoff_row(assistant, sender)["reason"] == "fallbacks"
+
+
+def test_a_waiting_customer_can_stop_waiting_and_is_answered_by_the_assistant_again(assistant):
+    sender = f"rest-cancel-{uuid.uuid4().hex[:8]}"
+    queued = assistant.send(sender, "I want to speak to a real person")
+    stop = [b for r in queued for b in r.get("buttons") or [] if b["payload"] == "/cancel_handoff"]
+    assert stop and stop[0]["title"] in ("Stop waiting", "Carry on with the assistant"), queued
+    assert handoff_row(assistant, sender)["status"] == "waiting"
+
+    left = assistant.send(sender, "/cancel_handoff")  # the button
+    assert [r.get("notice") for r in left] == ["utter_handoff_cancelled"], left
+    row = handoff_row(assistant, sender)
+    assert (row["status"], row["agent"]) == ("closed", None)
+    answered = assistant.send(sender, "how do I activate my new card")
+    assert answered and not any(r.get("notice") for r in answered), answered  # the assistant answers again
+
+    assistant.send(sender, "can I talk to a person please")
+    typed = assistant.send(sender, "never mind, I don't want to wait for an adviser")  # typed works too
+    assert [r.get("notice") for r in typed] == ["utter_handoff_cancelled"], typed
+    assert assistant.send(sender, "/cancel_handoff")[0]["text"].startswith("You're not waiting")  # nothing to cancel
+
+
+def test_a_waiting_customer_can_freeze_a_stolen_card_at_once_and_the_agent_sees_it(assistant):
+    sender = f"rest-urgent-{uuid.uuid4().hex[:8]}"
+    assistant.send(sender, "I want to speak to a real person")
+    offer = assistant.send(sender, "I think my card was stolen from my bag")
+    assert not any(r.get("notice") == "utter_handoff_still_waiting" for r in offer), offer
+    assert any("freeze" in (r.get("text") or "").lower() for r in offer), offer
+    for text in ("yes please", "4821", "yes"):
+        replies = assistant.send(sender, text)
+    assert any("4821" in (r.get("text") or "") for r in replies), replies  # the card ending 4821 is frozen
+    events = assistant.tracker(sender)["events"]
+    assert any(e["event"] == "action" and e["name"] == "action_freeze_card" for e in events)
+    assert handoff_row(assistant, sender)["status"] == "waiting"  # still in the queue for the person
+    kept = assistant.send(sender, "and my statement looks wrong too")
+    assert [r.get("notice") for r in kept] == ["utter_handoff_still_waiting"], kept  # back to waiting
+
+
+def test_a_waiting_customer_can_leave_a_message(assistant):
+    sender = f"rest-message-{uuid.uuid4().hex[:8]}"
+    assistant.send(sender, "I want to speak to a real person")
+    replies = assistant.send(sender, "/leave_message")
+    assert [r.get("notice") for r in replies] == ["utter_handoff_message_kept"], replies
+    assert handoff_row(assistant, sender)["status"] == "waiting"
 
 
 def post(url, body: bytes, content_type="application/json"):

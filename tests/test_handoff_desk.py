@@ -1,0 +1,84 @@
+"""The desk's cost per message on the common path (issue 14, item 6).
+
+A typed message to a conversation nobody has handed over: the shell reads the
+conversation once besides Rasa's own reads, reads the handoff state once, and
+runs no SQL on the event loop's thread. A REST client still gets the agent's
+words it missed, before this turn's answer.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from types import SimpleNamespace
+
+import sqlalchemy as sa
+from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
+from rasa.shared.core.trackers import DialogueStateTracker
+
+from bot.handoff.desk import HandoffDesk
+from bot.handoff.queue import HandoffQueue
+from core import db
+from core.settings import Settings
+
+
+class _Processor:
+    """Rasa's processor, as far as the desk uses it: counts the shell's conversation reads."""
+
+    def __init__(self, tracker: DialogueStateTracker) -> None:
+        self.tracker = tracker
+        self.reads = 0
+
+    async def get_tracker(self, conversation_id: str) -> DialogueStateTracker:
+        self.reads += 1
+        return self.tracker
+
+
+def _served(tmp_path, events=()):
+    engine = db.connect(f"sqlite:///{tmp_path / 'assistant.db'}")
+    on_loop_thread = []
+
+    def note(conn, cursor, statement, *args):
+        on_loop_thread.append((threading.current_thread() is threading.main_thread(), statement))
+
+    sa.event.listen(engine, "before_cursor_execute", note)
+    tracker = DialogueStateTracker.from_events("rest:c:1", [ActionExecuted("action_listen"), *events])
+    processor = _Processor(tracker)
+    agent = SimpleNamespace(is_ready=lambda: True, processor=processor, domain=SimpleNamespace(intents=["card_arrival"]),
+                            lock_store=SimpleNamespace(lock=lambda cid: contextlib.nullcontext()))
+    desk = HandoffDesk(SimpleNamespace(ctx=SimpleNamespace(agent=agent)), queue=HandoffQueue(engine), settings=Settings())
+
+    async def rasa(message: UserMessage) -> None:  # Rasa's own turn: not counted
+        tracker.update(UserUttered(message.text, {"name": "card_arrival", "confidence": 0.9}, message_id=message.message_id))
+        tracker.update(BotUttered("Cards arrive within 5 working days."))
+        await message.output_channel.send_response(message.sender_id, {"text": "Cards arrive within 5 working days."})
+
+    return desk, processor, on_loop_thread, rasa, engine
+
+
+def test_a_message_reads_the_conversation_once_and_the_handoff_state_once_off_the_loop(tmp_path):
+    desk, processor, statements, rasa, engine = _served(tmp_path)
+    output = CollectingOutputChannel()
+    statements.clear()  # the schema migration at connect
+
+    asyncio.run(desk.receive(UserMessage("where is my new card", output, "rest:c:1", message_id="m1"), rasa))
+
+    assert processor.reads == 1
+    handoff_reads = [s for _, s in statements if "FROM handoffs" in s]
+    assert len(handoff_reads) == 1, statements
+    assert not [s for on_loop, s in statements if on_loop], "SQL on the event loop's thread"
+    assert [m["text"] for m in output.messages] == ["Cards arrive within 5 working days."]
+
+
+def test_a_rest_client_gets_what_the_agent_said_before_this_turn_s_answer(tmp_path):
+    earlier = [UserUttered("thanks", {"name": "thanks"}, message_id="m0"),
+               BotUttered("Alex here: your refund is on its way.", metadata={"agent": "Alex"})]
+    desk, processor, _, rasa, _ = _served(tmp_path, earlier)
+    output = CollectingOutputChannel()
+
+    asyncio.run(desk.receive(UserMessage("where is my new card", output, "rest:c:1", message_id="m1"), rasa))
+
+    assert [m["text"] for m in output.messages] == ["Alex here: your refund is on its way.",
+                                                    "Cards arrive within 5 working days."]
+    assert processor.reads == 1
