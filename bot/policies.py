@@ -124,6 +124,11 @@ class HandoffPolicy(Policy):
     ) -> PolicyPrediction:
         """``action_handoff`` with certainty and the reason in a slot, or no opinion."""
         probabilities = self._default_predictions(domain)
+        if tracker.latest_action_name == HANDOFF_ACTION and ACTION_LISTEN_NAME in domain.action_names_or_texts:
+            # The action pauses the dialogue, so nothing is predicted after it when it worked; when it
+            # could not queue (it says so) the assistant listens again. `rasa test` predicts here too.
+            probabilities[domain.index_for_action(ACTION_LISTEN_NAME)] = 1.0
+            return self._prediction(probabilities)
         if self.asks_first(tracker) and CONFIRM_ACTION in domain.action_names_or_texts:
             probabilities[domain.index_for_action(CONFIRM_ACTION)] = 1.0
             return self._prediction(probabilities)

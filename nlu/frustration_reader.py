@@ -16,7 +16,7 @@ For every typed message it writes ``frustration`` into the parse data, as
 
 and, when the message is frustrated, sets the intent to ``frustrated`` (the
 classifier's intent stays in ``frustration.intent`` and in ``intent_ranking``;
-``request_human`` and ``complaint`` are kept: they go to a person their own way)
+``request_human`` is kept: it goes to a person its own way)
 so that the dialogue's rules decide what follows (bot/data/rules.yml hands the
 conversation to a person). The decision is `nlu.sentiment.frustrated`: the
 word-list detector (`nlu.frustration`) and, where it is trained
@@ -69,7 +69,8 @@ class FrustrationReader(GraphComponent):
             # The intent a frustrated message gets; None leaves the intent alone (the data only).
             "intent": FRUSTRATED_INTENT,
             # Intents kept even when the message is frustrated: they have their own way to a person.
-            "keep_intents": ["request_human", "complaint"],
+            # (A frustrated complaint becomes "frustrated": the apology fits it, the evidence reaches the agent.)
+            "keep_intents": ["request_human"],
         }
 
     def __init__(self, config: Dict[Text, Any], detector: FrustrationDetector, sentiment: Any, rule: HandoffRule) -> None:

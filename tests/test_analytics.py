@@ -10,7 +10,7 @@ import json
 import pytest
 
 from core import db
-from core.experiments import arm_for
+from bot.insight.experiments import arm_for
 from bot.insight import analytics
 
 

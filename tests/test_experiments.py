@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from core.experiments import (
+from bot.insight.experiments import (
     ExperimentConfigError,
     arm_for,
     recommender_arm,
@@ -18,7 +18,7 @@ def test_the_same_customer_always_gets_the_same_arm_even_in_another_process():
     here = [arm_for(c, "recommender", ["blend", "off"]) for c in customers]
     assert here == [arm_for(c, "recommender", ["blend", "off"]) for c in customers]
     code = (
-        "from core.experiments import arm_for;"
+        "from bot.insight.experiments import arm_for;"
         "print(','.join(arm_for(f'cust-{i}', 'recommender', ['blend', 'off']) for i in range(50)))"
     )
     # PYTHONHASHSEED differs per process: the split must not depend on it.

@@ -126,3 +126,9 @@ def test_an_unsure_request_for_a_person_is_confirmed_first(policy, domain):
     assert predicted(policy, request(0.97), domain)[0] is None  # sure: the request_human rule hands over
     assert "utter_confirm_handoff" in domain.responses and {b["payload"] for b in domain.responses[
         "utter_confirm_handoff"][0]["buttons"]} == {"/affirm", "/deny"}
+
+
+def test_after_a_handoff_that_could_not_pause_the_assistant_listens(policy, domain):
+    tracker = tracker_of(domain, said("can I talk to a person please", "request_human"))
+    tracker.update(ActionExecuted("action_handoff"))
+    assert predicted(policy, tracker, domain) == ("action_listen", [])

@@ -11,7 +11,7 @@ from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 from bot.channels import ops
 from bot.handoff.desk import HandoffDesk
 from core import metrics
-from core.ratelimit import RATE_LIMITED_TEXT
+from bot.ratelimit import RATE_LIMITED_TEXT
 from core.settings import Settings
 
 

@@ -1,9 +1,9 @@
-"""`core.ratelimit`: token buckets per sender."""
+"""`bot.ratelimit`: token buckets per sender."""
 from __future__ import annotations
 
 import pytest
 
-from core.ratelimit import RateLimiter, limiter_from_settings
+from bot.ratelimit import RateLimiter, limiter_from_settings
 from core.settings import load_settings
 
 

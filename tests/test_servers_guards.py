@@ -100,7 +100,7 @@ def test_credential_key_hashes_the_bearer_token():
 def test_the_redis_bucket_is_atomic_shared_and_refills():
     from redis import asyncio as aioredis
 
-    from core.ratelimit import SharedRateLimiter
+    from bot.ratelimit import SharedRateLimiter
     from tests.e2e.services import ServiceUnavailable, redis_server
 
     try:
@@ -127,7 +127,7 @@ def test_the_redis_bucket_is_atomic_shared_and_refills():
 def test_the_redis_bucket_falls_back_to_this_process_when_redis_is_down(caplog):
     from redis import asyncio as aioredis
 
-    from core.ratelimit import SharedRateLimiter
+    from bot.ratelimit import SharedRateLimiter
     from tests.e2e.services import free_port
 
     limiter = SharedRateLimiter(aioredis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5),

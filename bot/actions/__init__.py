@@ -5,11 +5,11 @@ it finds; the imports below make the core modules' actions available to
 anyone who imports the package directly.
 """
 from bot.actions import answers, dialogue, history, privacy, satisfaction, suggestions  # noqa: F401
-from core import metrics as _metrics
+from bot.actions import instrument as _instrument
 
 # Each action's run time on the action server's /metrics, its logs under the conversation id.
-_metrics.instrument_actions(answers, dialogue, history, privacy, satisfaction, suggestions)
-_metrics.serve_on_action_server()  # GET /metrics beside the SDK's /health (only inside the action server)
+_instrument.instrument_actions(answers, dialogue, history, privacy, satisfaction, suggestions)
+_instrument.serve_on_action_server()  # GET /metrics beside the SDK's /health (only inside the action server)
 
 # Erasure requests and the retention purge, run by every action-server process (bot/privacy/worker.py).
 from bot.privacy import worker as _privacy_worker  # noqa: E402

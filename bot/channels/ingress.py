@@ -2,7 +2,7 @@
 
 Every request to ``/webhooks/*`` and to the socket.io path (the widget's
 handshake and polling), and every socket.io event a widget sends, takes a
-token from two buckets (`core.ratelimit`):
+token from two buckets (`bot.ratelimit`):
 
 - its client address: the connecting address, or, behind
   ``ingress_proxy_hops`` proxies that append to ``X-Forwarded-For``, the
@@ -31,7 +31,7 @@ from sanic import response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from core.ratelimit import RateLimiter, SharedRateLimiter
+from bot.ratelimit import RateLimiter, SharedRateLimiter
 from core.settings import lock_store_redis_options
 
 logger = logging.getLogger(__name__)

@@ -46,7 +46,7 @@ from bot.handoff.notices import NOTICES, UNPROMPTED
 from bot.handoff.queue import ACTIVE, WAITING, Handoff, HandoffQueue
 from core import metrics
 from core.logs import conversation
-from core.ratelimit import RATE_LIMITED_TEXT, limiter_from_settings
+from bot.ratelimit import RATE_LIMITED_TEXT, limiter_from_settings
 from core.redaction import redact_agent_reply, redact_message, redact_metadata
 from core.serving import model_executor, prefetch
 from core.settings import Settings, get_settings
@@ -170,7 +170,7 @@ class HandoffDesk:
         return list(domain.intents) if domain is not None else None
 
     async def _within_rate_limit(self, message: UserMessage) -> bool:
-        """False, and the customer told so, when the sender is over the rate limit (core/ratelimit.py)."""
+        """False, and the customer told so, when the sender is over the rate limit (bot/ratelimit.py)."""
         wait = self.limiter.acquire(message.sender_id)
         if wait <= 0:
             return True
@@ -398,6 +398,7 @@ class HandoffDesk:
                 return
             handoff = await asyncio.get_running_loop().run_in_executor(None, self.queue.current, cid)
             if handoff is not None and paused_now:  # the dialogue handed over: show it
+                logger.info("conversation %s handed to a person by the dialogue (%s)", cid, handoff.reason)
                 metrics.HANDOFFS.labels(handoff.reason or "asked").inc()
                 await self.push_state(cid, message.output_channel)
                 return

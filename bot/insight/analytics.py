@@ -51,7 +51,7 @@ import sqlalchemy as sa
 from core import crypto, db, satisfaction
 from nlu import sentiment_trend
 from core.payloads import is_payload
-from core.experiments import RECOMMENDER_EXPERIMENT, arm_for, parse_arms, recommender_arms, two_proportion_z_test
+from bot.insight.experiments import RECOMMENDER_EXPERIMENT, arm_for, parse_arms, recommender_arms, two_proportion_z_test
 from core.settings import PROJECT_ROOT
 
 DAY = 86400.0
@@ -370,7 +370,7 @@ def customer_segments(engine, active: Sequence[str]) -> List[Dict[str, Any]]:
 def experiment_arms(conversations, messages, impressions, clicks, followed, purchases, arms, window) -> Dict[str, Any]:
     """Click-through and follow-up per arm of the recommender experiment, with a z-test against the first arm.
 
-    Arms are recomputed from the customer id (`core.experiments.arm_for`),
+    Arms are recomputed from the customer id (`bot.insight.experiments.arm_for`),
     so the report needs no log of assignments, only the experiment's arms.
     """
     arms = arms or recommender_arms()

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 
-from core.ratelimit import RATE_LIMITED_TEXT
+from bot.ratelimit import RATE_LIMITED_TEXT
 from tests.e2e.conftest import TEST_REST_TOKEN
 
 pytestmark = pytest.mark.e2e

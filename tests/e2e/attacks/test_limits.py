@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-from core.ratelimit import RATE_LIMITED_TEXT
+from bot.ratelimit import RATE_LIMITED_TEXT
 from tests.e2e.attacks.conftest import MODES, AttackTarget, http, post_json, start_target, strong
 from tests.e2e.services import ServiceUnavailable, redis_server
 

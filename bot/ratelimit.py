@@ -23,10 +23,15 @@ seen dropped first (a dropped bucket was full or nearly so).
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
 from typing import Callable, List, Optional
+
+from core.settings import get_settings
+
+logger = logging.getLogger(__name__)
 
 RATE_LIMITED_TEXT = (
     "You're sending messages faster than I can read them, so I didn't read your last one. "
@@ -102,8 +107,6 @@ class RateLimiter:
 def limiter_from_settings(settings: Optional[object] = None) -> RateLimiter:
     """The limiter configured by ``rate_limit_per_minute`` and ``rate_limit_burst``."""
     if settings is None:
-        from core.settings import get_settings
-
         settings = get_settings()
     return RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
 
@@ -168,10 +171,8 @@ class SharedRateLimiter:
             wait = await self._script(keys=[f"{self.prefix}:{key}"], args=[repr(self.rate), self.burst])
             return float(wait)
         except Exception as exc:  # Redis down or unreachable: limit in this process meanwhile
-            import logging
-
             if time.monotonic() - self._warned_at > 60:
                 self._warned_at = time.monotonic()
-                logging.getLogger(__name__).warning(
+                logger.warning(
                     "ingress limits: Redis unavailable (%s); limiting in this process only until it is back", exc)
             return self.fallback.acquire(key)
