@@ -106,6 +106,13 @@ class _Standin:
         self.stop()
 
 
+async def request_params(request: web.Request) -> Dict[str, Any]:
+    """A platform API call's parameters: its JSON body, or its form's text fields."""
+    if request.content_type == "application/json":
+        return await request.json()
+    return {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+
+
 class SlackWebAPI(_Standin):
     """Slack's Web API: ``POST /api/<method>`` with a bot token."""
 
@@ -116,10 +123,7 @@ class SlackWebAPI(_Standin):
     def app(self) -> web.Application:
         async def method(request: web.Request) -> web.Response:
             name = request.match_info["method"]
-            if request.content_type == "application/json":
-                params = await request.json()
-            else:
-                params = dict(await request.post())
+            params = await request_params(request)
             self.record(name, params, dict(request.headers))
             if not request.headers.get("Authorization", "").startswith("Bearer "):
                 return web.json_response({"ok": False, "error": "not_authed"})
@@ -147,10 +151,7 @@ class TelegramBotAPI(_Standin):
     def app(self) -> web.Application:
         async def method(request: web.Request) -> web.Response:
             name = request.match_info["method"]
-            if request.content_type == "application/json":
-                params = await request.json()
-            else:
-                params = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+            params = await request_params(request)
             for key in ("reply_markup",):  # sent as JSON text inside the form
                 if isinstance(params.get(key), str):
                     try:

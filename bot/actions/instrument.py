@@ -71,12 +71,12 @@ def serve_on_action_server(app_name: str = "rasa_sdk") -> bool:
     if getattr(app.ctx, "assistant_metrics_route", False):
         return True
 
-    async def metrics(_request):
+    async def metrics_route(_request):
         body, content_type = metrics.metrics_response_body()
         return response.raw(body, headers={"Content-Type": content_type})
 
     try:
-        app.add_route(metrics, "/metrics", methods=["GET"], name="assistant_metrics")
+        app.add_route(metrics_route, "/metrics", methods=["GET"], name="assistant_metrics")
     except Exception as exc:  # the app already started (auto-reload): keep what is there
         logger.warning("could not add /metrics to the action server: %s", exc)
         return False
