@@ -1,18 +1,18 @@
 """The handoff desk: where a conversation passes from the assistant to a person and back.
 
 Every message from every channel of this project passes `HandoffDesk.receive`
-on its way to Rasa. The desk
+on its way to Rasa (its checks: `intake.py`). Handing over is the dialogue's
+decision (``action_handoff``: bot/data/rules.yml, bot/policies.py); the desk
 
-- hands the conversation to a human when the customer is frustrated (see
-  `frustration.py`) or after two fallbacks in a row, and completes the
-  handoff that the dialogue's ``action_handoff`` starts when the customer
-  asks for a person;
-- while a conversation is handed off, stores what the customer writes in the
-  tracker (with its NLU parse, so the agent sees the assistant's guesses) but
-  lets the assistant answer nothing; a waiting customer is told their place
-  in the queue;
-- delivers the agent's messages on the customer's own channel and hands the
-  conversation back to the assistant.
+- reads the handoff state once per message and, while a person has the
+  conversation, stores what the customer writes in the tracker (with its NLU
+  parse, so the agent sees the assistant's guesses) but lets the assistant
+  answer nothing, except what a waiting customer may still do: stop waiting,
+  leave a message, or an urgent task such as freezing a stolen card;
+- after the assistant's turn, shows a handoff the dialogue made, stores the
+  message's sentiment and catches a REST client up;
+- lets agents take, answer and hand back a conversation, delivering their
+  messages on the customer's own channel (`delivery.py`).
 
 Rasa's own events carry the state: ``ConversationPaused`` stops the
 assistant's predictions, ``ConversationResumed`` gives the conversation back.
@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-from typing import Any, Awaitable, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
-from rasa.core.channels.channel import CollectingOutputChannel, OutputChannel, UserMessage
+from rasa.core.channels.channel import UserMessage
 from rasa.shared.core.constants import ACTION_LISTEN_NAME
 from rasa.shared.core.events import (
     ActionExecuted,
@@ -41,13 +40,13 @@ from rasa.shared.core.events import (
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from bot.channels.replies import is_payload
-from bot.failures import is_storage_error, watching_turn
-from bot.handoff.notices import NOTICES, UNPROMPTED
+from bot.failures import is_storage_error
+from bot.handoff.delivery import Delivery, HandoffError
+from bot.handoff.intake import CustomerIntake, OnNewMessage
 from bot.handoff.queue import ACTIVE, WAITING, Handoff, HandoffQueue
+from bot.ratelimit import limiter_from_settings
 from core import metrics
-from core.logs import conversation
-from bot.ratelimit import RATE_LIMITED_TEXT, limiter_from_settings
-from core.redaction import redact_agent_reply, redact_message, redact_metadata
+from core.redaction import redact_agent_reply
 from core.serving import model_executor, prefetch
 from core.settings import Settings, get_settings
 
@@ -58,12 +57,6 @@ CANCEL_HANDOFF = "cancel_handoff"
 LEAVE_MESSAGE = "leave_message"
 # Bot responses whose answer belongs to an urgent task served while waiting (the freeze offer).
 URGENT_FOLLOW_UPS = ("utter_offer_freeze",)
-
-OnNewMessage = Callable[[UserMessage], Awaitable[Any]]
-
-
-class HandoffError(ValueError):
-    """An agent asked for something the conversation's state does not allow."""
 
 
 def customer_id_of(message: UserMessage) -> str:
@@ -129,7 +122,7 @@ def desk_for(app: Any) -> "HandoffDesk":
     return desk
 
 
-class HandoffDesk:
+class HandoffDesk(CustomerIntake, Delivery):
     """Routes customer messages to the assistant or to the human agents."""
 
     def __init__(
@@ -150,80 +143,6 @@ class HandoffDesk:
         return agent if agent is not None and agent.is_ready() else None
 
     # ------------------------------------------------------- customer side
-    async def receive(self, message: UserMessage, on_new_message: OnNewMessage) -> None:
-        """Every customer message: logged under its conversation id, counted, timed, rate-limited, redacted."""
-        with conversation(message.sender_id), metrics.MessageTimer(message.input_channel):
-            if not await self._within_rate_limit(message):
-                return
-            if self.settings.redact_messages:
-                # Cut first (redacting a huge text is slow), then redact: Rasa parses, stores and logs only this.
-                # Payload-shaped text is redacted too unless it is a payload of a known intent (core.redaction.redact_message).
-                if message.text:
-                    message.text = redact_message(message.text[: self.settings.max_message_chars + 64], self._known_intents())
-                if message.metadata:  # the widget's page, REST callers' metadata: all but the channel's own keys
-                    message.metadata = redact_metadata(message.metadata)
-            await self._guarded_turn(message, on_new_message)
-
-    def _known_intents(self) -> Optional[List[str]]:
-        """The loaded model's intents (what a real button payload names), or None before a model is loaded."""
-        domain = getattr(self.agent, "domain", None)
-        return list(domain.intents) if domain is not None else None
-
-    async def _within_rate_limit(self, message: UserMessage) -> bool:
-        """False, and the customer told so, when the sender is over the rate limit (bot/ratelimit.py)."""
-        wait = self.limiter.acquire(message.sender_id)
-        if wait <= 0:
-            return True
-        metrics.RATE_LIMITED.labels(message.input_channel or "unknown").inc()
-        pull, notify = self._is_pull(message.output_channel), self.limiter.should_notify(message.sender_id)
-        if pull:  # the REST channel answers 429 with Retry-After
-            message.output_channel.retry_after = max(1, math.ceil(wait))
-        if notify:
-            logger.warning("messages from %s refused by the rate limit (next in %.1fs)", message.sender_id, wait)
-        if pull or notify:  # push channels hear it at most once per 10 s, however fast the flood
-            notice = BotUttered(RATE_LIMITED_TEXT, metadata={"notice": "rate_limited"})
-            await self._send(message.output_channel, message.sender_id, [notice])
-        return False
-
-    async def _guarded_turn(self, message: UserMessage, on_new_message: OnNewMessage) -> None:
-        """`_route`, telling the customer plainly when a part of the assistant is down.
-
-        - The tracker store or the project's database fails: the message is
-          refused ("I can't save our conversation right now..."), never answered
-          and silently forgotten. Found before the assistant answers (the first
-          thing a message does is read both), or, if saving the answered turn
-          fails, right after the answer.
-        - The action server is down or fails: Rasa logs it and the customer
-          would hear nothing; they are asked to try again in a minute. The
-          turn is stored as usual, and the next message reaches the action
-          server again without a restart.
-        """
-        agent = self.agent
-        try:
-            with watching_turn() as turn:
-                await self._route(message, on_new_message)
-                if turn.failed_actions and agent is not None:
-                    await self._apologise(agent, message, turn.failed_actions)
-        except Exception as exc:
-            if not is_storage_error(exc):
-                raise
-            logger.error("message from %s refused: cannot save the conversation (%s)", message.sender_id, exc)
-            notice = BotUttered(NOTICES["utter_storage_unavailable"], metadata={"notice": "utter_storage_unavailable"})
-            await self._send(message.output_channel, message.sender_id, [notice])
-
-    async def _apologise(self, agent, message: UserMessage, failures: List[str]) -> None:
-        """A custom action failed: say so (and keep it in the transcript) unless a person has taken over."""
-        cid = message.sender_id
-        logger.error("conversation %s: %s; the customer is asked to try again", cid, "; ".join(failures))
-        notice = BotUttered(NOTICES["utter_action_unavailable"], metadata={"notice": "utter_action_unavailable"})
-        async with agent.lock_store.lock(cid):
-            tracker = await agent.processor.get_tracker(cid)
-            if tracker.is_paused():  # handed to a person meanwhile (e.g. the desk queued a request_human)
-                return
-            tracker.update(notice)
-            await agent.processor.save_tracker(tracker)
-        await self._send(message.output_channel, cid, [notice])
-
     async def _route(self, message: UserMessage, on_new_message: OnNewMessage) -> None:
         """Keep a customer message for the person who has the conversation, or pass it to the assistant.
 
@@ -430,33 +349,6 @@ class HandoffDesk:
             await self._send(message.output_channel, cid, [said])
         await self.push_state(cid, message.output_channel)
 
-    async def _catch_up(self, message: UserMessage, earlier: List[Event]) -> None:
-        """A channel that cannot push (REST) gets the agent's last words before this turn's answer."""
-        missed = self._unprompted(earlier)
-        if not missed:
-            return
-        output = message.output_channel
-        answered, output.messages = list(output.messages), []
-        await self._send(output, message.sender_id, missed)
-        output.messages.extend(answered)
-
-    @staticmethod
-    def _unprompted(events) -> List[BotUttered]:
-        """Agent messages and agent-side notices since the customer last wrote."""
-        found: List[BotUttered] = []
-        for event in reversed(list(events)):
-            if isinstance(event, UserUttered):
-                break
-            if isinstance(event, BotUttered) and (
-                event.metadata.get("agent") or event.metadata.get("notice") in UNPROMPTED
-            ):
-                found.append(event)
-        return found[::-1]
-
-    @staticmethod
-    def _is_pull(output: Optional[OutputChannel]) -> bool:
-        return isinstance(output, CollectingOutputChannel)
-
     # ------------------------------------------------------------ agent side
     def state(self, conversation_id: str) -> Dict[str, Any]:
         """Where the customer stands: status none|waiting|active, queue position, agent."""
@@ -513,78 +405,6 @@ class HandoffDesk:
         await self.push_positions()
         logger.info("conversation %s handed back to the assistant by %s", conversation_id, agent_name)
         return handoff  # type: ignore[return-value]
-
-    async def push_positions(self) -> None:
-        """Tell every waiting customer whose channel shows it their new place in the queue."""
-        for handoff in self.queue.open_handoffs():
-            if handoff.status == WAITING:
-                await self.push_state(handoff.conversation_id)
-
-    async def push_state(self, conversation_id: str, output: Optional[OutputChannel] = None) -> None:
-        """Show the handoff state on channels that draw it (the web widget)."""
-        if output is None:
-            agent = self.agent
-            if agent is None:
-                return
-            output = self.output_for(await agent.processor.get_tracker(conversation_id))
-        show = getattr(output, "send_handoff_state", None)
-        if show is not None:
-            try:
-                await show(conversation_id, self.state(conversation_id))
-            except Exception as exc:
-                logger.warning("could not show the handoff state to %s: %s", conversation_id, exc)
-
-    def output_for(self, tracker: DialogueStateTracker) -> Optional[OutputChannel]:
-        """The output channel that reaches the customer where they last wrote from, if it can push."""
-        name = tracker.get_latest_input_channel()
-        for channel in getattr(self.app.ctx, "input_channels", None) or []:
-            if channel.name() == name and hasattr(channel, "output_channel_for"):
-                return channel.output_channel_for(tracker)
-        return None
-
-    # --------------------------------------------------------------- helpers
-    def _require_agent(self):
-        agent = self.agent
-        if agent is None:
-            raise HandoffError("the assistant has no model loaded yet")
-        return agent
-
-    async def _deliver(self, conversation_id: str, events: List[Event]) -> bool:
-        """Store `events` in the conversation and send its messages to the customer."""
-        agent = self._require_agent()
-        # A tracker store that fails raises here (the inbox answers 503) instead of keeping the write in memory only.
-        with watching_turn():
-            async with agent.lock_store.lock(conversation_id):
-                tracker = await agent.processor.get_tracker(conversation_id)
-                for event in events:
-                    tracker.update(event)
-                await agent.processor.save_tracker(tracker)
-        output = self.output_for(tracker)
-        if output is None:
-            return False  # kept in the tracker; a REST customer gets it with their next message
-        return await self._send(output, conversation_id, [e for e in events if isinstance(e, BotUttered)])
-
-    @staticmethod
-    async def _send(output: OutputChannel, conversation_id: str, messages: List[BotUttered]) -> bool:
-        try:
-            for event in messages:
-                await output.send_response(conversation_id, event.message())
-        except Exception as exc:  # the platform is down: the message stays in the transcript
-            logger.error("could not deliver a message to %s on %s: %s", conversation_id, output.name(), exc)
-            return False
-        return True
-
-    @staticmethod
-    async def _notice(rasa_agent, tracker: DialogueStateTracker, response: str, **values: Any) -> BotUttered:
-        channel = tracker.get_latest_input_channel() or ""
-        try:
-            generated = await rasa_agent.processor.nlg.generate(response, tracker, channel, **values)
-        except Exception:  # a template naming a value we do not have
-            generated = None
-        text = (generated or {}).get("text") or NOTICES[response].format(**values)
-        buttons = (generated or {}).get("buttons")  # "Stop waiting" on the queue notices
-        return BotUttered(text, data={"buttons": buttons} if buttons else None, metadata={"notice": response})
-
 
 async def _satisfaction_offer(rasa_agent, tracker: DialogueStateTracker, handoff: Any) -> List[Event]:
     """The 1-5 rating offered when a person hands a conversation back (core/satisfaction.py decides).

@@ -8,11 +8,13 @@ The model the e2e tests train (or ASSISTANT_TEST_MODEL) is loaded in this
 process, and the same conversations go through it twice: once with Rasa's
 stock `DaskGraphRunner.run`, once with the shim's. The conversations are the
 user turns of the conversation tests (bot/tests/test_conversations.yml, each
-story in order) and every held-out NLU example (bot/tests/heldout_nlu.yml)
-as a one-turn conversation. For each turn the parse data (intent, ranking,
-entities, retrieval) and every predicted next action up to the next
-``action_listen`` (name, policy, confidence, the whole probability vector)
-must be identical. Custom actions are not executed (no action server): what
+story in order), every held-out NLU example (bot/tests/heldout_nlu.yml)
+as a one-turn conversation, and a few hundred generated turns: the load
+benchmark's multi-turn customers (`bot.bench_load.plan`, held-out utterances
+and questions of the answer history). For each turn the parse data (intent,
+ranking, entities, retrieval, frustration), every predicted next action up to
+the next ``action_listen`` (name, policy, confidence, the whole probability
+vector), the turn's events and the slots after it must be identical. Custom actions are not executed (no action server): what
 is compared is every graph run of a message, NLU and dialogue policy.
 """
 from __future__ import annotations
@@ -31,6 +33,7 @@ from tests.e2e.services import free_port
 pytestmark = pytest.mark.e2e
 
 MAX_ACTIONS_PER_TURN = 6
+GENERATED_TURNS_EACH = 6
 
 
 def conversations() -> List[List[str]]:
@@ -39,6 +42,9 @@ def conversations() -> List[List[str]]:
     heldout = yaml.safe_load((PROJECT_ROOT / "bot" / "tests" / "heldout_nlu.yml").read_text())["nlu"]
     for block in heldout:
         found += [[line[2:].strip()] for line in block["examples"].splitlines() if line.startswith("- ")]
+    from bot.bench_load import plan
+
+    found += [person.messages[:GENERATED_TURNS_EACH] for person in plan(customers=50, rate=25, duration=20, seed=7)]
     return found
 
 
@@ -86,7 +92,9 @@ def run_conversation(agent, sender: str, texts: List[str]) -> List[Dict[str, Any
                 if action.name() == ACTION_LISTEN_NAME:
                     break
             await processor.save_tracker(tracker)
-            turns.append({"text": text, "parsed": parsed, "actions": actions})
+            events = [{k: v for k, v in e.as_dict().items() if k != "timestamp"} for e in list(tracker.events)[-(len(actions) + 1):]]
+            turns.append({"text": text, "parsed": parsed, "actions": actions, "events": events,
+                          "slots": tracker.current_slot_values()})
         return turns
 
     return asyncio.run(main())
@@ -99,7 +107,7 @@ def test_the_shims_graph_runner_gives_what_rasas_gives_on_the_trained_model(agen
 
     stock = shim._ORIGINALS["rasa.engine.runner.dask:DaskGraphRunner.run"]
     talks = conversations()
-    assert len(talks) >= 20 and sum(map(len, talks)) >= 60
+    assert len(talks) >= 20 and sum(map(len, talks)) >= 300
     results = {}
     with pytest.MonkeyPatch.context() as patch:
         for label, runner in (("stock", stock), ("shim", shim._graph_run)):
