@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any, Dict, List, Optional
 
 from rasa.core.channels.channel import UserMessage
@@ -55,6 +56,10 @@ logger = logging.getLogger(__name__)
 REQUEST_HUMAN = "request_human"
 CANCEL_HANDOFF = "cancel_handoff"
 LEAVE_MESSAGE = "leave_message"
+# Typed ways to stop waiting (the button sends /cancel_handoff); read only while the customer waits.
+STOP_WAITING = re.compile(
+    r"\b(stop waiting|leave the queue|cancel (the|my) (wait|place|request)|(don'?t|do not) want to wait"
+    r"|no longer need (a|an) (person|adviser|human)|carry on with (you|the (assistant|bot)))\b", re.IGNORECASE)
 # Bot responses whose answer belongs to an urgent task served while waiting (the freeze offer).
 URGENT_FOLLOW_UPS = ("utter_offer_freeze",)
 
@@ -200,7 +205,7 @@ class HandoffDesk(CustomerIntake, Delivery):
             tracker = await agent.processor.get_tracker(cid)
             message.parse_data = await agent.processor.parse_message(message, tracker)  # Rasa reuses this parse
             intent = (message.parse_data.get("intent") or {}).get("name")
-            if intent == CANCEL_HANDOFF:
+            if intent == CANCEL_HANDOFF or STOP_WAITING.search(message.text):
                 await self._stop_waiting(agent, message)
                 return
             if self._serves_while_waiting(tracker, intent):

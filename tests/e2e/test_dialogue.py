@@ -82,9 +82,11 @@ def test_asking_for_a_person_queues_the_conversation(assistant):
 
     # The acknowledgement, the place in the queue, then how long people wait now or, with
     # nobody signed in to the inbox (or outside the opening hours), that nobody is online.
+    # (Someone is online when another test signed in to the inbox a moment ago; with fewer than
+    # three taken handoffs in the history there is no wait to tell.)
     assert texts(replies)[0] == response_text("utter_handoff_ack")
-    assert len(replies) == 3 and "in the queue" in texts(replies)[1]
-    assert replies[2].get("notice") in ("utter_handoff_nobody_online", "utter_handoff_wait"), replies
+    assert len(replies) in (2, 3) and "in the queue" in texts(replies)[1]
+    assert [r.get("notice") for r in replies[2:]] in ([], ["utter_handoff_nobody_online"], ["utter_handoff_wait"]), replies
     with db.connect(assistant.db_url).connect() as conn:
         rows = conn.execute(sa.select(db.handoffs).where(db.handoffs.c.conversation_id == assistant.conversation_of(customer))).mappings().all()
     assert [(r["customer_id"], r["channel"], r["reason"], r["status"]) for r in rows] == [
