@@ -39,7 +39,7 @@ from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.shared.core.constants import ACTION_LISTEN_NAME
 from rasa.shared.core.domain import Domain
-from rasa.shared.core.events import SlotSet, UserUttered
+from rasa.shared.core.events import ActionExecuted, SlotSet, UserUttered
 from rasa.shared.core.generator import TrackerWithCachedStates
 from rasa.shared.core.trackers import DialogueStateTracker
 
@@ -60,6 +60,16 @@ def is_fallback(parse_data: Dict[str, Any], retrieval_threshold: float) -> bool:
         return False
     best = (parse_data.get("retrieval") or {}).get("best_score")
     return best is None or float(best) < retrieval_threshold
+
+
+def _just_ran(tracker: DialogueStateTracker, action: str) -> bool:
+    """Whether `action` is the latest action and no customer message came after it."""
+    for event in reversed(tracker.events):
+        if isinstance(event, UserUttered):
+            return False
+        if isinstance(event, ActionExecuted):
+            return event.action_name == action
+    return False
 
 
 def _tokens(text: str) -> List[str]:
@@ -124,7 +134,7 @@ class HandoffPolicy(Policy):
     ) -> PolicyPrediction:
         """``action_handoff`` with certainty and the reason in a slot, or no opinion."""
         probabilities = self._default_predictions(domain)
-        if tracker.latest_action_name == HANDOFF_ACTION and ACTION_LISTEN_NAME in domain.action_names_or_texts:
+        if _just_ran(tracker, HANDOFF_ACTION) and ACTION_LISTEN_NAME in domain.action_names_or_texts:
             # The action pauses the dialogue, so nothing is predicted after it when it worked; when it
             # could not queue (it says so) the assistant listens again. `rasa test` predicts here too.
             probabilities[domain.index_for_action(ACTION_LISTEN_NAME)] = 1.0

@@ -132,3 +132,13 @@ def test_after_a_handoff_that_could_not_pause_the_assistant_listens(policy, doma
     tracker = tracker_of(domain, said("can I talk to a person please", "request_human"))
     tracker.update(ActionExecuted("action_handoff"))
     assert predicted(policy, tracker, domain) == ("action_listen", [])
+
+
+def test_a_message_after_a_paused_handoff_is_not_answered_with_listening(policy, domain):
+    """Served while waiting (the desk resumes for an urgent task): the policy has no opinion."""
+    tracker = tracker_of(domain, said("I want a person", "request_human"))
+    tracker.update(ActionExecuted("action_handoff"))
+    tracker.update(ConversationPaused())
+    tracker.update(ConversationResumed())
+    tracker.update(said("my card was stolen", "lost_or_stolen_card"))
+    assert predicted(policy, tracker, domain)[0] is None

@@ -228,6 +228,7 @@ class HandoffDesk(CustomerIntake, Delivery):
         async with agent.lock_store.lock(cid):
             tracker = await agent.processor.get_tracker(cid)
             tracker.update(ConversationResumed())
+            tracker.update(ActionExecuted(ACTION_LISTEN_NAME))  # the assistant listens, as after a hand-back
             await agent.processor.save_tracker(tracker)
         try:
             await on_new_message(message)
