@@ -228,7 +228,8 @@ class HandoffDesk(CustomerIntake, Delivery):
         async with agent.lock_store.lock(cid):
             tracker = await agent.processor.get_tracker(cid)
             tracker.update(ConversationResumed())
-            tracker.update(ActionExecuted(ACTION_LISTEN_NAME))  # the assistant listens, as after a hand-back
+            if tracker.latest_action_name != ACTION_LISTEN_NAME:  # right after the handoff: listen, as after a
+                tracker.update(ActionExecuted(ACTION_LISTEN_NAME))  # hand-back (the rules expect it before a message)
             await agent.processor.save_tracker(tracker)
         try:
             await on_new_message(message)
