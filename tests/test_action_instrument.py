@@ -25,7 +25,18 @@ def test_every_action_is_timed_and_the_action_server_app_serves_metrics():
     assert instrument_actions(module) == 1 and instrument_actions(module) == 0  # wrapped once
     assert asyncio.run(Hello().run(None, types.SimpleNamespace(sender_id="c"), {})) == []
 
-    app = Sanic("instrument_test_app")
-    assert serve_on_action_server("instrument_test_app") and serve_on_action_server("instrument_test_app")
-    assert any(route.path.strip("/") == "metrics" for route in app.router.routes)
-    assert not serve_on_action_server("no_such_app")
+    import logging
+
+    from core.metrics import ErrorCountHandler
+
+    root = logging.getLogger()
+    had = list(root.handlers)
+    try:
+        app = Sanic("instrument_test_app")
+        assert serve_on_action_server("instrument_test_app") and serve_on_action_server("instrument_test_app")
+        assert any(route.path.strip("/") == "metrics" for route in app.router.routes)
+        assert any(isinstance(h, ErrorCountHandler) for h in root.handlers)  # logged errors are counted there
+        assert not serve_on_action_server("no_such_app")
+    finally:  # the root logger as it was: other tests count errors with their own handler
+        for handler in [h for h in root.handlers if h not in had]:
+            root.removeHandler(handler)
