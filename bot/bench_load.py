@@ -331,11 +331,12 @@ def _stock_assistant_class():
     return StockAssistant
 
 
-def run_system(name: str, model: Path, credentials: Path, args, people: List[Customer], workdir: Path) -> Dict[str, Any]:
-    """Start one system, warm it, drive the load, scrape stages, stop it."""
+def run_system(name: str, model: Path, credentials: Path, args, people: List[Customer], workdir: Path,
+               round_no: int = 1) -> Dict[str, Any]:
+    """Start one system, warm it, drive the load, scrape stages, stop it (fresh databases for every round)."""
     StockAssistant = _stock_assistant_class()
 
-    run_dir = workdir / name
+    run_dir = workdir / (name if round_no == 1 else f"{name}-{round_no}")
     run_dir.mkdir(parents=True, exist_ok=True)
     env = dict(
         os.environ,
@@ -468,7 +469,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             model = args.model or prepare(env, PROJECT_ROOT / "config.yml", Path(get_settings().model_dir))
             try:
                 for round_no in range(1, args.rounds + 1):
-                    rows.append(run_system("ours", model, PROJECT_ROOT / "bot" / "credentials.yml", args, people, workdir))
+                    rows.append(run_system("ours", model, PROJECT_ROOT / "bot" / "credentials.yml", args, people, workdir,
+                                           round_no))
                     rows.append(run_baseline(tree, args.baseline, args, workdir, round_no))
             finally:
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=str(PROJECT_ROOT))
