@@ -39,11 +39,11 @@ from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.shared.core.constants import ACTION_LISTEN_NAME
 from rasa.shared.core.domain import Domain
-from rasa.shared.core.events import ActionExecuted, SlotSet, UserUttered
+from rasa.shared.core.events import ActionExecuted, ConversationResumed, Restarted, SessionStarted, SlotSet, UserUttered
 from rasa.shared.core.generator import TrackerWithCachedStates
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from bot.channels.transcript import customer_texts_since_handback
+from core.payloads import is_payload
 
 HANDOFF_ACTION = "action_handoff"
 CONFIRM_ACTION = "utter_confirm_handoff"
@@ -70,6 +70,23 @@ def _just_ran(tracker: DialogueStateTracker, action: str) -> bool:
         if isinstance(event, ActionExecuted):
             return event.action_name == action
     return False
+
+
+def _recent_typed(events, most: int = 4) -> List[UserUttered]:
+    """The customer's last `most` typed messages (not button presses) since the assistant last took over.
+
+    Read from the end, so the cost does not grow with the conversation: a hand-back, a
+    new session or a restart ends the search (old fallbacks do not count again).
+    """
+    found: List[UserUttered] = []
+    for event in reversed(events):
+        if isinstance(event, (ConversationResumed, SessionStarted, Restarted)):
+            break
+        if isinstance(event, UserUttered) and not is_payload(event.text or ""):
+            found.append(event)
+            if len(found) == most:
+                break
+    return found[::-1]
 
 
 def _tokens(text: str) -> List[str]:
@@ -161,7 +178,7 @@ class HandoffPolicy(Policy):
         """'frustration' | 'fallbacks' | None for the customer's message just received."""
         if tracker.latest_action_name != ACTION_LISTEN_NAME or tracker.active_loop_name or tracker.is_paused():
             return None
-        typed = customer_texts_since_handback(tracker.events)
+        typed = _recent_typed(tracker.events)
         latest = tracker.latest_message
         if not typed or latest is None or (typed[-1] is not latest and typed[-1].message_id != latest.message_id):
             return None  # the latest message was a button press

@@ -160,16 +160,16 @@ class AnswerFeedback:
     def __len__(self) -> int:
         return len(self._seen)
 
-    def refresh(self) -> int:
+    def refresh(self, min_interval_s: float = 0.0) -> int:
         """Read ratings stored since the last call; returns how many were new.
 
         A database that cannot be read is logged (once) and skipped, so that a
         database problem never stops the assistant from answering. The Rasa
         server calls it on the model thread, with each message's prefetch
-        (`AnswerRetriever`), not on the event loop. A refresh already running
-        elsewhere makes this one return 0 at once.
+        (`AnswerRetriever`), not on the event loop, at most every `min_interval_s`
+        there. A refresh already running elsewhere makes this one return 0 at once.
         """
-        if not self._refreshing.acquire(blocking=False):
+        if time.monotonic() - self.refreshed_at < min_interval_s or not self._refreshing.acquire(blocking=False):
             return 0
         try:
             return self._refresh()

@@ -47,6 +47,7 @@ from bot.handoff.intake import CustomerIntake, OnNewMessage
 from bot.handoff.queue import ACTIVE, WAITING, Handoff, HandoffQueue
 from bot.ratelimit import limiter_from_settings
 from core import metrics
+from nlu import Sentiment, record_sentiment
 from core.redaction import redact_agent_reply
 from core.serving import model_executor, prefetch
 from core.settings import Settings, get_settings
@@ -176,19 +177,23 @@ class HandoffDesk(CustomerIntake, Delivery):
         await self._after_turn(agent, message)
 
     async def _record_sentiment(self, conversation_id: str, event: Optional[UserUttered]) -> None:
-        """Store the sentiment `nlu.FrustrationReader` read in a customer message (off the loop); failures only logged."""
+        """Store the sentiment `nlu.FrustrationReader` read in a customer message, on a worker thread.
+
+        Not awaited by the customer's answer: the row is written after it (failures only logged).
+        """
         mood = ((event.parse_data or {}).get("frustration") or {}).get("sentiment") if event is not None else None
         if not mood:
             return
-        from nlu import Sentiment, record_sentiment
-
         sentiment = Sentiment(mood["label"], float(mood["confidence"]), float(mood["negative"]), mood.get("reason"),
                               mood.get("score"))
-        try:
-            await asyncio.get_running_loop().run_in_executor(
-                None, record_sentiment, self.queue.engine, conversation_id, event.message_id, sentiment)
-        except Exception as exc:
-            logger.warning("sentiment of a message in %s not stored (%s)", conversation_id, exc)
+        written = asyncio.get_running_loop().run_in_executor(
+            None, record_sentiment, self.queue.engine, conversation_id, event.message_id, sentiment)
+
+        def logged(done: "asyncio.Future") -> None:
+            if not done.cancelled() and done.exception() is not None:
+                logger.warning("sentiment of a message in %s not stored (%s)", conversation_id, done.exception())
+
+        written.add_done_callback(logged)
 
     async def _while_handed_off(self, agent, message: UserMessage, handoff: Handoff, on_new_message: OnNewMessage) -> None:
         """A message while a person has (or will have) the conversation.
