@@ -173,14 +173,10 @@ class AnswerRetriever(GraphComponent):
         retriever._watch(index_dir)
         return retriever
 
-    # Under load the model thread reads new ratings at most this often (a rating counts from
-    # the next question a quarter of a second later); the model thread serves every message.
-    PREFETCH_REFRESH_EVERY_S = 0.25
-
     def prefetch(self, texts: List[str]) -> None:
         """On the model thread, ahead of Rasa's pipeline: embed the texts and read new ratings (SQL off the loop)."""
         self.index.encode(texts)
-        self.feedback.refresh(min_interval_s=self.PREFETCH_REFRESH_EVERY_S)
+        self.feedback.refresh()  # every message: a thumbs-down counts from the very next question
         now = time.monotonic()
         for text in texts:
             self._prefetched.put(text, now)

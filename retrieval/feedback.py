@@ -155,26 +155,24 @@ class AnswerFeedback:
         self._last_id = 0
         self._warned = False
         self._refreshing = threading.Lock()  # one refresh at a time (the model thread's, or an inline one)
-        self.refreshed_at = float("-inf")  # time.monotonic() of the last refresh
 
     def __len__(self) -> int:
         return len(self._seen)
 
-    def refresh(self, min_interval_s: float = 0.0) -> int:
+    def refresh(self) -> int:
         """Read ratings stored since the last call; returns how many were new.
 
         A database that cannot be read is logged (once) and skipped, so that a
         database problem never stops the assistant from answering. The Rasa
         server calls it on the model thread, with each message's prefetch
-        (`AnswerRetriever`), not on the event loop, at most every `min_interval_s`
-        there. A refresh already running elsewhere makes this one return 0 at once.
+        (`AnswerRetriever`), not on the event loop. A refresh already running
+        elsewhere makes this one return 0 at once.
         """
-        if time.monotonic() - self.refreshed_at < min_interval_s or not self._refreshing.acquire(blocking=False):
+        if not self._refreshing.acquire(blocking=False):
             return 0
         try:
             return self._refresh()
         finally:
-            self.refreshed_at = time.monotonic()
             self._refreshing.release()
 
     def _refresh(self) -> int:
