@@ -79,12 +79,7 @@ def _unanswered(events, message_id: Optional[str] = None) -> bool:
     acknowledgements, which may land after later messages).
     """
     events = list(events)
-    start = None
-    for index in range(len(events) - 1, -1, -1):
-        event = events[index]
-        if isinstance(event, UserUttered) and (message_id is None or event.message_id == message_id):
-            start = index
-            break
+    start = _user_event_index(events, message_id)
     if start is None:
         return False
     message_id = events[start].message_id
@@ -99,12 +94,19 @@ def _unanswered(events, message_id: Optional[str] = None) -> bool:
     return True
 
 
+def _user_event_index(events: List[Event], message_id: Optional[str]) -> Optional[int]:
+    """Where the customer's message `message_id` stands in `events` (the latest one when no id is given)."""
+    for index in range(len(events) - 1, -1, -1):
+        event = events[index]
+        if isinstance(event, UserUttered) and (message_id is None or event.message_id == message_id):
+            return index
+    return None
+
+
 def _user_event(events: List[Event], message_id: Optional[str]) -> Optional[UserUttered]:
     """The customer's message `message_id` among `events` (the latest one when no id is given)."""
-    for event in reversed(events):
-        if isinstance(event, UserUttered) and (message_id is None or event.message_id == message_id):
-            return event
-    return None
+    index = _user_event_index(events, message_id)
+    return events[index] if index is not None else None
 
 
 def _paused_in_turn(events, message_id: Optional[str]) -> bool:
@@ -319,9 +321,10 @@ class HandoffDesk(CustomerIntake, Delivery):
             tracker = await agent.processor.get_tracker(cid)
             metrics.count_turn(tracker.events)  # fallbacks of the turn just answered (no I/O)
             events = list(tracker.events)
-            mine = _user_event(events, message.message_id)
+            index = _user_event_index(events, message.message_id)
+            mine = events[index] if index is not None else None
             if self._is_pull(message.output_channel):  # the agent's words this REST customer has not seen yet
-                await self._catch_up(message, events[: events.index(mine)] if mine is not None else [])
+                await self._catch_up(message, events[:index] if index is not None else [])
             await self._record_sentiment(cid, mine)
             paused_now = _paused_in_turn(events, message.message_id)
             intent = ((mine.intent if mine is not None else None) or {}).get("name")
