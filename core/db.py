@@ -37,7 +37,7 @@ import fcntl  # POSIX: the lock file of a SQLite database while it is migrated
 import functools
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import sqlalchemy as sa
 from alembic import command
@@ -484,3 +484,19 @@ def connect(url: Optional[str] = None) -> Engine:
             f"ASSISTANT_DATABASE_URL to a reachable database"
         ) from exc
     return engine
+
+
+def insert_ignoring_duplicates(conn: sa.engine.Connection, table: sa.Table, unique: Sequence[str]):
+    """An INSERT into `table` that skips rows already there by the unique columns `unique` (no error, no row).
+
+    SQLite and PostgreSQL, the two databases the project runs on, both say
+    it as ``ON CONFLICT (...) DO NOTHING``.
+    """
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        raise NotImplementedError(f"insert_ignoring_duplicates: no ON CONFLICT for {dialect}")
+    return insert(table).on_conflict_do_nothing(index_elements=[table.c[name] for name in unique])

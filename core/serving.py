@@ -193,3 +193,75 @@ def cached_rows(cache: Optional[LRUCache], owner: Hashable, texts: Sequence[str]
             if cache is not None:
                 cache.put((owner, texts[i]), value)
     return rows
+
+
+class WriteBehind:
+    """Rows a serving process stores after the answer, written in batches by one background thread.
+
+    `put` only appends to a list (no thread hop, no SQL on the caller's
+    thread); the thread wakes on the first row, waits `max_delay_s` for more
+    (or until `max_rows`), then hands the batch to `write(rows)` in one call,
+    so 50 messages a second cost a few transactions a second instead of 50.
+    A failing `write` is logged and its rows dropped, as a failed
+    fire-and-forget write was (these are derived rows, never what a customer
+    gave). `flush` waits until everything put so far is written (tests, and
+    the server's stop).
+    """
+
+    def __init__(self, name: str, write: Callable[[list], None], max_rows: int = 64, max_delay_s: float = 0.2) -> None:
+        self.name = name
+        self._write = write
+        self.max_rows = max_rows
+        self.max_delay_s = max_delay_s
+        self._rows: list = []
+        self._pending = 0  # put and not yet written (or dropped)
+        self._hurry = 0  # flushes waiting: write now, without waiting for more rows
+        self._cond = threading.Condition()
+        self._thread: Optional[threading.Thread] = None
+
+    def put(self, row) -> None:
+        with self._cond:
+            self._rows.append(row)
+            self._pending += 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name=f"write-behind-{self.name}", daemon=True)
+                self._thread.start()
+            if len(self._rows) == 1 or len(self._rows) >= self.max_rows:
+                self._cond.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every row put so far is written or dropped; False on timeout."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._hurry += 1
+            try:
+                self._cond.notify_all()
+                while self._pending:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._cond.wait(min(left, 0.05))
+            finally:
+                self._hurry -= 1
+        return True
+
+    def _run(self) -> None:
+        import time
+
+        while True:
+            with self._cond:
+                while not self._rows:
+                    self._cond.wait()
+                due = time.monotonic() + self.max_delay_s
+                while len(self._rows) < self.max_rows and not self._hurry and (left := due - time.monotonic()) > 0:
+                    self._cond.wait(left)
+                rows, self._rows = self._rows[:self.max_rows], self._rows[self.max_rows:]
+            try:
+                self._write(rows)
+            except Exception as exc:  # noqa: BLE001 - logged; the customer's answer never waits on this
+                logger.warning("%d %s rows not stored (%s: %s)", len(rows), self.name, type(exc).__name__, exc)
+            with self._cond:
+                self._pending -= len(rows)
+                self._cond.notify_all()

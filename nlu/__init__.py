@@ -7,7 +7,7 @@ docs/architecture.md):
 - the sentiment reader of `nlu.sentiment`: `Sentiment`, `SentimentModel`,
   `SENTIMENT_DIR` (its default artifact folder), `load_sentiment_model`,
   `sentiment_model_is_current` (trained, with its fine-tuned reader),
-  `frustrated` (the handoff test) and its thresholds `HandoffRule`, `record_sentiment`, `latest_sentiments`,
+  `frustrated` (the handoff test) and its thresholds `HandoffRule`, `record_sentiment` (`record_sentiments` for a batch), `latest_sentiments`,
   `most_upset_first`, `sentiment_trend` (its table, ``message_sentiment``);
 - `FrustrationReader`: the Rasa component (named so in config.yml) that writes
   ``frustration`` into the parse data and gives frustrated messages the intent
@@ -34,6 +34,7 @@ _PUBLIC: Dict[str, Tuple[str, str]] = {
     "frustrated": ("nlu.sentiment", "frustrated"),
     "HandoffRule": ("nlu.sentiment", "HandoffRule"),
     "record_sentiment": ("nlu.sentiment", "record"),
+    "record_sentiments": ("nlu.sentiment", "record_many"),
     "latest_sentiments": ("nlu.sentiment", "latest"),
     "most_upset_first": ("nlu.sentiment", "most_upset_first"),
     "sentiment_trend": ("nlu.sentiment", "trend"),

@@ -563,23 +563,36 @@ def frustrated(assessment: Any, sentiment: Optional[Sentiment], rule: Optional[H
 # ------------------------------------------------------------------ storage (core.db v5)
 def record(engine, conversation_id: str, message_id: Optional[str], sentiment: Sentiment, ts: Optional[float] = None) -> None:
     """Store the sentiment of one customer message (once per conversation and message id)."""
-    import time
+    record_many(engine, [(conversation_id, message_id, sentiment, ts)])
 
-    import sqlalchemy as sa
+
+def record_many(engine, rows: Sequence[Tuple[str, Optional[str], Sentiment, Optional[float]]]) -> None:
+    """Store the sentiments of customer messages, (conversation id, message id, sentiment, ts) each, in one transaction.
+
+    A message already stored keeps its first row (the unique constraint
+    ``uq_message_sentiment``; a replica that wrote it first wins without an
+    error). One INSERT for the whole batch: the Rasa server writes these
+    behind the answers (`core.serving.WriteBehind`).
+    """
+    import time
 
     from core import db
 
     t = db.message_sentiment
-    values = dict(conversation_id=conversation_id, message_id=message_id, label=sentiment.label,
-                  confidence=float(sentiment.confidence), negative=float(sentiment.negative),
-                  reason=sentiment.reason, score=sentiment.polarity(), ts=ts or time.time())
-    with engine.begin() as conn:
+    now = time.time()
+    values, seen = [], set()
+    for conversation_id, message_id, sentiment, ts in rows:
         if message_id is not None:
-            found = conn.execute(sa.select(t.c.id).where(t.c.conversation_id == conversation_id,
-                                                         t.c.message_id == message_id)).first()
-            if found is not None:
-                return
-        conn.execute(t.insert().values(**values))
+            if (conversation_id, message_id) in seen:
+                continue
+            seen.add((conversation_id, message_id))
+        values.append(dict(conversation_id=conversation_id, message_id=message_id, label=sentiment.label,
+                           confidence=float(sentiment.confidence), negative=float(sentiment.negative),
+                           reason=sentiment.reason, score=sentiment.polarity(), ts=ts or now))
+    if not values:
+        return
+    with engine.begin() as conn:
+        conn.execute(db.insert_ignoring_duplicates(conn, t, ["conversation_id", "message_id"]), values)
 
 
 def latest(engine, conversation_ids: Sequence[str]) -> Dict[str, Dict[str, Any]]:

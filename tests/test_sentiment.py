@@ -6,6 +6,7 @@ import hashlib
 from types import SimpleNamespace
 
 import numpy as np
+import sqlalchemy as sa
 import pytest
 
 from nlu.frustration import FrustrationDetector
@@ -166,6 +167,44 @@ def _reader(detector, model, rule=None):
     from nlu.frustration_reader import FrustrationReader
 
     return FrustrationReader(FrustrationReader.get_default_config(), detector, model, rule or sm.HandoffRule())
+
+
+def test_a_batch_is_one_insert_that_keeps_the_first_row_of_each_message(tmp_path):
+    engine = db.connect(f"sqlite:///{tmp_path / 'assistant.db'}")
+    sm.record(engine, "web:a", "m1", sm.Sentiment("neutral", 0.7, 0.2), ts=1.0)
+    sm.record_many(engine, [
+        ("web:a", "m1", sm.Sentiment("negative", 0.9, 0.9), 2.0),  # stored before this batch: kept as it was
+        ("web:a", "m2", sm.Sentiment("negative", 0.9, 0.9), 3.0),
+        ("web:a", "m2", sm.Sentiment("positive", 0.9, 0.0), 4.0),  # twice in one batch: the first wins
+        ("web:b", None, sm.Sentiment("positive", 0.8, 0.1), 5.0),  # no message id: always stored
+        ("web:b", None, sm.Sentiment("positive", 0.8, 0.1), 6.0),
+    ])
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(db.message_sentiment.c.conversation_id, db.message_sentiment.c.message_id,
+                                      db.message_sentiment.c.label).order_by(db.message_sentiment.c.ts)).all()
+    assert [tuple(r) for r in rows] == [("web:a", "m1", "neutral"), ("web:a", "m2", "negative"),
+                                        ("web:b", None, "positive"), ("web:b", None, "positive")]
+
+
+def test_rows_written_behind_arrive_in_batches_and_a_failed_batch_is_only_logged(caplog):
+    from core.serving import WriteBehind
+
+    batches, fail = [], []
+
+    def write(rows):
+        if fail:
+            raise RuntimeError("database down")
+        batches.append(list(rows))
+
+    behind = WriteBehind("test", write, max_rows=3, max_delay_s=5.0)
+    for i in range(7):
+        behind.put(i)
+    assert behind.flush(timeout=5)  # does not wait out max_delay_s
+    assert sum(batches, []) == list(range(7)) and max(map(len, batches)) <= 3
+    fail.append(True)
+    behind.put(7)
+    assert behind.flush(timeout=5)
+    assert "1 test rows not stored (RuntimeError: database down)" in caplog.text
 
 
 def test_the_frustration_reader_does_not_flag_an_ordinary_question(model, encoder):

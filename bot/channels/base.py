@@ -8,6 +8,7 @@ customer is.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -70,6 +71,8 @@ class DeskChannel:
         @blueprint.listener("before_server_stop")
         async def close_sessions(app, _loop) -> None:
             await close_kept_sessions()
+            # the sentiment rows still waiting to be written (a few tenths of a second's worth)
+            await asyncio.get_running_loop().run_in_executor(None, desk_for(app).sentiments.flush)
 
         return blueprint
 

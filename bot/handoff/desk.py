@@ -47,9 +47,9 @@ from bot.handoff.intake import CustomerIntake, OnNewMessage
 from bot.handoff.queue import ACTIVE, WAITING, Handoff, HandoffQueue
 from bot.ratelimit import limiter_from_settings
 from core import metrics
-from nlu import Sentiment, record_sentiment
+from nlu import Sentiment, record_sentiments
 from core.redaction import redact_agent_reply
-from core.serving import model_executor, prefetch
+from core.serving import WriteBehind, model_executor, prefetch
 from core.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -143,6 +143,9 @@ class HandoffDesk(CustomerIntake, Delivery):
         self.queue = queue or HandoffQueue()
         self.settings = settings or get_settings()
         self.limiter = limiter_from_settings(self.settings)
+        # Each message's sentiment row, written behind the answers in batches (one thread, one
+        # INSERT per batch) rather than a thread hop and a transaction per message.
+        self.sentiments = WriteBehind("message sentiment", lambda rows: record_sentiments(self.queue.engine, rows))
 
     @property
     def agent(self):
@@ -164,38 +167,41 @@ class HandoffDesk(CustomerIntake, Delivery):
         limit = self.settings.max_message_chars
         if message.text and len(message.text) > limit:
             message.text = message.text[:limit]
-        loop = asyncio.get_running_loop()
-        # The one read of the handoff state for this message, off the event loop. An unreachable
-        # database raises here: the message is refused (`_guarded_turn`).
-        handoff = await loop.run_in_executor(None, self.queue.current, message.sender_id)
+        # One trip to the model thread: the one read of the handoff state for this message, and the
+        # models' reading of it. An unreachable database raises here: the message is refused (`_guarded_turn`).
+        handoff = await asyncio.get_running_loop().run_in_executor(
+            model_executor(), self._state_and_reading, message.sender_id, message.text)
         if handoff is not None:
             await self._while_handed_off(agent, message, handoff, on_new_message)
             return
-        if message.text and not is_payload(message.text):
-            # The models read the message on the model thread (core.serving): the intent model,
-            # the retriever's encoder and the frustration reader, whose results Rasa's pipeline reuses.
-            await loop.run_in_executor(model_executor(), prefetch, [message.text])
         await on_new_message(message)
         await self._after_turn(agent, message)
 
-    async def _record_sentiment(self, conversation_id: str, event: Optional[UserUttered]) -> None:
-        """Store the sentiment `nlu.FrustrationReader` read in a customer message, on a worker thread.
+    def _state_and_reading(self, conversation_id: str, text: Optional[str]) -> Optional[Handoff]:
+        """On the model thread (core.serving): the open handoff of the conversation, else the models' reading of `text`.
 
-        Not awaited by the customer's answer: the row is written after it (failures only logged).
+        The intent model, the retriever's encoder and the frustration reader read
+        the message here, and Rasa's pipeline reuses their results. One thread
+        hop per message instead of two: a hop costs about as much CPU as the
+        handoff query itself.
+        """
+        handoff = self.queue.current(conversation_id)
+        if handoff is None and text and not is_payload(text):
+            prefetch([text])
+        return handoff
+
+    def _record_sentiment(self, conversation_id: str, event: Optional[UserUttered]) -> None:
+        """Store the sentiment `nlu.FrustrationReader` read in a customer message, behind the answer.
+
+        Not awaited by the customer's answer: `self.sentiments` writes it with
+        others in a moment (failures only logged).
         """
         mood = ((event.parse_data or {}).get("frustration") or {}).get("sentiment") if event is not None else None
         if not mood:
             return
         sentiment = Sentiment(mood["label"], float(mood["confidence"]), float(mood["negative"]), mood.get("reason"),
                               mood.get("score"))
-        written = asyncio.get_running_loop().run_in_executor(
-            None, record_sentiment, self.queue.engine, conversation_id, event.message_id, sentiment)
-
-        def logged(done: "asyncio.Future") -> None:
-            if not done.cancelled() and done.exception() is not None:
-                logger.warning("sentiment of a message in %s not stored (%s)", conversation_id, done.exception())
-
-        written.add_done_callback(logged)
+        self.sentiments.put((conversation_id, event.message_id, sentiment, None))
 
     async def _while_handed_off(self, agent, message: UserMessage, handoff: Handoff, on_new_message: OnNewMessage) -> None:
         """A message while a person has (or will have) the conversation.
@@ -248,7 +254,7 @@ class HandoffDesk(CustomerIntake, Delivery):
                     await agent.processor.save_tracker(tracker)
         logger.info("conversation %s: served an urgent request while waiting for a person", cid)
         metrics.count_turn(tracker.events)
-        await self._record_sentiment(cid, _user_event(list(tracker.events), message.message_id))
+        self._record_sentiment(cid, _user_event(list(tracker.events), message.message_id))
 
     async def _stop_waiting(self, agent, message: UserMessage) -> None:
         """The customer leaves the queue: the handoff is closed and the assistant answers again."""
@@ -290,7 +296,7 @@ class HandoffDesk(CustomerIntake, Delivery):
         await self._send(message.output_channel, cid, outgoing)
         # Read while a person has the conversation too (Rasa's NLU parses what it logs): the
         # inbox sorts waiting conversations by their latest mood.
-        await self._record_sentiment(cid, tracker.latest_message)
+        self._record_sentiment(cid, tracker.latest_message)
         await self.push_state(cid, message.output_channel)
 
     async def _acknowledge_kept(self, agent, message: UserMessage, handoff: Handoff) -> None:
@@ -325,7 +331,7 @@ class HandoffDesk(CustomerIntake, Delivery):
             mine = events[index] if index is not None else None
             if self._is_pull(message.output_channel):  # the agent's words this REST customer has not seen yet
                 await self._catch_up(message, events[:index] if index is not None else [])
-            await self._record_sentiment(cid, mine)
+            self._record_sentiment(cid, mine)
             paused_now = _paused_in_turn(events, message.message_id)
             intent = ((mine.intent if mine is not None else None) or {}).get("name")
             if not paused_now and not tracker.is_paused() and intent != REQUEST_HUMAN:
