@@ -55,3 +55,18 @@ def test_the_serving_pass_is_a_torchscript_trace(model):
     enc.embed_few(model, ["a message to compile the pass"], "fp32")
     runners = [r for (owner, precision, prefix), r in enc._runners.items() if precision == "fp32"]
     assert runners and all(isinstance(r, torch.jit.ScriptModule) for r in runners)
+
+
+def test_a_serving_process_freezes_what_it_loaded_and_spaces_out_full_collections():
+    import gc
+
+    from core import serving
+
+    before = gc.get_threshold()
+    try:
+        serving.settle_heap()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (before[0], before[1], serving.SERVING_FULL_COLLECTION_EVERY)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

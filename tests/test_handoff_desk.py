@@ -82,3 +82,37 @@ def test_a_rest_client_gets_what_the_agent_said_before_this_turn_s_answer(tmp_pa
     assert [m["text"] for m in output.messages] == ["Alex here: your refund is on its way.",
                                                     "Cards arrive within 5 working days."]
     assert processor.reads == 1
+
+
+def _reading(label: str, negative: float) -> dict:
+    return {"frustration": {"sentiment": {"label": label, "confidence": 0.9, "negative": negative}}}
+
+
+def test_sentiment_rows_are_written_behind_the_answer_except_for_a_conversation_being_erased(tmp_path):
+    from bot.privacy import requests
+
+    desk, _processor, statements, _rasa, engine = _served(tmp_path)
+    requests.record_request(engine, "web:gone", via="web:gone")
+    statements.clear()
+    desk._record_sentiment("web:kept", UserUttered("hello", parse_data=_reading("neutral", 0.1), message_id="m1"))
+    desk._record_sentiment("web:gone", UserUttered("forget me", parse_data=_reading("negative", 0.6), message_id="m1"))
+    assert not [s for _, s in statements if "message_sentiment" in s], "nothing written on the caller's thread"
+    assert desk.sentiments.flush(timeout=5)
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(db.message_sentiment.c.conversation_id, db.message_sentiment.c.label)).all()
+    assert [tuple(r) for r in stored] == [("web:kept", "neutral")]
+    inserts = [s for _, s in statements if s.startswith("INSERT INTO message_sentiment")]
+    assert len(inserts) == 1 and "ON CONFLICT" in inserts[0]
+
+
+def test_a_message_after_the_erasure_finished_is_new_and_its_sentiment_is_kept(tmp_path):
+    from bot.privacy import requests
+
+    desk, _processor, _statements, _rasa, engine = _served(tmp_path)
+    requests.record_request(engine, "web:back", via="web:back", now=1.0)
+    claimed = requests.claim_next(engine, worker="w", now=2.0)
+    assert requests.finish(engine, claimed["id"], {}, worker="w")
+    desk._record_sentiment("web:back", UserUttered("hi again", parse_data=_reading("positive", 0.0), message_id="m9"))
+    assert desk.sentiments.flush(timeout=5)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(db.message_sentiment.c.message_id)).scalars().all() == ["m9"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from typing import Any, Dict, List, Optional
 
 from rasa.core.channels.channel import UserMessage
@@ -45,6 +46,7 @@ from bot.failures import is_storage_error
 from bot.handoff.delivery import Delivery, HandoffError
 from bot.handoff.intake import CustomerIntake, OnNewMessage
 from bot.handoff.queue import ACTIVE, WAITING, Handoff, HandoffQueue
+from bot.privacy.requests import erasing
 from bot.ratelimit import limiter_from_settings
 from core import metrics
 from nlu import Sentiment, record_sentiments
@@ -145,7 +147,7 @@ class HandoffDesk(CustomerIntake, Delivery):
         self.limiter = limiter_from_settings(self.settings)
         # Each message's sentiment row, written behind the answers in batches (one thread, one
         # INSERT per batch) rather than a thread hop and a transaction per message.
-        self.sentiments = WriteBehind("message sentiment", lambda rows: record_sentiments(self.queue.engine, rows))
+        self.sentiments = WriteBehind("message sentiment", self._store_sentiments)
 
     @property
     def agent(self):
@@ -194,14 +196,29 @@ class HandoffDesk(CustomerIntake, Delivery):
         """Store the sentiment `nlu.FrustrationReader` read in a customer message, behind the answer.
 
         Not awaited by the customer's answer: `self.sentiments` writes it with
-        others in a moment (failures only logged).
+        others in a moment (`_store_sentiments`; failures only logged).
         """
         mood = ((event.parse_data or {}).get("frustration") or {}).get("sentiment") if event is not None else None
         if not mood:
             return
         sentiment = Sentiment(mood["label"], float(mood["confidence"]), float(mood["negative"]), mood.get("reason"),
                               mood.get("score"))
-        self.sentiments.put((conversation_id, event.message_id, sentiment, None))
+        metadata = event.metadata if isinstance(event.metadata, dict) else {}
+        self.sentiments.put((conversation_id, event.message_id, sentiment, time.time(), metadata.get("customer_id")))
+
+    def _store_sentiments(self, rows: List[tuple]) -> None:
+        """Write queued sentiment rows in one INSERT, except those an erasure has taken since they were queued.
+
+        A row queued before its customer's erasure finished is dropped, so that
+        it cannot come back after the erasure removed everything else of them.
+        """
+        engine = self.queue.engine
+        erased = erasing(engine, [i for row in rows for i in (row[0], row[4])], since=min(row[3] for row in rows))
+
+        def kept(row: tuple) -> bool:
+            return not any(key in erased and (erased[key] is None or erased[key] >= row[3]) for key in (row[0], row[4]))
+
+        record_sentiments(engine, [row[:4] for row in rows if kept(row)])
 
     async def _while_handed_off(self, agent, message: UserMessage, handoff: Handoff, on_new_message: OnNewMessage) -> None:
         """A message while a person has (or will have) the conversation.

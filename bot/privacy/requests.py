@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -181,3 +181,25 @@ def erased_since(engine: Engine, ids: list, since: float) -> bool:
     with engine.connect() as conn:
         return conn.execute(sa.select(sa.func.count()).select_from(table).where(
             table.c.customer_id.in_(list(ids)), table.c.requested_at >= since, table.c.status != FAILED)).scalar() > 0
+
+
+def erasing(engine: Engine, ids: Iterable[str], since: float) -> Dict[str, Optional[float]]:
+    """{id: when its erasure finished, None while it runs} for the customer or conversation ids among `ids`
+    with an erasure (not failed) still open or finished at `since` or later.
+
+    For writers that store a row a moment after the turn it describes: a row
+    made before an erasure finished must not be stored after it.
+    """
+    ids = [i for i in dict.fromkeys(ids) if i]
+    if not ids:
+        return {}
+    query = sa.select(table.c.customer_id, table.c.requested_via, table.c.finished_at).where(
+        sa.or_(table.c.customer_id.in_(ids), table.c.requested_via.in_(ids)), table.c.status != FAILED,
+        sa.or_(table.c.finished_at.is_(None), table.c.finished_at >= since))
+    wanted, found = set(ids), {}
+    with engine.connect() as conn:
+        for customer, via, finished in conn.execute(query):
+            for key in {customer, via} & wanted:
+                previous = found.get(key, 0.0)
+                found[key] = None if finished is None or previous is None else max(previous, finished)
+    return found
