@@ -72,7 +72,7 @@ def _just_ran(tracker: DialogueStateTracker, action: str) -> bool:
     return False
 
 
-def _recent_typed(events, most: int = 4) -> List[UserUttered]:
+def recent_typed_messages(events, most: int = 4) -> List[UserUttered]:
     """The customer's last `most` typed messages (not button presses) since the assistant last took over.
 
     Read from the end, so the cost does not grow with the conversation: a hand-back, a
@@ -178,7 +178,7 @@ class HandoffPolicy(Policy):
         """'frustration' | 'fallbacks' | None for the customer's message just received."""
         if tracker.latest_action_name != ACTION_LISTEN_NAME or tracker.active_loop_name or tracker.is_paused():
             return None
-        typed = _recent_typed(tracker.events)
+        typed = recent_typed_messages(tracker.events)
         latest = tracker.latest_message
         if not typed or latest is None or (typed[-1] is not latest and typed[-1].message_id != latest.message_id):
             return None  # the latest message was a button press

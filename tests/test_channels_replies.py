@@ -8,7 +8,8 @@ from rasa.shared.core.events import BotUttered, ConversationResumed, SessionStar
 from bot.channels.replies import BotReply, parse_payload
 from bot.channels.slack import slack_message
 from bot.channels.telegram import callback_data, inline_keyboard, payload_for_callback, telegram_text
-from bot.channels.transcript import customer_texts_since_handback, transcript
+from bot.channels.transcript import transcript
+from bot.policies import recent_typed_messages
 
 UP = '/rate_answer{"answer_id":"intent:card_arrival","rating":"up"}'
 DOWN = '/rate_answer{"answer_id":"intent:card_arrival","rating":"down"}'
@@ -103,5 +104,5 @@ def test_only_typed_messages_since_the_last_handback_count_for_handoff_decisions
         UserUttered(UP),
         UserUttered("and my PIN?"),
     ]
-    assert [e.text for e in customer_texts_since_handback(events)] == ["where is my card", "and my PIN?"]
-    assert customer_texts_since_handback(events + [SessionStarted()]) == []
+    assert [e.text for e in recent_typed_messages(events)] == ["where is my card", "and my PIN?"]
+    assert recent_typed_messages(events + [SessionStarted()]) == []

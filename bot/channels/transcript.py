@@ -14,8 +14,6 @@ from rasa.shared.core.events import (
     ConversationPaused,
     ConversationResumed,
     Event,
-    Restarted,
-    SessionStarted,
     UserUttered,
 )
 
@@ -70,18 +68,3 @@ def transcript(events: Iterable[Event], limit: Optional[int] = None) -> List[Dic
         elif isinstance(event, (ConversationPaused, ConversationResumed)):
             continue
     return entries[-limit:] if limit else entries
-
-
-def customer_texts_since_handback(events: Iterable[Event]) -> List[UserUttered]:
-    """What the customer typed (not button presses) since the assistant last took over.
-
-    A handback, a new session or a restart starts the count again, so that old
-    fallbacks or complaints do not send the customer straight back to a human.
-    """
-    typed: List[UserUttered] = []
-    for event in events:
-        if isinstance(event, (ConversationResumed, SessionStarted, Restarted)):
-            typed = []
-        elif isinstance(event, UserUttered) and not parse_payload(event.text):
-            typed.append(event)
-    return typed
