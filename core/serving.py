@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from typing import Callable, Dict, Hashable, Optional, Sequence
 
@@ -242,8 +243,6 @@ class WriteBehind:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every row put so far is written or dropped; False on timeout."""
-        import time
-
         deadline = time.monotonic() + timeout
         with self._cond:
             self._hurry += 1
@@ -259,8 +258,6 @@ class WriteBehind:
         return True
 
     def _run(self) -> None:
-        import time
-
         while True:
             with self._cond:
                 while not self._rows:

@@ -27,7 +27,7 @@ import asyncio
 import logging
 import re
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
 from rasa.core.channels.channel import UserMessage
 from rasa.shared.core.constants import ACTION_LISTEN_NAME
@@ -49,10 +49,10 @@ from bot.handoff.queue import ACTIVE, WAITING, Handoff, HandoffQueue
 from bot.privacy.requests import erasing
 from bot.ratelimit import limiter_from_settings
 from core import metrics
-from nlu import Sentiment, record_sentiments
 from core.redaction import redact_agent_reply
 from core.serving import WriteBehind, model_executor, prefetch
 from core.settings import Settings, get_settings
+from nlu import Sentiment, record_sentiments
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,16 @@ STOP_WAITING = re.compile(
     r"|no longer need (a|an) (person|adviser|human)|carry on with (you|the (assistant|bot)))\b", re.IGNORECASE)
 # Bot responses whose answer belongs to an urgent task served while waiting (the freeze offer).
 URGENT_FOLLOW_UPS = ("utter_offer_freeze",)
+
+
+class _QueuedSentiment(NamedTuple):
+    """A message's sentiment waiting in `HandoffDesk.sentiments` to be stored."""
+
+    conversation_id: str
+    message_id: Optional[str]
+    sentiment: Sentiment
+    ts: float  # when it was queued, after the answer
+    customer_id: Optional[str]  # the verified customer, when the channel gave one
 
 
 def customer_id_of(message: UserMessage) -> str:
@@ -204,21 +214,25 @@ class HandoffDesk(CustomerIntake, Delivery):
         sentiment = Sentiment(mood["label"], float(mood["confidence"]), float(mood["negative"]), mood.get("reason"),
                               mood.get("score"))
         metadata = event.metadata if isinstance(event.metadata, dict) else {}
-        self.sentiments.put((conversation_id, event.message_id, sentiment, time.time(), metadata.get("customer_id")))
+        self.sentiments.put(_QueuedSentiment(conversation_id, event.message_id, sentiment, time.time(),
+                                             metadata.get("customer_id")))
 
-    def _store_sentiments(self, rows: List[tuple]) -> None:
+    def _store_sentiments(self, rows: List[_QueuedSentiment]) -> None:
         """Write queued sentiment rows in one INSERT, except those an erasure has taken since they were queued.
 
         A row queued before its customer's erasure finished is dropped, so that
         it cannot come back after the erasure removed everything else of them.
         """
         engine = self.queue.engine
-        erased = erasing(engine, [i for row in rows for i in (row[0], row[4])], since=min(row[3] for row in rows))
+        erased = erasing(engine, [i for row in rows for i in (row.conversation_id, row.customer_id)],
+                         since=min(row.ts for row in rows))
 
-        def kept(row: tuple) -> bool:
-            return not any(key in erased and (erased[key] is None or erased[key] >= row[3]) for key in (row[0], row[4]))
+        def kept(row: _QueuedSentiment) -> bool:
+            return not any(key in erased and (erased[key] is None or erased[key] >= row.ts)
+                           for key in (row.conversation_id, row.customer_id))
 
-        record_sentiments(engine, [row[:4] for row in rows if kept(row)])
+        record_sentiments(engine, [(row.conversation_id, row.message_id, row.sentiment, row.ts)
+                                   for row in rows if kept(row)])
 
     async def _while_handed_off(self, agent, message: UserMessage, handoff: Handoff, on_new_message: OnNewMessage) -> None:
         """A message while a person has (or will have) the conversation.
