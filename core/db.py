@@ -349,6 +349,30 @@ assist_replies = sa.Table(
 )
 
 
+# --- v10: experiments (which arm a customer is in, and each time an arm was applied) ---
+# Written only through bot.insight.experiments (assign_and_log); erased with the customer.
+
+experiment_assignments = sa.Table(
+    "experiment_assignments",
+    metadata,
+    sa.Column("experiment", sa.String(64), primary_key=True),
+    sa.Column("customer_id", sa.String(128), primary_key=True),
+    sa.Column("arm", sa.String(64), nullable=False),  # fixed at the first exposure; weights changed later never move it
+    sa.Column("assigned_at", sa.Float, nullable=False, default=time.time),
+)
+
+experiment_exposures = sa.Table(
+    "experiment_exposures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("experiment", sa.String(64), nullable=False, index=True),
+    sa.Column("arm", sa.String(64), nullable=False),
+    sa.Column("customer_id", sa.String(128), nullable=False, index=True),
+    sa.Column("conversation_id", sa.String(192)),
+    sa.Column("ts", sa.Float, nullable=False, default=time.time, index=True),
+)
+
+
 # The Alembic revision scripts (core/migrations/versions/). Add a revision file; never edit one that has shipped.
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 

@@ -91,6 +91,15 @@ LEGACY_SQLITE_DDL = {
 # What the Alembic revisions after the old runner add (0009: one open handoff per conversation, taken_at).
 ALEMBIC_SQLITE_DDL = [
     "CREATE UNIQUE INDEX uq_handoffs_open_conversation ON handoffs (conversation_id) WHERE status IN ('waiting', 'active')",
+    # 0010: experiments
+    "CREATE TABLE experiment_assignments (\n\texperiment VARCHAR(64) NOT NULL, \n\tcustomer_id VARCHAR(128) NOT NULL, "
+    "\n\tarm VARCHAR(64) NOT NULL, \n\tassigned_at FLOAT NOT NULL, \n\tPRIMARY KEY (experiment, customer_id)\n)",
+    "CREATE TABLE experiment_exposures (\n\tid INTEGER NOT NULL, \n\texperiment VARCHAR(64) NOT NULL, "
+    "\n\tarm VARCHAR(64) NOT NULL, \n\tcustomer_id VARCHAR(128) NOT NULL, \n\tconversation_id VARCHAR(192), "
+    "\n\tts FLOAT NOT NULL, \n\tPRIMARY KEY (id)\n)",
+    "CREATE INDEX ix_experiment_exposures_experiment ON experiment_exposures (experiment)",
+    "CREATE INDEX ix_experiment_exposures_customer_id ON experiment_exposures (customer_id)",
+    "CREATE INDEX ix_experiment_exposures_ts ON experiment_exposures (ts)",
 ]
 # 0009 also adds handoffs.taken_at; SQLite writes the new column into the table's stored DDL.
 _HANDOFFS_V8 = next(sql for sql in LEGACY_SQLITE_DDL[1] if sql.startswith("CREATE TABLE handoffs"))
@@ -139,8 +148,8 @@ def _versions(engine) -> list:
 def test_a_fresh_database_reaches_head_with_the_schema_the_old_runner_made(tmp_path):
     engine = db.connect(_sqlite_url(tmp_path))
 
-    assert db.head_revision() == "0009"
-    assert _versions(engine) == ["0009"]
+    assert db.head_revision() == "0010"
+    assert _versions(engine) == ["0010"]
     assert _schema(tmp_path / "assistant.db") == SCHEMA_AT_HEAD
     assert not sa.inspect(engine).has_table("schema_version")
 
@@ -158,10 +167,10 @@ def test_upgrading_twice_changes_nothing(tmp_path):
         conn.execute(db.customers.insert().values(id="c-2", attributes={"a": 1}))
     before = _schema(tmp_path / "assistant.db")
 
-    assert db.migrate(engine) == 9
+    assert db.migrate(engine) == 10
     with engine.begin() as conn:  # Alembic's own command, too
         command.upgrade(db.alembic_config(conn), "head")
-    assert _versions(engine) == ["0009"]
+    assert _versions(engine) == ["0010"]
     assert _schema(tmp_path / "assistant.db") == before
     with engine.connect() as conn:
         assert conn.execute(sa.select(db.customers.c.attributes)).scalars().all() == [{"a": 1}]
@@ -174,7 +183,7 @@ def test_a_database_made_by_the_old_runner_is_stamped_and_upgraded_with_its_rows
 
     engine = db.connect(f"sqlite:///{path}")
 
-    assert _versions(engine) == ["0009"]
+    assert _versions(engine) == ["0010"]
     assert not sa.inspect(engine).has_table("schema_version")  # one version record: Alembic's
     assert _schema(path) == SCHEMA_AT_HEAD
     with engine.connect() as conn:
@@ -194,7 +203,7 @@ def test_downgrading_to_nothing_and_back(tmp_path):
     with engine.begin() as conn:
         command.downgrade(db.alembic_config(conn), "base")
     assert set(sa.inspect(engine).get_table_names()) == {"alembic_version"}
-    assert db.migrate(engine) == 9
+    assert db.migrate(engine) == 10
     assert set(sa.inspect(engine).get_table_names()) == set(db.metadata.tables) | {"alembic_version"}
 
 
@@ -202,7 +211,7 @@ def test_processes_opening_one_fresh_sqlite_file_together_migrate_it_once(tmp_pa
     """Rasa and the action server share the SQLite file and start at the same time."""
     url = _sqlite_url(tmp_path)
     assert open_together(url, 3) == ["ok"] * 3
-    assert _versions(db.connect(url)) == ["0009"]
+    assert _versions(db.connect(url)) == ["0010"]
 
 
 def test_a_new_revision_is_written_from_the_template_and_applied(tmp_path):
@@ -215,15 +224,15 @@ def test_a_new_revision_is_written_from_the_template_and_applied(tmp_path):
     shutil.copytree(db.MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__pycache__"))
     config = db.alembic_config()
     config.set_main_option("script_location", str(scripts))
-    command.revision(config, "example change", rev_id="0010")
-    [written] = (scripts / "versions").glob("0010_*.py")
+    command.revision(config, "example change", rev_id="0011")
+    [written] = (scripts / "versions").glob("0011_*.py")
     written.write_text(written.read_text().replace(
         "def upgrade() -> None:\n    pass", "def upgrade() -> None:\n    op.add_column('items', sa.Column('note', sa.Text))"))
-    assert ScriptDirectory.from_config(config).get_current_head() == "0010"
+    assert ScriptDirectory.from_config(config).get_current_head() == "0011"
 
     engine = db.connect(_sqlite_url(tmp_path))
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
     assert "note" in {c["name"] for c in sa.inspect(engine).get_columns("items")}
-    assert _versions(engine) == ["0010"]
+    assert _versions(engine) == ["0011"]
