@@ -39,6 +39,8 @@ class Settings:
     index_dir: str = str(PROJECT_ROOT / "artifacts" / "index")
     # Folder of the recommender built by `python -m training.train_recommender`.
     recommender_dir: str = str(PROJECT_ROOT / "artifacts" / "recommender")
+    # The experiments in force (bot.insight.experiments); a missing file means none.
+    experiments_file: str = str(PROJECT_ROOT / "bot" / "experiments.yml")
     # Rasa's SQL tracker store (SQLite file) where conversations are kept.
     tracker_db: str = str(PROJECT_ROOT / "var" / "tracker.db")
     # Rasa's tracker store as an SQLAlchemy URL, e.g. postgresql://rasa@db:5432/rasa;
