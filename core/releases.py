@@ -78,6 +78,8 @@ def read(model_dir: Union[str, Path, None] = None) -> Optional[Release]:
         raise ReleaseFileError(f"cannot read {path}: {exc}") from exc
     try:
         data = json.loads(text)
+        if not isinstance(data, dict):
+            raise TypeError(f"expected an object, got {type(data).__name__}")
         fields = {f.name for f in dataclasses.fields(Release)}
         return Release(**{k: v for k, v in data.items() if k in fields})
     except (ValueError, TypeError) as exc:
