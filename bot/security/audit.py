@@ -1,59 +1,26 @@
-"""The audit log: who signed in (or failed to), and who opened or acted on which customer's conversation.
+"""The audit log as the inbox reads it: the newest rows (`recent`) and the whole log (`export`).
 
-This module is the one writer of ``audit_log`` rows, and it only appends:
-there is no call here that changes or removes a row, and the database
-refuses UPDATE and DELETE on the table with a trigger (migration v3), so a
-row once written stays as written.
-
-Actions recorded (``action`` column):
-
-- ``signin``, ``signin.failed`` (wrong password, unknown or disabled account,
-  refused OIDC answer), ``signin.locked`` (refused during a lockout), ``signout``;
-- ``conversation.open`` (a transcript and profile shown), ``conversation.take``,
-  ``conversation.reply``, ``conversation.handback``;
-- ``account.add``, ``account.disable``, ``account.reset``, ``account.password``;
-- ``audit.export``;
-- ``customer.open`` (a supervisor opened a customer page, `bot.insight.pages`; detail ``found``).
-
-Supervisors read it in the inbox (`recent`) and export it (`export`).
+Rows are written by `record`, re-exported here from `core.audit`, the one
+writer of ``audit_log`` (append only; its docstring lists every action).
+Supervisors read the log in the inbox (`recent`) and export it (`export`).
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
-import time
 from typing import Any, Dict, Iterator, List, Optional
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from core import db
+from core.audit import record
+
+__all__ = ["record", "recent", "export", "FIELDS", "EXPORT_FORMATS"]
 
 FIELDS = ("id", "ts", "actor", "action", "target", "client", "detail")
 EXPORT_FORMATS = ("csv", "jsonl")
-
-
-def record(
-    engine: Engine,
-    actor: str,
-    action: str,
-    target: Optional[str] = None,
-    client: Optional[str] = None,
-    detail: Optional[Dict[str, Any]] = None,
-) -> None:
-    """Append one row: `actor` (a username, or what was typed for a failed sign-in) did `action` to `target`."""
-    with engine.begin() as conn:
-        conn.execute(
-            db.audit_log.insert().values(
-                ts=time.time(),
-                actor=(actor or "?")[:128],
-                action=action[:64],
-                target=None if target is None else str(target)[:256],
-                client=None if client is None else str(client)[:64],
-                detail=detail or {},
-            )
-        )
 
 
 def _query(actor: Optional[str], action: Optional[str], target: Optional[str]) -> sa.sql.Select:
