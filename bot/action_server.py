@@ -7,13 +7,21 @@ What `rasa run actions` starts, with two differences:
 - it listens on ``--host`` (default: the ``bind_host`` setting, 127.0.0.1, so
   a local run is reachable from this machine only; the container sets
   0.0.0.0), where the SDK's own runner listens on every interface;
-- every request but ``GET /health`` (which answers ``{"status": "ok"}`` and
-  nothing else) and ``GET /metrics`` (counts only) must carry header
+- every request but ``GET /health`` and ``GET /metrics`` (counts only) must carry header
   ``X-Action-Secret`` equal to ``ACTION_SERVER_SECRET`` (compared in
   constant time), or is refused 401 with the reason. Rasa sends the header
   from ``action_endpoint: headers:`` in endpoints.yml, which the launcher
   writes as ``${ACTION_SERVER_SECRET}`` (never the value). Without the
   secret set, the server answers nobody (and production refuses to start).
+
+``GET /health`` answers ``{"status": "ok", "release": {...}}``: the release
+this process serves (`core.hotswap`: version, state, last reload error). The
+server polls the release marker (`core.releases`, every ``model_poll_seconds``)
+and, when a new version is promoted or rolled back, loads the recommender
+again on a worker thread and switches to it in one assignment
+(`bot.actions.suggestions.use_recommender`); a recommender that fails to load
+leaves the old one in service, and ``/health`` says so (state
+``reload_failed``, the error) while still answering 200.
 
 In production mode (``ASSISTANT_ENV=production``) it refuses to start while
 the secret is missing or weak (`bot.security.mode`).
@@ -25,7 +33,10 @@ import hmac
 import logging
 import os
 import sys
-from typing import List, Optional
+from typing import Any, List, Optional
+
+from core.hotswap import Loader, ReleaseWatcher, Switch, audit_reload
+from core.releases import Release
 
 from sanic import response
 from sanic.request import Request
@@ -61,6 +72,42 @@ def install_secret_check(app, secret: str) -> None:
         return response.json({"error": problem}, status=401)
 
     app.register_middleware(check_secret, "request")
+
+
+def recommender_loader() -> Loader:
+    """The action server's `core.hotswap.Loader`: a new recommender from the live folder, switched in one assignment.
+
+    A process that has not loaded its recommender yet has nothing to switch:
+    it loads the live one on first use.
+    """
+    from bot.actions import suggestions
+
+    def load(_release: Release) -> Switch:
+        if suggestions.loaded_recommender() is None:
+            return lambda: None
+        model = suggestions._load_recommender()
+        return lambda: suggestions.use_recommender(model)
+
+    return load
+
+
+def install_release_watcher(app: Any, watcher: ReleaseWatcher) -> None:
+    """Poll the release marker while `app` runs, and answer ``GET /health`` with the release served."""
+
+    async def start(_app, _loop) -> None:
+        watcher.start()
+
+    async def stop(_app, _loop) -> None:
+        await watcher.stop()
+
+    async def health(request: Request) -> Optional[HTTPResponse]:
+        if request.method == "GET" and request.path == "/health":
+            return response.json({"status": "ok", "release": watcher.status()})
+        return None
+
+    app.register_listener(start, "after_server_start")
+    app.register_listener(stop, "before_server_stop")
+    app.register_middleware(health, "request")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -101,6 +148,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         logger.warning("ACTION_SERVER_SECRET is not set: the action server refuses every action call")
     app = create_app(args.actions, cors_origins=args.cors, auto_reload=args.auto_reload)
     install_secret_check(app, secret)
+    install_release_watcher(app, ReleaseWatcher("actions", recommender_loader(), on_reload=audit_reload))
     plugin_manager().hook.attach_sanic_app_extensions(app=app)
     ssl_context = create_ssl_context(args.ssl_certificate, args.ssl_keyfile, args.ssl_password)
     host = args.host or get_settings().bind_host

@@ -129,8 +129,10 @@ STUDIED_SOURCES: Dict[str, str] = {
         "2383a042130a7ce533e546dab8b0ebd5e9573c551fb593129d29bd7c8b8d8e28",
     "rasa.core.agent:Agent.__init__":
         "ccaa168ffee74e4e74b2bf510088b68ebc666679cfe2b4bc7766978bb17305f7",
-    "rasa.core.agent:Agent.load_model":
+    "rasa.core.agent:Agent.load_model":  # also mirrored by bot.model_swap.install_processor (hot swap)
         "f4c1ab4c5c7af6349384fc0a2d3a1cffdc5f277f08378d07fd0cd247cd4d5fa7",
+    "rasa.core.agent:Agent._set_fingerprint":  # called by bot.model_swap.install_processor
+        "ee1ee14d0bd0ac96223d9c1bafb0bbeb403b01df0aca258d1fdeb689781f478c",
     "rasa.utils.endpoints:EndpointConfig.session":
         "e55aa13d9d4fb4bc440ac33b870a97ee162b76dda7ccb6bf68433567475fdffb",
     "rasa.utils.endpoints:EndpointConfig.request":

@@ -51,6 +51,23 @@ def newest_model(model_dir: Path) -> Optional[Path]:
     return archives[-1] if archives else None
 
 
+def served_model(model_dir: Path) -> Optional[Path]:
+    """The archive to serve: the one the release in force names (`core.releases`), else the newest in `model_dir`.
+
+    A release marker that cannot be read stops the start, naming the file.
+    """
+    from bot.model_swap import archive_path
+    from core import releases
+
+    try:
+        release = releases.read(model_dir)
+    except releases.ReleaseFileError as exc:
+        raise SystemExit(f"cannot choose the Rasa model to serve: {exc}") from exc
+    if release is not None and release.rasa_model:
+        return archive_path(release.rasa_model)
+    return newest_model(model_dir)
+
+
 def run_step(args: List[str], env: Dict[str, str], what: str) -> None:
     """Run one preparation command, failing loudly with what it was for."""
     print(f"==> {what}", flush=True)
@@ -87,7 +104,7 @@ def prepare(env: Dict[str, str], config: Path, model_dir: Path, retrain: bool = 
             run_step([PYTHON, "-m", "training.train_sentiment", "--quiet"], env, "training the sentiment model")
         except SystemExit as exc:  # not fatal: the assistant serves without it
             print(f"warning: {exc}; frustration is judged by the word-list detector alone", flush=True)
-    model = newest_model(model_dir)
+    model = served_model(model_dir)
     if model is None or retrain:
         run_step(
             [RASA, "train", "--config", str(config), "--domain", "bot/domain", "--data", "bot/data", "--out", str(model_dir), "--quiet"],

@@ -29,7 +29,12 @@ Action server:
 - ``assistant_suggestions_shown_total``, ``assistant_suggestion_clicks_total``
   (click-through = clicks / shown).
 
-Both: ``assistant_errors_total{kind}`` (exceptions in a measured stage: message,
+Both: ``assistant_release_info{process,version,action}`` (the release served,
+`core.hotswap`), ``assistant_reloads_total{process,outcome}``,
+``assistant_reload_seconds{process,outcome}`` (loading beside the served
+models, then switching) and ``assistant_reload_failed{process}`` (1 while a
+new release could not be loaded and the old one is served);
+``assistant_errors_total{kind}`` (exceptions in a measured stage: message,
 nlu, retrieval, action, recommender) and ``assistant_log_errors_total{logger}``
 (log records at ERROR or above), plus the client's process and Python
 metrics. Every hook is a counter increment or a histogram observation (about
@@ -43,7 +48,7 @@ import logging
 import time
 from typing import Any, Callable, Optional, Sequence, Tuple, TypeVar
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, Info, generate_latest
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +77,15 @@ GC_PAUSE_SECONDS = Histogram(
     "assistant_gc_pause_seconds", "Python garbage collector pauses, by generation.", ["generation"],
     buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
+RELEASE = Info("assistant_release", "The release (core.releases) this process serves, by process.", ["process"])
+RELOADS = Counter("assistant_reloads", "Switches to a new release, by process and outcome (ok, failed).",
+                  ["process", "outcome"])
+RELOAD_SECONDS = Histogram(
+    "assistant_reload_seconds", "Loading a new release beside the served one and switching, by process and outcome.",
+    ["process", "outcome"], buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
+)
+RELOAD_FAILED = Gauge("assistant_reload_failed", "1 while the latest release could not be loaded (the old one is served).",
+                      ["process"])
 ERRORS = Counter("assistant_errors", "Exceptions in a measured stage, by kind.", ["kind"])
 LOG_ERRORS = Counter("assistant_log_errors", "Log records at ERROR or above, by logger.", ["logger"])
 

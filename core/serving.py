@@ -121,6 +121,19 @@ def register_prefetch(key: Hashable, fn: Callable[[Sequence[str]], object]) -> N
         _prefetchers[key] = fn
 
 
+def prefetchers() -> Dict[Hashable, Callable[[Sequence[str]], object]]:
+    """A copy of the registered prefetchers (`bot.model_swap` keeps the served model's while a new one loads)."""
+    with _prefetch_lock:
+        return dict(_prefetchers)
+
+
+def use_prefetchers(registered: Dict[Hashable, Callable[[Sequence[str]], object]]) -> None:
+    """Make `registered` (from `prefetchers`) the whole set: a model swap installs the new model's in one step."""
+    with _prefetch_lock:
+        _prefetchers.clear()
+        _prefetchers.update(registered)
+
+
 def prefetch(texts: Sequence[str]) -> None:
     """Run every registered model on `texts` now (on the caller's thread), filling their caches.
 

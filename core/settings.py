@@ -33,8 +33,12 @@ class Settings:
 
     # SQL database for customers, items, interactions, ratings, handoffs, review queue.
     database_url: str = f"sqlite:///{PROJECT_ROOT / 'var' / 'assistant.db'}"
-    # Folder of the trained Rasa model archives (the newest is served).
+    # Folder of the trained Rasa model archives and of release.json (core.releases): the archive the
+    # release names is served, else the newest.
     model_dir: str = str(PROJECT_ROOT / "models")
+    # Seconds between two looks of a serving process at the release marker (model_dir/release.json,
+    # core.releases); a new version is loaded beside the old models and switched to (core.hotswap).
+    model_poll_seconds: float = 2.0
     # Folder of the answer index built by `python -m training.build_index`.
     index_dir: str = str(PROJECT_ROOT / "artifacts" / "index")
     # Folder of the recommender built by `python -m training.train_recommender`.

@@ -9,7 +9,11 @@ is ``/``), where Prometheus and load balancers look:
   process's metrics; the action server has its own at its ``/metrics``);
 - ``GET /health``: every part the assistant needs, each with its status
   (``process``, ``model``, ``database``, ``tracker_store``,
-  ``action_server``); 200 when all are ``ok``, 503 naming what failed;
+  ``action_server``); 200 when all are ``ok``, 503 naming what failed; and
+  ``release``: the release served (`core.hotswap`: version, state, last
+  reload error). A reload that failed leaves the old models answering, so it
+  shows there (state ``reload_failed`` and the error) without turning the
+  server unhealthy;
 - ``GET /ready``: 200 once a model is loaded and the server takes messages,
   503 before (no I/O: cheap enough to poll every second).
 
@@ -17,6 +21,10 @@ With ``METRICS_TOKEN`` set in the environment, the three answer only
 requests with ``Authorization: Bearer <token>`` (401 otherwise); by default
 they are open, like Rasa's own ``/`` and ``/version``: keep them off the
 public network at the proxy.
+
+Once the server has started, the channel polls the release marker
+(`core.hotswap.ReleaseWatcher` with `bot.model_swap.rasa_loader`) and switches
+the agent to each newly promoted Rasa model without a restart.
 
 While the server starts, the channel also caps request bodies at
 ``max_request_bytes`` (Sanic answers 413 above it; Sanic's default is
@@ -39,6 +47,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from core import logs, metrics
+from core.hotswap import ReleaseWatcher, audit_reload
 from core.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -78,6 +87,7 @@ class OpsChannel(InputChannel):
         self.token = token
         self.app: Any = None
         self._health: Optional[Tuple[float, int, Dict[str, Any]]] = None
+        self.watcher: Optional[ReleaseWatcher] = None
 
     @classmethod
     def name(cls) -> Text:
@@ -146,7 +156,8 @@ class OpsChannel(InputChannel):
         checks.update(database=database, tracker_store=tracker_store, action_server=action_server)
         # "not configured" / "not an SQL store": nothing to check, not a failure.
         failed = sorted(k for k, v in checks.items() if v != "ok" and not v.startswith("not "))
-        body = {"status": "ok" if not failed else "failing", "failed": failed, "checks": checks}
+        body = {"status": "ok" if not failed else "failing", "failed": failed, "checks": checks,
+                "release": self.watcher.status() if self.watcher is not None else None}
         status = 200 if not failed else 503
         if failed:
             logger.warning("health check failing: %s", ", ".join(f"{k}: {checks[k]}" for k in failed))
@@ -171,6 +182,16 @@ class OpsChannel(InputChannel):
 
             settle_heap()  # its own full collection is start-up, not a pause anyone waits for
             metrics.watch_gc()
+            from bot.model_swap import rasa_loader
+
+            self.watcher = ReleaseWatcher("rasa", rasa_loader(lambda: getattr(app.ctx, "agent", None)),
+                                          on_reload=audit_reload)
+            self.watcher.start()
+
+        @ops.listener("before_server_stop")
+        async def stop_watching(_app, _loop) -> None:
+            if self.watcher is not None:
+                await self.watcher.stop()
 
         @ops.route("/metrics", methods=["GET"])
         async def scrape(request: Request) -> HTTPResponse:

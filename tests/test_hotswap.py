@@ -1,0 +1,244 @@
+"""core.hotswap (the release poller), the Rasa server's swap (bot.model_swap) and the action server's reload."""
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from bot import action_server, model_swap
+from bot.actions import suggestions
+from core import hotswap, metrics, releases, serving
+
+
+def watcher(tmp_path, load, events=None):
+    return hotswap.ReleaseWatcher("test", load, model_dir=tmp_path, poll_seconds=0.01,
+                                  on_reload=events.append if events is not None else None)
+
+
+def publish(tmp_path, **kwargs) -> releases.Release:
+    return releases.publish(parts=kwargs.pop("parts", {"recommender": str(tmp_path / "rec")}), model_dir=tmp_path, **kwargs)
+
+
+def test_nothing_happens_before_the_first_release(tmp_path):
+    w = watcher(tmp_path, lambda release: pytest.fail("nothing to load"))
+    assert asyncio.run(w.check()) is False
+    assert w.status()["state"] == hotswap.WAITING and w.status()["version"] is None
+
+
+def test_a_new_release_is_loaded_off_the_loop_and_switched_on_it(tmp_path):
+    threads = {}
+    events = []
+
+    def load(release):
+        threads["load"] = threading.current_thread()
+        return lambda: threads.setdefault("switch", threading.current_thread())
+
+    w = watcher(tmp_path, load, events)
+    release = publish(tmp_path)
+
+    async def go():
+        threads["loop"] = threading.current_thread()
+        return await w.check()
+
+    assert asyncio.run(go()) is True
+    assert threads["load"] is not threads["loop"] and threads["switch"] is threads["loop"]
+    status = w.status()
+    assert status["version"] == release.version and status["state"] == hotswap.SERVING and status["error"] is None
+    assert events[-1]["outcome"] == "switched" and events[-1]["version"] == release.version
+    exposition = metrics.metrics_response_body()[0].decode()
+    assert f'assistant_release_info{{action="promote",process="test",version="{release.version}"}} 1.0' in exposition
+    assert 'assistant_reloads_total{outcome="ok",process="test"}' in exposition
+
+
+def test_the_same_version_is_not_loaded_twice(tmp_path):
+    calls = []
+    w = watcher(tmp_path, lambda release: calls.append(release.version) or (lambda: None))
+    publish(tmp_path)
+    asyncio.run(w.check())
+    asyncio.run(w.check())
+    assert len(calls) == 1
+
+
+def test_a_failed_load_keeps_the_old_release_says_why_and_is_not_retried(tmp_path):
+    events = []
+    good = publish(tmp_path)
+    load = {"fn": lambda release: (lambda: None)}
+    w = watcher(tmp_path, lambda release: load["fn"](release), events)
+    asyncio.run(w.check())
+
+    def broken(release):
+        raise OSError("archive models/x.tar.gz is truncated")
+
+    load["fn"] = broken
+    bad = publish(tmp_path)
+    assert asyncio.run(w.check()) is False
+    status = w.status()
+    assert status["version"] == good.version  # still served
+    assert status["state"] == hotswap.FAILED and status["failed_version"] == bad.version
+    assert "truncated" in status["error"]
+    assert events[-1]["outcome"] == "failed" and events[-1]["previous"] == good.version
+    load["fn"] = lambda release: pytest.fail("a failed version is not tried again")
+    asyncio.run(w.check())
+    load["fn"] = lambda release: (lambda: None)
+    fixed = publish(tmp_path)
+    assert asyncio.run(w.check()) is True
+    assert w.status()["version"] == fixed.version and w.status()["state"] == hotswap.SERVING
+    assert w.status()["error"] is None
+
+
+def test_a_switch_that_raises_keeps_the_old_release(tmp_path):
+    def load(release):
+        def switch():
+            raise RuntimeError("half-way")
+        return switch
+
+    w = watcher(tmp_path, load)
+    publish(tmp_path)
+    asyncio.run(w.check())
+    assert w.status()["version"] is None and w.status()["state"] == hotswap.FAILED
+
+
+def test_an_unreadable_marker_is_reported_and_recovered_from(tmp_path):
+    w = watcher(tmp_path, lambda release: (lambda: None))
+    (tmp_path / releases.RELEASE_FILE).write_text("{not json")
+    asyncio.run(w.check())
+    assert w.status()["state"] == hotswap.FAILED and "release marker unreadable" in w.status()["error"]
+    assert str(tmp_path / releases.RELEASE_FILE) in w.status()["error"]
+    release = publish(tmp_path)
+    asyncio.run(w.check())
+    assert w.status()["state"] == hotswap.SERVING and w.status()["version"] == release.version
+
+
+def test_the_poll_loop_runs_until_stopped(tmp_path):
+    async def go():
+        w = watcher(tmp_path, lambda release: (lambda: None))
+        w.start()
+        publish(tmp_path)
+        for _ in range(200):
+            if w.version:
+                break
+            await asyncio.sleep(0.01)
+        await w.stop()
+        return w
+
+    assert asyncio.run(go()).state == hotswap.SERVING
+
+
+def test_a_poll_interval_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="model_poll_seconds"):
+        hotswap.ReleaseWatcher("test", lambda r: (lambda: None), model_dir=tmp_path, poll_seconds=0)
+
+
+# ------------------------------------------------------------------ the action server
+
+
+def test_the_action_server_switches_its_recommender_only_once_loaded(tmp_path, monkeypatch):
+    monkeypatch.setattr(suggestions, "_recommender", None)
+    load = action_server.recommender_loader()
+    monkeypatch.setattr(suggestions, "_load_recommender", lambda: pytest.fail("not loaded yet: nothing to reload"))
+    load(publish(tmp_path))()
+    assert suggestions.loaded_recommender() is None
+    old, new = object(), object()
+    suggestions.use_recommender(old)
+    monkeypatch.setattr(suggestions, "_load_recommender", lambda: new)
+    switch = load(publish(tmp_path))
+    assert suggestions.loaded_recommender() is old  # loaded beside it, not yet in service
+    switch()
+    assert suggestions.loaded_recommender() is new
+
+
+# ------------------------------------------------------------------ the Rasa server
+
+
+class FakeAgent:
+    def __init__(self, model_path):
+        self.processor = SimpleNamespace(model_path=Path(model_path), domain=None)
+
+
+def test_the_rasa_server_loads_no_processor_for_the_archive_it_serves(tmp_path, monkeypatch):
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(b"")
+    agent = FakeAgent(archive)
+    monkeypatch.setattr(model_swap, "build_processor", lambda *a: pytest.fail("no new processor needed"))
+    load = model_swap.rasa_loader(lambda: agent)
+    load(publish(tmp_path, rasa_model=archive))()
+    load(publish(tmp_path, rasa_model=None))()  # only the index or the recommender was promoted
+    assert agent.processor.model_path == archive
+
+
+def test_a_broken_archive_is_named_and_the_served_prefetchers_stay(tmp_path, monkeypatch):
+    agent = FakeAgent(tmp_path / "a.tar.gz")
+    served = serving.prefetchers()
+    broken = tmp_path / "b.tar.gz"
+    broken.write_bytes(b"not a tar")
+    with pytest.raises(Exception, match="b.tar.gz"):
+        model_swap.rasa_loader(lambda: agent)(publish(tmp_path, rasa_model=broken))
+    assert serving.prefetchers() == served
+
+
+def test_the_new_graph_prefetchers_take_over_at_the_switch(tmp_path, monkeypatch):
+    agent = FakeAgent(tmp_path / "a.tar.gz")
+    old_fn, new_fn = (lambda texts: None), (lambda texts: None)
+    serving.use_prefetchers({("intent", "old"): old_fn})
+    new_processor = SimpleNamespace(model_path=tmp_path / "b.tar.gz")
+
+    def build(agent_, path):
+        serving.register_prefetch(("intent", "new"), new_fn)
+        return new_processor
+
+    installed = []
+    monkeypatch.setattr(model_swap, "check_archive", lambda path: None)
+    monkeypatch.setattr(model_swap, "build_processor", build)
+    monkeypatch.setattr(model_swap, "install_processor", lambda a, p: installed.append(p))
+    monkeypatch.setattr(serving, "settle_heap", lambda: None)  # the test process's collector is left alone
+    try:
+        switch = model_swap.rasa_loader(lambda: agent)(publish(tmp_path, rasa_model=tmp_path / "b.tar.gz"))
+        assert serving.prefetchers() == {("intent", "old"): old_fn}  # the served model's, until the switch
+        switch()
+        assert installed == [new_processor]
+        assert serving.prefetchers() == {("intent", "new"): new_fn}  # the old graph is not kept alive
+    finally:
+        serving.use_prefetchers({})
+
+
+def test_install_processor_mirrors_rasas_load_model():
+    from rasa.core.agent import Agent
+    from rasa.shared.core.domain import Domain
+
+    agent = Agent()
+    domain = Domain.from_dict({"responses": {"utter_greet": [{"text": "Hello from the new model"}]}})
+    before = agent.fingerprint if hasattr(agent, "fingerprint") else None
+    model_swap.install_processor(agent, SimpleNamespace(domain=domain))
+    assert agent.domain is domain and agent.tracker_store.domain is domain
+    assert agent.nlg.responses["utter_greet"][0]["text"] == "Hello from the new model"
+    assert agent.fingerprint and agent.fingerprint != before
+    assert agent.is_ready()
+
+
+def test_a_relative_archive_is_under_the_project():
+    from core.settings import PROJECT_ROOT
+
+    assert model_swap.archive_path("models/x.tar.gz") == PROJECT_ROOT / "models" / "x.tar.gz"
+    assert model_swap.archive_path("/srv/m.tar.gz") == Path("/srv/m.tar.gz")
+
+
+# ------------------------------------------------------------------ the launcher
+
+
+def test_the_launcher_serves_the_release_s_archive_else_the_newest(tmp_path):
+    from bot.serve import served_model
+
+    older, newer = tmp_path / "old.tar.gz", tmp_path / "new.tar.gz"
+    older.write_bytes(b"")
+    newer.write_bytes(b"")
+    os.utime(older, (1_000_000, 1_000_000))
+    assert served_model(tmp_path) == newer  # no release: the newest, as before
+    releases.publish(parts={}, rasa_model=older, model_dir=tmp_path)
+    assert served_model(tmp_path) == older
+    (tmp_path / releases.RELEASE_FILE).write_text("[]")
+    with pytest.raises(SystemExit, match="release.json"):
+        served_model(tmp_path)
