@@ -38,17 +38,11 @@ import yaml
 from core.crypto import EncryptionKeyError, check_key
 from core.logs import write_logging_config
 # Model files are read before start: Rasa would serve on without a model that fails to load.
-from core.model_check import ModelCheckError, check_artifacts, check_model
+from core.model_check import ModelCheckError, check_artifacts, check_model, newest_model
 from core.settings import PROJECT_ROOT, SENTIMENT_TRAINING_DATA, get_settings, load_settings
 
 PYTHON = sys.executable
 RASA = str(Path(PYTHON).with_name("rasa"))
-
-
-def newest_model(model_dir: Path) -> Optional[Path]:
-    """The newest Rasa model archive in `model_dir`, if any."""
-    archives = sorted(Path(model_dir).glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)
-    return archives[-1] if archives else None
 
 
 def served_model(model_dir: Path) -> Optional[Path]:

@@ -16,6 +16,12 @@ from typing import List, Optional
 import yaml
 
 
+def newest_model(model_dir: Path) -> Optional[Path]:
+    """The newest Rasa model archive in `model_dir`, if any."""
+    archives = sorted(Path(model_dir).glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)
+    return archives[-1] if archives else None
+
+
 class ModelCheckError(RuntimeError):
     """A model file the servers need is missing or unreadable (the message names it)."""
 
