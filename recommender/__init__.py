@@ -3,6 +3,7 @@
     from recommender import Recommender
     rec = Recommender.fit(interactions, items)        # pandas DataFrames
     rec.recommend("cust-1", k=3, context="exchange_rate")
+    rec.recommend("cust-1", k=3, strategy="popularity")   # one part alone (STRATEGIES), as experiment arms compare
 
 The names below are the package's public interface, the only ones `bot/` may
 import (import-linter checks it, docs/architecture.md); the store functions
@@ -11,7 +12,7 @@ import (import-linter checks it, docs/architecture.md); the store functions
 """
 from recommender.config import ConfigError, RecommenderConfig
 from recommender.data import DataFileError, load_customers, load_interactions, load_items
-from recommender.model import CustomerProfile, ModelFolderError, Recommender, Suggestion, UnknownItemError
+from recommender.model import STRATEGIES, CustomerProfile, ModelFolderError, Recommender, Suggestion, UnknownItemError
 from recommender.store import (
     customer_summary,
     history_source,
@@ -22,7 +23,7 @@ from recommender.store import (
 )
 
 __all__ = [
-    "Recommender", "RecommenderConfig", "Suggestion", "CustomerProfile",
+    "Recommender", "RecommenderConfig", "Suggestion", "CustomerProfile", "STRATEGIES",
     "ConfigError", "DataFileError", "ModelFolderError", "UnknownItemError",
     "load_interactions", "load_items", "load_customers",
     "customer_summary", "history_source", "read_interactions", "record_interaction",

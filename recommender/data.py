@@ -136,12 +136,13 @@ def _check_interaction(row: Dict[str, Any]) -> Dict[str, Any]:
         if math.isnan(weight) or math.isinf(weight):
             raise ValueError(f"weight {weight!r} is not a finite number")
     return {
-        "customer_id": _as_id(customer), "item_id": None if item is None else _as_id(item),
+        "customer_id": as_id(customer), "item_id": None if item is None else as_id(item),
         "timestamp": timestamp, "kind": kind, "weight": weight, "topic": topic,
     }
 
 
-def _as_id(value: Any) -> str:
+def as_id(value: Any) -> str:
+    """A customer or item id as the recommender keys it: text (42, 42.0 and "42" are all "42")."""
     # 42.0 read from a numeric CSV column is the id "42", not "42.0".
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -157,7 +158,7 @@ def _check_item(row: Dict[str, Any]) -> Dict[str, Any]:
     if kind not in ITEM_KINDS:
         raise ValueError(f"kind {row['kind']!r} is not one of {', '.join(ITEM_KINDS)}")
     return {
-        "item_id": _as_id(row["item_id"]), "kind": kind, "title": str(row["title"]).strip(),
+        "item_id": as_id(row["item_id"]), "kind": kind, "title": str(row["title"]).strip(),
         "description": "" if _blank(row.get("description")) else str(row["description"]).strip(),
         "tags": parse_tags(row.get("tags")), "url": None if _blank(row.get("url")) else str(row["url"]).strip(),
         "active": _parse_bool(row.get("active")),
@@ -168,7 +169,7 @@ def _check_customer(row: Dict[str, Any]) -> Dict[str, Any]:
     if _blank(row.get("customer_id")):
         raise ValueError("customer_id is missing")
     return {
-        "customer_id": _as_id(row["customer_id"]),
+        "customer_id": as_id(row["customer_id"]),
         "segment": None if _blank(row.get("segment")) else str(row["segment"]).strip(),
         "age_band": None if _blank(row.get("age_band")) else str(row["age_band"]).strip(),
     }

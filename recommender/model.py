@@ -19,6 +19,17 @@ to say for this customer in this context:
 The best candidates are then re-ranked for variety (MMR), and each suggestion
 says in a short sentence why it is there, naming only what the customer did
 or asked, never their attributes.
+
+`recommend(..., strategy=...)` ranks with one part alone instead of the blend
+(`STRATEGIES`: what the suggestion arms of an experiment compare):
+``popularity``, ``content`` (the customer's items and topics, and the
+conversation's, against item text), ``item_item`` (collaborative) or
+``sequence``; a part with nothing to say for this customer gives no
+suggestions. Its blend weight does not matter, only whether it was trained.
+
+Customer and item ids are text: an integer id (as MovieLens has them) is
+turned into its text at every method, so ``recommend(42)`` and
+``recommend("42")`` are the same customer.
 """
 from __future__ import annotations
 
@@ -42,7 +53,7 @@ from core.records import read_jsonl
 from recommender.collaborative import ItemNeighbours
 from recommender.config import COMPONENTS, RecommenderConfig
 from recommender.content import ContentModel, humanise, item_text
-from recommender.data import check_customers, check_interactions, check_items
+from recommender.data import as_id, check_customers, check_interactions, check_items
 from recommender.diversity import mmr
 from recommender.popularity import Popularity
 from recommender.sequence import SequenceModel
@@ -51,6 +62,14 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 Context = Union[None, str, Mapping[str, Any]]
+# The parts each ranking strategy scores with: the blend uses every part with a weight, the others one part alone.
+STRATEGIES: Dict[str, tuple] = {
+    "blend": COMPONENTS,
+    "popularity": ("popularity",),
+    "content": ("content",),
+    "item_item": ("collaborative",),
+    "sequence": ("sequence",),
+}
 # What a history source returns for a customer: {"segment": str|None, "interactions": DataFrame}.
 HistorySource = Callable[[str], Optional[Mapping[str, Any]]]
 
@@ -290,7 +309,8 @@ class Recommender:
 
     # ------------------------------------------------------------------ serving
 
-    def recommend(self, customer_id: str, k: int = 10, context: Context = None, exclude_seen: bool = True) -> List[Suggestion]:
+    def recommend(self, customer_id: Union[str, int], k: int = 10, context: Context = None, exclude_seen: bool = True,
+                  strategy: str = "blend") -> List[Suggestion]:
         """Up to `k` suggestions for `customer_id`, best first.
 
         `context` is the conversation now: an intent name, or a mapping with
@@ -298,11 +318,15 @@ class Recommender:
         to name the topic in the reason). `exclude_seen` leaves out items the
         customer already engaged with; dismissed and inactive items are
         always left out. A customer never seen gets popular items, shaped by
-        the context.
+        the context. `strategy` (one of `STRATEGIES`) ranks with one part
+        alone instead of the blend; an unknown one raises ValueError.
         """
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown ranking strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
         if not self.item_ids or k <= 0:
             return []
         cfg = self.config
+        customer_id = as_id(customer_id)
         with self._lock:
             profile = self._profile(customer_id)
             recent, weights = profile.recent(cfg.history_length, cfg.recency_decay) if profile else (np.zeros(0, np.int64), np.zeros(0))
@@ -312,11 +336,18 @@ class Recommender:
             dismissed = set(profile.dismissed) if profile else set()
             segment = profile.segment if profile else None
         terms, label = _context_terms(context)
-        parts = self._part_scores(recent, weights, topics, topic_weights, sequence, segment, terms)
+        if strategy == "blend":
+            use = [name for name in COMPONENTS if cfg.weight(name) > 0]
+        else:
+            use = list(STRATEGIES[strategy])
+            if strategy == "content":  # what the customer asks about now counts as one of their topics
+                topics, topic_weights = list(topics) + terms, list(topic_weights) + [1.0] * len(terms)
+        parts = self._part_scores(recent, weights, topics, topic_weights, sequence, segment, terms, use)
         blended, denominator = np.zeros(len(self.item_ids)), 0.0
         for name, scores in parts.items():
-            blended += cfg.weight(name) * scores
-            denominator += cfg.weight(name)
+            weight = cfg.weight(name) if strategy == "blend" else 1.0
+            blended += weight * scores
+            denominator += weight
         if denominator == 0:
             return []
         blended /= denominator
@@ -336,24 +367,24 @@ class Recommender:
         top = top[:k]
         return self._explain(top, blended, parts, recent, weights, terms, label, segment)
 
-    def _part_scores(self, recent, weights, topics, topic_weights, sequence, segment, terms) -> Dict[str, np.ndarray]:
-        """Each part's scores in [0, 1] over all items, for the parts that have a signal here."""
-        cfg, parts = self.config, {}
-        if cfg.context_weight > 0 and terms:
+    def _part_scores(self, recent, weights, topics, topic_weights, sequence, segment, terms, use) -> Dict[str, np.ndarray]:
+        """Scores in [0, 1] over all items of each part named in `use` that has a signal here."""
+        parts = {}
+        if "context" in use and terms:
             parts["context"] = self._context_scores(terms)
-        if cfg.sequence_weight > 0 and self.sequence is not None and len(sequence):
+        if "sequence" in use and self.sequence is not None and len(sequence):
             scores = self.sequence.score(sequence)
             if scores is not None:
                 parts["sequence"] = _min_max(scores)
-        if cfg.collaborative_weight > 0 and self.collaborative is not None and len(recent):
+        if "collaborative" in use and self.collaborative is not None and len(recent):
             scores = self.collaborative.score(recent, weights)
             if scores is not None and scores.max() > 0:
                 parts["collaborative"] = _min_max(scores)
-        if cfg.content_weight > 0 and self.content is not None and (len(recent) or topics):
+        if "content" in use and self.content is not None and (len(recent) or topics):
             scores = self.content.profile_scores(recent, weights, topics, topic_weights)
             if scores is not None:
                 parts["content"] = scores
-        if cfg.popularity_weight > 0 and self.popularity is not None:
+        if "popularity" in use and self.popularity is not None:
             parts["popularity"] = self.popularity.score(segment)
         return parts
 
@@ -414,8 +445,8 @@ class Recommender:
 
     # ------------------------------------------------------------------ online updates
 
-    def record(self, customer_id: str, item_id: Optional[str], kind: str = "click", weight: Optional[float] = None,
-               timestamp: Optional[float] = None, topic: Optional[str] = None) -> None:
+    def record(self, customer_id: Union[str, int], item_id: Union[str, int, None], kind: str = "click",
+               weight: Optional[float] = None, timestamp: Optional[float] = None, topic: Optional[str] = None) -> None:
         """Add one interaction now; the next `recommend` for this customer takes it into account.
 
         `kind` is view, click, purchase, dismiss, topic, ...; a ``topic`` event
@@ -423,8 +454,10 @@ class Recommender:
         the catalogue does not hold.
         """
         kind = (kind or "click").strip().lower()
+        customer_id = as_id(customer_id)
         item = None
         if item_id is not None:
+            item_id = as_id(item_id)
             if item_id not in self.index:
                 raise UnknownItemError(f"item {item_id!r} is not in the recommender's catalogue; add it with add_items()")
             item = self.index[item_id]
@@ -438,12 +471,13 @@ class Recommender:
             if item is not None and kind != "dismiss" and self.popularity is not None:
                 self.popularity.counts[item] += weight
 
-    def forget(self, customer_id: str) -> bool:
+    def forget(self, customer_id: Union[str, int]) -> bool:
         """Erase everything held about `customer_id`: in memory and in the folder it was loaded from.
 
         Returns whether anything was held. Item popularity and item-item
         similarities are counts over all customers and stay until the next training.
         """
+        customer_id = as_id(customer_id)
         with self._lock:
             known = self.profiles.pop(customer_id, None) is not None
             self._history_checked.discard(customer_id)
@@ -501,8 +535,9 @@ class Recommender:
 
     # ------------------------------------------------------------------ catalogue
 
-    def item(self, item_id: str) -> Dict[str, Any]:
+    def item(self, item_id: Union[str, int]) -> Dict[str, Any]:
         """The catalogue entry of `item_id` (title, kind, description, tags, url, active)."""
+        item_id = as_id(item_id)
         if item_id not in self.index:
             raise UnknownItemError(f"item {item_id!r} is not in the recommender's catalogue")
         row = self.items.iloc[self.index[item_id]].to_dict()

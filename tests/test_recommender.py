@@ -190,3 +190,49 @@ def test_saved_folder_is_plain_files_without_pickles(model, tmp_path):
     manifest = json.loads((folder / "recommender.json").read_text())
     assert manifest["parts"] == ["popularity", "collaborative", "sequence", "content"]
     assert not list(folder.glob("*.pkl")) and not list(folder.glob("*.pt"))
+
+
+# ------------------------------------------------------------------ ranking strategies (experiment arms)
+
+
+def test_each_strategy_ranks_with_its_part_alone(model):
+    model.record("strategist", "easy-saver", "view")
+    part = {"popularity": "popularity", "content": "content", "item_item": "collaborative", "sequence": "sequence"}
+    for strategy, source in part.items():
+        suggestions = model.recommend("strategist", k=4, strategy=strategy)
+        assert suggestions and {s.source for s in suggestions} == {source}, strategy
+    assert model.recommend("strategist", k=4) == model.recommend("strategist", k=4, strategy="blend")
+
+
+def test_popularity_and_content_rank_differently_from_the_blend(model):
+    topic = {"intent": "exchange_rate"}
+    blend = ids(model.recommend("someone-new", k=4, context=topic))
+    popular = ids(model.recommend("someone-new", k=4, context=topic, strategy="popularity"))
+    content = ids(model.recommend("someone-new", k=4, context=topic, strategy="content"))
+    assert blend[:2] == ["travel-card", "currency-pockets"]  # the topic's tag decides the blend
+    assert "currency-pockets" not in popular  # nobody chose it: popularity ignores the conversation
+    assert content[0] == "currency-pockets"  # its text is closest to "exchange rate"
+    assert len({tuple(blend), tuple(popular), tuple(content)}) == 3
+
+
+def test_a_strategy_with_nothing_to_say_gives_no_suggestions_and_an_unknown_one_is_refused(model):
+    assert model.recommend("someone-new", k=3, strategy="item_item") == []  # no history: nothing is similar
+    with pytest.raises(ValueError, match="unknown ranking strategy 'pop'"):
+        model.recommend("c1", k=3, strategy="pop")
+
+
+# ------------------------------------------------------------------ integer ids (as MovieLens has them)
+
+
+def test_integer_ids_are_the_same_customers_and_items_as_their_text():
+    frame = history()
+    frame["customer_id"] = frame["customer_id"].str[1:].astype(int)  # c2 -> 2
+    numbered = ITEMS.assign(item_id=range(100, 100 + len(ITEMS)))  # travel-card -> 100, ...
+    frame["item_id"] = frame["item_id"].map(dict(zip(ITEMS["item_id"], numbered["item_id"])))
+    model = Recommender.fit(frame, numbered, **FAST)
+    assert model.recommend(2, k=3) == model.recommend("2", k=3)
+    assert model.recommend(2, k=3)[0].reason != "Popular with other customers"  # known, not a stranger
+    assert model.item(103)["title"] == "Easy Saver" == model.item("103")["title"]
+    model.record(4242, 100, "click")
+    assert "100" not in ids(model.recommend("4242", k=5))
+    assert model.forget(4242) is True and "4242" not in model.profiles
