@@ -18,6 +18,18 @@ and one run:
 
     python -m bot.bench_load --rate 50 --customers 150 --duration 60 --systems ours --baseline 7b3931e --rounds 2
 
+With ``--promote-at SECONDS`` a promotion happens in the middle of the run
+(ours only): the servers start from a release in their own model folder, and
+at that second a second release is published whose Rasa archive is the same
+model with every response prefixed by ``--marker`` (`repack_with_marker`), so
+an answer says which model gave it. The report then gives errors and
+p50/p95/p99 before the promotion, in the switch window (from the publish to
+one second after the switch) and after it, the time from the publish to the
+switch (from the servers' ``/health``), and how many answers to messages sent
+after the switch still came from the old model (must be 0):
+
+    python -m bot.bench_load --rate 30 --customers 100 --duration 60 --systems ours --promote-at 30
+
 Both systems run on the same machine in the same run, one after the other,
 each with a fresh action server (this project's actions) and a fresh SQLite
 tracker store (ours: the project's caching store; stock: Rasa's own SQL
@@ -49,7 +61,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import yaml
@@ -169,10 +181,16 @@ class Result:
     error: str = ""
     message: str = ""  # "sender: text", for the report
     at: float = 0.0  # scheduled send time, seconds from the start
+    sent: float = 0.0  # wall-clock time (time.time()) the request was sent
+    texts: List[str] = field(default_factory=list)  # the bot's answers
 
 
-async def drive(url: str, people: List[Customer], timeout: float, headers: Dict[str, str]) -> Dict[str, Any]:
-    """Send every planned message at its time; collect latency from the scheduled time."""
+async def drive(url: str, people: List[Customer], timeout: float, headers: Dict[str, str],
+                at_second: Optional[Tuple[float, Callable[[], None]]] = None) -> Dict[str, Any]:
+    """Send every planned message at its time; collect latency from the scheduled time.
+
+    `at_second` = (s, fn): call `fn()` (on a thread) `s` seconds into the run (the promotion).
+    """
     import aiohttp
 
     results: List[Result] = []
@@ -186,28 +204,38 @@ async def drive(url: str, people: List[Customer], timeout: float, headers: Dict[
             await asyncio.sleep(max(0.0, start + at - loop.time()))
             scheduled = start + at
             label = f"{sender}: {text}"
+            sent = time.time()
             try:
                 async with session.post(url, json={"sender": sender, "message": text}, headers=headers) as response:
                     body = await response.read()
                     latency = (loop.time() - scheduled) * 1000
                     if response.status != 200:
-                        results.append(Result(latency, False, f"HTTP {response.status}", label, at))
+                        results.append(Result(latency, False, f"HTTP {response.status}", label, at, sent))
                         return
                     replies = json.loads(body)
                     if not replies:
-                        results.append(Result(latency, False, "no reply", label, at))
+                        results.append(Result(latency, False, "no reply", label, at, sent))
                         return
-                    results.append(Result(latency, True, message=label, at=at))
+                    results.append(Result(latency, True, message=label, at=at, sent=sent,
+                                          texts=[str(r.get("text") or "") for r in replies]))
             except asyncio.TimeoutError:
-                results.append(Result((loop.time() - scheduled) * 1000, False, "timeout", label, at))
+                results.append(Result((loop.time() - scheduled) * 1000, False, "timeout", label, at, sent))
             except Exception as exc:  # connection refused, reset, bad JSON
-                results.append(Result((loop.time() - scheduled) * 1000, False, type(exc).__name__, label, at))
+                results.append(Result((loop.time() - scheduled) * 1000, False, type(exc).__name__, label, at, sent))
+
+        async def event(second: float, fn: Callable[[], None]) -> None:
+            await asyncio.sleep(max(0.0, start + second - loop.time()))
+            await loop.run_in_executor(None, fn)
 
         tasks = [one(p.sender, text, at) for p in people for text, at in zip(p.messages, p.schedule)]
+        if at_second is not None:
+            tasks.append(event(*at_second))
         began = time.perf_counter()
         await asyncio.gather(*tasks)
         wall = time.perf_counter() - began - 1.0
-    return summarise(results, wall)
+    summary = summarise(results, wall)
+    summary["results"] = results
+    return summary
 
 
 def summarise(results: List[Result], wall: float) -> Dict[str, Any]:
@@ -331,9 +359,118 @@ def _stock_assistant_class():
     return StockAssistant
 
 
+# --------------------------------------------------------------------- a promotion in the middle
+def _mark_responses(responses: Dict[str, Any], marker: str) -> None:
+    for variations in responses.values():
+        for variation in variations or []:
+            if isinstance(variation, dict) and variation.get("text"):
+                variation["text"] = marker + variation["text"]
+
+
+def repack_with_marker(source: Path, target: Path, marker: str) -> Path:
+    """A copy of the Rasa archive `source` at `target` whose every response text starts with `marker`.
+
+    The same trained graph, so it loads and answers like `source`, but each
+    answer says which of the two archives gave it (the domain is in the
+    archive twice: metadata.json, which the server's domain comes from, and
+    the domain provider's domain.yml). Its model id is new.
+    """
+    import io
+    import tarfile
+    import uuid
+
+    with tarfile.open(source, "r:gz") as archive, tarfile.open(target, "w:gz") as out:
+        for member in archive.getmembers():
+            data = archive.extractfile(member).read() if member.isfile() else None
+            if data is not None and member.name.endswith("metadata.json"):
+                metadata = json.loads(data)
+                _mark_responses(metadata["domain"].get("responses") or {}, marker)
+                metadata["model_id"] = uuid.uuid4().hex
+                data = json.dumps(metadata).encode()
+            elif data is not None and member.name.endswith("domain_provider/domain.yml"):
+                domain = yaml.safe_load(data)
+                _mark_responses(domain.get("responses") or {}, marker)
+                data = yaml.safe_dump(domain, allow_unicode=True, sort_keys=False).encode()
+            if data is not None:
+                member.size = len(data)
+                out.addfile(member, io.BytesIO(data))
+            else:
+                out.addfile(member)
+    return target
+
+
+def _percentiles(results: List[Result]) -> Dict[str, Any]:
+    latencies = [r.latency_ms for r in results] or [0.0]
+    return {"messages": len(results), "errors": sum(not r.ok for r in results),
+            **{f"p{q}": float(np.percentile(latencies, q)) for q in (50, 95, 99)}}
+
+
+def hot_swap_summary(results: List[Result], published: float, switched: float, marker: str) -> Dict[str, Any]:
+    """Latency and errors before the publish, in the switch window, after it; answers from the old model after it.
+
+    The switch window runs from the publish (`published`, wall-clock) to a
+    second after the switch (`switched`); a message belongs where it was
+    sent. An answer to a message sent after the switch that does not start
+    with `marker` came from the old model.
+    """
+    window_end = switched + 1.0
+    before = [r for r in results if r.sent < published]
+    during = [r for r in results if published <= r.sent < window_end]
+    after = [r for r in results if r.sent >= window_end]
+    late = [r for r in results if r.sent >= switched and r.ok]
+    old = [r for r in late if any(t and not t.startswith(marker) for t in r.texts)]
+    by_second: Dict[int, List[float]] = {}
+    for r in results:
+        by_second.setdefault(int(r.sent - published), []).append(r.latency_ms)
+    return {
+        "switch_seconds": switched - published,
+        "before": _percentiles(before), "during": _percentiles(during), "after": _percentiles(after),
+        "answered_after_switch": len(late), "old_answers_after_switch": len(old),
+        "old_examples": [f"{r.message} -> {r.texts}" for r in old[:5]],
+        # p99 of the messages sent in each second, from 5 s before the publish to 10 s after
+        "p99_by_second": {s: float(np.percentile(v, 99)) for s, v in sorted(by_second.items()) if -5 <= s <= 10},
+    }
+
+
+def health(url: str) -> Dict[str, Any]:
+    """The /health body of a server (its ``release`` part says which release it serves)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=10) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as exc:  # 503 still carries the body
+        return json.loads(exc.read())
+
+
+def hot_swap_table(swap: Dict[str, Any]) -> str:
+    """The report's hot-swap section."""
+    lines = [
+        f"Promotion published at second {swap['promote_at']:.0f}; the Rasa server switched "
+        f"{swap['switch_seconds']:.1f}s later (poll {swap['poll_seconds']}s + load), the action server "
+        f"{swap['actions_switch_seconds']:.1f}s later; versions on /health: Rasa {swap['rasa_version']}, "
+        f"actions {swap['actions_version']}.",
+        "",
+        "| phase | messages | errors | p50 ms | p95 ms | p99 ms |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for phase in ("before", "during", "after"):
+        row = swap[phase]
+        lines.append(f"| {phase} | {row['messages']} | {row['errors']} | {row['p50']:.0f} | {row['p95']:.0f} | {row['p99']:.0f} |")
+    lines += ["", f"Answers to messages sent after the switch: {swap['answered_after_switch']}, of which from the old "
+              f"model: {swap['old_answers_after_switch']}.",
+              "p99 ms by second from the publish: " + ", ".join(f"{s:+d}s {v:.0f}" for s, v in swap["p99_by_second"].items())]
+    return "\n".join(lines)
+
+
 def run_system(name: str, model: Path, credentials: Path, args, people: List[Customer], workdir: Path,
                round_no: int = 1) -> Dict[str, Any]:
-    """Start one system, warm it, drive the load, scrape stages, stop it (fresh databases for every round)."""
+    """Start one system, warm it, drive the load, scrape stages, stop it (fresh databases for every round).
+
+    With ``args.promote_at`` the servers serve from their own model folder,
+    and a release with the marked archive is published in the middle.
+    """
     StockAssistant = _stock_assistant_class()
 
     run_dir = workdir / (name if round_no == 1 else f"{name}-{round_no}")
@@ -349,6 +486,16 @@ def run_system(name: str, model: Path, credentials: Path, args, people: List[Cus
         ASSISTANT_INGRESS_PER_ADDRESS_PER_MINUTE="0",
     )
     env.pop("RASA_API_TOKEN", None)
+    promote = getattr(args, "promote_at", None) is not None and name == "ours"
+    if promote:
+        from core import releases
+
+        model_dir = run_dir / "models"
+        model_dir.mkdir(exist_ok=True)
+        model = Path(shutil.copy(model, model_dir / "served.tar.gz"))
+        marked = repack_with_marker(model, model_dir / "promoted.tar.gz", args.marker)
+        releases.publish(parts={}, rasa_model=model, model_dir=model_dir)
+        env.update(ASSISTANT_MODEL_DIR=str(model_dir), ASSISTANT_MODEL_POLL_SECONDS=str(args.poll_seconds))
     servers_class = StockAssistant if name == "stock-rasa" else Assistant
     servers = servers_class(model, env, free_port(), free_port(), run_dir, credentials, log_dir=run_dir)
     print(f"==> {name}: starting the servers", flush=True)
@@ -362,7 +509,23 @@ def run_system(name: str, model: Path, credentials: Path, args, people: List[Cus
         cpu0, rasa0 = cpu_seconds(pids), cpu_seconds(rasa_pids)
         print(f"==> {name}: {sum(len(p.messages) for p in people)} messages from {len(people)} customers "
               f"at {args.rate}/s for {args.duration}s", flush=True)
-        summary = asyncio.run(drive(url, people, args.timeout, {}))
+        published: Dict[str, float] = {}
+        event = None
+        if promote:
+            def publish_now() -> None:
+                published["at"] = time.time()
+                published["version"] = releases.publish(parts={}, rasa_model=marked, model_dir=model_dir).version
+
+            event = (args.promote_at, publish_now)
+        summary = asyncio.run(drive(url, people, args.timeout, {}, at_second=event))
+        results = summary.pop("results")
+        if promote:
+            rasa, actions = health(servers.url)["release"], health(servers.action_url)["release"]
+            swap = hot_swap_summary(results, published["at"], float(rasa["switched_at"] or "nan"), args.marker)
+            swap.update(promote_at=args.promote_at, poll_seconds=args.poll_seconds, published=published["version"],
+                        rasa_version=rasa["version"], rasa_state=rasa["state"], actions_version=actions["version"],
+                        actions_switch_seconds=float(actions["switched_at"] or "nan") - published["at"])
+            summary["hot_swap"] = swap
         summary["cpu_ms_per_msg"] = 1000 * (cpu_seconds(pids) - cpu0) / max(1, summary["messages"])
         summary["rasa_cpu_ms_per_msg"] = 1000 * (cpu_seconds(rasa_pids) - rasa0) / max(1, summary["messages"])
         scraped = {"rasa": scrape(servers.url, {}), "actions": scrape(f"http://localhost:{servers.action_port}", {})}
@@ -456,6 +619,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "reports" / "load")
     parser.add_argument("--baseline", help="also run this git revision of the project (before/after), alternating with ours")
     parser.add_argument("--rounds", type=int, default=1, help="with --baseline: rounds of ours, then the baseline")
+    parser.add_argument("--promote-at", type=float, default=None,
+                        help="ours only: publish a release with a marked copy of the model this many seconds into the run")
+    parser.add_argument("--marker", default="[promoted] ", help="with --promote-at: what the promoted model's answers start with")
+    parser.add_argument("--poll-seconds", type=float, default=2.0, help="with --promote-at: the servers' model_poll_seconds")
     args = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-load-"))
@@ -489,6 +656,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report = table(rows, args)
+    for row in rows:
+        if row.get("hot_swap"):
+            report += "\n\nHot swap, " + row["system"] + ":\n" + hot_swap_table(row["hot_swap"])
     if args.stock_epochs and "stock" in systems:
         report += f"\n\nStock Rasa trained with {args.stock_epochs} epochs instead of 100."
     print("\n" + report)

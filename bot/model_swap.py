@@ -3,7 +3,7 @@
 `rasa_loader(get_agent)` is the `core.hotswap.Loader` the ops channel
 (`bot.channels.ops`) gives its `ReleaseWatcher`. For a release that names a
 Rasa model archive other than the one served, on the watcher's worker thread
-it checks the archive (`bot.serve.check_model`: a broken file is named) and
+it checks the archive (`core.model_check.check_model`: a broken file is named) and
 builds a new `MessageProcessor` for it, which loads the whole graph (intent
 classifier, retriever, policies) while the served processor keeps answering.
 The returned switch, run on the event loop, does what Rasa's
@@ -77,8 +77,8 @@ def build_processor(agent: Any, path: Path) -> Any:
 
 
 def check_archive(path: Path) -> None:
-    """Read the whole archive first (`bot.serve.check_model`): a missing, truncated or broken file is named."""
-    from bot.serve import check_model
+    """Read the whole archive first (`core.model_check.check_model`): a missing, truncated or broken file is named."""
+    from core.model_check import check_model
 
     check_model(path)
 

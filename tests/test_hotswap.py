@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import threading
 from pathlib import Path
@@ -242,3 +243,52 @@ def test_the_launcher_serves_the_release_s_archive_else_the_newest(tmp_path):
     (tmp_path / releases.RELEASE_FILE).write_text("[]")
     with pytest.raises(SystemExit, match="release.json"):
         served_model(tmp_path)
+
+
+# ------------------------------------------------------------------ the load benchmark's promotion
+
+
+def test_a_marked_copy_of_a_model_answers_with_the_marker(tmp_path):
+    import json
+    import tarfile
+
+    import yaml
+
+    from bot.bench_load import repack_with_marker
+    from core.model_check import check_model
+
+    source = tmp_path / "a.tar.gz"
+    domain = {"responses": {"utter_greet": [{"text": "Hello!"}, {"image": "x.png"}]}}
+    with tarfile.open(source, "w:gz") as out:
+        for name, data in (("metadata.json", json.dumps({"domain": domain, "model_id": "a"}).encode()),
+                           ("components/domain_provider/domain.yml", yaml.safe_dump(domain).encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            out.addfile(info, io.BytesIO(data))
+    marked = repack_with_marker(source, tmp_path / "b.tar.gz", "[B] ")
+    check_model(marked)
+    with tarfile.open(marked) as archive:
+        metadata = json.loads(archive.extractfile("metadata.json").read())
+        provided = yaml.safe_load(archive.extractfile("components/domain_provider/domain.yml").read())
+    assert metadata["domain"]["responses"]["utter_greet"] == [{"text": "[B] Hello!"}, {"image": "x.png"}]
+    assert provided["responses"]["utter_greet"][0]["text"] == "[B] Hello!"
+    assert metadata["model_id"] != "a"
+
+
+def test_the_hot_swap_summary_splits_at_the_switch_and_finds_old_answers():
+    from bot.bench_load import Result, hot_swap_summary, hot_swap_table
+
+    results = [
+        Result(100, True, message="a: hi", sent=95.0, texts=["Hello"]),
+        Result(900, True, message="b: hi", sent=100.5, texts=["Hello"]),  # in flight across the switch: fine
+        Result(120, True, message="c: hi", sent=103.0, texts=["[B] Hello"]),
+        Result(110, True, message="d: hi", sent=104.0, texts=["Hello"]),  # after the switch, old model: counted
+        Result(30000, False, "timeout", message="e: hi", sent=101.0),
+    ]
+    swap = hot_swap_summary(results, published=100.0, switched=102.0, marker="[B] ")
+    assert swap["switch_seconds"] == 2.0
+    assert [swap[p]["messages"] for p in ("before", "during", "after")] == [1, 2, 2]
+    assert swap["during"]["errors"] == 1 and swap["after"]["errors"] == 0
+    assert swap["answered_after_switch"] == 2 and swap["old_answers_after_switch"] == 1
+    swap.update(promote_at=30, poll_seconds=2, rasa_version="v2", actions_version="v2", actions_switch_seconds=1.0)
+    assert "from the old model: 1" in hot_swap_table(swap)
