@@ -29,7 +29,11 @@ What each figure counts (docs/analytics.md has the same list):
   by intent, by segment and by handled-by (assistant | person);
 - sentiment: typed customer messages scored by ``nlu.sentiment`` in the
   period (message_sentiment table): counts per label, share negative,
-  reasons of negative messages, per day.
+  reasons of negative messages, per day;
+- experiments: each declared experiment over its whole run up to the end of
+  the period, from the logged exposures (``bot.insight.experiment_report``):
+  per arm customers, exposures, each metric with its 95 % CI, lift and
+  p-value against the control, the verdict and the sample sizes it needs.
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ import io
 import json
 import os
 import sys
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +56,8 @@ import sqlalchemy as sa
 from core import crypto, db, satisfaction
 from nlu import sentiment_trend
 from core.payloads import is_payload
-from bot.insight.experiments import RECOMMENDER_EXPERIMENT, arm_for, parse_arms, recommender_arms, two_proportion_z_test
+from bot.insight.experiment_report import experiment_report
+from bot.insight.experiments import Experiment, load_experiments
 from core.settings import PROJECT_ROOT
 
 DAY = 86400.0
@@ -219,13 +225,17 @@ def compute(
     engine,
     since: float,
     until: float,
-    arms: Optional[Dict[str, float]] = None,
+    experiments: Optional[Sequence[Experiment]] = None,
     follow_up_days: float = 14,
     top: int = 10,
     cluster: bool = True,
     cluster_threshold: float = 0.45,
 ) -> Dict[str, Any]:
-    """Every figure of the report, as plain data (also what the inbox page shows)."""
+    """Every figure of the report, as plain data (also what the inbox page shows).
+
+    `experiments` default to the declared ones (`load_experiments`); each is
+    reported over its whole run up to `until` (`experiment_report`).
+    """
     messages, bots, actions = messages_from_events(events)
     conversations = sorted({m.sender_id for m in messages})
     typed = [m for m in messages if m.typed]
@@ -295,7 +305,8 @@ def compute(
         "daily": {day: dict(counts) for day, counts in sorted(daily.items())},
         "unanswered_groups": unanswered_groups([m.text for m in unanswered], cluster_threshold) if cluster else [],
         "segments": customer_segments(engine, conversations),
-        "experiment": experiment_arms(conversations, messages, impressions, clicks, followed, purchases, arms, window),
+        "experiments": experiment_report(engine, load_experiments() if experiments is None else experiments,
+                                         as_of=min(until, time.time()), follow_up_days=follow_up_days),
         "satisfaction": satisfaction.summary(engine, since, until),
         "sentiment": sentiment_trend(engine, since, until),
     }
@@ -367,40 +378,6 @@ def customer_segments(engine, active: Sequence[str]) -> List[Dict[str, Any]]:
     return sorted(segments.values(), key=lambda s: -s["customers"])
 
 
-def experiment_arms(conversations, messages, impressions, clicks, followed, purchases, arms, window) -> Dict[str, Any]:
-    """Click-through and follow-up per arm of the recommender experiment, with a z-test against the first arm.
-
-    Arms are recomputed from the customer id (`bot.insight.experiments.arm_for`),
-    so the report needs no log of assignments, only the experiment's arms.
-    """
-    arms = arms or recommender_arms()
-    names, weights = list(arms), list(arms.values())
-    arm_of = {c: arm_for(c, RECOMMENDER_EXPERIMENT, names, weights) for c in conversations}
-    first_seen = {}
-    for m in messages:
-        first_seen.setdefault(m.sender_id, m.timestamp)
-    buyers = {c for c in conversations
-              if any(p["customer_id"] == c and first_seen[c] <= p["ts"] <= first_seen[c] + window for p in purchases)}
-    rows = []
-    for arm in names:
-        members = {c for c, a in arm_of.items() if a == arm}
-        shown = sum(1 for b in impressions if b["sender_id"] in members)
-        clicked = sum(1 for c in clicks if c[0] in members)
-        rows.append({
-            "arm": arm, "customers": len(members), "impressions": shown, "clicks": clicked,
-            "click_through": _rate(clicked, shown),
-            "follow_up_purchases": sum(1 for c in followed if c[0] in members),
-            "buyers": len(members & buyers), "purchase_rate": _rate(len(members & buyers), len(members)),
-        })
-    control = rows[0]
-    for row in rows[1:]:
-        row["ctr_z"], row["ctr_p"] = two_proportion_z_test(row["clicks"], row["impressions"],
-                                                           control["clicks"], control["impressions"])
-        row["purchase_z"], row["purchase_p"] = two_proportion_z_test(row["buyers"], row["customers"],
-                                                                     control["buyers"], control["customers"])
-    return {"name": RECOMMENDER_EXPERIMENT, "control": control["arm"], "arms": rows}
-
-
 # ----------------------------------------------------------------- output
 
 def plots(figures: Dict[str, Any]) -> Dict[str, bytes]:
@@ -454,17 +431,14 @@ def plots(figures: Dict[str, Any]) -> Dict[str, bytes]:
         ax.legend()
         ax.set_title("Customer segments")
         save("segments.png", fig)
-    arms = figures["experiment"]["arms"]
-    if arms:
+    for index, exp in enumerate(e for e in figures["experiments"] if any(a["customers"] for a in e["arms"])):
         fig, ax = plt.subplots(figsize=(5, 3))
-        x = range(len(arms))
-        ax.bar([i - 0.2 for i in x], [a["click_through"] for a in arms], width=0.4, label="click-through")
-        ax.bar([i + 0.2 for i in x], [a["purchase_rate"] for a in arms], width=0.4, label="purchase rate")
-        ax.set_xticks(list(x))
-        ax.set_xticklabels([a["arm"] for a in arms])
-        ax.legend()
-        ax.set_title("Recommender experiment")
-        save("experiment.png", fig)
+        rates = [a["metrics"][exp["metric"]] for a in exp["arms"]]
+        ax.bar([a["arm"] for a in exp["arms"]], [m["rate"] or 0.0 for m in rates], color="#4c72b0",
+               yerr=[[(m["rate"] or 0.0) - (m["ci"][0] or 0.0) for m in rates],
+                     [(m["ci"][1] or 0.0) - (m["rate"] or 0.0) for m in rates]], capsize=4)
+        ax.set_title(f"{exp['name']}: {exp['metric']} (95 % CI)")
+        save(f"experiment-{index}.png", fig)
     return charts
 
 
@@ -490,6 +464,7 @@ def headline(figures: Dict[str, Any]) -> List[str]:
         f"suggestions          {s['impressions']} shown, {s['clicks']} clicked ({s['click_through']:.1%}), "
         f"{s['follow_up_purchases']} bought within {s['follow_up_days']:g} days ({s['follow_up_rate']:.1%})",
         "top intents          " + (", ".join(f"{n} {c}" for n, c in figures["top_intents"][:5]) or "none"),
+        *[f"experiment           {e['name']}: {e['verdict']}" for e in figures["experiments"]],
         satisfaction.table_lines(figures["satisfaction"])[0],
         f"sentiment            {figures['sentiment']['messages']} messages scored, "
         f"{figures['sentiment']['negative_share']:.1%} negative ("
@@ -508,6 +483,48 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _percent(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _interval(ci: Sequence[Optional[float]]) -> str:
+    return "-" if ci[0] is None else f"{ci[0]:+.1%} .. {ci[1]:+.1%}"
+
+
+def experiment_html(exp: Dict[str, Any], chart: str) -> str:
+    """One experiment: verdict, per-arm customers, exposures and every metric with its 95 % CI, lift and p-value."""
+    metrics = [exp["metric"], *[g for g in exp["guardrails"] if g != exp["metric"]]]
+    rows = []
+    for arm in exp["arms"]:
+        for metric in metrics:
+            m = arm["metrics"][metric]
+            low, high = m["ci"]
+            rows.append((arm["arm"], arm["customers"], arm["exposures"],
+                         metric + (" (decides)" if metric == exp["metric"] else " (guardrail)"),
+                         f"{m['successes']} / {m['trials']}", _percent(m["rate"]),
+                         "-" if low is None else f"{low:.1%} .. {high:.1%}",
+                         "control" if arm["arm"] == exp["control"] else
+                         ("-" if m.get("lift") is None else f"{m['lift']:+.1%}"),
+                         _interval(m.get("lift_ci", (None, None))),
+                         "-" if "p_value" not in m else f"{m['p_value']:.3g}",
+                         "-" if "p_adjusted" not in m else f"{m['p_adjusted']:.3g}"))
+    sizes = ", ".join(f"+{lift:.0%}: {n if n is not None else '-'}" for lift, n in exp["required_per_arm"].items())
+    notes = [f"moved between arms: {exp['moved_customers']} customers"] if exp["moved_customers"] else []
+    notes += [f"arm {arm} no longer declared: {n} customers left out" for arm, n in exp["undeclared_arms"].items()]
+    return "\n".join([
+        f"<h3>{html.escape(exp['name'])} ({html.escape(exp['surface'])}{'' if exp['enabled'] else ', disabled'})</h3>",
+        f"<p><b>Verdict: {html.escape(exp['verdict'])}</b> ({html.escape(exp['verdict_reason'])}). "
+        f"{exp['days_run']:.1f} of {exp['max_days']:g} days, at least {exp['min_exposures']} customers per arm, "
+        f"alpha {exp['alpha']:g}, guardrail tolerance {exp['guardrail_tolerance']:g}.</p>",
+        chart,
+        _table(["arm", "customers", "exposures", "metric", "successes / trials", "rate", "95 % CI",
+                f"lift vs {exp['control']}", "lift 95 % CI", "p", "p (Holm)"], rows),
+        f"<p>Customers per arm the control's {html.escape(exp['metric'])} rate needs for 80 % power "
+        f"(relative lift): {html.escape(sizes)}.</p>",
+        *[f"<p>{html.escape(n)}</p>" for n in notes],
+    ])
+
+
 def render_html(figures: Dict[str, Any], charts: Dict[str, bytes], inline: bool = False) -> str:
     """The HTML report; charts are linked files, or embedded (`inline`) for a page served on its own."""
     def img(name: str) -> str:
@@ -516,7 +533,6 @@ def render_html(figures: Dict[str, Any], charts: Dict[str, bytes], inline: bool 
         src = f"data:image/png;base64,{base64.b64encode(charts[name]).decode()}" if inline else name
         return f'<img src="{src}" alt="{html.escape(name)}">'
 
-    exp = figures["experiment"]
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>Assistant analytics</title>",
         "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}"
@@ -534,12 +550,15 @@ def render_html(figures: Dict[str, Any], charts: Dict[str, bytes], inline: bool 
         "<h2>Questions the assistant could not answer</h2>",
         _table(["group", "questions", "examples"],
                [(g["label"], g["size"], " | ".join(g["examples"])) for g in figures["unanswered_groups"]]),
-        "<h2>Suggestions and the recommender experiment</h2>", img("experiment.png"),
-        _table(["arm", "customers", "shown", "clicks", "click-through", "follow-up purchases", "buyers",
-                "purchase rate", "click-through p vs " + exp["control"], "purchase p vs " + exp["control"]],
-               [(a["arm"], a["customers"], a["impressions"], a["clicks"], a["click_through"], a["follow_up_purchases"],
-                 a["buyers"], a["purchase_rate"], a.get("ctr_p", "-"), a.get("purchase_p", "-")) for a in exp["arms"]]),
-        "<p>p: two-sided two-proportion z-test against the first arm; below 0.05 the difference is unlikely to be chance.</p>",
+        "<h2>Experiments</h2>",
+        *[experiment_html(e, img(f"experiment-{i}.png"))
+          for i, e in enumerate(e for e in figures["experiments"] if any(a["customers"] for a in e["arms"]))],
+        *[experiment_html(e, "") for e in figures["experiments"] if not any(a["customers"] for a in e["arms"])],
+        "" if figures["experiments"] else "<p>No experiment is declared (bot/experiments.yml).</p>",
+        "<p>Experiments: each customer counts once, in the arm of their first exposure, with outcomes in the "
+        "follow-up window after it; p: two-sided two-proportion z-test against the control (the first arm), "
+        "Holm-adjusted across arms for the verdict. The test is fixed-horizon: no verdict but keep running until "
+        "every arm has its minimum of customers or the experiment reaches max_days (docs/experiments.md).</p>",
         "<h2>Satisfaction (CSAT)</h2>",
         "<p>CSAT: share of 4 and 5 among the end-of-conversation 1-5 ratings.</p>",
         *[_table([title, "answers", "CSAT", "mean", "1", "2", "3", "4", "5"],
@@ -560,10 +579,10 @@ def render_html(figures: Dict[str, Any], charts: Dict[str, bytes], inline: bool 
 
 
 def analyse(since: float, until: float, tracker: Optional[str] = None, db_url: Optional[str] = None,
-            arms: Optional[Dict[str, float]] = None, **options: Any) -> Dict[str, Any]:
-    """Read the stores and compute every figure for since <= t < until."""
+            **options: Any) -> Dict[str, Any]:
+    """Read the stores and compute every figure for since <= t < until (options: those of `compute`)."""
     events = read_events(tracker_url(tracker) if tracker else default_tracker_url(), since, until)
-    return compute(events, db.connect(db_url), since, until, arms=arms, **options)
+    return compute(events, db.connect(db_url), since, until, **options)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -574,8 +593,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "reports" / "analytics", help="folder for the PNGs and report.html")
     parser.add_argument("--tracker", help="tracker store: SQLite file or SQLAlchemy URL (default: var/tracker.db)")
     parser.add_argument("--db", help="project database URL (default: the configured one)")
-    parser.add_argument("--arms", help="recommender experiment arms, e.g. blend:1,off:1 (default: the configured ones)")
-    parser.add_argument("--follow-up-days", type=float, default=14, help="days after a click in which a purchase counts")
+    parser.add_argument("--follow-up-days", type=float, default=14,
+                        help="days after a click (or a customer's first exposure to an experiment) in which outcomes count")
     parser.add_argument("--cluster-threshold", type=float, default=0.45, help="cosine distance under which unanswered questions group")
     parser.add_argument("--json", action="store_true", help="also write figures.json")
     args = parser.parse_args(argv)
@@ -583,7 +602,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         since, until = parse_day(args.since), parse_day(args.until) + DAY
         if until <= since:
             raise AnalyticsError(f"--until {args.until} is before --since {args.since}")
-        figures = analyse(since, until, args.tracker, args.db, parse_arms(args.arms) if args.arms else None,
+        figures = analyse(since, until, args.tracker, args.db,
                           follow_up_days=args.follow_up_days, cluster_threshold=args.cluster_threshold)
     except (AnalyticsError, db.DatabaseUnavailableError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
