@@ -90,9 +90,10 @@ SMALL = simulate.Scenario("small A/B", (0.5, 0.6), "arm1")  # 388 customers per 
 
 
 def test_the_database_path_and_the_in_memory_path_give_the_same_figures(tmp_path):
-    exp = SMALL.experiment()
+    tiny = simulate.Scenario("tiny A/B", (0.5, 0.7), "arm1", planned_lift=0.4, handoff_rate=0.3)  # 93 per arm
+    exp = tiny.experiment()
     for seed in (1, 2):
-        run = simulate.simulate_run(exp, SMALL.click_rates, SMALL.handoff_rate, seed)
+        run = simulate.simulate_run(exp, tiny.click_rates, tiny.handoff_rate, seed)
         in_memory = simulate.judge(exp, run)
         engine = db.connect(f"sqlite:///{tmp_path / f'{seed}.db'}")
         assert simulate.judge(exp, run, engine) == in_memory
