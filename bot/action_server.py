@@ -136,6 +136,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except EncryptionKeyError as exc:
         print(f"cannot start the action server: {exc}", file=sys.stderr)
         return 2
+    from bot.insight.experiments import ExperimentConfigError, declared
+
+    try:
+        declared()  # a broken bot/experiments.yml stops the start, naming the experiment and field
+    except ExperimentConfigError as exc:
+        print(f"cannot start the action server: {exc}", file=sys.stderr)
+        return 2
 
     logging.getLogger("matplotlib").setLevel(logging.WARN)
     utils.configure_colored_logging(args.loglevel)

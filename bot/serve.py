@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
+from bot.insight.experiments import ExperimentConfigError, load_experiments
 from core.crypto import EncryptionKeyError, check_key
 from core.logs import write_logging_config
 # Model files are read before start: Rasa would serve on without a model that fails to load.
@@ -379,7 +380,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     settings = load_settings(environ=env)
     try:
         check_key(env)
-    except EncryptionKeyError as exc:
+        load_experiments(settings.experiments_file)  # before any training: a broken bot/experiments.yml stops here
+    except (EncryptionKeyError, ExperimentConfigError) as exc:
         print(f"cannot start the assistant: {exc}", file=sys.stderr)
         return 2
     (PROJECT_ROOT / "var").mkdir(exist_ok=True)

@@ -1,13 +1,14 @@
-"""The experiment split is stable per customer, follows the weights, and the z-test is right."""
+"""The experiment split is stable per customer, follows the weights, and the z-test is right.
+
+Serving (assignment, exposures, start-up refusal): tests/test_experiment_serving.py.
+"""
 import subprocess
 import sys
 
 import pytest
 
 from bot.insight.experiments import (
-    ExperimentConfigError,
     arm_for,
-    recommender_arm,
     two_proportion_z_test,
 )
 from core.settings import PROJECT_ROOT
@@ -40,15 +41,6 @@ def test_different_experiments_split_customers_independently():
     second = [arm_for(f"c{i}", "two", ["x", "y"]) for i in range(400)]
     agreement = sum(a == b for a, b in zip(first, second)) / 400
     assert 0.4 < agreement < 0.6
-
-
-def test_recommender_arm_reads_the_experiment_from_the_environment():
-    assert recommender_arm("cust-1", environ={}) == "blend"
-    env = {"ASSISTANT_RECOMMENDER_EXPERIMENT": "blend:1,off:1"}
-    arms = {recommender_arm(f"cust-{i}", environ=env) for i in range(40)}
-    assert arms == {"blend", "off"}
-    with pytest.raises(ExperimentConfigError, match="unknown arm"):
-        recommender_arm("cust-1", environ={"ASSISTANT_RECOMMENDER_EXPERIMENT": "blnd:1,off:1"})
 
 
 def test_z_test_matches_a_worked_example():

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.actions import history, suggestions
+from bot.insight import experiments
 from bot.privacy import erase, export, requests, worker
 from bot.privacy.worker import Worker, purge_older_than, tell_customer
 from bot.security import identity
@@ -23,6 +24,8 @@ from retrieval.index import AnswerIndex
 
 CUSTOMER, OTHER = "cust-erased", "cust-kept"
 WEB, SLACK = "web:visit-1", "slack:U123"  # two channels linked to CUSTOMER
+EXPERIMENT = experiments.experiment_from_dict(
+    {"name": "suggestions-test", "surface": "suggestions", "arms": ["blend", "popularity"], "metric": "click_through"})
 
 EVENTS = sa.Table(  # the columns of Rasa's SQLTrackerStore table
     "events", sa.MetaData(),
@@ -48,6 +51,7 @@ def stores(tmp_path, monkeypatch):
     get_settings.cache_clear()
     db.connect.cache_clear()
     identity.clear_cache()
+    experiments.reset_experiments()
     engine = db.connect()
     tracker = sa.create_engine(f"sqlite:///{tmp_path / 'tracker.db'}")
     EVENTS.create(tracker)
@@ -74,6 +78,7 @@ def stores(tmp_path, monkeypatch):
             item = conn.execute(db.review_queue.insert().values(conversation_id=conversations[0], text=f"words of {who}",
                                                                  reason="fallback", status="done", answer=f"answer for {who}",
                                                                  created_at=now)).inserted_primary_key[0]
+        experiments.assign_and_log(engine, EXPERIMENT, who, conversations[0])  # their arm, and one exposure
     # Review exports, written from the queue (as `training.review export` does).
     review.export(review.DEFAULT_NLU_EXPORT, review.DEFAULT_HISTORY_EXPORT)
     pairs = [json.loads(line) for line in review.DEFAULT_HISTORY_EXPORT.read_text().splitlines()]
@@ -98,6 +103,7 @@ def stores(tmp_path, monkeypatch):
     get_settings.cache_clear()
     db.connect.cache_clear()
     identity.clear_cache()
+    experiments.reset_experiments()
 
 
 def rows_of(stores, who_ids):
@@ -116,6 +122,10 @@ def rows_of(stores, who_ids):
         held["review_queue"] = conn.execute(sa.select(sa.func.count()).select_from(db.review_queue).where(db.review_queue.c.conversation_id.in_(ids))).scalar()
         held["identities"] = conn.execute(sa.select(sa.func.count()).select_from(db.identities).where(
             sa.or_(db.identities.c.customer_id.in_(ids), db.identities.c.conversation_id.in_(ids)))).scalar()
+        held["experiment_assignments"] = conn.execute(sa.select(sa.func.count()).select_from(db.experiment_assignments).where(
+            db.experiment_assignments.c.customer_id.in_(ids))).scalar()
+        held["experiment_exposures"] = conn.execute(sa.select(sa.func.count()).select_from(db.experiment_exposures).where(
+            sa.or_(db.experiment_exposures.c.customer_id.in_(ids), db.experiment_exposures.c.conversation_id.in_(ids)))).scalar()
     text_of = lambda path: path.read_text() if path.exists() else ""  # noqa: E731
     held["spool"] = sum(text_of(history.UNSAVED_RATINGS).count(f'"{i}"') for i in ids)
     held["review_exports"] = sum(text_of(p).count(f"of {i}") + text_of(p).count(f"#{i}") for p in (review.DEFAULT_NLU_EXPORT, review.DEFAULT_HISTORY_EXPORT) for i in ids)
@@ -164,6 +174,7 @@ def test_the_worker_erases_every_store_of_every_linked_conversation_and_tells_th
     assert done["removed"]["tracker_events"] == 4 and done["removed"]["customers"] == 1
     assert done["removed"]["index_entries"] == 1 and done["removed"]["spooled_ratings"] == 1
     assert done["removed"]["saved_profiles"] == 1 and done["removed"]["identities"] == 2
+    assert done["removed"]["experiment_assignments"] == 1 and done["removed"]["experiment_exposures"] == 1
     # Told again, in the conversation that asked: the only thing left there.
     with stores["tracker"].connect() as conn:
         left = conn.execute(sa.select(EVENTS.c.type_name, EVENTS.c.data).where(EVENTS.c.sender_id == WEB).order_by(EVENTS.c.id)).all()
@@ -246,6 +257,8 @@ def test_each_process_drops_erased_profiles_from_memory_and_its_spool(stores):
         assert other_replica.sweep(stores["engine"]) == 1
         assert f'"{CUSTOMER}"' not in history.UNSAVED_RATINGS.read_text() and f'"{OTHER}"' in history.UNSAVED_RATINGS.read_text()
         assert CUSTOMER not in model.profiles
+        assert (EXPERIMENT.name, CUSTOMER) not in experiments._assigned  # nor does this process remember their arm
+        assert (EXPERIMENT.name, OTHER) in experiments._assigned
         model.recommend(CUSTOMER, k=1)  # the customer comes back: the database has nothing of them
         assert CUSTOMER not in model.profiles
     finally:

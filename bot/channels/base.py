@@ -22,6 +22,7 @@ from bot import rasa_shim
 from bot.channels import api_guard, ingress
 from bot.failures import close_kept_sessions
 from bot.handoff.desk import OnNewMessage, desk_for
+from bot.insight import experiments
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class DeskChannel:
     def watch(self, blueprint: Blueprint) -> Blueprint:
         """Let `blueprint` tell this channel which server it runs in and give it the desk."""
         rasa_shim.install_or_exit()  # Rasa registers the channels before it starts or loads the model (see bot/rasa_shim.py)
+        experiments.declared_or_exit("the Rasa server")  # a broken bot/experiments.yml: exit 2, naming what is wrong
 
         @blueprint.listener("before_server_start")
         async def remember_app(app, _loop) -> None:

@@ -2,6 +2,7 @@
 
     experiments = load_experiments()          # bot/experiments.yml, validated (ExperimentConfigError names the problem)
     arm_for("cust-42", "suggestions", ["blend", "off"], [0.5, 0.5])   # the hash split, same in every process
+    arm = apply_experiment("suggestions", "cust-42", "rest:web:cust-42")   # None: no experiment on that surface
 
 An experiment (``bot/experiments.yml``, path in the ``experiments_file``
 setting) has a name, a surface (``suggestions``: which ranking strategy the
@@ -13,16 +14,45 @@ longest run time. See the file for the fields.
 Assignment hashes ``experiment:customer_id`` with SHA-256, so it is the same
 in every process and on every run (Python's `hash()` is salted per process
 and would not be), and adding a customer never moves another one.
+
+Serving (`apply_experiment`, `assign_and_log`): the first time a customer
+meets an experiment, the arm the hash split gives under the weights declared
+then is stored in ``experiment_assignments`` (insert-or-ignore, then read
+back, so processes racing on one customer agree); from then on that stored
+arm is theirs, whatever the weights become. Each time an arm is applied one
+row goes to ``experiment_exposures`` (experiment, arm, customer,
+conversation, time); outcomes join on it. This module is the only writer of
+both tables. An arm removed from the declaration after customers were
+exposed to it: those customers keep their stored arm (it is theirs again if
+the arm comes back), are served the control, and their exposures are logged
+under ``removed:<arm>`` so that they count in no arm's figures. When the
+database fails, the customer is still served (the stored arm known to this
+process, else the hash split), nothing is logged, the error goes to the log
+and to ``assistant_errors_total{kind="experiments"}``.
+
+The declaration is read once per process (`declared`); the servers read it at
+start and refuse to start when it is broken (`declared_or_exit`).
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
+import logging
 import math
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+import sqlalchemy as sa
 import yaml
+from sqlalchemy.engine import Engine
+
+from core import db, metrics
+
+logger = logging.getLogger(__name__)
 
 # What each surface's arms may be. Suggestions: the recommender's ranking strategy
 # (``off``: no suggestions). Answers: any arm name; its parameters say what it changes.
@@ -239,3 +269,161 @@ def two_proportion_z_test(successes_a: int, trials_a: int, successes_b: int, tri
         return 0.0, 1.0
     z = (successes_a / trials_a - successes_b / trials_b) / se
     return z, math.erfc(abs(z) / math.sqrt(2))
+
+
+# ------------------------------------------------------------------ the declaration in force in this process
+
+REMOVED_ARM = "removed:"  # prefix of the arm logged for a customer whose stored arm is no longer declared
+_declared: Optional[List[Experiment]] = None
+_declared_lock = threading.Lock()
+
+
+def declared() -> List[Experiment]:
+    """The experiments of the ``experiments_file`` setting, read once per process (`reset_experiments` forgets them).
+
+    Raises `ExperimentConfigError` when the file is broken (the servers check
+    it at start, `declared_or_exit`).
+    """
+    global _declared
+    with _declared_lock:
+        if _declared is None:
+            _declared = load_experiments()
+        return _declared
+
+
+def reset_experiments() -> None:
+    """Forget the declaration read and the assignments known (tests; a changed ``experiments_file``)."""
+    global _declared
+    with _declared_lock:
+        _declared = None
+    with _assigned_lock:
+        _assigned.clear()
+
+
+def declared_or_exit(server: str) -> List[Experiment]:
+    """`declared()`, or stop the process with exit status 2 printing what is wrong (a server's start-up)."""
+    try:
+        return declared()
+    except ExperimentConfigError as exc:
+        logger.error("cannot start %s: %s", server, exc)
+        print(f"cannot start {server}: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def active_experiment(surface: str, experiments: Optional[Sequence[Experiment]] = None) -> Optional[Experiment]:
+    """The enabled experiment on `surface` (``suggestions`` or ``answers``) among `experiments` (default: `declared()`)."""
+    if surface not in SURFACES:
+        raise ValueError(f"unknown experiment surface {surface!r}; known: {', '.join(SURFACES)}")
+    for experiment in declared() if experiments is None else experiments:
+        if experiment.enabled and experiment.surface == surface:
+            return experiment
+    return None
+
+
+# ------------------------------------------------------------------ assignment and exposures
+
+# (experiment, customer) -> the stored arm, as read from experiment_assignments by this process.
+# Bounded: past MAX_KNOWN_ASSIGNMENTS the older half is dropped (and read again when needed).
+MAX_KNOWN_ASSIGNMENTS = 200_000
+_assigned: Dict[Tuple[str, str], str] = {}
+_assigned_lock = threading.Lock()
+
+
+def _remember(key: Tuple[str, str], arm: str) -> None:
+    with _assigned_lock:
+        if len(_assigned) >= MAX_KNOWN_ASSIGNMENTS:
+            for old in list(itertools.islice(_assigned, MAX_KNOWN_ASSIGNMENTS // 2)):
+                del _assigned[old]
+        _assigned[key] = arm
+
+
+def forget_assignments(ids: Sequence[str]) -> int:
+    """Drop what this process knows of these customers' arms (an erasure); returns how many it knew."""
+    wanted = {str(i) for i in ids}
+    with _assigned_lock:
+        doomed = [key for key in _assigned if key[1] in wanted]
+        for key in doomed:
+            del _assigned[key]
+    return len(doomed)
+
+
+def served_arm(experiment: Experiment, stored: str) -> Tuple[Arm, str]:
+    """(the arm served, the arm name logged) for a customer whose stored arm is `stored`.
+
+    A stored arm no longer declared: the control is served and the exposure
+    is logged as ``removed:<stored>``, counted in no arm's figures.
+    """
+    try:
+        return experiment.arm(stored), stored
+    except KeyError:
+        return experiment.control, (REMOVED_ARM + stored)[:64]
+
+
+def _stored_arm(conn: sa.engine.Connection, experiment: Experiment, customer_id: str, now: float) -> str:
+    """The customer's arm in experiment_assignments, stored now from the hash split when they have none."""
+    table = db.experiment_assignments
+    conn.execute(db.insert_ignoring_duplicates(conn, table, ("experiment", "customer_id")),
+                 {"experiment": experiment.name, "customer_id": customer_id, "arm": experiment.assign(customer_id),
+                  "assigned_at": now})
+    return conn.execute(sa.select(table.c.arm).where(table.c.experiment == experiment.name,
+                                                     table.c.customer_id == customer_id)).scalar_one()
+
+
+def assign_and_log(engine: Engine, experiment: Experiment, customer_id: str, conversation_id: Optional[str],
+                   now: Optional[float] = None) -> Arm:
+    """The arm of `experiment` to serve `customer_id` now; the exposure is logged (one row) before it is returned.
+
+    A customer's first exposure stores their arm (the hash split under the
+    weights declared now); later ones read it, from this process's memory
+    when it knows it (one INSERT per exposure). A database failure costs the
+    log, never the answer: the arm is served all the same (module docstring).
+    """
+    now = time.time() if now is None else float(now)
+    customer_id = str(customer_id)
+    key = (experiment.name, customer_id)
+    stored = _assigned.get(key)
+    try:
+        with engine.begin() as conn:
+            if stored is None:
+                stored = _stored_arm(conn, experiment, customer_id, now)
+            arm, logged = served_arm(experiment, stored)
+            conn.execute(db.experiment_exposures.insert().values(
+                experiment=experiment.name, arm=logged, customer_id=customer_id, conversation_id=conversation_id, ts=now))
+    except sa.exc.SQLAlchemyError:
+        return _unlogged(experiment, customer_id)
+    _remember(key, stored)
+    return arm
+
+
+def _unlogged(experiment: Experiment, customer_id: str) -> Arm:
+    """The arm served when the exposure cannot be logged: the stored one this process knows, else the hash split."""
+    metrics.ERRORS.labels("experiments").inc()
+    logger.exception("exposure of customer %r to experiment %s not logged; serving their arm all the same",
+                     customer_id, experiment.name)
+    return served_arm(experiment, _assigned.get((experiment.name, customer_id)) or experiment.assign(customer_id))[0]
+
+
+def apply_experiment(surface: str, customer_id: str, conversation_id: Optional[str]) -> Optional[Arm]:
+    """The arm `customer_id` is served on `surface` now, its exposure logged; None when no experiment runs there.
+
+    Never raises for the database or the declaration: an unreachable
+    database serves the hash-split arm unlogged, a declaration that cannot
+    be read (a process started without `declared_or_exit`) runs no experiment;
+    both are logged and counted in ``assistant_errors_total{kind="experiments"}``.
+    """
+    global _declared
+    try:
+        experiment = active_experiment(surface)
+    except ExperimentConfigError as exc:
+        metrics.ERRORS.labels("experiments").inc()
+        logger.error("no experiment runs in this process: %s", exc)
+        with _declared_lock:
+            _declared = []  # said once; read again only after a restart (as a good declaration would be)
+        return None
+    if experiment is None:
+        return None
+    try:
+        engine = db.connect()
+    except (db.DatabaseUnavailableError, sa.exc.SQLAlchemyError, OSError):  # OSError: a SQLite folder that cannot be made
+        return _unlogged(experiment, str(customer_id))
+    return assign_and_log(engine, experiment, customer_id, conversation_id)

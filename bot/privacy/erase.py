@@ -7,13 +7,14 @@ every conversation linked to them:
   file ``tracker_db`` or PostgreSQL at ``tracker_url``);
 - the project's rows: customers, interactions, answer_ratings, handoffs, satisfaction,
   review_queue, identities (when the identity layer has that table),
-  data_exports (and the export files);
+  data_exports (and the export files), experiment_assignments and
+  experiment_exposures;
 - the ratings waiting in this process's spool (``var/unsaved_ratings.jsonl``);
 - the review exports in ``var/review/`` (rewritten from the queue without them);
 - answer-index entries built from their words (records whose source ends in
   ``#<conversation id>`` or that came from one of their review items);
 - their saved recommender profile (``profiles.jsonl`` of ``recommender_dir``)
-  and the profile this process holds in memory.
+  and the profile (and experiment arms) this process holds in memory.
 
 Each step returns how many things it removed; running it again removes
 nothing, which is how the worker knows every store is clean.
@@ -117,6 +118,10 @@ def erase_project_rows(engine: Engine, customer_id: str, conversations: Sequence
             db.assist_replies.delete().where(db.assist_replies.c.conversation_id.in_(ids))).rowcount
         removed["message_sentiment"] = conn.execute(  # message sentiment (v5), keyed by conversation
             db.message_sentiment.delete().where(db.message_sentiment.c.conversation_id.in_(ids))).rowcount
+        removed["experiment_assignments"] = conn.execute(  # experiments (v10): their arm, and each time it was applied
+            db.experiment_assignments.delete().where(db.experiment_assignments.c.customer_id.in_(ids))).rowcount
+        removed["experiment_exposures"] = conn.execute(db.experiment_exposures.delete().where(
+            sa.or_(db.experiment_exposures.c.customer_id.in_(ids), db.experiment_exposures.c.conversation_id.in_(ids)))).rowcount
         identities = getattr(db, "identities", None)
         if identities is not None:
             clauses = [getattr(identities.c, name).in_(ids) for name in ("customer_id", "conversation_id") if name in identities.c]
@@ -224,9 +229,12 @@ def erase_saved_profile(ids: Iterable[str], recommender_dir: Optional[str] = Non
 
 
 def forget_in_memory(ids: Iterable[str]) -> int:
-    """Drop the recommender profiles this process holds for these ids; returns how many it held."""
+    """Drop the recommender profiles (and experiment arms) this process holds for these ids; returns how many profiles."""
     from bot.actions import suggestions
+    from bot.insight.experiments import forget_assignments
 
+    ids = list(ids)
+    forget_assignments(ids)
     model = suggestions.loaded_recommender()
     if model is None:
         return 0
