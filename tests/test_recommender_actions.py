@@ -21,11 +21,15 @@ from bot.actions.suggestions import (
     ActionNoSuggestions,
     ActionSelectSuggestion,
     suggestion_buttons,
+    suggestion_context,
 )
+from bot.insight import experiments
+from bot.insight.experiments import active_experiment
 from core import db
 from core.settings import PROJECT_ROOT, get_settings
 from recommender import Recommender, load_items
 from recommender import store
+from tests.experiment_files import use_experiments
 from training.generate_demo_customers import generate
 
 CATALOGUE = PROJECT_ROOT / "bot" / "catalogue" / "items.jsonl"
@@ -54,6 +58,7 @@ def engine(tmp_path, monkeypatch, demo):
     monkeypatch.setenv("ASSISTANT_RECOMMENDER_DIR", str(tmp_path / "recommender"))
     monkeypatch.setenv("ASSISTANT_TRACKER_DB", str(tmp_path / "tracker.db"))
     get_settings.cache_clear()
+    experiments.reset_experiments()
     fresh = Recommender.load(model.save(tmp_path / "recommender"))
     fresh.use_history(store.history_source(engine), drop_saved=True)  # as the action server does
     suggestions.use_recommender(fresh)
@@ -212,3 +217,72 @@ def test_without_a_trained_model_suggestions_come_from_the_catalogue(engine, tmp
     buttons = suggestion_buttons(tracker("exchange_rate", sender="new-visitor"), topic="exchange_rate")
     assert buttons and "no recommender in" in caplog.text
     assert "exchange_rate" in suggestions.get_recommender().item(offered(buttons)[0])["tags"]
+
+
+# ------------------------------------------------------------------ a suggestions experiment
+
+
+def exposures(engine) -> List[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.select(db.experiment_exposures.c.experiment, db.experiment_exposures.c.arm,
+                                                         db.experiment_exposures.c.customer_id,
+                                                         db.experiment_exposures.c.conversation_id))]
+
+
+@pytest.fixture
+def experiment(engine, tmp_path, monkeypatch):
+    """Puts everyone not yet exposed into the one arm with a weight: `experiment(strategy)`."""
+    def run_with(strategy: str) -> None:
+        use_experiments(monkeypatch, tmp_path, [{
+            "name": "suggestions-test", "surface": "suggestions", "metric": "click_through",
+            "arms": [{"name": "control", "strategy": "blend", "weight": 0}, {"name": "treated", "strategy": strategy, "weight": 1}]}])
+    yield run_with
+    experiments.reset_experiments()
+
+
+def test_without_an_experiment_the_blend_ranks_and_nothing_is_logged(engine):
+    assert active_experiment("suggestions") is None  # the shipped declaration runs nothing
+    customer = tracker("exchange_rate", sender="demo-0004")
+    model = suggestions.get_recommender()
+    blend = model.recommend("demo-0004", k=get_settings().max_suggestions, context=suggestion_context(customer, "exchange_rate"))
+    assert offered(suggestion_buttons(customer, topic="exchange_rate")) == [
+        s.item_id for s in blend if s.score >= get_settings().suggestion_threshold]
+    assert exposures(engine) == []
+
+
+@pytest.mark.parametrize("strategy", ["popularity", "content", "item_item", "sequence", "blend"])
+def test_the_customers_arm_decides_the_ranking_and_the_exposure_is_logged(engine, experiment, strategy):
+    experiment(strategy)
+    customer = tracker("exchange_rate", sender="demo-0005")
+    settings = get_settings()
+    expected = [s.item_id for s in suggestions.get_recommender().recommend(
+        "demo-0005", k=settings.max_suggestions, context=suggestion_context(customer, "exchange_rate"), strategy=strategy)
+        if s.score >= settings.suggestion_threshold]
+    assert expected, strategy  # a customer with history: every strategy has something to say
+
+    assert offered(suggestion_buttons(customer, topic="exchange_rate")) == expected
+    assert exposures(engine) == [("suggestions-test", "treated", "demo-0005", "demo-0005")]
+
+
+def test_popularity_arm_ignores_the_topic_the_blend_follows(engine, experiment):
+    blend = suggestion_buttons(tracker("exchange_rate", sender="walk-in-1"), topic="exchange_rate")
+    assert "because you asked about paying abroad" in blend[0]["title"]
+    experiment("popularity")
+    popular = suggestion_buttons(tracker("exchange_rate", sender="walk-in-2"), topic="exchange_rate")
+    assert popular and all("popular with other customers" in b["title"] for b in popular)
+
+
+def test_the_off_arm_shows_nothing_but_logs_the_exposure_and_keeps_the_topic(engine, experiment):
+    experiment("off")
+    assert suggestion_buttons(tracker("exchange_rate", sender="demo-0006"), topic="exchange_rate") == []
+    assert exposures(engine) == [("suggestions-test", "treated", "demo-0006", "demo-0006")]
+    with engine.connect() as conn:
+        topics = conn.execute(sa.select(db.interactions.c.topic).where(db.interactions.c.conversation_id == "demo-0006",
+                                                                       db.interactions.c.kind == "topic")).scalars().all()
+    assert topics == ["exchange_rate"]
+
+
+def test_no_exposure_where_suggestions_do_not_belong(engine, experiment):
+    experiment("popularity")
+    assert suggestion_buttons(tracker("complaint", sender="demo-0007"), topic="complaint") == []
+    assert exposures(engine) == []

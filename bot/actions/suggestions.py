@@ -9,7 +9,10 @@ complaint, a request for a person, a lost, stolen or frozen card (in the
 last few turns too), an answer about a bereavement, a fraud, a complaint or
 closing the account, an active form, a conversation handed to a person, a
 customer who asked for no suggestions, or nothing relevant enough
-(``suggestion_threshold``).
+(``suggestion_threshold``). When an experiment runs on the ``suggestions``
+surface (bot/experiments.yml), the customer's arm decides the ranking
+strategy (``off``: no buttons) and the exposure is logged
+(`bot.insight.experiments.apply_experiment`); otherwise the blend ranks.
 
 Actions:
 
@@ -45,6 +48,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from bot.handoff.queue import HandoffQueue
 from bot.actions.identity import customer_id_of
+from bot.insight.experiments import apply_experiment
 from bot.privacy.requests import record_request
 from core import db, metrics
 from core.payloads import parse_payload
@@ -206,8 +210,13 @@ def suggestion_buttons(tracker: Any, topic: str) -> List[Dict[str, str]]:
             return []
         settings = get_settings()
         model = get_recommender()
-        with metrics.RECOMMENDATION_SECONDS.time():
-            suggestions = model.recommend(customer, k=settings.max_suggestions, context=suggestion_context(tracker, topic))
+        arm = apply_experiment("suggestions", customer, tracker.sender_id)  # None: no experiment; logged when one runs
+        strategy = arm.params.get("strategy", "blend") if arm is not None else "blend"
+        suggestions = []
+        if strategy != "off":
+            with metrics.RECOMMENDATION_SECONDS.time():
+                suggestions = model.recommend(customer, k=settings.max_suggestions, context=suggestion_context(tracker, topic),
+                                              strategy=strategy)
         if topic:  # remembered after ranking, so the question asked now is not counted twice
             model.record(customer, None, "topic", topic=topic)
             record_interaction(engine, customer, None, "topic", topic=topic, conversation_id=tracker.sender_id)
