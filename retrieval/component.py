@@ -12,10 +12,13 @@ and adds to the parse result::
 
     "retrieval": {"hits": [{"id", "question", "answer", "score", "base_score",
                             "source", "tags"[, "votes"]}, ...],
-                  "best_score": 0.71}
+                  "best_score": 0.71,
+                  "raw_hits": [...]}
 
 Hits are re-ranked by the customers' ratings (`retrieval.feedback`), read
-from the database before every batch of messages. The index is the folder
+from the database before every batch of messages; ``raw_hits`` are the same
+search's hits before that (what an answers experiment's ``rerank: false``
+arm uses). The index is the folder
 written by ``python -m training.build_index`` (default: the ``index_dir``
 setting); it is loaded when the model is loaded and is not part of the model
 archive, so rebuilding the index needs no retraining. A newer save of the
@@ -206,10 +209,11 @@ class AnswerRetriever(GraphComponent):
         for i, vector, hits in zip(todo, vectors, self.index.search_vectors(vectors, k=fetch)):
             if config["group_by_answer"]:
                 hits = group_by_answer(hits, sharpness=float(config["vote_sharpness"]))
-            ranked = self.feedback.apply(vector, [h.as_dict() for h in hits])[:k]
+            raw = [h.as_dict() for h in hits]
+            ranked = self.feedback.apply(vector, raw)[:k]
             messages[i].set(
                 RETRIEVAL,
-                {"hits": ranked, "best_score": ranked[0]["score"] if ranked else 0.0},
+                {"hits": ranked, "best_score": ranked[0]["score"] if ranked else 0.0, "raw_hits": raw[:k]},
                 add_to_output=True,
             )
         return messages

@@ -16,8 +16,10 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from bot.actions import history
 from bot.actions.history import ActionAnswerFromHistory, ActionRateAnswer
+from bot.insight import experiments
 from core import db
 from core.settings import get_settings
+from tests.experiment_files import use_experiments
 
 HIT = {"id": "joint-accounts-01", "question": "Can I open a joint account with my partner?",
        "answer": "Yes. A Current Account can be held jointly by two people.", "score": 0.82,
@@ -135,3 +137,62 @@ def test_no_rating_is_lost_while_the_database_is_down(database, tmp_path, monkey
 
     assert [(r["answer_id"], r["query"]) for r in ratings(database)] == [("history:disputes-02", "I never got what I paid for")] * 2
     assert not history.UNSAVED_RATINGS.exists()
+
+
+# ------------------------------------------------------------------ an answers experiment
+
+# The same search before and after ratings: customers voted the first answer down.
+DOWNVOTED = {**HIT, "id": "joint-accounts-02", "answer": "Ask in a branch.", "score": 0.84}
+RERANKED = {"hits": [{**HIT, "base_score": 0.82}, {**DOWNVOTED, "score": 0.70, "base_score": 0.84}],
+            "best_score": 0.82, "raw_hits": [DOWNVOTED, HIT]}
+
+
+@pytest.fixture
+def answers_arm(database, tmp_path, monkeypatch):
+    """`answers_arm(**params)`: everyone not yet exposed gets one arm with these parameters."""
+    db.connect.cache_clear()
+
+    def run_with(**params) -> None:
+        use_experiments(monkeypatch, tmp_path, [{
+            "name": "answers-test", "surface": "answers", "metric": "thumbs_up",
+            "arms": [{"name": "control", "weight": 0}, {"name": "treated", "weight": 1, **params}]}])
+    yield run_with
+    experiments.reset_experiments()
+    db.connect.cache_clear()
+
+
+def exposures(url: str) -> List[tuple]:
+    with db.connect(url).connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.select(db.experiment_exposures.c.experiment, db.experiment_exposures.c.arm,
+                                                         db.experiment_exposures.c.customer_id,
+                                                         db.experiment_exposures.c.conversation_id))]
+
+
+def test_without_an_experiment_answers_are_reranked_by_ratings_and_nothing_is_logged(answers_arm, database):
+    [message] = run(ActionAnswerFromHistory(), tracker("nlu_fallback", "can we share an account", RERANKED))
+    assert message["answer"] == HIT["answer"]
+    assert exposures(database) == []
+
+
+def test_the_raw_order_arm_answers_from_the_hits_before_ratings_and_is_logged(answers_arm, database):
+    answers_arm(rerank=False)
+    [message] = run(ActionAnswerFromHistory(), tracker("nlu_fallback", "can we share an account", RERANKED))
+    assert message["answer"] == DOWNVOTED["answer"]
+    assert exposures(database) == [("answers-test", "treated", "customer-7", "customer-7")]
+
+
+def test_the_reranked_arm_answers_as_without_an_experiment(answers_arm, database):
+    answers_arm(rerank=True)
+    [message] = run(ActionAnswerFromHistory(), tracker("nlu_fallback", "can we share an account", RERANKED))
+    assert message["answer"] == HIT["answer"]
+    assert exposures(database) == [("answers-test", "treated", "customer-7", "customer-7")]
+
+
+def test_the_arms_threshold_decides_whether_a_past_answer_is_given(answers_arm, database):
+    answers_arm(threshold=0.9)  # stricter than the 0.82 of the best hit
+    messages = run(ActionAnswerFromHistory(), tracker("nlu_fallback", "can we share an account", RERANKED))
+    assert [m["response"] for m in messages] == ["utter_please_rephrase", "utter_offer_human"]
+    answers_arm(threshold=0.5)  # the same arm declared with a lower threshold
+    [message] = run(ActionAnswerFromHistory(), tracker("nlu_fallback", "can we share an account", RERANKED))
+    assert message["response"] == "utter_history_answer"
+    assert [arm for _, arm, _, _ in exposures(database)] == ["treated", "treated"]  # each decision logged

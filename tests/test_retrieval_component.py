@@ -104,6 +104,9 @@ def test_thumbs_down_ratings_stop_an_answer_for_similar_questions_at_once(index_
     assert after_one[0]["score"] < after_one[0]["base_score"]
     assert after_two[0]["id"] == "close-branch"
     assert "close-app" not in [h["id"] for h in after_two]
+    # Beside them, the hits before ratings (an answers experiment's rerank: false arm): unchanged.
+    raw = parse(retriever, "how can I close my account")["retrieval"]["raw_hits"]
+    assert raw[0]["id"] == "close-app" and "votes" not in raw[0]
     # Questions outside the cluster still get the answer.
     other = parse(retriever, "what do I need to do to end my relationship with the bank and close everything")
     assert "close-app" in [h["id"] for h in other["retrieval"]["hits"]]

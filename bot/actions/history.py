@@ -6,7 +6,10 @@ generic question (``ask_question``). It reads the hits that
 `retrieval.AnswerRetriever` attached to the message and gives the best past
 answer when its score clears ``retrieval_threshold``, saying where it comes
 from, with rating and suggestion buttons; otherwise it asks the customer to
-rephrase and offers a person.
+rephrase and offers a person. When an experiment runs on the ``answers``
+surface (bot/experiments.yml), the customer's arm sets the threshold and
+whether the hits re-ranked by ratings or those before (``rerank: false``)
+are used, and each such decision is logged as an exposure.
 
 `action_rate_answer` stores a thumbs up or down sent by a rating button
 (``/rate_answer{"answer_id": "...", "rating": "up"|"down"}``) together with
@@ -22,7 +25,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Text
+from typing import Any, Dict, List, Optional, Text, Tuple
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
@@ -30,6 +33,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from bot.actions.answers import rating_buttons
 from bot.actions.identity import customer_id_of
 from bot.actions.suggestions import suggestion_buttons
+from bot.insight.experiments import apply_experiment
 from core.review import try_enqueue
 from core.settings import PROJECT_ROOT, get_settings
 from core.files import write_text_atomically
@@ -51,12 +55,26 @@ def _suggestion_buttons(tracker: Tracker, topic: str) -> List[Dict[str, str]]:
         return []
 
 
-def best_history_hit(parse_data: Dict[str, Any], threshold: float) -> Optional[Dict[str, Any]]:
-    """The best retrieved hit of a parsed message when its score clears `threshold`, else None."""
-    hits = ((parse_data or {}).get("retrieval") or {}).get("hits") or []
+def best_history_hit(parse_data: Dict[str, Any], threshold: float, rerank: bool = True) -> Optional[Dict[str, Any]]:
+    """The best retrieved hit of a parsed message when its score clears `threshold`, else None.
+
+    `rerank` False takes the hits in their order before customers' ratings
+    re-ranked them (``raw_hits``, scored without the ratings).
+    """
+    retrieval = (parse_data or {}).get("retrieval") or {}
+    hits = retrieval.get("hits" if rerank else "raw_hits") or []
     if hits and float(hits[0].get("score", 0.0)) >= threshold:
         return hits[0]
     return None
+
+
+def answer_strategy(tracker: Tracker) -> Tuple[float, bool]:
+    """(threshold, rerank) for this customer now: their arm's when an answers experiment runs (logged), else the settings'."""
+    threshold = get_settings().retrieval_threshold
+    arm = apply_experiment("answers", customer_id_of(tracker), tracker.sender_id)
+    if arm is None:
+        return threshold, True
+    return float(arm.params.get("threshold", threshold)), bool(arm.params.get("rerank", True))
 
 
 class ActionAnswerFromHistory(Action):
@@ -71,7 +89,7 @@ class ActionAnswerFromHistory(Action):
         from retrieval import history_answer_id
 
         latest = tracker.latest_message or {}
-        hit = best_history_hit(latest, get_settings().retrieval_threshold)
+        hit = best_history_hit(latest, *answer_strategy(tracker))
         if hit is not None:
             topic = (hit.get("tags") or ["history"])[0]
             buttons = rating_buttons(history_answer_id(hit["id"])) + _suggestion_buttons(tracker, topic)
