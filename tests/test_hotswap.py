@@ -165,10 +165,14 @@ def test_the_rasa_server_loads_no_processor_for_the_archive_it_serves(tmp_path, 
     archive.write_bytes(b"")
     agent = FakeAgent(archive)
     monkeypatch.setattr(model_swap, "build_processor", lambda *a: pytest.fail("no new processor needed"))
+    from bot.insight import profile
+
     load = model_swap.rasa_loader(lambda: agent)
     load(publish(tmp_path, rasa_model=archive))()
+    profile.use_recommender(object())
     load(publish(tmp_path, rasa_model=None))()  # only the index or the recommender was promoted
     assert agent.processor.model_path == archive
+    assert profile._recommender is None  # the customer pages load the promoted recommender on next use
 
 
 def test_a_broken_archive_is_named_and_the_served_prefetchers_stay(tmp_path, monkeypatch):
