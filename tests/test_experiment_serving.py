@@ -175,6 +175,7 @@ def test_every_suggestion_strategy_is_one_the_recommender_ranks_with():
     ({"arms": [{"name": "blend", "weight": 0}, {"name": "popularity", "weight": 0}]}, "do not sum to a positive number"),
     ({"metric": "clicks"}, "unknown metric 'clicks'"),
     ({"guardrail": ["handoff"]}, "unknown field(s) ['guardrail']"),
+    ({"surface": "answer"}, "surface must be one of"),
 ])
 def test_a_broken_declaration_stops_a_server_naming_the_experiment_and_field(tmp_path, monkeypatch, capsys, change, named):
     use_experiments(monkeypatch, tmp_path, [{**SPLIT, **change}])
@@ -236,3 +237,23 @@ def test_a_declaration_unreadable_at_first_use_runs_no_experiment(engine, tmp_pa
     assert exposures(engine) == []
     with pytest.raises(ExperimentConfigError):
         load_experiments()
+
+
+def test_two_enabled_experiments_on_one_surface_stop_a_server(tmp_path, monkeypatch, capsys):
+    use_experiments(monkeypatch, tmp_path, [SPLIT, {**SPLIT, "name": "another"}])
+    try:
+        with pytest.raises(SystemExit):
+            declared_or_exit("the action server")
+        assert "more than one enabled experiment on the 'suggestions' surface" in capsys.readouterr().err
+    finally:
+        experiments.reset_experiments()
+        get_settings.cache_clear()
+
+
+def test_the_declaration_is_read_once_per_process(engine, tmp_path, monkeypatch):
+    path = use_experiments(monkeypatch, tmp_path, [SPLIT])
+    assert active_experiment("suggestions").name == "split-test"
+    path.write_text("experiments: []\n")  # changed while serving: applies at the next start
+    assert active_experiment("suggestions").name == "split-test"
+    experiments.reset_experiments()
+    assert active_experiment("suggestions") is None

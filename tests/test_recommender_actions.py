@@ -285,4 +285,6 @@ def test_the_off_arm_shows_nothing_but_logs_the_exposure_and_keeps_the_topic(eng
 def test_no_exposure_where_suggestions_do_not_belong(engine, experiment):
     experiment("popularity")
     assert suggestion_buttons(tracker("complaint", sender="demo-0007"), topic="complaint") == []
+    store.set_suggestions_opt_out(engine, "demo-0008", True)
+    assert suggestion_buttons(tracker("exchange_rate", sender="demo-0008"), topic="exchange_rate") == []
     assert exposures(engine) == []
