@@ -227,3 +227,22 @@ def test_the_arms_option_is_gone(capsys):
     with pytest.raises(SystemExit):
         analytics.main(["--arms", "blend:1,off:1"])
     assert "unrecognized arguments: --arms" in capsys.readouterr().err
+
+
+def test_a_broken_experiments_file_is_named(stores, tmp_path, monkeypatch, capsys):
+    from core.settings import get_settings
+
+    folder, db_url = stores
+    broken = tmp_path / "experiments.yml"
+    broken.write_text("experiments:\n  - name: x\n    surface: suggestions\n    arms: [blend]\n    metric: clicks\n")
+    monkeypatch.setenv("ASSISTANT_EXPERIMENTS_FILE", str(broken))
+    get_settings.cache_clear()
+    try:
+        code = analytics.main(["--since", "2026-01-01", "--until", "2026-01-31", "--tracker", str(folder / "tracker.db"),
+                               "--db", db_url, "--out", str(tmp_path / "report")])
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert code == 2
+    err = capsys.readouterr().err
+    assert str(broken) in err and "unknown metric 'clicks'" in err

@@ -2,7 +2,6 @@
 declare no winner more often than alpha when there is none?
 
     python -m bot.insight.simulate                 # 200 seeded runs per scenario, prints the table
-    python -m bot.insight.simulate --runs 50 --db  # through a SQLite database instead of in-memory rows
 
 Each run makes synthetic customers who arrive one after another, are split
 by the experiment's own hash (`Experiment.assign`), are exposed one to three
@@ -13,9 +12,9 @@ arriving until every arm has ``min_exposures`` of them, sized by
 counting (`experiment_report.arm_figures`) and verdict (`abtest.decide`) run
 once, as the fixed-horizon test prescribes.
 
-By default the rows stay in memory and go straight to `arm_figures`; with
-``--db`` each run writes them to a temporary SQLite database through the
-product's writers (`assign_and_log` for assignments and exposures,
+The command keeps the rows in memory and hands them straight to
+`arm_figures`; `judge(..., engine)` instead writes them to a database through
+the product's writers (`assign_and_log` for assignments and exposures,
 `record_interaction` for clicks; see `write_run`) and `experiment_report`
 reads them back. Both give the same figures (tests/test_experiment_report.py
 checks it); the in-memory path is what makes 200 runs per scenario take
@@ -29,9 +28,7 @@ import argparse
 import dataclasses
 import random
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from bot.insight import abtest
@@ -157,22 +154,18 @@ class Result:
         return self.winners.get(self.scenario.truth, 0) if self.scenario.truth else 0
 
 
-def run_scenario(scenario: Scenario, runs: int, seed: int = 0, use_db: bool = False) -> Result:
-    """`runs` seeded runs of `scenario` and how often each verdict came out."""
+def run_scenario(scenario: Scenario, runs: int, seed: int = 0) -> Result:
+    """`runs` seeded runs of `scenario` (run k uses seed + k) and how often each verdict came out."""
     experiment = scenario.experiment()
     winners: Dict[str, int] = {}
     stops = 0
     began = time.perf_counter()
-    with tempfile.TemporaryDirectory() as folder:
-        for r in range(runs):
-            engine = db.connect(f"sqlite:///{Path(folder) / f'run{r}.db'}") if use_db else None
-            report = judge(experiment, simulate_run(experiment, scenario.click_rates, scenario.handoff_rate, seed + r), engine)
-            if engine is not None:
-                engine.dispose()
-            if report["verdict_status"] == abtest.WINNER:
-                arm = report["verdict"].split(": ", 1)[1]
-                winners[arm] = winners.get(arm, 0) + 1
-            stops += report["verdict_status"] == abtest.GUARDRAIL
+    for r in range(runs):
+        report = judge(experiment, simulate_run(experiment, scenario.click_rates, scenario.handoff_rate, seed + r))
+        if report["verdict_status"] == abtest.WINNER:
+            arm = report["verdict"].split(": ", 1)[1]
+            winners[arm] = winners.get(arm, 0) + 1
+        stops += report["verdict_status"] == abtest.GUARDRAIL
     return Result(scenario, experiment.min_exposures, runs, winners, stops, time.perf_counter() - began)
 
 
@@ -198,15 +191,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=200, help="seeded runs per scenario (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first run (run k uses seed + k)")
-    parser.add_argument("--db", action="store_true", help="write each run to a temporary SQLite database and read it back")
     args = parser.parse_args(argv)
     if args.runs < 1:
         print("error: --runs must be at least 1", file=sys.stderr)
         return 2
-    results = [run_scenario(s, args.runs, args.seed, args.db) for s in SCENARIOS]
+    results = [run_scenario(s, args.runs, args.seed) for s in SCENARIOS]
     print("\n".join(table(results)))
     print(f"alpha 0.05; min_exposures sized for 80 % power at +20 % (Bonferroni over the treatment arms); "
-          f"shares with 95 % Wilson intervals; {'SQLite' if args.db else 'in-memory'} rows")
+          "shares with 95 % Wilson intervals")
     return 0
 
 
