@@ -273,6 +273,12 @@ def test_retention_purges_what_is_older_and_keeps_the_rest(stores):
         conn.execute(db.interactions.insert().values(customer_id="old-one", item_id="easy-saver", kind="click", weight=1.0, ts=old))
         conn.execute(db.customers.insert().values(id="old-one", attributes={}, suggestions_opt_out=False, synthetic=False, created_at=old))
         conn.execute(db.review_queue.insert().values(conversation_id="web:old", text="old words", reason="fallback", status="open", created_at=old))
+        conn.execute(db.experiment_assignments.insert().values(experiment="e", customer_id="old-one", arm="a", assigned_at=old))
+        conn.execute(db.experiment_exposures.insert().values(experiment="e", arm="a", customer_id="old-one", conversation_id="web:old", ts=old))
+        # Exposed long ago and again recently: the recent exposure and the arm stay.
+        conn.execute(db.experiment_assignments.insert().values(experiment="e", customer_id="back-again", arm="b", assigned_at=old))
+        conn.execute(db.experiment_exposures.insert().values(experiment="e", arm="b", customer_id="back-again", ts=old))
+        conn.execute(db.experiment_exposures.insert().values(experiment="e", arm="b", customer_id="back-again", ts=time.time()))
     with tracker.begin() as conn:
         conn.execute(EVENTS.insert().values(sender_id="web:old", type_name="user", timestamp=old, data="{}"))
     before = rows_of(stores, [CUSTOMER, WEB, SLACK])
@@ -280,6 +286,10 @@ def test_retention_purges_what_is_older_and_keeps_the_rest(stores):
     removed = purge_older_than(engine, 30)
 
     assert removed["tracker_events"] == 1 and removed["interactions"] == 1 and removed["customers"] == 1 and removed["review_queue"] == 1
+    assert removed["experiment_exposures"] == 2 and removed["experiment_assignments"] == 1
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(db.experiment_assignments.c.customer_id).where(
+            db.experiment_assignments.c.experiment == "e")).scalars().all() == ["back-again"]
     assert rows_of(stores, [CUSTOMER, WEB, SLACK]) == before
     assert not rows_of(stores, ["old-one", "web:old"])["tracker"]
 
@@ -291,6 +301,8 @@ def test_an_export_holds_everything_about_the_customer_and_only_its_token_opens_
     assert data["customer_id"] == CUSTOMER and set(data["conversations"]) == {CUSTOMER, WEB, SLACK}
     assert data["profile"][0]["id"] == CUSTOMER and len(data["interactions"]) == 1 and len(data["handoffs"]) == 1
     assert data["answer_ratings"][0]["query"] == f"question of {CUSTOMER}"
+    assert len(data["experiment_assignments"]) == len(data["experiment_exposures"]) == 1
+    assert data["experiment_assignments"][0]["arm"] == data["experiment_exposures"][0]["arm"]
     assert [e["text"] for e in data["transcripts"][SLACK] if e.get("text")] == [f"hello from {CUSTOMER}"]
     assert OTHER not in json.dumps(data)
     assert json.loads(export.find_export(engine, token)) == data

@@ -4,7 +4,7 @@
 
 `build_export` gathers, for the customer and every conversation linked to
 them: the profile, interactions, answer ratings, handoffs, review items,
-identity links, erasure requests and the transcripts of the conversations
+the experiments they were in (arm and every exposure), identity links, erasure requests and the transcripts of the conversations
 (the tracker store's events, across channels). `create_export` keeps it in table
 ``data_exports`` (encrypted at rest like the other personal columns, so any
 Rasa replica can serve it) with a copy in ``var/exports/``, and returns a
@@ -99,6 +99,9 @@ def build_export(engine: Engine, customer_id: str, conversations: Optional[Seque
             "handoffs": _rows(conn, db.handoffs, db.handoffs.c.customer_id.in_(ids), db.handoffs.c.conversation_id.in_(ids)),
             "satisfaction": _rows(conn, db.satisfaction, db.satisfaction.c.customer_id.in_(ids), db.satisfaction.c.conversation_id.in_(ids)),
             "review_items": _rows(conn, db.review_queue, db.review_queue.c.conversation_id.in_(ids)),
+            "experiment_assignments": _rows(conn, db.experiment_assignments, db.experiment_assignments.c.customer_id.in_(ids)),
+            "experiment_exposures": _rows(conn, db.experiment_exposures, db.experiment_exposures.c.customer_id.in_(ids),
+                                          db.experiment_exposures.c.conversation_id.in_(ids)),
             "erasure_requests": [{k: v for k, v in r.items() if k not in ("open_key", "claimed_by", "lease_until")}
                                  for r in _rows(conn, db.erasure_requests, db.erasure_requests.c.customer_id == customer_id)],
         }

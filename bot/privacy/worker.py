@@ -114,6 +114,14 @@ def purge_older_than(engine: Engine, days: int, now: Optional[float] = None) -> 
         removed["answer_ratings"] = conn.execute(db.answer_ratings.delete().where(db.answer_ratings.c.ts < cutoff)).rowcount
         removed["handoffs"] = conn.execute(db.handoffs.delete().where(db.handoffs.c.updated_at < cutoff)).rowcount
         removed["review_queue"] = conn.execute(db.review_queue.delete().where(db.review_queue.c.created_at < cutoff)).rowcount
+        removed["experiment_exposures"] = conn.execute(
+            db.experiment_exposures.delete().where(db.experiment_exposures.c.ts < cutoff)).rowcount
+        # An arm goes with the customer's last exposure: nothing newer left means the experiment is long over for them.
+        exposed = sa.select(db.experiment_exposures.c.id).where(
+            db.experiment_exposures.c.customer_id == db.experiment_assignments.c.customer_id,
+            db.experiment_exposures.c.experiment == db.experiment_assignments.c.experiment)
+        removed["experiment_assignments"] = conn.execute(db.experiment_assignments.delete().where(
+            db.experiment_assignments.c.assigned_at < cutoff, ~sa.exists(exposed))).rowcount
         # A real customer's profile goes when nothing newer is left of them; synthetic demo customers stay.
         active = sa.select(db.interactions.c.customer_id).where(db.interactions.c.customer_id == db.customers.c.id)
         removed["customers"] = conn.execute(db.customers.delete().where(
