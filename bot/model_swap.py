@@ -18,8 +18,9 @@ source differs refuses to start.
 The graph's components register their prefetchers (`core.serving`) while
 they load; the served model's stay in force until the switch, which installs
 the new set at once, so the old graph is not kept alive by its prefetchers.
-After the switch the heap is settled again (`core.serving.settle_heap`) so
-the old graph can be freed and the new one leaves the collector's sight.
+After the switch the new graph is frozen out of the garbage collector's
+sight (`keep_out_of_collections`), as the first was at start; the old one is
+freed by reference counting once its last message is answered.
 
 A release without a Rasa model (only the index or the recommender promoted)
 needs no new processor: the retriever reloads its index folder by itself
@@ -83,6 +84,18 @@ def check_archive(path: Path) -> None:
     check_model(path)
 
 
+def keep_out_of_collections() -> None:
+    """Freeze the new graph out of the garbage collector's sight, as `core.serving.settle_heap` did at start.
+
+    Only `gc.freeze` (no pause): the old graph needs no collection to be
+    freed. Measured on the demo model, dropping an old processor leaves no
+    objects in reference cycles, so reference counting frees it, frozen or
+    not; a full collection here (unfreeze, collect, freeze) stopped the event
+    loop for 0.5 s under load for nothing.
+    """
+    gc.freeze()
+
+
 def _forget_page_recommender() -> None:
     from bot.insight import profile
 
@@ -111,9 +124,9 @@ def rasa_loader(get_agent: Callable[[], Any]) -> Loader:
             install_processor(agent, processor)
             serving.use_prefetchers(fresh)
             _forget_page_recommender()
-            gc.unfreeze()  # the old graph was frozen at start (settle_heap): let it go, freeze the new one
-            serving.settle_heap()
-            logger.info("Rasa model %s in service", path.name)
+            keep_out_of_collections()
+            logger.info("Rasa model %s in service (%d objects frozen out of garbage collection)", path.name,
+                        gc.get_freeze_count())
 
         return switch
 

@@ -199,7 +199,7 @@ def test_the_new_graph_prefetchers_take_over_at_the_switch(tmp_path, monkeypatch
     monkeypatch.setattr(model_swap, "check_archive", lambda path: None)
     monkeypatch.setattr(model_swap, "build_processor", build)
     monkeypatch.setattr(model_swap, "install_processor", lambda a, p: installed.append(p))
-    monkeypatch.setattr(serving, "settle_heap", lambda: None)  # the test process's collector is left alone
+    monkeypatch.setattr(model_swap, "keep_out_of_collections", lambda: None)  # the test process's collector is left alone
     try:
         switch = model_swap.rasa_loader(lambda: agent)(publish(tmp_path, rasa_model=tmp_path / "b.tar.gz"))
         assert serving.prefetchers() == {("intent", "old"): old_fn}  # the served model's, until the switch
