@@ -222,19 +222,19 @@ def test_a_held_out_answers_file_without_answer_ids_is_named(tmp_path):
 # ----------------------------------------------------------------- recommender
 
 ITEMS = pd.DataFrame([
-    {"item_id": "travel-card", "title": "Travel Credit Card", "tags": ["travel"]},
-    {"item_id": "travel-insurance", "title": "Travel Insurance", "tags": ["travel"]},
+    {"item_id": "travel-credit-card", "title": "Travel Credit Card", "tags": ["travel"]},
+    {"item_id": "currency-pockets", "title": "Currency Pockets", "tags": ["travel"]},
     {"item_id": "easy-saver", "title": "Easy Saver", "tags": ["savings"]},
     {"item_id": "cash-isa", "title": "Cash ISA", "tags": ["savings"]},
 ])
-DAY = gates.DAY
+DAY = 86400.0
 
 
 def journeys() -> pd.DataFrame:
-    """Travellers go card -> insurance, savers easy saver -> ISA; the last 20 customers take step two in the tail."""
+    """Travellers go card -> currency pockets, savers easy saver -> ISA; the last 20 take step two in the tail."""
     rows = []
     for n in range(60):
-        first, second = ("travel-card", "travel-insurance") if n % 3 == 0 else ("easy-saver", "cash-isa")
+        first, second = ("travel-credit-card", "currency-pockets") if n % 3 == 0 else ("easy-saver", "cash-isa")
         late = n >= 40
         rows.append({"customer_id": f"c{n}", "item_id": first, "timestamp": 0.0 + n, "kind": "view"})
         rows.append({"customer_id": f"c{n}", "item_id": second, "timestamp": (20 if late else 2) * DAY + n, "kind": "view"})
@@ -254,7 +254,7 @@ def recommenders(tmp_path_factory):
     corrupt = Recommender.fit(data, ITEMS, **LEAN).save(root / "corrupt")
     (corrupt / "recommender.json").write_text("{")
     return {"live": live, "equal": equal, "worse": worse, "corrupt": corrupt,
-            "split": gates.time_split(data, ITEMS, days=10)}
+            "split": gates.time_split(data, ITEMS, holdout=0.16)}
 
 
 def test_the_time_split_holds_out_the_newest_days(recommenders):
@@ -281,3 +281,49 @@ def test_ndcg_counts_every_relevant_item_at_its_rank():
     assert gates.ndcg_at_k(["a", "b"], {"a"}) == 1.0
     assert gates.ndcg_at_k(["x", "a"], {"a"}) == pytest.approx(1 / 1.5849625)
     assert gates.ndcg_at_k(["x"], {"a"}) == 0.0
+
+
+# ----------------------------------------------------------------- all or none
+
+@pytest.fixture
+def live_dirs(tmp_path, monkeypatch):
+    """The live index and recommender folders in tmp_path (settings from the environment)."""
+    from core.settings import get_settings
+
+    monkeypatch.setenv("ASSISTANT_INDEX_DIR", str(tmp_path / "live-index"))
+    monkeypatch.setenv("ASSISTANT_RECOMMENDER_DIR", str(tmp_path / "live-recommender"))
+    get_settings.cache_clear()
+    yield tmp_path
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_one_failing_part_stops_all_unless_promote_passing(models, live_dirs, capsys):
+    tmp_path = live_dirs
+    interactions = tmp_path / "interactions.jsonl"
+    journeys().to_json(interactions, orient="records", lines=True)
+    assert run(tmp_path, models["good"], models["heldout"], "--no-rasa-model") == 0  # a live intent model
+    # A worse intent model (fails) and a first recommender (nothing live to compare with: passes).
+    argv = ["--model-dir", str(tmp_path / "models"), "--intent-candidate", str(models["worse"]),
+            "--heldout", str(models["heldout"]), "--skip-index", "--no-review-export", "--no-rasa-model",
+            "--interactions", str(interactions), "--recommender-holdout", "0.16",
+            "--database-url", f"sqlite:///{tmp_path}/a.db", "--report-dir", str(tmp_path / "reports")]
+    first = releases.read(tmp_path / "models")
+    assert retrain.main(argv) == 1
+    assert "recommender: PASS" in capsys.readouterr().out and not (tmp_path / "live-recommender").exists()
+    assert releases.read(tmp_path / "models") == first
+    assert retrain.main([*argv, "--promote-passing"]) == 0
+    release = releases.read(tmp_path / "models")
+    assert release.parts == {"recommender": str(tmp_path / "live-recommender")} and release.rasa_model is None
+    assert Recommender.load(tmp_path / "live-recommender").recommend("c43", k=3)
+    assert (tmp_path / "models" / "intent" / "head.safetensors").read_bytes() == \
+        (models["good"] / "head.safetensors").read_bytes()
+
+
+def test_an_empty_review_export_is_not_training_data(tmp_path, monkeypatch):
+    empty = tmp_path / "reviewed_nlu.yml"
+    empty.write_text('version: "3.1"\nnlu: []\n')
+    monkeypatch.setattr(retrain, "DEFAULT_NLU_EXPORT", empty)
+    assert retrain._reviewed_nlu() == []
+    empty.write_text('version: "3.1"\nnlu:\n- intent: greet\n  examples: |\n    - hello\n')
+    assert retrain._reviewed_nlu() == [empty]

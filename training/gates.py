@@ -9,8 +9,8 @@ part's tolerance:
 - ``index``: precision@1 on ``bot/tests/heldout_answers.jsonl``, paraphrased
   questions each labelled with the id of the past answer that is right
   (`evaluate_index`; recall@5 and MRR@10 are reported beside it);
-- ``recommender``: NDCG@10 on a time split (`time_split`): the interactions of
-  the last days are held out. The live model has seen that tail, so scoring
+- ``recommender``: NDCG@10 on a time split (`time_split`): the newest share
+  of the interactions is held out. The live model has seen that tail, so scoring
   the saved models on it would measure memory, not quality; instead both
   *recipes* (the configuration saved in each folder) are refitted on the
   interactions before the split with the same seed and scored on the tail
@@ -35,7 +35,6 @@ from core.settings import PROJECT_ROOT
 
 HELDOUT_NLU = PROJECT_ROOT / "bot" / "tests" / "heldout_nlu.yml"
 HELDOUT_ANSWERS = PROJECT_ROOT / "bot" / "tests" / "heldout_answers.jsonl"
-DAY = 86400.0
 K = 10
 
 # part -> the figures the gate compares (the others are reported only).
@@ -198,19 +197,23 @@ class TimeSplit:
     customers: Optional[pd.DataFrame] = None
 
 
-def time_split(interactions: pd.DataFrame, items: pd.DataFrame, days: float,
+def time_split(interactions: pd.DataFrame, items: pd.DataFrame, holdout: float = 0.15,
                customers: Optional[pd.DataFrame] = None) -> TimeSplit:
-    """Hold out the last `days` of interactions (up to the newest one).
+    """Hold out the newest `holdout` share of the interactions, cut at one moment for everyone.
 
-    The customers scored are those with history before the cut; their
-    relevant items are the catalogue items they interacted with after it
-    (not dismissals) that they had not interacted with before, since
+    A share rather than a number of days, so that a few stray recent rows
+    (a test conversation today after months of demo history) do not leave the
+    tail empty. The customers scored are those with history before the cut;
+    their relevant items are the catalogue items they interacted with after
+    it (not dismissals) that they had not interacted with before, since
     suggestions leave out what a customer already has.
     """
     if interactions.empty:
         raise ValueError("no interactions to split; the recommender gate needs some "
                          "(run `python -m training.generate_demo_customers` for demo data)")
-    cutoff = float(interactions["timestamp"].max()) - days * DAY
+    if not 0 < holdout < 1:
+        raise ValueError(f"the held-out share must be between 0 and 1, got {holdout}")
+    cutoff = float(interactions["timestamp"].quantile(1 - holdout, interpolation="lower"))
     train = interactions[interactions["timestamp"] <= cutoff]
     tail = interactions[(interactions["timestamp"] > cutoff) & interactions["item_id"].notna()
                         & (interactions["kind"] != "dismiss")]
@@ -220,8 +223,8 @@ def time_split(interactions: pd.DataFrame, items: pd.DataFrame, days: float,
         if customer in seen and item not in seen[customer]:
             relevant.setdefault(str(customer), set()).add(str(item))
     if not relevant:
-        raise ValueError(f"no customer has new items in the last {days:g} days after earlier history; "
-                         f"widen --recommender-days")
+        raise ValueError(f"no customer has new items in the newest {holdout:.0%} of interactions after "
+                         f"earlier history; raise --recommender-holdout")
     return TimeSplit(train, relevant, cutoff, items, customers)
 
 

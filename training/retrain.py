@@ -19,9 +19,9 @@ Steps:
 3. Gate each part (`training.gates`): candidate and live scored on the same
    fixed held-out data: intent accuracy and macro-F1 on
    ``bot/tests/heldout_nlu.yml``, answer precision@1 on
-   ``bot/tests/heldout_answers.jsonl``, recommender NDCG@10 on the last
-   ``--recommender-days`` (60) of interactions, both recipes refitted on the
-   earlier ones. A part passes when no figure is lower than live by more than
+   ``bot/tests/heldout_answers.jsonl``, recommender NDCG@10 on the newest
+   ``--recommender-holdout`` (15%) of interactions, both recipes refitted on
+   the earlier ones. A part passes when no figure is lower than live by more than
    its tolerance (``--intent-tolerance`` 0, ``--index-tolerance`` 0,
    ``--recommender-tolerance`` 0.01). A candidate that fails to build or load
    fails its gate, with the reason.
@@ -85,6 +85,16 @@ class RetrainError(RuntimeError):
 def _reviewed(path: Path) -> List[Path]:
     """The review export at `path` (var/review/) when it exists, to train on beside bot/."""
     return [path] if path.exists() else []
+
+
+def _reviewed_nlu() -> List[Path]:
+    """The reviewed NLU examples (var/review/reviewed_nlu.yml) when the export holds any (an empty queue writes none)."""
+    from training.intent_data import DataFileError, read_examples
+
+    try:
+        return [DEFAULT_NLU_EXPORT] if read_examples(DEFAULT_NLU_EXPORT)[0] else []
+    except DataFileError:
+        return []
 
 
 @dataclasses.dataclass
@@ -331,7 +341,7 @@ def write_report(report: Report, folder: Path) -> List[Path]:
 
 # ----------------------------------------------------------------- the run
 
-def build_candidates(args: argparse.Namespace, layout: Layout, version: str, live: Optional[Path]) -> Dict[str, PartGate]:
+def build_candidates(args: argparse.Namespace, layout: Layout, live: Optional[Path]) -> Dict[str, PartGate]:
     """Build each candidate and gate it; a part that fails to build fails its gate with the reason."""
     results: Dict[str, PartGate] = {}
 
@@ -340,8 +350,13 @@ def build_candidates(args: argparse.Namespace, layout: Layout, version: str, liv
             build()
         except Exception as exc:  # a failed build: this part is not promoted, the others are still judged
             results[part] = PartGate(part, tolerance, reasons=[f"the candidate could not be built: {exc}"])
-            return
-        results[part] = judge()
+        else:
+            try:
+                results[part] = judge()
+            except Exception as exc:  # the held-out data cannot be read or split: not judged, so not passed
+                results[part] = PartGate(part, tolerance, reasons=[f"the gate could not score it: {exc}"])
+        if not results[part].passed:
+            print(f"{part}: {'; '.join(results[part].reasons)}", file=sys.stderr, flush=True)
 
     def build_intent() -> None:
         target = layout.candidate("intent")
@@ -350,7 +365,7 @@ def build_candidates(args: argparse.Namespace, layout: Layout, version: str, liv
                 shutil.rmtree(target)
             shutil.copytree(args.intent_candidate, target)
         else:
-            train_intent_candidate((args.data or [DEFAULT_DATA]) + _reviewed(DEFAULT_NLU_EXPORT), target,
+            train_intent_candidate((args.data or [DEFAULT_DATA]) + _reviewed_nlu(), target,
                                    live, args.full, args.epochs)
 
     step("intent", args.intent_tolerance, build_intent,
@@ -385,7 +400,7 @@ def recommender_split(args: argparse.Namespace) -> gates.TimeSplit:
 
         engine = db.connect(args.database_url)
         interactions, customers = store.read_interactions(engine), store.read_customers(engine)
-    return gates.time_split(interactions, items, args.recommender_days, customers)
+    return gates.time_split(interactions, items, args.recommender_holdout, customers)
 
 
 def add_rasa_model(args: argparse.Namespace, layout: Layout, version: str, gate: PartGate) -> Optional[Path]:
@@ -398,7 +413,7 @@ def add_rasa_model(args: argparse.Namespace, layout: Layout, version: str, gate:
             check_model(archive)
             return archive
         return pack_rasa_model(layout.candidate("intent"), layout.candidate_root, version,
-                               [DEFAULT_DATA, *_reviewed(DEFAULT_NLU_EXPORT)], args.config)
+                               [DEFAULT_DATA, *_reviewed_nlu()], args.config)
     except (RetrainError, ModelCheckError, OSError) as exc:
         gate.passed = False
         gate.reasons.append(f"the Rasa model around it failed: {exc}")
@@ -443,7 +458,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--intent-tolerance", type=float, default=0.0, help="accuracy/macro-F1 a candidate may lose (0)")
     parser.add_argument("--index-tolerance", type=float, default=0.0, help="precision@1 a candidate may lose (0)")
     parser.add_argument("--recommender-tolerance", type=float, default=0.01, help="NDCG@10 a candidate may lose (0.01)")
-    parser.add_argument("--recommender-days", type=float, default=60.0, help="days of newest interactions held out (60)")
+    parser.add_argument("--recommender-holdout", type=float, default=0.15,
+                        help="share of the newest interactions held out for the recommender gate (0.15)")
     parser.add_argument("--promote-passing", action="store_true", help="promote the parts that pass even if another fails")
     parser.add_argument("--skip-index", action="store_true", help="do not rebuild the answer index")
     parser.add_argument("--skip-recommender", action="store_true", help="do not retrain the recommender")
@@ -483,7 +499,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 written = review.export(DEFAULT_NLU, REVIEWED_HISTORY, known_intents=domain_intents())
                 print(f"review queue: {written['nlu_examples']} NLU examples, {written['history_pairs']} answers exported")
             live = live_intent(layout, Path(scratch))
-            report.gates = build_candidates(args, layout, version, live)
+            report.gates = build_candidates(args, layout, live)
         except Exception as exc:  # a step that is no part's (review export, reading the served model)
             print(f"error: {exc}\nnothing was promoted; the live models are unchanged", file=sys.stderr)
             return 2
