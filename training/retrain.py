@@ -489,7 +489,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"error: {what} file {path} does not exist; the gate needs it", file=sys.stderr)
             return 2
     version = releases.new_version()
-    report = Report(version, time.time(), "python -m training.retrain " + " ".join(argv or sys.argv[1:]), {})
+    report = Report(version, time.time(), " ".join(["python -m training.retrain", *(sys.argv[1:] if argv is None else argv)]), {})
     with tempfile.TemporaryDirectory(prefix="retrain-") as scratch:
         try:
             if not args.no_review_export:
