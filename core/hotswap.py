@@ -7,7 +7,8 @@
 `training.retrain` writes the release marker (`core.releases`) after every
 promotion or rollback. Each serving process polls it every
 ``model_poll_seconds`` (settings); when its ``version`` differs from the one
-served, the process's `Loader` runs on a worker thread, off the event loop,
+served, the process's `Loader` runs on a worker thread of low CPU priority
+(`LOADER_NICENESS`), off the event loop,
 and builds everything the release needs *beside* what is served (the old
 models keep answering meanwhile). It returns a `switch`, a quick function the
 watcher then calls on the event loop: it puts the new models in service with
@@ -30,7 +31,9 @@ import asyncio
 import json
 import logging
 import time
-from concurrent.futures import Executor
+import os
+import threading
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Union
 
@@ -44,10 +47,22 @@ Switch = Callable[[], None]
 # Runs on a worker thread: loads what `release` needs beside what is served; returns the switch.
 Loader = Callable[[Release], Switch]
 
+# The loading thread's niceness: on a busy machine the kernel runs the threads answering customers
+# first, and the new models load in the time left over.
+LOADER_NICENESS = 10
+
 WAITING = "no_release"  # nothing was ever promoted: the process serves what it started with
 SERVING = "serving"
 LOADING = "loading"
 FAILED = "reload_failed"
+
+
+def _lower_priority() -> None:
+    """Lower the calling thread's CPU priority to `LOADER_NICENESS` (Linux: a thread's own niceness)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICENESS)
+    except (OSError, AttributeError) as exc:  # not Linux, or not allowed: load at normal priority
+        logger.info("the release loader runs at normal priority (%s)", exc)
 
 
 def audit_reload(event: Dict[str, Any]) -> None:
@@ -76,7 +91,8 @@ class ReleaseWatcher:
         self.model_dir = model_dir
         self.poll_seconds = float(poll_seconds)
         self._load = load
-        self._executor = executor
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"release-{process}",
+                                                        initializer=_lower_priority)
         self._on_reload = on_reload
         self.version: Optional[str] = None  # the release served (None: the one the process started with)
         self.state = WAITING

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import threading
 from pathlib import Path
@@ -253,7 +254,6 @@ def test_the_launcher_serves_the_release_s_archive_else_the_newest(tmp_path):
 
 
 def test_a_marked_copy_of_a_model_answers_with_the_marker(tmp_path):
-    import json
     import tarfile
 
     import yaml
@@ -296,3 +296,30 @@ def test_the_hot_swap_summary_splits_at_the_switch_and_finds_old_answers():
     assert swap["answered_after_switch"] == 2 and swap["old_answers_after_switch"] == 1
     swap.update(promote_at=30, poll_seconds=2, rasa_version="v2", actions_version="v2", actions_switch_seconds=1.0)
     assert "from the old model: 1" in hot_swap_table(swap)
+
+
+def test_the_action_server_health_says_which_release_it_serves(tmp_path):
+    registered = {}
+    app = SimpleNamespace(register_listener=lambda fn, event: registered.setdefault(event, fn),
+                          register_middleware=lambda fn, kind: registered.setdefault(kind, fn))
+    w = watcher(tmp_path, lambda release: (lambda: None))
+    action_server.install_release_watcher(app, w)
+    release = publish(tmp_path)
+    asyncio.run(w.check())
+    answer = asyncio.run(registered["request"](SimpleNamespace(method="GET", path="/health")))
+    body = json.loads(answer.body)
+    assert answer.status == 200 and body["status"] == "ok" and body["release"]["version"] == release.version
+    assert asyncio.run(registered["request"](SimpleNamespace(method="POST", path="/webhook"))) is None
+    assert set(registered) == {"after_server_start", "before_server_stop", "request"}
+
+
+def test_releases_load_on_a_thread_of_lower_priority(tmp_path):
+    seen = {}
+
+    def load(release):
+        seen["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        return lambda: None
+
+    publish(tmp_path)
+    asyncio.run(watcher(tmp_path, load).check())
+    assert seen["nice"] >= min(hotswap.LOADER_NICENESS, 19)
