@@ -327,3 +327,49 @@ def test_an_empty_review_export_is_not_training_data(tmp_path, monkeypatch):
     assert retrain._reviewed_nlu() == []
     empty.write_text('version: "3.1"\nnlu:\n- intent: greet\n  examples: |\n    - hello\n')
     assert retrain._reviewed_nlu() == [empty]
+
+
+# ----------------------------------------------------------------- the Rasa model and the live intent model
+
+def test_the_rasa_model_is_trained_around_the_candidate_without_rasas_cache(tmp_path, monkeypatch):
+    calls = []
+
+    def rasa_train(command, cwd, env):
+        calls.append((command, env))
+        out = Path(command[command.index("--out") + 1]) / (command[command.index("--fixed-model-name") + 1] + ".tar.gz")
+        archive(out, model_files())
+        return retrain.subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(retrain.subprocess, "run", rasa_train)
+    config = tmp_path / "config.yml"
+    config.write_text("pipeline:\n- name: nlu.TransformerIntentClassifier\n  epochs: 8\npolicies: []\n")
+    packed = retrain.pack_rasa_model(tmp_path / "adapter", tmp_path / "candidate", "v1", [tmp_path / "data"], config)
+    assert packed == tmp_path / "candidate" / "v1.tar.gz"
+    [(command, env)] = calls
+    assert env["RASA_MAX_CACHE_SIZE"] == "0" and str(retrain.PROJECT_ROOT) in env["PYTHONPATH"].split(":")
+    written = (tmp_path / "candidate" / "config.yml").read_text()
+    assert f"pretrained_adapter: {tmp_path / 'adapter'}" in written
+
+    monkeypatch.setattr(retrain.subprocess, "run", lambda command, cwd, env: retrain.subprocess.CompletedProcess(command, 1))
+    with pytest.raises(retrain.RetrainError, match="rasa train failed"):
+        retrain.pack_rasa_model(tmp_path / "adapter", tmp_path / "other", "v2", [tmp_path / "data"], config)
+
+
+def test_the_live_intent_model_is_read_from_the_rasa_model_served_when_models_intent_is_missing(tmp_path):
+    model_dir = tmp_path / "models"
+    model_dir.mkdir()
+    archive(model_dir / "served.tar.gz", model_files())
+    layout = retrain.Layout(model_dir, {"intent": model_dir / "intent"}, model_dir / "candidate", model_dir / "previous")
+    folder = retrain.live_intent(layout, tmp_path / "scratch")
+    assert folder.name == "train_nlu.TransformerIntentClassifier0"
+    assert (folder / "intent_model.json").read_bytes() == model_files()[
+        "components/train_nlu.TransformerIntentClassifier0/intent_model.json"]
+
+
+def test_an_unreachable_audit_database_stops_the_run_before_anything_is_built(models, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("not a folder")
+    assert retrain.main(["--model-dir", str(tmp_path / "models"), "--database-url", f"sqlite:///{tmp_path}/a-file/a.db",
+                         "--intent-candidate", str(models["good"]), "--heldout", str(models["heldout"]),
+                         "--skip-index", "--skip-recommender", "--no-review-export", "--no-rasa-model"]) == 2
+    assert "cannot open the database for the audit log" in capsys.readouterr().err
+    assert not (tmp_path / "models").exists()

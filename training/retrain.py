@@ -216,8 +216,10 @@ def pack_rasa_model(adapter: Path, out_dir: Path, name: str, data: Sequence[Path
     return archive
 
 
-def _run_module(module: str, args: List[str]) -> None:
-    result = subprocess.run([sys.executable, "-m", module, *args], cwd=PROJECT_ROOT)
+def _run_module(module: str, args: List[str], database_url: Optional[str] = None) -> None:
+    """Run a training module; with `database_url`, it reads that database instead of the configured one."""
+    env = {**os.environ, **({"ASSISTANT_DATABASE_URL": database_url} if database_url else {})}
+    result = subprocess.run([sys.executable, "-m", module, *args], cwd=PROJECT_ROOT, env=env)
     if result.returncode != 0:
         raise RetrainError(f"python -m {module} {' '.join(args)} failed (exit {result.returncode})")
 
@@ -380,7 +382,8 @@ def build_candidates(args: argparse.Namespace, layout: Layout, live: Optional[Pa
         data = [*(["--interactions", str(args.interactions)] if args.interactions else []),
                 *(["--customers", str(args.customers)] if args.customers else [])]
         step("recommender", args.recommender_tolerance,
-             lambda: _run_module("training.train_recommender", ["--out", str(layout.candidate("recommender")), "--quiet", *data]),
+             lambda: _run_module("training.train_recommender", ["--out", str(layout.candidate("recommender")), "--quiet", *data],
+                                 args.database_url),
              lambda: gates.gate_recommender(layout.candidate("recommender"), layout.live["recommender"],
                                             recommender_split(args), args.recommender_tolerance))
     return results
