@@ -18,7 +18,9 @@ Actions recorded (``action`` column):
 - ``customer.open`` (a supervisor opened a customer page, `bot.insight.pages`; detail ``found``);
 - ``model.retrain`` (candidates built and scored, `training.retrain`; detail: parts, gate figures),
   ``model.promote`` and ``model.refuse`` (the gate's decision; detail: release version, parts, gate figures),
-  ``model.rollback`` (the previous release put back; detail: the versions left and restored).
+  ``model.rollback`` (the previous release put back; detail: the versions left and restored);
+- ``model.reload`` and ``model.reload.failed`` (a serving process switched to a release, or could not;
+  `core.hotswap`; actor ``rasa@host:pid`` or ``actions@host:pid``; detail: versions, seconds or error).
 """
 from __future__ import annotations
 

@@ -22,17 +22,18 @@ version, so a fixed release is picked up). A marker that cannot be read is
 reported the same way. Several replicas polling the same model folder each
 switch within one poll interval plus their load time.
 
-This module knows nothing of Rasa: the Rasa server's loader is in
+Every switch and every failure is handed to `on_reload` (the servers give
+`audit_reload`: a row of the audit trail). This module knows nothing of Rasa: the Rasa server's loader is in
 `bot.model_swap`, the action server's in `bot.action_server`.
 """
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import time
 import os
+import socket
 import threading
+import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Union
@@ -41,7 +42,6 @@ from core import metrics, releases
 from core.releases import Release, ReleaseFileError
 
 logger = logging.getLogger(__name__)
-audit_logger = logging.getLogger("audit.reload")
 
 Switch = Callable[[], None]
 # Runs on a worker thread: loads what `release` needs beside what is served; returns the switch.
@@ -66,11 +66,19 @@ def _lower_priority() -> None:
 
 
 def audit_reload(event: Dict[str, Any]) -> None:
-    """Write one reload (switched or failed: process, versions, time taken or error) to the log as a JSON line.
+    """Append one reload to the audit trail (`core.audit`): ``model.reload`` or ``model.reload.failed``.
 
-    The servers pass this as the watcher's `on_reload`.
+    The actor is the process (``rasa@host:pid``, ``actions@host:pid``), the
+    target the release version, the detail the event (versions, seconds or
+    error). The servers pass this as the watcher's `on_reload`; it runs on the
+    watcher's thread, and a database that cannot take the row is logged with
+    the event, never undoing the switch.
     """
-    audit_logger.info("model reload %s", json.dumps({"ts": time.time(), **event}, sort_keys=True, default=str))
+    from core import audit, db
+
+    action = "model.reload" if event.get("outcome") == "switched" else "model.reload.failed"
+    actor = f"{event.get('process')}@{socket.gethostname()}:{os.getpid()}"
+    audit.record(db.connect(), actor=actor, action=action, target=event.get("version"), detail=event)
 
 
 class ReleaseWatcher:
@@ -117,7 +125,7 @@ class ReleaseWatcher:
         try:
             release = releases.read(self.model_dir)
         except ReleaseFileError as exc:
-            self._fail(None, f"release marker unreadable: {exc}")
+            await self._fail(None, f"release marker unreadable: {exc}")
             return False
         if self.state == FAILED and self.failed_version is None:  # the marker is readable again
             self.state, self.error = (SERVING if self.version else WAITING), None
@@ -137,7 +145,7 @@ class ReleaseWatcher:
             switch()  # on the event loop: no message is between two models
         except Exception as exc:  # noqa: BLE001 - any failure keeps the old models in service
             self.state = before
-            self._fail(release, f"{type(exc).__name__}: {exc}")
+            await self._fail(release, f"{type(exc).__name__}: {exc}")
             metrics.RELOAD_SECONDS.labels(self.process, "failed").observe(time.perf_counter() - started)
             return False
         took = time.perf_counter() - started
@@ -150,11 +158,11 @@ class ReleaseWatcher:
         metrics.RELEASE.labels(self.process).info({"version": release.version, "action": release.action})
         logger.info("%s: now serving release %s (was %s), loaded in %.2fs", self.process, release.version,
                     previous or "at start", took)
-        self._tell({"process": self.process, "outcome": "switched", "version": release.version,
-                    "previous": previous, "action": release.action, "seconds": round(took, 3)})
+        await self._tell({"process": self.process, "outcome": "switched", "version": release.version,
+                          "previous": previous, "action": release.action, "seconds": round(took, 3)})
         return True
 
-    def _fail(self, release: Optional[Release], error: str) -> None:
+    async def _fail(self, release: Optional[Release], error: str) -> None:
         version = release.version if release is not None else None
         if self.state == FAILED and self.error == error[:500] and self.failed_version == version:
             return  # said once already (an unreadable marker is seen at every poll)
@@ -163,16 +171,19 @@ class ReleaseWatcher:
         metrics.RELOAD_FAILED.labels(self.process).set(1)
         logger.error("%s: release %s not loaded, still serving release %s: %s", self.process, version or "marker",
                      self.version or "at start", error)
-        self._tell({"process": self.process, "outcome": "failed", "version": version, "previous": self.version,
-                    "error": self.error})
+        await self._tell({"process": self.process, "outcome": "failed", "version": version, "previous": self.version,
+                          "error": self.error})
 
-    def _tell(self, event: Dict[str, Any]) -> None:
-        if self._on_reload is None:
-            return
+    async def _tell(self, event: Dict[str, Any]) -> None:
+        """Hand `event` to `on_reload` on the watcher's thread (it may write to a database)."""
+        if self._on_reload is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._safe_tell, event)
+
+    def _safe_tell(self, event: Dict[str, Any]) -> None:
         try:
             self._on_reload(event)
         except Exception:  # noqa: BLE001 - the audit hook never undoes a switch
-            logger.exception("%s: reload hook failed for %s", self.process, event)
+            logger.exception("%s: reload hook failed; not in the audit trail: %s", self.process, event)
 
     # ------------------------------------------------------------ the poll loop
     async def run(self) -> None:

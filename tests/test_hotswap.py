@@ -323,3 +323,35 @@ def test_releases_load_on_a_thread_of_lower_priority(tmp_path):
     publish(tmp_path)
     asyncio.run(watcher(tmp_path, load).check())
     assert seen["nice"] >= min(hotswap.LOADER_NICENESS, 19)
+
+
+def test_each_reload_is_a_row_of_the_audit_trail(tmp_path, monkeypatch):
+    import sqlalchemy as sa
+
+    from core import db
+
+    engine = db.connect(f"sqlite:///{tmp_path}/a.db")
+    monkeypatch.setattr(db, "connect", lambda url=None: engine)
+    w = hotswap.ReleaseWatcher("rasa", lambda release: (lambda: None), model_dir=tmp_path, poll_seconds=1,
+                               on_reload=hotswap.audit_reload)
+    good = publish(tmp_path)
+    asyncio.run(w.check())
+    w._load = lambda release: (_ for _ in ()).throw(OSError("archive truncated"))
+    bad = publish(tmp_path)
+    asyncio.run(w.check())
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(db.audit_log.c.actor, db.audit_log.c.action, db.audit_log.c.target,
+                                      db.audit_log.c.detail).order_by(db.audit_log.c.id)).all()
+    assert [(r.action, r.target) for r in rows] == [("model.reload", good.version), ("model.reload.failed", bad.version)]
+    assert rows[0].actor.startswith("rasa@") and "truncated" in rows[1].detail["error"]
+    assert rows[1].detail["previous"] == good.version
+
+
+def test_an_audit_trail_that_cannot_be_written_never_undoes_a_switch(tmp_path):
+    def unreachable(event):
+        raise RuntimeError("database down")
+
+    w = hotswap.ReleaseWatcher("rasa", lambda release: (lambda: None), model_dir=tmp_path, poll_seconds=1,
+                               on_reload=unreachable)
+    release = publish(tmp_path)
+    assert asyncio.run(w.check()) is True and w.status()["version"] == release.version
