@@ -7,8 +7,8 @@ the same archive with every response prefixed (`bot.bench_load.repack_with_marke
 so each answer says which model gave it. While customers keep talking to both
 replicas, a release naming the marked model is published: no message fails,
 both replicas and the action server report the new version on ``/health``
-and ``/metrics`` within a bounded time, and every answer after that comes
-from the new model. A release whose archive is broken is not served: the
+and ``/metrics`` within a bounded time, each switch is a row of the audit
+trail, and every answer after that comes from the new model. A release whose archive is broken is not served: the
 replicas keep answering from the model they had and ``/health`` says why.
 A rollback release switches them back.
 """
@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List
 
 import pytest
+import sqlalchemy as sa
 
 from bot.bench_load import repack_with_marker
 from bot.serve import Assistant
-from core import releases
+from core import db, releases
 from core.settings import PROJECT_ROOT
 from tests.e2e.conftest import rest_send, start_showing_logs
 from tests.e2e.services import free_port, redis  # noqa: F401  (redis: the module-scoped fixture)
@@ -141,6 +142,10 @@ def test_a_promotion_reaches_every_replica_while_customers_talk_and_no_message_f
     for url in servers.urls:
         assert all(t.startswith(MARKER) for t in answers(url, "after-swap")), "an answer came from the old model"
         assert f'version="{promoted.version}"' in urllib.request.urlopen(f"{url}/metrics", timeout=30).read().decode()
+    with db.connect(servers.env["ASSISTANT_DATABASE_URL"]).connect() as conn:  # each switch is in the audit trail
+        actors = conn.execute(sa.select(db.audit_log.c.actor).where(db.audit_log.c.action == "model.reload",
+                                                                    db.audit_log.c.target == promoted.version)).scalars().all()
+    assert sorted(a.split("@")[0] for a in actors) == ["actions", "rasa", "rasa"]
 
 
 def test_a_broken_release_keeps_the_served_model_and_health_says_why_then_a_rollback_switches_back(replicas):
