@@ -22,10 +22,13 @@ After the switch the new graph is frozen out of the garbage collector's
 sight (`keep_out_of_collections`), as the first was at start; the old one is
 freed by reference counting once its last message is answered.
 
-A release without a Rasa model (only the index or the recommender promoted)
-needs no new processor: the retriever reloads its index folder by itself
-(`retrieval.AnswerRetriever`, within its ``RELOAD_CHECK_SECONDS``), and the
-customer pages' recommender (`bot.insight.profile`) is reloaded on next use.
+A release that promotes the answer index gets a new processor too (of the
+served archive when the release names no other), because the retriever reads
+its index when its graph loads: the new index is in service from the same
+switch as the version reported on ``/health``, not up to the retriever's own
+``RELOAD_CHECK_SECONDS`` later. A release of the recommender alone needs no
+new processor: the customer pages' recommender (`bot.insight.profile`) is
+reloaded on next use, the action server reloads its own.
 """
 from __future__ import annotations
 
@@ -109,9 +112,12 @@ def rasa_loader(get_agent: Callable[[], Any]) -> Loader:
         agent = get_agent()
         if agent is None or agent.processor is None:
             raise RuntimeError("the Rasa server has no model loaded yet")
-        if not release.rasa_model or _same_file(archive_path(release.rasa_model), agent.processor.model_path):
+        served_path = Path(agent.processor.model_path) if agent.processor.model_path else None
+        path = archive_path(release.rasa_model) if release.rasa_model else served_path
+        # The retriever reads its index when its graph loads: a promoted index comes with a new graph
+        # (of the served archive if the release names none), so the version on /health and the answers switch together.
+        if path is None or (_same_file(path, served_path) and "index" not in release.parts):
             return _forget_page_recommender
-        path = archive_path(release.rasa_model)
         check_archive(path)
         served = serving.prefetchers()
         try:

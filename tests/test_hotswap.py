@@ -171,9 +171,23 @@ def test_the_rasa_server_loads_no_processor_for_the_archive_it_serves(tmp_path, 
     load = model_swap.rasa_loader(lambda: agent)
     load(publish(tmp_path, rasa_model=archive))()
     profile.use_recommender(object())
-    load(publish(tmp_path, rasa_model=None))()  # only the index or the recommender was promoted
+    load(publish(tmp_path, rasa_model=None))()  # only the recommender was promoted
     assert agent.processor.model_path == archive
     assert profile._recommender is None  # the customer pages load the promoted recommender on next use
+
+
+def test_a_promoted_index_comes_with_a_new_graph_of_the_served_archive(tmp_path, monkeypatch):
+    archive = tmp_path / "a.tar.gz"
+    agent = FakeAgent(archive)
+    built = []
+    monkeypatch.setattr(model_swap, "check_archive", lambda path: None)
+    monkeypatch.setattr(model_swap, "build_processor", lambda agent_, path: built.append(path) or SimpleNamespace(model_path=path))
+    monkeypatch.setattr(model_swap, "install_processor", lambda agent_, processor: setattr(agent_, "processor", processor))
+    monkeypatch.setattr(model_swap, "keep_out_of_collections", lambda: None)
+
+    model_swap.rasa_loader(lambda: agent)(publish(tmp_path, rasa_model=None, parts={"index": str(tmp_path / "index")}))()
+
+    assert built == [archive]  # the retriever of the new graph reads the promoted index
 
 
 def test_a_broken_archive_is_named_and_the_served_prefetchers_stay(tmp_path, monkeypatch):
