@@ -176,3 +176,41 @@ def test_processes_starting_together_migrate_one_fresh_database(database):
     assert open_together(database, 4) == ["ok"] * 4
     with db.connect(database).connect() as conn:
         assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [db.head_revision()]
+
+
+def test_replicas_meeting_a_new_customer_at_once_agree_on_one_arm_on_postgresql(database):
+    """Two processes whose declarations split differently (weights changed between their starts) store one arm."""
+    import threading
+
+    from bot.insight import experiments
+
+    def declared(weights):
+        return experiments.experiment_from_dict({
+            "name": "pg-exp", "surface": "suggestions", "metric": "click_through",
+            "arms": [{"name": "blend", "weight": weights[0]}, {"name": "off", "weight": weights[1]}]})
+
+    engines = [db.connect(database), db.connect(database)]
+    declarations = [declared((1, 0)), declared((0, 1))]  # one process would put everyone in blend, the other in off
+    start = threading.Barrier(2)
+    got = {}
+
+    def serve(replica: int, customer: str) -> None:
+        start.wait()
+        with engines[replica].begin() as conn:
+            got[replica] = experiments._stored_arm(conn, declarations[replica], customer, time.time())
+
+    for n in range(5):
+        customer = f"pg-customer-{n}"
+        start.reset()
+        threads = [threading.Thread(target=serve, args=(replica, customer)) for replica in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert got[0] == got[1] in ("blend", "off"), customer
+    experiments.reset_experiments()
+    arm = experiments.assign_and_log(engines[0], declarations[1], "pg-customer-0", "conv-0")
+    assert arm.name == got[0]  # the stored arm, whatever today's weights say
+    with engines[0].connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(db.experiment_assignments)).scalar() == 5
+        assert conn.execute(sa.select(db.experiment_exposures.c.arm)).scalars().all() == [got[0]]
