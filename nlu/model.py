@@ -36,6 +36,7 @@ import torch
 
 from core.encoder import ModelNotFoundError, resolve_model_path
 from core.files import replacing_folder
+from nlu.base_models import UnsupportedBaseModelError, accepts_pooling_flag, adapter_targets, check_base_folder, layer_runner
 
 logger = logging.getLogger(__name__)
 
@@ -105,21 +106,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _target_regex(num_layers: int, trainable_layers: int, adapter: str) -> Tuple[str, Optional[str]]:
-    first = max(0, num_layers - trainable_layers)
-    layers = "|".join(str(i) for i in range(first, num_layers))
-    prefix = rf".*encoder\.layer\.({layers})\."
-    if adapter == "lora":
-        return prefix + r"(attention\.self\.(query|key|value)|attention\.output\.dense|intermediate\.dense|output\.dense)", None
-    # IA3 rescales keys, values and the input of the feed-forward output layer.
-    return prefix + r"(attention\.self\.(key|value)|output\.dense)", prefix + r"output\.dense"
-
-
-def build_peft_config(config: IntentModelConfig, num_layers: int):
-    """PEFT's own config object for the chosen adapter type."""
+def build_peft_config(config: IntentModelConfig, base):
+    """PEFT's own config object for the chosen adapter type, its targets found in `base`'s modules
+    (`nlu.base_models.adapter_targets`: LoRA on query, key, value, attention output and both
+    feed-forward layers of the top `trainable_layers` blocks; IA3 on key, value and feed-forward out)."""
     from peft import IA3Config, LoraConfig
 
-    target, feedforward = _target_regex(num_layers, config.trainable_layers, config.adapter)
+    target, feedforward = adapter_targets(base, config.trainable_layers, config.adapter)
     if config.adapter == "lora":
         return LoraConfig(
             r=config.lora_rank,
@@ -159,17 +152,22 @@ class IntentModel:
         self._serving_logits = None
         self._serving_top = None  # the same, from the hidden states after the frozen layers
         self._served = None
+        self._runner = None  # nlu.base_models.LayerRunner of the base model's family, found on first use
 
     # ----------------------------------------------------------------- build
     @staticmethod
     def _load_base(config: IntentModelConfig):
-        from transformers import AutoModel, AutoTokenizer
+        """(transformer, tokenizer) of `config.base_model`; a folder lacking weights or tokenizer
+        files is named with what it lacks (`ModelNotFoundError`) before anything is loaded."""
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()  # the load report lists pooler keys we do not use
         path = resolve_model_path(config.base_model)
+        check_base_folder(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        base = AutoModel.from_pretrained(path, add_pooling_layer=False)
+        extra = {"add_pooling_layer": False} if accepts_pooling_flag(AutoConfig.from_pretrained(path)) else {}
+        base = AutoModel.from_pretrained(path, **extra)
         return base, tokenizer
 
     # -------------------------------------------------------------- encoding
@@ -203,30 +201,29 @@ class IntentModel:
         model = self.encoder
         return model.get_base_model() if hasattr(model, "get_base_model") else model
 
-    def _extended_mask(self, bert, embeddings, mask):
-        built, _ = bert._create_attention_masks(
-            attention_mask=mask,
-            encoder_attention_mask=None,
-            embedding_output=embeddings,
-            encoder_hidden_states=None,
-            cache_position=torch.arange(mask.shape[1], device=mask.device),
-            past_key_values=None,
-        )
-        return built
+    @property
+    def _layers(self):
+        """How this family's embeddings and blocks run (`nlu.base_models.layer_runner`)."""
+        if self._runner is None:
+            self._runner = layer_runner(self._bert())
+        return self._runner
+
+    @property
+    def splits(self) -> bool:
+        """Whether the frozen lower blocks run apart from the tuned ones (cached in training, shareable
+        when serving): BERT-style, DistilBERT and MPNet models; others (DeBERTa-v2) run whole."""
+        return self._layers.split
 
     def _run_layers(self, hidden, mask, start: int, stop: Optional[int] = None):
-        bert = self._bert()
-        extended = self._extended_mask(bert, hidden, mask)
-        for layer in bert.encoder.layer[start:stop]:
-            hidden = layer(hidden, extended)
-            if isinstance(hidden, tuple):
-                hidden = hidden[0]
-        return hidden
+        return self._layers.run(self._bert(), hidden, mask, start, stop)
+
+    def _encode(self, ids, mask):
+        """The last layer's hidden states of the padded `ids`."""
+        return self._layers.encode(self._bert(), ids, mask)
 
     def _frozen_prefix(self, ids, mask):
         bert = self._bert()
-        hidden = bert.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
-        return self._run_layers(hidden, mask, 0, self._split)
+        return self._layers.run(bert, self._layers.embed(bert, ids), mask, 0, self._split)
 
     @property
     def _split(self) -> int:
@@ -241,8 +238,7 @@ class IntentModel:
         with torch.inference_mode():
             for batch in length_buckets([len(s) for s in seqs], batch_size, None):
                 ids, mask = self._pad([seqs[i] for i in batch])
-                hidden = self._run_layers(self._bert().embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids)), mask, 0)
-                out[batch] = self._sentence(hidden, mask).cpu()
+                out[batch] = self._sentence(self._encode(ids, mask), mask).cpu()
         return out
 
     def logits(self, texts: Sequence[str], batch_size: int = 64):
@@ -285,16 +281,21 @@ class IntentModel:
         return self._split
 
     def same_lower_layers(self, transformer) -> bool:
-        """Whether `transformer` (a BERT-style model) has this model's embeddings and frozen layers.
+        """Whether `transformer` (a model of the same family) has this model's embeddings and frozen layers.
 
         Then its hidden states after `frozen_layers` layers are this model's
         own, and `predict_proba_prefixed` can start from them. Weights served
         in int8 are compared within their quantisation step.
         """
+        if not self.splits:
+            return False
         mine = self._bert()
         try:
+            theirs = layer_runner(transformer)
+            if type(theirs) is not type(self._layers):
+                return False
             pairs = [(mine.embeddings, transformer.embeddings)] + [
-                (mine.encoder.layer[i], transformer.encoder.layer[i]) for i in range(self._split)]
+                (self._layers.blocks(mine)[i], theirs.blocks(transformer)[i]) for i in range(self._split)]
         except (AttributeError, IndexError, TypeError):
             return False
         if not pairs[1:]:
@@ -346,12 +347,8 @@ class IntentModel:
     def _compile(self):
         """`(ids, mask) -> logits` as one TorchScript call (see `core.serving`), checked against `logits`."""
 
-        def layers(ids, mask):
-            embedded = self._bert().embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
-            return self._run_layers(embedded, mask, 0)
-
         return self._trace(
-            layers, lambda texts: self._pad(self._tokenize(texts)),
+            self._encode, lambda texts: self._pad(self._tokenize(texts)),
             [["where is my new card"], ["hi"], ["my card payment was declined twice at the shop today", "hello"]],
             "intent model",
         )
@@ -416,7 +413,7 @@ class IntentModel:
             folder = folder / ADAPTER_DIR if (folder / ADAPTER_DIR).is_dir() else folder
             encoder = PeftModel.from_pretrained(base, str(folder), is_trainable=continue_training)
         else:
-            encoder = get_peft_model(base, build_peft_config(config, base.config.num_hidden_layers))
+            encoder = get_peft_model(base, build_peft_config(config, base))
         head = CosineHead(base.config.hidden_size, len(label_names))
         model = cls(config, label_names, encoder, tokenizer, head)
         encoder.to(model.device)
@@ -432,18 +429,23 @@ class IntentModel:
             val_texts, val_y = [texts[i] for i in val_idx], y[val_idx]
         train_texts, train_y = [texts[i] for i in train_idx], y[train_idx]
 
-        # Frozen prefix: computed once per utterance, reused every epoch.
+        # Frozen prefix: computed once per utterance, reused every epoch (families that run
+        # whole, see `nlu.base_models.WholeModel`, keep the token ids and run every block each step).
         started = time.perf_counter()
         seqs = model._tokenize(train_texts)
+        lengths = [len(s) for s in seqs]
         cached: List = [None] * len(seqs)
         encoder.eval()
-        with torch.inference_mode():
-            for batch in tqdm(length_buckets([len(s) for s in seqs], 128, None), desc="caching frozen layers", disable=not progress, leave=False):
-                ids, mask = model._pad([seqs[i] for i in batch])
-                hidden = model._frozen_prefix(ids, mask)
-                for row, i in enumerate(batch):
-                    cached[i] = hidden[row, : len(seqs[i])].clone()
-        lengths = [len(s) for s in seqs]
+        if not model.splits:
+            cached = [torch.tensor(s, dtype=torch.long) for s in seqs]
+            log(f"base model type '{base.config.model_type}' runs whole: no cache of its frozen layers")
+        else:
+            with torch.inference_mode():
+                for batch in tqdm(length_buckets(lengths, 128, None), desc="caching frozen layers", disable=not progress, leave=False):
+                    ids, mask = model._pad([seqs[i] for i in batch])
+                    hidden = model._frozen_prefix(ids, mask)
+                    for row, i in enumerate(batch):
+                        cached[i] = hidden[row, : len(seqs[i])].clone()
 
         # Head starts at the class centroids of the untrained encoder.
         buckets = length_buckets(lengths, 128, None)
@@ -513,6 +515,10 @@ class IntentModel:
 
     def _embed_cached(self, cached, lengths, batch, train: bool):
         batch = list(batch)
+        if not self.splits:  # `cached` holds token ids: the whole model runs
+            ids, mask = self._pad([cached[i].tolist() for i in batch])
+            with torch.enable_grad() if train else torch.inference_mode():
+                return self._sentence(self._encode(ids, mask), mask)
         width = max(lengths[i] for i in batch)
         dim = cached[batch[0]].shape[-1]
         hidden = torch.zeros((len(batch), width, dim), device=self.device)
