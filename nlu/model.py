@@ -13,7 +13,9 @@ folder format:
 Why it trains fast on a CPU:
 - Only the top ``trainable_layers`` transformer layers get adapters. The
   layers below are frozen, so their output is computed once per utterance
-  and cached; each epoch runs only the top layers forward and backward.
+  and cached; each epoch runs only the top layers forward and backward
+  (BERT-style, DistilBERT and MPNet bases; a DeBERTa-v2 base runs whole, see
+  `nlu/base_models.py`, where the adapter targets are found as well).
 - Batches are bucketed by length and padded per batch (dynamic padding).
 - The head is a cosine classifier initialised from the class centroids of
   the base encoder's (already good) sentence embeddings, so training starts
@@ -142,7 +144,7 @@ class IntentModel:
     def __init__(self, config: IntentModelConfig, labels: Sequence[str], encoder, tokenizer, head, temperature: float = 1.0):
         self.config = config
         self.labels = list(labels)
-        self.encoder = encoder  # PeftModel while training, merged BertModel after load
+        self.encoder = encoder  # PeftModel while training, the merged base model after load
         self.tokenizer = tokenizer
         self.head = head
         self.temperature = float(temperature)
