@@ -71,9 +71,9 @@ def accepts_pooling_flag(config) -> bool:
 
     try:
         model_class = AutoModel._model_mapping[type(config)]
-    except KeyError:
+        return "add_pooling_layer" in inspect.signature(model_class.__init__).parameters
+    except Exception:  # an unmapped config (or another transformers' mapping API): load it as it comes
         return False
-    return "add_pooling_layer" in inspect.signature(model_class.__init__).parameters
 
 
 def transformer_blocks(base) -> Tuple[str, "torch.nn.ModuleList"]:
