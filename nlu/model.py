@@ -38,7 +38,7 @@ import torch
 
 from core.encoder import ModelNotFoundError, resolve_model_path
 from core.files import replacing_folder
-from nlu.base_models import UnsupportedBaseModelError, accepts_pooling_flag, adapter_targets, check_base_folder, layer_runner
+from nlu.base_models import accepts_pooling_flag, adapter_targets, check_base_folder, layer_runner
 
 logger = logging.getLogger(__name__)
 
