@@ -15,13 +15,16 @@ What `rasa run actions` starts, with two differences:
   secret set, the server answers nobody (and production refuses to start).
 
 ``GET /health`` answers ``{"status": "ok", "release": {...}}``: the release
-this process serves (`core.hotswap`: version, state, last reload error). The
+this process serves (`core.hotswap`: version, state, the version that failed
+to load and when it last switched; `PUBLIC_RELEASE_FIELDS`). The endpoint is
+open, so the text of a reload error (which names files) is not there: it is
+in the log and the audit trail, and ``assistant_reload_failed`` is 1. The
 server polls the release marker (`core.releases`, every ``model_poll_seconds``)
 and, when a new version is promoted or rolled back, loads the recommender
 again on a worker thread and switches to it in one assignment
 (`bot.actions.suggestions.use_recommender`); a recommender that fails to load
 leaves the old one in service, and ``/health`` says so (state
-``reload_failed``, the error) while still answering 200.
+``reload_failed``) while still answering 200.
 
 In production mode (``ASSISTANT_ENV=production``) it refuses to start while
 the secret is missing or weak (`bot.security.mode`).
@@ -46,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 HEADER = "X-Action-Secret"
 OPEN_PATHS = ("/health", "/metrics")
+# What the open /health says of the release served: no error text (it names files on the server).
+PUBLIC_RELEASE_FIELDS = ("version", "state", "failed_version", "switched_at")
 
 
 def secret_refusal(presented: Optional[str], secret: str) -> Optional[str]:
@@ -102,7 +107,8 @@ def install_release_watcher(app: Any, watcher: ReleaseWatcher) -> None:
 
     async def health(request: Request) -> Optional[HTTPResponse]:
         if request.method == "GET" and request.path == "/health":
-            return response.json({"status": "ok", "release": watcher.status()})
+            status = watcher.status()
+            return response.json({"status": "ok", "release": {k: status[k] for k in PUBLIC_RELEASE_FIELDS}})
         return None
 
     app.register_listener(start, "after_server_start")

@@ -197,7 +197,7 @@ def test_replicas_meeting_a_new_customer_at_once_agree_on_one_arm_on_postgresql(
     def serve(replica: int, customer: str) -> None:
         start.wait()
         with engines[replica].begin() as conn:
-            got[replica] = experiments._stored_arm(conn, declarations[replica], customer, time.time())
+            got[replica, customer] = experiments._stored_arm(conn, declarations[replica], customer, time.time())
 
     for n in range(5):
         customer = f"pg-customer-{n}"
@@ -207,10 +207,11 @@ def test_replicas_meeting_a_new_customer_at_once_agree_on_one_arm_on_postgresql(
             thread.start()
         for thread in threads:
             thread.join(timeout=30)
-        assert got[0] == got[1] in ("blend", "off"), customer
+        assert got[0, customer] == got[1, customer] in ("blend", "off"), customer
     experiments.reset_experiments()
+    stored = got[0, "pg-customer-0"]
     arm = experiments.assign_and_log(engines[0], declarations[1], "pg-customer-0", "conv-0")
-    assert arm.name == got[0]  # the stored arm, whatever today's weights say
+    assert arm.name == stored  # the stored arm, whatever today's weights say
     with engines[0].connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(db.experiment_assignments)).scalar() == 5
-        assert conn.execute(sa.select(db.experiment_exposures.c.arm)).scalars().all() == [got[0]]
+        assert conn.execute(sa.select(db.experiment_exposures.c.arm)).scalars().all() == [stored]

@@ -323,6 +323,7 @@ def test_the_action_server_health_says_which_release_it_serves(tmp_path):
     answer = asyncio.run(registered["request"](SimpleNamespace(method="GET", path="/health")))
     body = json.loads(answer.body)
     assert answer.status == 200 and body["status"] == "ok" and body["release"]["version"] == release.version
+    assert set(body["release"]) == set(action_server.PUBLIC_RELEASE_FIELDS)  # open endpoint: no error text
     assert asyncio.run(registered["request"](SimpleNamespace(method="POST", path="/webhook"))) is None
     assert set(registered) == {"after_server_start", "before_server_stop", "request"}
 

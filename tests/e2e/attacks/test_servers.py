@@ -149,7 +149,10 @@ def test_action_server_refuses_forget_me_without_the_secret(attack_target):
 
 def test_action_server_health_is_open_and_says_nothing_else(attack_target):
     status, _, body = http(f"{attack_target.action_url}/health")
-    assert status == 200 and json.loads(body) == {"status": "ok"}
+    # The release it serves (docs/operations.md), and nothing of customers, secrets or the server's files.
+    answer = json.loads(body)
+    assert status == 200 and set(answer) == {"status", "release"} and answer["status"] == "ok"
+    assert set(answer["release"]) == {"version", "state", "failed_version", "switched_at"}  # no error text
 
 
 def test_rasa_reaches_the_action_server_with_the_secret_header(attack_target):
