@@ -146,8 +146,18 @@ class LayerRunner:
     def embed(self, base, ids):
         raise NotImplementedError
 
-    def run(self, base, hidden, mask, start: int, stop: Optional[int] = None):
+    def layer_inputs(self, base, hidden, mask) -> tuple:
+        """What each block takes after the hidden states (the family's attention mask, position bias...)."""
         raise NotImplementedError
+
+    def run(self, base, hidden, mask, start: int, stop: Optional[int] = None):
+        """Blocks `start` to `stop` of `base` on `hidden`: the hidden states they give."""
+        inputs = self.layer_inputs(base, hidden, mask)
+        for layer in self.blocks(base)[start:stop]:
+            hidden = layer(hidden, *inputs)
+            if isinstance(hidden, tuple):
+                hidden = hidden[0]
+        return hidden
 
     def blocks(self, base):
         raise NotImplementedError
@@ -171,7 +181,7 @@ class BertLayers(LayerRunner):
             return base.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
         return base.embeddings(input_ids=ids)
 
-    def run(self, base, hidden, mask, start: int, stop: Optional[int] = None):
+    def layer_inputs(self, base, hidden, mask) -> tuple:
         extended, _ = base._create_attention_masks(
             attention_mask=mask,
             encoder_attention_mask=None,
@@ -180,11 +190,7 @@ class BertLayers(LayerRunner):
             cache_position=torch.arange(mask.shape[1], device=mask.device),
             past_key_values=None,
         )
-        for layer in base.encoder.layer[start:stop]:
-            hidden = layer(hidden, extended)
-            if isinstance(hidden, tuple):
-                hidden = hidden[0]
-        return hidden
+        return (extended,)
 
 
 class DistilBertLayers(LayerRunner):
@@ -196,15 +202,10 @@ class DistilBertLayers(LayerRunner):
     def embed(self, base, ids):
         return base.embeddings(ids)
 
-    def run(self, base, hidden, mask, start: int, stop: Optional[int] = None):
+    def layer_inputs(self, base, hidden, mask) -> tuple:
         from transformers.masking_utils import create_bidirectional_mask
 
-        extended = create_bidirectional_mask(config=base.config, inputs_embeds=hidden, attention_mask=mask)
-        for layer in base.transformer.layer[start:stop]:
-            hidden = layer(hidden, extended)
-            if isinstance(hidden, tuple):
-                hidden = hidden[0]
-        return hidden
+        return (create_bidirectional_mask(config=base.config, inputs_embeds=hidden, attention_mask=mask),)
 
 
 class MPNetLayers(LayerRunner):
@@ -216,12 +217,8 @@ class MPNetLayers(LayerRunner):
     def embed(self, base, ids):
         return base.embeddings(input_ids=ids)
 
-    def run(self, base, hidden, mask, start: int, stop: Optional[int] = None):
-        extended = base.get_extended_attention_mask(mask, tuple(mask.shape))
-        bias = base.encoder.compute_position_bias(hidden)
-        for layer in base.encoder.layer[start:stop]:
-            hidden = layer(hidden, extended, bias)[0]
-        return hidden
+    def layer_inputs(self, base, hidden, mask) -> tuple:
+        return base.get_extended_attention_mask(mask, tuple(mask.shape)), base.encoder.compute_position_bias(hidden)
 
 
 class WholeModel(LayerRunner):
