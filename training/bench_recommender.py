@@ -40,6 +40,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
+from training.gates import ndcg_at_k  # noqa: E402
+
 K = 10
 
 # Our blends: name -> RecommenderConfig weights (and other serve-time settings).
@@ -116,7 +118,7 @@ def measure(name: str, users: Sequence[str], held_out: Dict[str, str], n_items: 
         shown.update(ranked)
         if held_out[user] in ranked:
             hits += 1
-            gain += 1.0 / np.log2(ranked.index(held_out[user]) + 2)
+            gain += ndcg_at_k(ranked, {held_out[user]}, k=len(ranked))
     ms = np.asarray(latencies) * 1000
     return Result(name, hits / len(users), gain / len(users), len(shown) / n_items, train_s,
                   float(np.percentile(ms, 50)), float(np.percentile(ms, 99)))
