@@ -6,8 +6,17 @@ PYTHONPATH); it needs no tokenizer or featurizer before it:
     pipeline:
       - name: nlu.TransformerIntentClassifier
         epochs: 8
+      - name: EntitySynonymMapper
       - name: FallbackClassifier
         threshold: 0.5
+
+It is an intent classifier and an entity extractor at once: when the NLU
+data annotates entities (`[£50](amount)`, roles and groups included), one
+fine-tuned encoder learns both, and each message runs through it once. Its
+entities are Rasa's dicts (entity, start, end, value, confidence_entity,
+extractor, and role/group), added to those of extractors before it (for
+example `RegexEntityExtractor`), so `EntitySynonymMapper` after it maps
+their values.
 """
 from __future__ import annotations
 
@@ -21,12 +30,14 @@ from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.classifiers.classifier import IntentClassifier
-from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
+from rasa.nlu.extractors.extractor import EntityExtractorMixin
+from rasa.shared.nlu.constants import ENTITIES, INTENT, INTENT_RANKING_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from core import metrics
 from core.payloads import is_payload
+from nlu.entities import check_annotations
 from nlu.model import IntentModel, IntentModelConfig, IntentModelError
 
 logger = logging.getLogger(__name__)
@@ -35,12 +46,20 @@ logger = logging.getLogger(__name__)
 # Rasa's RegexMessageHandler sets their intent, so classifying them is wasted work.
 
 # Keys of the Rasa config that are not model settings.
-COMPONENT_KEYS = ("ranking_length", "pretrained_adapter", "inference_batch_size", "inference_threads", "inference_precision")
+COMPONENT_KEYS = ("ranking_length", "pretrained_adapter", "inference_batch_size", "inference_threads",
+                  "inference_precision", "entity_recognition")
+
+# Annotation keys the token head learns from (others, like `value` of a synonym, stay Rasa's).
+ENTITY_KEYS = ("entity", "start", "end", "value", "role", "group")
 
 
-@DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=True)
-class TransformerIntentClassifier(GraphComponent, IntentClassifier):
-    """Intent classifier: a sentence transformer fine-tuned with a PEFT adapter."""
+@DefaultV1Recipe.register(
+    [DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR],
+    is_trainable=True,
+)
+class TransformerIntentClassifier(GraphComponent, IntentClassifier, EntityExtractorMixin):
+    """Intent classifier and entity extractor: a transformer fine-tuned with a PEFT adapter,
+    an intent head and a token head on the same encoder."""
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
@@ -81,6 +100,11 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
             "num_threads": 0,
             # Intents listed in intent_ranking.
             "ranking_length": 10,
+            # Learn the entities annotated in the NLU data with a token head on the same encoder
+            # (nothing is learnt, and none extracted, when the data annotates none).
+            "entity_recognition": True,
+            # Weight of the entity (token) loss beside the intent loss.
+            "entity_loss_weight": 1.0,
             # Folder written by `python -m training.finetune_intent`: load that adapter
             # (and its head, when its intents match) instead of fine-tuning here.
             "pretrained_adapter": None,
@@ -136,15 +160,29 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
             raise ValueError(
                 "TransformerIntentClassifier needs examples of at least two intents in the NLU data"
             )
+        entities = self._annotations(examples) if self.component_config.get("entity_recognition", True) else None
         pretrained = self.component_config.get("pretrained_adapter")
         if pretrained:
-            self.model = self._from_pretrained(Path(pretrained), texts, labels)
+            self.model = self._from_pretrained(Path(pretrained), texts, labels, entities)
         else:
-            self.model = IntentModel.fit(texts, labels, self.model_config, progress=True)
+            self.model = IntentModel.fit(texts, labels, self.model_config, progress=True, entities=entities)
         self.persist()
         return self._resource
 
-    def _from_pretrained(self, folder: Path, texts: List[str], labels: List[str]) -> IntentModel:
+    def _annotations(self, examples: List[Message]) -> Optional[List[List[Dict[Text, Any]]]]:
+        """The entity annotations this component learns, one list per example (None when there are
+        none), each checked: a broken one stops training before any work, naming the example."""
+        out, any_found = [], False
+        for number, message in enumerate(self.filter_trainable_entities(examples), start=1):
+            annotations = [{k: e[k] for k in ENTITY_KEYS if e.get(k) is not None} for e in message.get(ENTITIES) or []]
+            where = f"NLU example {number} (intent '{message.get(INTENT)}')"
+            check_annotations(message.get(TEXT), annotations, where)
+            out.append(annotations)
+            any_found = any_found or bool(annotations)
+        return out if any_found else None
+
+    def _from_pretrained(self, folder: Path, texts: List[str], labels: List[str],
+                         entities: Optional[List[List[Dict[Text, Any]]]] = None) -> IntentModel:
         if not folder.exists():
             raise IntentModelError(
                 f"pretrained_adapter '{folder}' does not exist; write it with "
@@ -152,14 +190,15 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
             )
         try:
             trained = IntentModel.load(folder, device=self.model_config.device, merge=False)
-            if sorted(trained.labels) == sorted(set(labels)):
+            if sorted(trained.labels) == sorted(set(labels)) and not entities:
                 logger.info("using the adapter and head from %s unchanged", folder)
                 return trained
             logger.info("intents differ from %s: keeping its adapter, fitting a new head", folder)
         except IntentModelError:
             logger.info("%s holds an adapter only: fitting a head for it", folder)
         # A plain PEFT adapter folder, or one trained on other intents.
-        return IntentModel.fit(texts, labels, self.model_config, progress=True, pretrained_adapter=str(folder))
+        return IntentModel.fit(texts, labels, self.model_config, progress=True, pretrained_adapter=str(folder),
+                               entities=entities)
 
     def persist(self) -> None:
         """Write the adapter, head and label map into Rasa's model storage."""
@@ -201,7 +240,7 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
     # ------------------------------------------------------------- inference
     @metrics.timed(metrics.NLU_SECONDS, "nlu")  # assistant_nlu_seconds on /metrics
     def process(self, messages: List[Message]) -> List[Message]:
-        """Set `intent` and `intent_ranking` on each message, classifying them in one batch."""
+        """Set `intent`, `intent_ranking` and `entities` on each message, in one batch and one encoder pass."""
         todo = []
         for message in messages:
             if is_payload(message.get(TEXT)):
@@ -212,15 +251,18 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
                 todo.append(message)
         if self.model is None or not todo:
             return messages
-        probs = self.model.predict_proba(
+        parsed = self.model.parse(
             [m.get(TEXT) or "" for m in todo], batch_size=self.component_config.get("inference_batch_size", 64)
         )
         ranking_length = self.component_config.get("ranking_length") or len(self.model.labels)
-        for message, row in zip(todo, probs):
+        for message, (row, entities) in zip(todo, parsed):
             order = row.argsort()[::-1]
             ranking = [{"name": self.model.labels[i], "confidence": float(row[i])} for i in order[:ranking_length]]
             message.set(INTENT, ranking[0], add_to_output=True)
             message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)
+            if self.model.tags:
+                found = self.add_extractor_name(entities)
+                message.set(ENTITIES, (message.get(ENTITIES) or []) + found, add_to_output=True)
         return messages
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:

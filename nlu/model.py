@@ -8,7 +8,9 @@ folder format:
       adapter/            PEFT's standard adapter folder (adapter_config.json,
                           adapter_model.safetensors): loads with plain PEFT
       head.safetensors    the class prototypes and the logit scale
-      intent_model.json   labels, calibrated temperature, model settings
+      entities.safetensors  the token head (only when the data had entities)
+      intent_model.json   labels, entity tags, calibrated temperature and its
+                          validation ECE, model settings
 
 Why it trains fast on a CPU:
 - Only the top ``trainable_layers`` transformer layers get adapters. The
@@ -20,6 +22,11 @@ Why it trains fast on a CPU:
 - The head is a cosine classifier initialised from the class centroids of
   the base encoder's (already good) sentence embeddings, so training starts
   near a nearest-centroid classifier instead of from noise.
+
+Entities: when the training examples carry annotated entities, a token head
+(one linear layer over the last layer's token states, BIO tags from
+`nlu.entities.TagScheme`) trains jointly with the intent head, its loss added
+to the intent loss; serving runs the encoder once for both.
 """
 from __future__ import annotations
 
@@ -39,11 +46,13 @@ import torch
 from core.encoder import ModelNotFoundError, resolve_model_path
 from core.files import replacing_folder
 from nlu.base_models import accepts_pooling_flag, adapter_targets, check_base_folder, layer_runner
+from nlu.entities import IGNORE, TagScheme, check_annotations, span_scores
 
 logger = logging.getLogger(__name__)
 
 META_FILE = "intent_model.json"
 HEAD_FILE = "head.safetensors"
+ENTITY_FILE = "entities.safetensors"
 ADAPTER_DIR = "adapter"
 FORMAT_VERSION = 1
 
@@ -75,6 +84,7 @@ class IntentModelConfig:
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda
     num_threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    entity_loss_weight: float = 1.0  # weight of the token (entity) loss beside the intent loss
 
     @classmethod
     def from_dict(cls, values: Dict) -> "IntentModelConfig":
@@ -141,13 +151,18 @@ def length_buckets(lengths: Sequence[int], batch_size: int, rng: Optional[random
 class IntentModel:
     """Transformer + PEFT adapter + cosine head; fit, predict, save, load."""
 
-    def __init__(self, config: IntentModelConfig, labels: Sequence[str], encoder, tokenizer, head, temperature: float = 1.0):
+    def __init__(self, config: IntentModelConfig, labels: Sequence[str], encoder, tokenizer, head, temperature: float = 1.0,
+                 tags: Optional[TagScheme] = None, tagger=None):
         self.config = config
         self.labels = list(labels)
         self.encoder = encoder  # PeftModel while training, the merged base model after load
         self.tokenizer = tokenizer
         self.head = head
         self.temperature = float(temperature)
+        self.tags = tags if tags else None  # entity kinds; None: no token head
+        self.tagger = tagger  # torch.nn.Linear(hidden, len(tags)) or None
+        # Expected calibration error on the validation split, after temperature scaling (`_calibrate`).
+        self.calibration: Dict[str, float] = {}
         self.device = pick_device(config.device)
         self.history: List[Dict[str, float]] = []
         # Serving only (set by `load`): a compiled logits pass and the recent messages' probabilities.
@@ -180,6 +195,25 @@ class IntentModel:
             max_length=self.config.max_length,
             add_special_tokens=True,
         )["input_ids"]
+
+    def _tokenize_spans(self, texts: Sequence[str]):
+        """(token ids, character offsets, word index of each token) per text: what the token head
+        needs to map tags to characters. Special tokens have offsets (0, 0) and no word."""
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise IntentModelError(
+                f"entities need a tokenizer that reports character offsets (a 'fast' tokenizer, tokenizer.json); "
+                f"the base model's {type(self.tokenizer).__name__} does not")
+        encoded = self.tokenizer(
+            [t if t.strip() else "[empty]" for t in texts],
+            truncation=True,
+            max_length=self.config.max_length,
+            add_special_tokens=True,
+            return_offsets_mapping=True,
+        )
+        words = [encoded.word_ids(i) for i in range(len(texts))]
+        offsets = [[tuple(o) if w is not None and text.strip() else (0, 0) for o, w in zip(offs, ws)]
+                   for text, offs, ws in zip(texts, encoded["offset_mapping"], words)]
+        return encoded["input_ids"], offsets, words
 
     def _pad(self, seqs: Sequence[Sequence[int]]):
         width = max(len(s) for s in seqs)
@@ -260,6 +294,8 @@ class IntentModel:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         if self._served is None or len(texts) > 8:
             return self._calibrated(self.logits(texts, batch_size))
+        if self.tagger is not None:
+            return np.stack([proba for proba, _ in self.parse(texts)])
         from core.serving import cached_rows
 
         return np.stack(cached_rows(self._served, "proba", list(texts), self._serve_proba))
@@ -271,6 +307,63 @@ class IntentModel:
         ids, mask = self._pad(self._tokenize(texts))
         with torch.inference_mode():
             return self._calibrated(self._serving_logits(ids, mask))
+
+    # -------------------------------------------------------------- entities
+    def _eager(self, texts: Sequence[str], batch_size: int = 64) -> Tuple["torch.Tensor", List[List[Dict]]]:
+        """(uncalibrated logits, entities per text) in one pass of the (unmerged or merged) encoder."""
+        seqs, offsets, words = self._tokenize_spans(texts)
+        logits = torch.zeros((len(seqs), len(self.labels)))
+        found: List[List[Dict]] = [[] for _ in seqs]
+        if self.encoder.training:
+            self.encoder.eval()
+        with torch.inference_mode():
+            for batch in length_buckets([len(s) for s in seqs], batch_size, None):
+                ids, mask = self._pad([seqs[i] for i in batch])
+                states = self._encode(ids, mask)
+                logits[batch] = self.head(self._sentence(states, mask)).float().cpu()
+                probs = torch.softmax(self.tagger(states.float()), dim=-1).cpu().numpy()
+                for row, i in enumerate(batch):
+                    found[i] = self.tags.decode(texts[i], offsets[i], words[i], probs[row, : len(seqs[i])])
+        return logits, found
+
+    def parse(self, texts: Sequence[str], batch_size: int = 64) -> List[Tuple[np.ndarray, List[Dict]]]:
+        """(calibrated intent probabilities, entities) per text, from one pass of the encoder.
+
+        Entities are Rasa's dicts without `extractor` (the component adds it);
+        a model trained without entities returns none. A loaded (serving)
+        model answers from its cache of recent messages and its compiled pass,
+        as `predict_proba` does.
+        """
+        if not texts:
+            return []
+        if self.tagger is None:
+            return [(row, []) for row in self.predict_proba(texts, batch_size)]
+        if self._served is None or len(texts) > 8:
+            logits, found = self._eager(texts, batch_size)
+            return list(zip(self._calibrated(logits), found))
+        out: List = [self._served.get(("parse", t)) for t in texts]
+        missing = [i for i, row in enumerate(out) if row is None]
+        if missing:
+            for i, fresh in zip(missing, self._serve_parse([texts[i] for i in missing])):
+                self._served.put(("parse", texts[i]), fresh)
+                out[i] = fresh
+        return [(proba, [dict(e) for e in found]) for proba, found in out]
+
+    def _serve_parse(self, texts: Sequence[str]) -> List[Tuple[np.ndarray, Tuple[Dict, ...]]]:
+        """Intent probabilities and entities of a few texts through the compiled pass (built on first use)."""
+        if self._serving_logits is None:
+            self._serving_logits = self._compile()
+        seqs, offsets, words = self._tokenize_spans(texts)
+        ids, mask = self._pad(seqs)
+        with torch.inference_mode():
+            logits, tag_logits = self._serving_logits(ids, mask)
+            probs = torch.softmax(tag_logits.float(), dim=-1).cpu().numpy()
+        out = []
+        for i, proba in enumerate(self._calibrated(logits)):
+            proba = np.ascontiguousarray(proba)
+            proba.setflags(write=False)
+            out.append((proba, tuple(self.tags.decode(texts[i], offsets[i], words[i], probs[i, : len(seqs[i])]))))
+        return out
 
     def _calibrated(self, logits) -> np.ndarray:
         """Temperature-scaled softmax of `logits`, as numpy."""
@@ -352,13 +445,13 @@ class IntentModel:
         return self._trace(
             self._encode, lambda texts: self._pad(self._tokenize(texts)),
             [["where is my new card"], ["hi"], ["my card payment was declined twice at the shop today", "hello"]],
-            "intent model",
+            "intent model", with_tags=self.tagger is not None,
         )
 
-    def _trace(self, layers: Callable, inputs: Callable, examples: Sequence[Sequence[str]], name: str):
-        """`(x, mask) -> logits`, where `layers(x, mask)` gives the last layer's states, as one
-        TorchScript call (`core.serving.compile_for_serving`): traced on `inputs(examples[0])`,
-        checked on the other examples against the eager pass."""
+    def _trace(self, layers: Callable, inputs: Callable, examples: Sequence[Sequence[str]], name: str, with_tags: bool = False):
+        """`(x, mask) -> logits` (and the token head's logits, `with_tags`), where `layers(x, mask)`
+        gives the last layer's states, as one TorchScript call (`core.serving.compile_for_serving`):
+        traced on `inputs(examples[0])`, checked on the other examples against the eager pass."""
         from core.serving import compile_for_serving
 
         model = self
@@ -367,9 +460,14 @@ class IntentModel:
             def __init__(self) -> None:
                 super().__init__()
                 self.encoder, self.head = model.encoder, model.head
+                self.tagger = model.tagger if with_tags else None
 
             def forward(self, x, mask):
-                return self.head(model._sentence(layers(x, mask), mask)).float()
+                states = layers(x, mask)
+                logits = self.head(model._sentence(states, mask)).float()
+                if self.tagger is None:
+                    return logits
+                return logits, self.tagger(states.float())
 
         if self.encoder.training:
             self.encoder.eval()
@@ -387,6 +485,8 @@ class IntentModel:
         pretrained_adapter: Optional[str] = None,
         log: Callable[[str], None] = logger.info,
         continue_training: bool = False,
+        entities: Optional[Sequence[Sequence[Dict]]] = None,
+        validation_entities: Optional[Sequence[Sequence[Dict]]] = None,
     ) -> "IntentModel":
         """Fine-tune an adapter and head on (text, label) pairs.
 
@@ -396,6 +496,13 @@ class IntentModel:
         the head is fitted (class centroids, then calibration); with
         `continue_training` as well, the loaded adapter keeps training (the
         retraining loop continues from the live adapter this way).
+
+        `entities` (one list of annotations per text: entity, start, end and
+        optionally role and group) trains the token head jointly; each list
+        is checked first (`nlu.entities.check_annotations`), so a broken
+        annotation stops training before any work with an error naming the
+        example. Early stopping then weighs intent accuracy and entity F1
+        equally.
         """
         from peft import PeftModel, get_peft_model
         from tqdm.auto import tqdm
@@ -406,6 +513,10 @@ class IntentModel:
         label_names = sorted(set(labels))
         if len(label_names) < 2:
             raise ValueError("fit needs at least two different intents")
+        entities = cls._checked_entities(texts, entities, "training example")
+        if validation is not None:
+            validation_entities = cls._checked_entities(validation[0], validation_entities, "validation example")
+        tags = TagScheme.from_annotations(entities + (validation_entities or []))
         seed_everything(config.seed)
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
@@ -417,24 +528,34 @@ class IntentModel:
         else:
             encoder = get_peft_model(base, build_peft_config(config, base))
         head = CosineHead(base.config.hidden_size, len(label_names))
-        model = cls(config, label_names, encoder, tokenizer, head)
+        tagger = torch.nn.Linear(base.config.hidden_size, len(tags)) if tags else None
+        model = cls(config, label_names, encoder, tokenizer, head, tags=tags, tagger=tagger)
         encoder.to(model.device)
         head.to(model.device)
+        if tagger is not None:
+            tagger.to(model.device)
 
         index = {name: i for i, name in enumerate(label_names)}
         y = np.array([index[l] for l in labels])
         if validation is not None:
             train_idx = np.arange(len(texts))
-            val_texts, val_y = list(validation[0]), np.array([index[l] for l in validation[1] if l in index])
+            keep = [i for i, l in enumerate(validation[1]) if l in index]
+            val_texts, val_y = [validation[0][i] for i in keep], np.array([index[validation[1][i]] for i in keep])
+            val_entities = [validation_entities[i] for i in keep] if validation_entities else [[] for _ in keep]
         else:
             train_idx, val_idx = stratified_split(y, config.validation_split, config.seed)
             val_texts, val_y = [texts[i] for i in val_idx], y[val_idx]
+            val_entities = [entities[i] for i in val_idx]
         train_texts, train_y = [texts[i] for i in train_idx], y[train_idx]
 
         # Frozen prefix: computed once per utterance, reused every epoch (families that run
         # whole, see `nlu.base_models.WholeModel`, keep the token ids and run every block each step).
         started = time.perf_counter()
-        seqs = model._tokenize(train_texts)
+        if tags:
+            seqs, offsets, _ = model._tokenize_spans(train_texts)
+            token_tags = [tags.token_labels(entities[i], offs) for i, offs in zip(train_idx, offsets)]
+        else:
+            seqs, token_tags = model._tokenize(train_texts), None
         lengths = [len(s) for s in seqs]
         cached: List = [None] * len(seqs)
         encoder.eval()
@@ -454,22 +575,27 @@ class IntentModel:
         train_emb = torch.cat([model._embed_cached(cached, lengths, batch, train=False) for batch in buckets])
         emb_y = train_y[np.concatenate(buckets)]  # the order of train_emb
         head.init_from_centroids(train_emb, torch.as_tensor(emb_y, device=train_emb.device))
-        log(f"prepared {len(train_texts)} training utterances in {time.perf_counter() - started:.1f}s")
+        log(f"prepared {len(train_texts)} training utterances in {time.perf_counter() - started:.1f}s"
+            + (f"; {len(tags.kinds)} entity kinds: {', '.join(tags.tag_names[1::2])}" if tags else ""))
 
-        if pretrained_adapter and not continue_training:
+        # With a frozen pretrained adapter the intent head stays at the centroids; only a token head trains.
+        head_only = bool(pretrained_adapter and not continue_training)
+        if head_only:
             for p in encoder.parameters():
                 p.requires_grad_(False)
-            model._calibrate(val_texts, val_y)
-            return model
+            if not tags:
+                model._calibrate(val_texts, val_y)
+                return model
 
         adapter_params = [p for p in encoder.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": adapter_params, "lr": config.learning_rate},
-                {"params": head.parameters(), "lr": config.head_learning_rate},
-            ],
-            weight_decay=config.weight_decay,
-        )
+        groups = [] if head_only else [
+            {"params": adapter_params, "lr": config.learning_rate},
+            {"params": list(head.parameters()), "lr": config.head_learning_rate},
+        ]
+        if tagger is not None:
+            groups.append({"params": list(tagger.parameters()), "lr": config.head_learning_rate})
+        trained_params = [p for g in groups for p in g["params"]]
+        optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
         steps_per_epoch = math.ceil(len(cached) / config.batch_size)
         total = steps_per_epoch * config.epochs
         warmup = max(1, int(total * config.warmup_ratio))
@@ -479,6 +605,7 @@ class IntentModel:
             lambda step: (step + 1) / warmup if step < warmup else max(0.0, (total - step) / max(1, total - warmup)),
         )
         loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        tag_loss_fn = torch.nn.CrossEntropyLoss(ignore_index=IGNORE)
         rng = random.Random(config.seed)
         best = (-1.0, None)
         stale = 0
@@ -489,21 +616,28 @@ class IntentModel:
             running, seen = 0.0, 0
             bar = tqdm(length_buckets(lengths, config.batch_size, rng), desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
             for batch in bar:
-                emb = model._embed_cached(cached, lengths, batch, train=True)
-                loss = loss_fn(head(emb), y_tensor[batch])
+                states, mask = model._states_cached(cached, lengths, batch, train=True)
+                loss = 0.0 if head_only else loss_fn(head(model._sentence(states, mask)), y_tensor[batch])
+                if tagger is not None:
+                    gold = torch.full(mask.shape, IGNORE, dtype=torch.long, device=model.device)
+                    for row, i in enumerate(batch):
+                        gold[row, : lengths[i]] = torch.as_tensor(token_tags[i])
+                    dropped = torch.nn.functional.dropout(states.float(), 0.1, training=True)
+                    loss = loss + config.entity_loss_weight * tag_loss_fn(tagger(dropped).flatten(0, 1), gold.flatten())
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(adapter_params + list(head.parameters()), 1.0)
+                torch.nn.utils.clip_grad_norm_(trained_params, 1.0)
                 optimizer.step()
                 schedule.step()
                 running += loss.item() * len(batch)
                 seen += len(batch)
                 bar.set_postfix(loss=f"{running / seen:.3f}")
-            val_acc = model.accuracy(val_texts, val_y) if len(val_y) else float("nan")
-            model.history.append({"epoch": epoch, "train_loss": running / max(1, seen), "val_accuracy": val_acc, "seconds": time.perf_counter() - started})
-            log(f"epoch {epoch}: train loss {running / max(1, seen):.4f}, validation accuracy {val_acc:.4f}")
-            if not len(val_y) or val_acc > best[0]:
-                best = (val_acc, copy.deepcopy(model._trainable_state()))
+            score, note = model._validation_score(val_texts, val_y, val_entities)
+            model.history.append({"epoch": epoch, "train_loss": running / max(1, seen), "seconds": time.perf_counter() - started, **note})
+            log(f"epoch {epoch}: train loss {running / max(1, seen):.4f}, "
+                + ", ".join(f"validation {k.replace('val_', '').replace('_', ' ')} {v:.4f}" for k, v in note.items()))
+            if not len(val_y) or score > best[0]:
+                best = (score, copy.deepcopy(model._trainable_state()))
                 stale = 0
             else:
                 stale += 1
@@ -515,12 +649,38 @@ class IntentModel:
         model._calibrate(val_texts, val_y)
         return model
 
-    def _embed_cached(self, cached, lengths, batch, train: bool):
+    @staticmethod
+    def _checked_entities(texts: Sequence[str], entities: Optional[Sequence[Sequence[Dict]]], what: str) -> List[List[Dict]]:
+        """`entities` as one list per text (empty lists when None), each annotation checked."""
+        if entities is None:
+            return [[] for _ in texts]
+        if len(entities) != len(texts):
+            raise ValueError(f"fit got {len(entities)} entity lists for {len(texts)} texts")
+        for n, (text, annotations) in enumerate(zip(texts, entities), start=1):
+            check_annotations(text, annotations or [], f"{what} {n}")
+        return [list(a or []) for a in entities]
+
+    def _validation_score(self, texts: Sequence[str], y: np.ndarray, entities: Sequence[Sequence[Dict]]) -> Tuple[float, Dict[str, float]]:
+        """(score for early stopping, figures for the history): intent accuracy, averaged with entity F1
+        when the model has a token head and the validation examples have entities."""
+        if not len(y):
+            return float("nan"), {"val_accuracy": float("nan")}
+        if self.tagger is None or not any(entities):
+            accuracy = self.accuracy(texts, y)
+            return accuracy, {"val_accuracy": accuracy}
+        logits, found = self._eager(texts)
+        accuracy = float((logits.argmax(-1).numpy() == np.asarray(y)).mean())
+        f1 = span_scores(entities, found)["f1"]
+        return (accuracy + f1) / 2, {"val_accuracy": accuracy, "val_entity_f1": f1}
+
+    def _states_cached(self, cached, lengths, batch, train: bool):
+        """(last layer's token states, mask) of the cached utterances in `batch`."""
         batch = list(batch)
+        context = torch.enable_grad() if train else torch.inference_mode()
         if not self.splits:  # `cached` holds token ids: the whole model runs
             ids, mask = self._pad([cached[i].tolist() for i in batch])
-            with torch.enable_grad() if train else torch.inference_mode():
-                return self._sentence(self._encode(ids, mask), mask)
+            with context:
+                return self._encode(ids, mask), mask
         width = max(lengths[i] for i in batch)
         dim = cached[batch[0]].shape[-1]
         hidden = torch.zeros((len(batch), width, dim), device=self.device)
@@ -528,23 +688,29 @@ class IntentModel:
         for row, i in enumerate(batch):
             hidden[row, : lengths[i]] = cached[i]
             mask[row, : lengths[i]] = 1
-        context = torch.enable_grad() if train else torch.inference_mode()
         with context:
-            out = self._run_layers(hidden, mask, self._split)
-            return self._sentence(out, mask)
+            return self._run_layers(hidden, mask, self._split), mask
+
+    def _embed_cached(self, cached, lengths, batch, train: bool):
+        states, mask = self._states_cached(cached, lengths, batch, train)
+        with torch.enable_grad() if train else torch.inference_mode():
+            return self._sentence(states, mask)
 
     def _trainable_state(self) -> Dict:
         state = {k: v.detach().clone() for k, v in self.encoder.named_parameters() if v.requires_grad}
         state.update({f"head.{k}": v.detach().clone() for k, v in self.head.state_dict().items()})
+        if self.tagger is not None:
+            state.update({f"tagger.{k}": v.detach().clone() for k, v in self.tagger.state_dict().items()})
         return state
 
     def _load_trainable_state(self, state: Dict) -> None:
         params = dict(self.encoder.named_parameters())
         for key, value in state.items():
-            if key.startswith("head."):
-                continue
-            params[key].data.copy_(value)
+            if not key.startswith(("head.", "tagger.")):
+                params[key].data.copy_(value)
         self.head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
+        if self.tagger is not None:
+            self.tagger.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("tagger.")})
 
     def accuracy(self, texts: Sequence[str], y: np.ndarray) -> float:
         """Share of `texts` whose top prediction is the label index in `y`."""
@@ -570,6 +736,12 @@ class IntentModel:
 
         optimizer.step(closure)
         self.temperature = float(log_t.detach().exp().clamp(0.05, 20.0))
+        probs = torch.softmax(logits.detach() / self.temperature, dim=-1).numpy()
+        self.calibration = {
+            "temperature": self.temperature,
+            "validation_ece": expected_calibration_error(probs, np.asarray(y)),
+            "validation_examples": int(len(texts)),
+        }
 
     # ------------------------------------------------------------ persisting
     def save(self, folder: Path) -> Path:
@@ -582,10 +754,14 @@ class IntentModel:
         with replacing_folder(folder) as staging:  # a loader never finds half a model
             self.encoder.save_pretrained(str(staging / ADAPTER_DIR))
             save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(staging / HEAD_FILE))
+            if self.tagger is not None:
+                save_file({k: v.detach().cpu().contiguous() for k, v in self.tagger.state_dict().items()}, str(staging / ENTITY_FILE))
             meta = {
                 "format_version": FORMAT_VERSION,
                 "labels": self.labels,
+                "entities": self.tags.to_dict() if self.tags else None,
                 "temperature": self.temperature,
+                "calibration": self.calibration,
                 "config": dataclasses.asdict(self.config),
                 "history": self.history,
             }
@@ -627,7 +803,13 @@ class IntentModel:
             encoder = PeftModel.from_pretrained(base, str(adapter_path))
             step = head_path
             head_state = load_file(str(head_path))
-        except ModelNotFoundError:
+            tags = TagScheme.from_dict(meta["entities"]) if meta.get("entities") else None
+            step = folder / ENTITY_FILE
+            if tags and not step.exists():
+                raise IntentModelError(
+                    f"intent model file '{step}' is missing (the model was trained with entities); retrain it")
+            tagger_state = load_file(str(step)) if tags else None
+        except (ModelNotFoundError, IntentModelError):
             raise
         except Exception as exc:  # corrupt JSON, safetensors or adapter weights
             where = f"'{step}'" if step is not None else f"the base model of '{folder}'"
@@ -637,8 +819,16 @@ class IntentModel:
             head.load_state_dict(head_state)
         except RuntimeError as exc:
             raise IntentModelError(f"'{head_path}' does not match the label map in '{meta_path}': {exc}") from exc
-        model = cls(config, meta["labels"], encoder, tokenizer, head, meta.get("temperature", 1.0))
+        tagger = None
+        if tags:
+            tagger = torch.nn.Linear(base.config.hidden_size, len(tags))
+            try:
+                tagger.load_state_dict(tagger_state)
+            except RuntimeError as exc:
+                raise IntentModelError(f"'{folder / ENTITY_FILE}' does not match the entity tags in '{meta_path}': {exc}") from exc
+        model = cls(config, meta["labels"], encoder, tokenizer, head, meta.get("temperature", 1.0), tags=tags, tagger=tagger)
         model.history = meta.get("history", [])
+        model.calibration = meta.get("calibration") or {}
         if merge:
             model.encoder = encoder.merge_and_unload()  # plain BertModel: no adapter cost per call
             if precision == "bf16":
@@ -647,6 +837,8 @@ class IntentModel:
                 model.encoder = quantized_int8(model.encoder)
         model.encoder.to(model.device).eval()
         model.head.to(model.device).eval()
+        if model.tagger is not None:
+            model.tagger.to(model.device).eval()
         if merge:
             from core.serving import LRUCache
 
@@ -656,7 +848,7 @@ class IntentModel:
     def prefetch(self, texts: Sequence[str]) -> None:
         """Classify `texts` now (on the model thread) so that `predict_proba` finds them cached."""
         if self._served is not None:
-            self.predict_proba(list(texts))
+            self.parse(list(texts))
 
 
 def _float_tensors(module) -> Dict[str, Tuple["torch.Tensor", float, float]]:
@@ -693,6 +885,24 @@ def quantized_int8(module):
         from torch.ao.quantization import quantize_dynamic
 
         return quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8).eval()
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error of the top prediction: the gap between confidence and accuracy,
+    averaged over `bins` equal-width confidence bins weighted by their share of examples."""
+    probs, y = np.asarray(probs), np.asarray(y)
+    if not len(y):
+        return float("nan")
+    confidence, predicted = probs.max(-1), probs.argmax(-1)
+    correct = (predicted == y).astype(float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            total += members.mean() * abs(confidence[members].mean() - correct[members].mean())
+    return float(total)
 
 
 def stratified_split(y: np.ndarray, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
