@@ -9,7 +9,9 @@ conversation:
 
 - ``frustration``: the customer asks again what they asked in one of their
   last three typed messages (word overlap at least `repeat_overlap`, within
-  `repeat_window_s`, pleasantries such as "thanks" not counted);
+  `repeat_window_s`, pleasantries such as "thanks" not counted; words as
+  `core.language.words` splits them, so Chinese is compared by character
+  bigrams);
 - ``fallbacks``: the second message in a row that neither the intents nor the
   past answers could answer (``nlu_fallback`` and no retrieved answer over
   the retrieval threshold).
@@ -28,7 +30,6 @@ conversation tests in bot/tests/.
 """
 from __future__ import annotations
 
-import re
 import time
 from typing import Any, Dict, List, Optional, Text
 
@@ -43,6 +44,7 @@ from rasa.shared.core.events import ActionExecuted, ConversationResumed, Restart
 from rasa.shared.core.generator import TrackerWithCachedStates
 from rasa.shared.core.trackers import DialogueStateTracker
 
+from core.language import word_overlap, words
 from core.payloads import is_payload
 
 HANDOFF_ACTION = "action_handoff"
@@ -87,16 +89,6 @@ def recent_typed_messages(events, most: int = 4) -> List[UserUttered]:
             if len(found) == most:
                 break
     return found[::-1]
-
-
-def _tokens(text: str) -> List[str]:
-    return re.findall(r"[a-z0-9']+", (text or "").lower())
-
-
-def word_overlap(a: str, b: str) -> float:
-    """Shared words over all words of the two texts (0 when either has none)."""
-    ta, tb = set(_tokens(a)), set(_tokens(b))
-    return len(ta & tb) / len(ta | tb) if ta and tb else 0.0
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.POLICY_WITHOUT_END_TO_END_SUPPORT, is_trainable=True)
@@ -193,7 +185,7 @@ class HandoffPolicy(Policy):
         return None
 
     def _asks_again(self, latest: UserUttered, earlier: List[UserUttered]) -> bool:
-        if len(_tokens(latest.text)) < int(self.config["repeat_min_words"]):
+        if len(words(latest.text)) < int(self.config["repeat_min_words"]):
             return False
         if (latest.intent or {}).get("name") in self.ignored:
             return False

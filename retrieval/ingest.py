@@ -30,6 +30,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from core.language import CJK_RUN, words
 from core.records import RecordError, read_csv, read_jsonl, read_lines
 from core.redaction import find_personal_data, redact
 from retrieval.index import AnswerRecord, as_record, timestamp_key
@@ -38,10 +39,16 @@ QA_SUFFIXES = {".jsonl", ".csv"}
 TRANSCRIPT_SUFFIXES = {".txt", ".jsonl"}
 CUSTOMER_LABELS = {"customer", "client", "user", "caller", "member", "cust"}
 AGENT_LABELS = {"agent", "advisor", "adviser", "staff", "support", "bank", "operator", "rep", "assistant", "colleague"}
-MIN_QUESTION_WORDS = 3
+MIN_QUESTION_WORDS = 3  # words as `question_words` counts them
 
 _TURN = re.compile(r"^\s*(?:\[(?P<ts>[^\]]+)\]\s*)?(?P<speaker>[A-Za-z][A-Za-z .'-]{0,30}?)\s*:\s*(?P<text>.*)$")
 _HEADER = re.compile(r"^\s*#\s*(?P<key>[\w -]+?)\s*:\s*(?P<value>.*?)\s*$")
+
+
+def question_words(question: str) -> int:
+    """How many words `question` has: pieces between spaces, or, in text with Chinese or Japanese
+    characters (written without spaces), `core.language.words` (character bigrams)."""
+    return len(words(question)) if CJK_RUN.search(question) else len(question.split())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +77,7 @@ class IngestReport:
         except ValueError as exc:
             self.skip(location, str(exc))
             return
-        if len(record.question.split()) < MIN_QUESTION_WORDS:
+        if question_words(record.question) < MIN_QUESTION_WORDS:
             self.skip(location, f"question too short to answer from ({record.question!r})")
             return
         self.redactions.update(item.kind for item in found)

@@ -31,7 +31,6 @@ import argparse
 import gc
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from core.language import words
 from core.settings import PROJECT_ROOT
 
 ADAPTED_ENCODER = PROJECT_ROOT / "artifacts" / "encoder"
@@ -95,10 +95,6 @@ def latency(fn: Callable[[str], object], queries: Sequence[str]) -> Dict[str, fl
             "cpu_p50_ms": float(np.percentile(cpu, 50)), "cpu_p99_ms": float(np.percentile(cpu, 99))}
 
 
-def _tokens(text: str) -> List[str]:
-    return re.findall(r"[a-z0-9']+", text.lower())
-
-
 def bench_quality(args) -> List[Dict]:
     import torch
     from rank_bm25 import BM25Okapi
@@ -149,12 +145,12 @@ def bench_quality(args) -> List[Dict]:
         gc.collect()
 
     start = time.perf_counter()
-    bm25 = BM25Okapi([_tokens(t) for t in history])
+    bm25 = BM25Okapi([words(t) for t in history])
     build_s = time.perf_counter() - start
     answers_arr = np.asarray(history_answers, dtype=object)
 
     def bm25_top(query: str, k: int = 10):
-        scores = bm25.get_scores(_tokens(query))
+        scores = bm25.get_scores(words(query))
         top = np.argpartition(-scores, k)[:k]
         return answers_arr[top[np.argsort(-scores[top])]]
 
