@@ -6,16 +6,23 @@ signal in `Assessment.signals`:
 
 - ``lexicon``: words and phrases of frustration with the service ("useless",
   "waste of time", "how many times", "not what I asked"); swear words weigh
-  more, mild words ("again", "still") less;
-- ``shouting``: mostly capital letters over several words (bank acronyms such
-  as PIN, ATM, IBAN do not count);
-- ``punctuation``: bursts of ``?!`` ("really??", "now!!!");
+  more, mild words ("again", "still") less. English only;
+- ``shouting``: mostly capital letters over several words of a script with
+  capitals (bank acronyms such as PIN, ATM, IBAN do not count);
+- ``punctuation``: bursts of ``?!`` ("really??", "now!!!", full-width "？？");
 - ``repeat``: the customer asks again what they asked in one of their last
-  messages (word overlap);
+  messages (word overlap, `core.language.word_overlap`);
 - ``similar``: with a sentence encoder, the message reads like the frustrated
   examples in ``frustration_examples.csv`` (similarity-weighted vote of the
   nearest labelled examples, which are given as evidence). A word list misses
   new phrasings ("this is a nightmare"); the neighbours catch many of them.
+  The bundled examples are English: in another language only examples given
+  to the detector count.
+
+For a `language` other than English (config.yml's ``language:``, through
+`nlu.FrustrationReader`) the English word lists and examples are left out;
+capitals, ``?!`` bursts, asking again and examples given in that language
+still count.
 
 Measure it on a labelled sample with
 ``python -m training.eval_frustration tests/fixtures/frustration.csv``
@@ -30,9 +37,11 @@ import re
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
+from core.language import CJK_RUN, ENGLISH, is_english, word_overlap, words
+
 EXAMPLES = Path(__file__).with_name("frustration_examples.csv")
 
-# Phrases of frustration with the service, each a regular expression on lower-cased text.
+# Phrases of frustration with the service, each a regular expression on lower-cased English text.
 STRONG = [
     r"\b(ridiculous|useless|pointless|hopeless|unacceptable|unbelievable|pathetic|outrageous|absurd)\b",
     r"\b(disgrace(ful)?|incompetent|terrible service|worst|rubbish|garbage|nonsense)\b",
@@ -116,15 +125,11 @@ class Assessment:
     worded: bool = False
 
 
-def _tokens(text: str) -> List[str]:
-    return re.findall(r"[a-z0-9']+", text.lower())
-
-
-def _word_overlap(a: str, b: str) -> float:
-    ta, tb = set(_tokens(a)), set(_tokens(b))
-    if not ta or not tb:
-        return 0.0
-    return len(ta & tb) / len(ta | tb)
+_LETTER_RUNS = re.compile(r"[^\W\d_]{3,}")  # words of three letters or more, any script
+_BURSTS = re.compile(r"[!?！？]{2,}")
+# What the bundled English examples judge: text with a Latin letter, digit or apostrophe. To the
+# English encoder, Chinese questions ("怎么修改密码") read like "stupid bot".
+_ENGLISH_EXAMPLES_JUDGE = re.compile(r"[a-z0-9']")
 
 
 class FrustrationDetector:
@@ -140,6 +145,7 @@ class FrustrationDetector:
         examples: Optional[Sequence[Mapping[str, str]]] = None,
         neighbours: int = 5,
         similar_vote: float = 0.9,
+        language: str = ENGLISH,
     ) -> None:
         """Build a detector.
 
@@ -148,22 +154,29 @@ class FrustrationDetector:
         (``core.encoder.load_encoder()``) to compare messages with labelled
         `examples` (default: ``frustration_examples.csv``); `similar_vote`:
         share of the `neighbours` nearest examples' similarity that must be
-        frustrated for the ``similar`` signal to fire.
+        frustrated for the ``similar`` signal to fire; `language`: the
+        customers' language (the English word lists and default examples
+        apply only to English).
         """
         self.threshold = threshold
         self.weights = {**DEFAULT_WEIGHTS, **(weights or {})}
         self.repeat_overlap = repeat_overlap
         self.repeat_min_words = repeat_min_words
-        self._strong = [re.compile(p) for p in STRONG]
-        self._swearing = [re.compile(p) for p in SWEARING]
-        self._mild = [re.compile(p) for p in MILD]
+        self.language = language
+        english = is_english(language)
+        self._strong = [re.compile(p) for p in STRONG] if english else []
+        self._swearing = [re.compile(p) for p in SWEARING] if english else []
+        self._mild = [re.compile(p) for p in MILD] if english else []
         self.encoder = encoder
         self.neighbours = neighbours
         self.similar_vote = similar_vote
         self._examples: List[Mapping[str, str]] = []
         self._example_vectors = None
-        if encoder is not None:
-            self._examples = list(examples if examples is not None else read_sample(str(EXAMPLES)))
+        self._bundled_examples = examples is None
+        if examples is None and english:
+            examples = read_sample(str(EXAMPLES))
+        if encoder is not None and examples:
+            self._examples = list(examples)
             self._example_vectors = encoder.encode(
                 [e["text"] for e in self._examples], batch_size=64, normalize_embeddings=True
             )
@@ -180,6 +193,12 @@ class FrustrationDetector:
         share = float(frustrated / weights.sum()) if weights.sum() > 0 else 0.0
         return share, [self._examples[i]["text"] for i in nearest[:3]]
 
+    def _judged_by_examples(self, text: str) -> bool:
+        """Whether the labelled examples can judge `text`: the bundled English ones only text with Latin words."""
+        if self._bundled_examples:
+            return _ENGLISH_EXAMPLES_JUDGE.search((text or "").lower()) is not None
+        return bool(words(text))
+
     def assess(self, text: str, previous: Sequence[str] = ()) -> Assessment:
         """Score `text`, given the customer's previous messages (most recent last)."""
         lowered = (text or "").lower()
@@ -194,25 +213,27 @@ class FrustrationDetector:
                 signals[name] = self.weights[name] * len(hits)
                 evidence.extend(hits)
 
-        words = re.findall(r"[A-Za-z]{3,}", text or "")
-        shouted = [w for w in words if w.isupper() and w not in ACRONYMS]
-        if len(shouted) >= 2 and len(shouted) >= 0.6 * len(words):
+        # Words of scripts with capitals only (Chinese, Arabic or Thai have none to shout with);
+        # Chinese written straight against Latin letters is cut off ("我的CARD": CARD).
+        lettered = [w for w in _LETTER_RUNS.findall(CJK_RUN.sub(" ", text or "")) if w.lower() != w.upper()]
+        shouted = [w for w in lettered if w.isupper() and w not in ACRONYMS]
+        if len(shouted) >= 2 and len(shouted) >= 0.6 * len(lettered):
             signals["shouting"] = self.weights["shouting"]
             evidence.append("CAPITALS")
 
-        bursts = re.findall(r"[!?]{2,}", text or "")
+        bursts = _BURSTS.findall(text or "")
         if bursts:
             signals["punctuation"] = self.weights["punctuation"] * len(bursts)
             evidence.extend(bursts)
 
-        if len(_tokens(text)) >= self.repeat_min_words:
+        if len(words(text)) >= self.repeat_min_words:
             for earlier in list(previous)[-3:]:
-                if _word_overlap(text, earlier) >= self.repeat_overlap:
+                if word_overlap(text, earlier) >= self.repeat_overlap:
                     signals["repeat"] = self.weights["repeat"]
                     evidence.append(f"asked again: {earlier!r}")
                     break
 
-        if self.encoder is not None and _tokens(text):
+        if self._example_vectors is not None and self._judged_by_examples(text):
             share, nearest = self._similar(text)
             if share >= self.similar_vote:
                 signals["similar"] = self.weights["similar"]

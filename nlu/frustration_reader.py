@@ -24,6 +24,14 @@ word-list detector (`nlu.frustration`) and, where it is trained
 Asking the same thing again is a signal across turns, so the dialogue judges
 it (bot/policies.py), not this component.
 
+The word lists, the labelled examples and the sentiment model (trained on
+customers' messages to airlines) are English. They are used only when the
+customers' language is English: the ``language:`` of config.yml at the
+project root (`core.language.configured_language`), or the component's own
+``language`` knob, which a pipeline trained from another file sets. In any
+other language the reading has capitals and ``?!`` bursts only, and
+``sentiment`` is null.
+
 The reading runs ahead of Rasa's pipeline on the model thread when the server
 prefetches the message (`core.serving.prefetch`); `process` then finds it in
 its cache. Called directly (Rasa's HTTP API, `rasa shell nlu`), it computes inline.
@@ -71,6 +79,9 @@ class FrustrationReader(GraphComponent):
             # Intents kept even when the message is frustrated: they have their own way to a person.
             # (A frustrated complaint becomes "frustrated": the apology fits it, the evidence reaches the agent.)
             "keep_intents": ["request_human"],
+            # The customers' language; None: the `language:` of config.yml at the project root. The
+            # English word lists, examples and sentiment model are used only when it is English.
+            "language": None,
         }
 
     def __init__(self, config: Dict[Text, Any], detector: FrustrationDetector, sentiment: Any, rule: HandoffRule) -> None:
@@ -89,19 +100,29 @@ class FrustrationReader(GraphComponent):
         resource: Resource,
         execution_context: ExecutionContext,
     ) -> "FrustrationReader":
-        """Load the detector (with the process's shared encoder) and, where trained, the sentiment model."""
+        """Load the detector (with the process's shared encoder) and, where trained, the sentiment model.
+
+        Raises `core.language.LanguageConfigError` naming config.yml when the
+        ``language`` knob is unset and that file's ``language:`` cannot be read.
+        """
+        from core.language import configured_language, is_english
         from core.settings import get_settings
 
         config = {**cls.get_default_config(), **config}
+        language = config["language"] or configured_language()
+        english = is_english(language)
+        if not english:
+            logger.info("frustration: language %s, so the English word lists, examples and sentiment model are "
+                        "left out (capitals and ?! bursts still count)", language)
         encoder = None
-        if config["use_encoder"]:
+        if config["use_encoder"] and english:  # the examples and the sentiment model it serves are English
             try:
                 from core.encoder import load_encoder
 
                 encoder = load_encoder(None)  # the same cached encoder as retrieval
             except Exception as exc:  # the word list alone still works
                 logger.warning("frustration: word list only, the sentence encoder did not load (%s)", exc)
-        detector = FrustrationDetector(threshold=float(config["threshold"]), encoder=encoder)
+        detector = FrustrationDetector(threshold=float(config["threshold"]), encoder=encoder, language=language)
         sentiment = None
         if encoder is not None:
             sentiment = _load_sentiment(config["sentiment_dir"], encoder)
