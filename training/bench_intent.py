@@ -71,8 +71,10 @@ def write_nlu_yaml(texts: List[str], labels: List[str], path: Path) -> None:
     path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
 
-def run_system(name: str, config: Dict, train_yml: Path, test_yml: Path, test_texts: List[str], workdir: Path, latency_n: int) -> Dict:
-    """Train, test and time one system (runs inside the child process)."""
+def run_system(name: str, config: Dict, train_yml: Path, test_yml: Path, test_texts: List[str], workdir: Path, latency_n: int,
+               test_labels: List[str] = ()) -> Dict:
+    """Train, test and time one system (runs inside the child process); with `test_labels`, also the
+    expected calibration error of the top intent's confidence over every test utterance."""
     from rasa.core.agent import Agent
     from rasa.model_testing import test_nlu
     from rasa.model_training import train_nlu
@@ -104,8 +106,20 @@ def run_system(name: str, config: Dict, train_yml: Path, test_yml: Path, test_te
     # CPU time beside wall time: on a shared machine wall time includes
     # waiting for a core; the load average says how busy it was.
     spent, cpu = asyncio.run(timings())
+    ece = float("nan")
+    if test_labels:
+        async def tops():
+            return [(await agent.parse_message(text))["intent"] for text in test_texts]
+
+        from nlu.model import expected_calibration_error
+
+        found = asyncio.run(tops())
+        probs = np.array([[r.get("confidence") or 0.0, 0.0] for r in found])
+        right = np.array([0 if r.get("name") == label else 1 for r, label in zip(found, test_labels)])
+        ece = expected_calibration_error(probs, right)  # column 0: the top intent, right when the label is 0
     return {
         "system": name,
+        "ece": ece,
         "accuracy": report["accuracy"],
         "macro_f1": report["macro avg"]["f1-score"],
         "train_seconds": train_seconds,
@@ -120,8 +134,8 @@ def run_system(name: str, config: Dict, train_yml: Path, test_yml: Path, test_te
 def table(rows: List[Dict], diet_epochs: int) -> str:
     """Markdown table of the results."""
     lines = [
-        "| system | test accuracy | macro-F1 | training wall time | parse p50 | parse p95 | parse CPU p50 | peak memory | load avg |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| system | test accuracy | macro-F1 | ECE | training wall time | parse p50 | parse p95 | parse CPU p50 | peak memory | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         label = r["system"]
@@ -130,7 +144,7 @@ def table(rows: List[Dict], diet_epochs: int) -> str:
         if r.get("offline_adapter"):
             label += " (adapter from training.finetune_intent)"
         lines.append(
-            f"| {label} | {r['accuracy'] * 100:.1f} % | {r['macro_f1'] * 100:.1f} % | {r['train_seconds'] / 60:.1f} min | "
+            f"| {label} | {r['accuracy'] * 100:.1f} % | {r['macro_f1'] * 100:.1f} % | {r.get('ece', float('nan')):.3f} | {r['train_seconds'] / 60:.1f} min | "
             f"{r['p50_ms']:.1f} ms | {r['p95_ms']:.1f} ms | {r.get('cpu_p50_ms', float('nan')):.1f} ms | "
             f"{r['peak_rss_mb']:.0f} MB | {r.get('load_average', float('nan')):.1f} |"
         )
@@ -155,13 +169,14 @@ def main(argv: List[str] = None) -> int:
     args = parser.parse_args(argv)
 
     if args.child:  # one system, in its own process
-        test_texts, _, _ = read_examples(args.test)
+        test_texts, test_labels, _ = read_examples(args.test)
         config = OURS if args.child == "ours" else stock_config(args.diet_epochs)
         offline_seconds = 0.0
         if args.child == "ours" and args.ours_adapter:
             config = {**OURS, "pipeline": [{"name": "nlu.TransformerIntentClassifier", "pretrained_adapter": str(args.ours_adapter.resolve())}]}
             offline_seconds = json.loads((args.ours_adapter / "metrics.json").read_text())["train_seconds"]
-        result = run_system(args.child, config, args.workdir / "train.yml", args.workdir / "test.yml", test_texts, args.workdir, args.latency_messages)
+        result = run_system(args.child, config, args.workdir / "train.yml", args.workdir / "test.yml", test_texts, args.workdir,
+                            args.latency_messages, test_labels)
         result["train_seconds"] += offline_seconds
         result["offline_adapter"] = bool(offline_seconds)
         print("RESULT " + json.dumps(result), flush=True)
