@@ -45,7 +45,7 @@ NO_MORE_QUESTIONS = re.compile(
 )
 # Intents that say nothing about what a conversation was about.
 CONVERSATION_INTENTS = {
-    "greet", "goodbye", "thanks", "affirm", "deny", "bot_challenge", "inform_card_digits", "nlu_fallback",
+    "greet", "goodbye", "thanks", "affirm", "deny", "bot_challenge", "inform_card_digits", "inform", "nlu_fallback",
     "rate_answer", "rate_service", "select_suggestion", "no_suggestions", "out_of_scope",
 }
 STORAGE_ERRORS = (db.DatabaseUnavailableError, sa.exc.SQLAlchemyError, OSError)

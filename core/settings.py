@@ -68,7 +68,7 @@ class Settings:
     max_suggestions: int = 3
     # Intents (comma-separated) whose messages are never "asked again" frustration: saying
     # "thanks" or "yes" twice is conversation, not a customer repeating an unanswered request.
-    repeat_ignored_intents: str = "greet,goodbye,thanks,affirm,deny,inform_card_digits"
+    repeat_ignored_intents: str = "greet,goodbye,thanks,affirm,deny,inform_card_digits,inform"
     # When people answer the queue: days and hours ("Mon-Fri 08:00-20:00; Sat 09:00-13:00"),
     # in `support_timezone`. Outside them, or with no agent signed in to the inbox within
     # `agent_online_minutes`, a customer handed over is told nobody is online and offered to

@@ -4,11 +4,11 @@ The Rasa SDK imports every module of this package and registers each action
 it finds; the imports below make the core modules' actions available to
 anyone who imports the package directly.
 """
-from bot.actions import answers, dialogue, history, privacy, satisfaction, suggestions  # noqa: F401
+from bot.actions import answers, dialogue, forms, history, privacy, satisfaction, suggestions  # noqa: F401
 from bot.actions import instrument as _instrument
 
 # Each action's run time on the action server's /metrics, its logs under the conversation id.
-_instrument.instrument_actions(answers, dialogue, history, privacy, satisfaction, suggestions)
+_instrument.instrument_actions(answers, dialogue, forms, history, privacy, satisfaction, suggestions)
 _instrument.serve_on_action_server()  # GET /metrics beside the SDK's /health (only inside the action server)
 
 # Erasure requests and the retention purge, run by every action-server process (bot/privacy/worker.py).

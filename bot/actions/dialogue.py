@@ -1,5 +1,9 @@
 """Dialogue actions: the card freeze form and the handoff to a human agent.
 
+The payment dispute and transfer forms, and what the forms share (entities
+first, typed text second, values left from an earlier request forgotten when a
+form starts), are in `bot/actions/forms.py`.
+
 The handoff queue is the ``handoffs`` table of the project database, written
 only through `bot.handoff.queue.HandoffQueue` (here, by the desk and by the
 inbox alike).
@@ -7,14 +11,14 @@ inbox alike).
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any, Dict, List, Optional, Text
 
 import sqlalchemy as sa
-from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk import Action, Tracker
 from rasa_sdk.events import ConversationPaused, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from bot.actions.forms import FormFromEntities, checked_card_last_four, checked_yes_or_no
 from bot.actions.identity import customer_id_of
 from bot.handoff.hours import from_settings as opening_hours
 from bot.handoff.notices import NOTICE_FOR_REASON
@@ -28,38 +32,9 @@ logger = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------ card freeze
 
-_FOUR_DIGITS = re.compile(r"(?<![0-9])[0-9]{4}(?![0-9])")
-_SPACED_DIGITS = re.compile(r"^[0-9][0-9 \-]*$")
-# Card numbers have 12 to 19 digits; anything that long was never a "last four".
-_FULL_CARD_NUMBER_DIGITS = 12
 
-
-def parse_card_last_four(text: Any) -> Optional[str]:
-    """The last four digits of a card in what the customer typed, or None.
-
-    Accepts "1234", "1 2 3 4", "it ends in 1234" and "last 4 digits: 1234";
-    refuses anything with no group or several groups of four digits.
-    """
-    if text is None:
-        return None
-    text = str(text).strip()
-    if _SPACED_DIGITS.match(text):
-        digits = re.sub(r"[ \-]", "", text)
-        return digits if len(digits) == 4 else None
-    groups = _FOUR_DIGITS.findall(text)
-    return groups[0] if len(groups) == 1 else None
-
-
-def looks_like_full_card_number(text: Any) -> bool:
-    """Whether `text` holds as many digits as a whole card number (or one the desk already redacted)."""
-    text = str(text or "")
-    if "[CARD]" in text or "[ACCOUNT]" in text:  # core.redaction's placeholders (settings.redact_messages)
-        return True
-    return sum(ch in "0123456789" for ch in text) >= _FULL_CARD_NUMBER_DIGITS
-
-
-class ValidateFreezeCardForm(FormValidationAction):
-    """Checks the card's last four digits and the customer's yes or no."""
+class ValidateFreezeCardForm(FormFromEntities):
+    """Checks the card's last four digits (the entity, else what was typed) and the customer's yes or no."""
 
     def name(self) -> Text:
         return "validate_freeze_card_form"
@@ -68,23 +43,13 @@ class ValidateFreezeCardForm(FormValidationAction):
         self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> Dict[Text, Any]:
         """Keep exactly four digits; otherwise explain and let the form ask again."""
-        last_four = parse_card_last_four(slot_value)
-        if last_four is not None:
-            return {"card_last_four": last_four}
-        if looks_like_full_card_number(slot_value):
-            dispatcher.utter_message(response="utter_full_card_number_warning")
-        else:
-            dispatcher.utter_message(response="utter_card_last_four_invalid")
-        return {"card_last_four": None}
+        return {"card_last_four": checked_card_last_four(slot_value, dispatcher, tracker)}
 
     def validate_freeze_confirmed(
         self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> Dict[Text, Any]:
         """Keep a yes or a no (affirm / deny); anything else is asked again."""
-        if isinstance(slot_value, bool):
-            return {"freeze_confirmed": slot_value}
-        dispatcher.utter_message(response="utter_freeze_confirmed_invalid")
-        return {"freeze_confirmed": None}
+        return checked_yes_or_no("freeze_confirmed", slot_value, dispatcher)
 
 
 class ActionFreezeCard(Action):
