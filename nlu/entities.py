@@ -58,7 +58,8 @@ class TagScheme:
     """BIO tags over the entity kinds of the training data; index 0 is `O`."""
 
     def __init__(self, kinds: Sequence[EntityKind]) -> None:
-        self.kinds = sorted(set(kinds))
+        # One entity with and without a role (account_type, account_type/from): None sorts first.
+        self.kinds = sorted(set(kinds), key=lambda k: (k.entity, k.role or "", k.group or ""))
         self._index = {kind: i for i, kind in enumerate(self.kinds)}
 
     @classmethod
