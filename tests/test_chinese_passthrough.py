@@ -81,7 +81,7 @@ def test_a_chinese_history_is_read_whole_and_redacted_without_touching_the_chine
     assert set(HISTORY[i]["id"] for i in range(len(HISTORY))) <= set(records)  # none "too short", none merged
     assert records["zh-lost"].question == HISTORY[0]["question"] and records["zh-lost"].answer == HISTORY[0]["answer"]
     assert records["zh-card-number"].question == "我的卡号是[CARD]，请帮我冻结"
-    [from_transcript] = [r for r in records.values() if "transcript" in r.tags]
+    [from_transcript] = [r for r in records.values() if "transcript" in r.tags]  # "你好" (one bigram) is too short
     assert (from_transcript.question, from_transcript.answer) == ("我想注销我的账户", "您可以在应用的账户设置里注销账户。")
 
 
@@ -180,6 +180,24 @@ def test_english_words_of_frustration_count_only_where_the_language_is_english(p
         return reader.read("this is useless, 真没用")
 
     assert reading("en")["signals"] == {"lexicon": 1.0} and reading("zh")["signals"] == {}
+
+
+def test_in_another_language_capitals_and_bursts_still_count():
+    from nlu.frustration import FrustrationDetector
+
+    detector = FrustrationDetector(language="zh")
+    assert detector.assess("ПОЧЕМУ КАРТА НЕ РАБОТАЕТ").signals == {"shouting": 1.0}  # Cyrillic has capitals
+    assert detector.assess("我的PIN和ATM都不行").signals == {}  # banking acronyms, not shouting
+    assert detector.assess("为什么？！").signals == {"punctuation": 0.5}
+    assert detector.assess("this is useless, stop it!!").signals == {"punctuation": 0.5}  # no English word list
+
+
+def test_the_english_typed_shortcuts_need_their_english_words():
+    from bot.handoff.desk import STOP_WAITING
+    from core.satisfaction import NO_MORE_QUESTIONS
+
+    assert NO_MORE_QUESTIONS.search("that's all, thanks") and not NO_MORE_QUESTIONS.search("没有别的问题了，谢谢")
+    assert STOP_WAITING.search("I don't want to wait") and not STOP_WAITING.search("我不想等了")
 
 
 def test_the_bundled_english_examples_do_not_judge_chinese_text():
