@@ -467,3 +467,18 @@ def test_the_freeze_form_takes_the_card_from_the_entity_and_forgets_an_old_one(d
     chat.say("please freeze my card", "freeze_card")
     assert chat.run("freeze_card_form") == ["utter_ask_card_last_four"]
     assert chat.slot("card_last_four") is None
+
+
+def test_every_form_is_started_submitted_stopped_and_interrupted_by_rules(domain):
+    """bot/data/rules.yml: the same ways in, out and around for each form (docs/architecture.md)."""
+    import yaml
+
+    rules = yaml.safe_load((PROJECT_ROOT / "bot" / "data" / "rules.yml").read_text(encoding="utf-8"))["rules"]
+    for form in domain.form_names:
+        inside = [r["steps"] for r in rules if {"active_loop": form} in (r.get("condition") or [])]
+        first_intents = {steps[0].get("intent") for steps in inside}
+        assert {"bot_challenge", "request_human", "complaint", "frustrated", "deny"} <= first_intents, form
+        assert any(steps[0] == {"action": form} and {"active_loop": None} in steps for steps in inside), form
+        assert any({"action": form} in r["steps"] and "condition" not in r for r in rules), form  # a rule starts it
+        handoffs = [steps for steps in inside if steps[0].get("intent") in ("request_human", "complaint", "frustrated")]
+        assert all(steps[-1] == {"action": "action_handoff"} for steps in handoffs), form
