@@ -847,11 +847,18 @@ _DETECTORS: List[Tuple[str, Callable[[str], Iterator[Span]]]] = [
 ]
 
 
+# Full-width forms of ASCII (what Chinese and Japanese keyboards type: "０７７００ ９００１２３") and the
+# ideographic space, mapped one character to one so that every detector sees ASCII and spans stay put.
+_HALF_WIDTH = str.maketrans({**{chr(c): chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)}, "\u3000": " "})
+
+
 def find_personal_data(text: str) -> List[PersonalData]:
-    """Every piece of personal data in `text`, in reading order, without overlaps."""
+    """Every piece of personal data in `text`, in reading order, without overlaps (full-width digits
+    and letters are read as their ASCII forms; the values keep the characters written)."""
     found: List[PersonalData] = []
     if not text:
         return found
+    original, text = text, text.translate(_HALF_WIDTH)
     taken: List[Span] = []
     for kind, detect in _DETECTORS:
         for start, end in detect(text):
@@ -860,7 +867,7 @@ def find_personal_data(text: str) -> List[PersonalData]:
             if end <= start or any(start < t_end and t_start < end for t_start, t_end in taken):
                 continue
             taken.append((start, end))
-            found.append(PersonalData(kind, start, end, text[start:end]))
+            found.append(PersonalData(kind, start, end, original[start:end]))
     return sorted(found, key=lambda item: item.start)
 
 

@@ -215,3 +215,16 @@ def test_a_compact_date_and_time_is_no_card_even_when_it_passes_luhn():
     line = "Loading model /tmp/fresh/models/20261202-122937-mature-sniffer.tar.gz"
     assert redact(line) == line
     assert redact("card 4539 1488 0343 6467 was stolen") == "card [CARD] was stolen"
+
+
+@pytest.mark.parametrize("text, kind", [
+    ("电话１３８１２３４５６７８", "PHONE"),
+    ("call me on ０７７００ ９００１２３", "PHONE"),
+    ("card ４２４２４２４２４２４２４２４２ please", "CARD"),
+    ("我的邮箱是ｂｏ＠ｅｘａｍｐｌｅ．ｃｏｍ", "EMAIL"),
+])
+def test_full_width_characters_are_read_as_ascii_and_redacted(text, kind):
+    """What Chinese and Japanese keyboards type; the value keeps the characters written."""
+    [item] = find_personal_data(text)
+    assert item.kind == kind and item.text == text[item.start:item.end]
+    assert f"[{kind}]" in redact(text)
