@@ -40,7 +40,7 @@ FORMAT = "open-intent-detector/1"
 _NORM_TOLERANCE = 1e-3
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # arrays inside: compare detectors by their fields
 class OpenIntentDetector:
     """Flags embeddings (and probabilities) of requests outside the trained intents.
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -181,6 +182,7 @@ def run_diet(split: OpenSplit, epochs: int, fallback_threshold: float, false_unk
     import yaml
     from rasa.core.agent import Agent
     from rasa.model_training import train_nlu
+    from rasa.utils.log_utils import configure_structlog
 
     from nlu.open_intent import calibrated_threshold
     from training.bench_intent import stock_config, write_nlu_yaml
@@ -193,6 +195,7 @@ def run_diet(split: OpenSplit, epochs: int, fallback_threshold: float, false_unk
     started = time.perf_counter()
     model_path = train_nlu(str(workdir / "config.yml"), str(workdir / "train.yml"), str(workdir / "models"), fixed_model_name="diet")
     train_seconds = time.perf_counter() - started
+    configure_structlog(logging.WARNING)  # not a debug line per parsed message
     agent = Agent.load(model_path)
     val_top, val_conf, _ = parse_all(agent, split.val_texts)
     test_top, test_conf, test_intent = parse_all(agent, split.test_texts)
@@ -278,6 +281,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error(f"--systems takes ours and/or diet, got {args.systems!r}")
     # Rasa's training cache would restore a DIET trained by an earlier run instead of training it.
     os.environ.setdefault("RASA_MAX_CACHE_SIZE", "0")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notices
 
     train = read_examples(args.train)
     test = read_examples(args.test)
