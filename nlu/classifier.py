@@ -47,7 +47,10 @@ logger = logging.getLogger(__name__)
 
 # Keys of the Rasa config that are not model settings.
 COMPONENT_KEYS = ("ranking_length", "pretrained_adapter", "inference_batch_size", "inference_threads",
-                  "inference_precision", "entity_recognition")
+                  "inference_precision", "entity_recognition", "unknown_intent")
+
+# Parse-data key of the unknown-request verdict: {"unknown": bool, "score": float, "threshold": float}.
+OPEN_INTENT = "open_intent"
 
 # Annotation keys the token head learns from (others, like `value` of a synonym, stay Rasa's).
 ENTITY_KEYS = ("entity", "start", "end", "value", "role", "group")
@@ -105,6 +108,14 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier, EntityExtrac
             "entity_recognition": True,
             # Weight of the entity (token) loss beside the intent loss.
             "entity_loss_weight": 1.0,
+            # Unknown requests (nlu/open_intent.py): fit the detector, and the share of known
+            # validation requests its threshold flags. Each message's verdict is in `open_intent`.
+            "open_intent": True,
+            "false_unknown_rate": 0.1,
+            "centroids_per_intent": 8,
+            # The intent a request of none of the trained intents gets (FallbackClassifier's
+            # `nlu_fallback`, so the same rules answer it); null: only report it in `open_intent`.
+            "unknown_intent": None,
             # Folder written by `python -m training.finetune_intent`: load that adapter
             # (and its head, when its intents match) instead of fine-tuning here.
             "pretrained_adapter": None,
@@ -255,13 +266,23 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier, EntityExtrac
             [m.get(TEXT) or "" for m in todo], batch_size=self.component_config.get("inference_batch_size", 64)
         )
         ranking_length = self.component_config.get("ranking_length") or len(self.model.labels)
-        for message, (row, entities) in zip(todo, parsed):
+        unknown_intent = self.component_config.get("unknown_intent")
+        for message, reading in zip(todo, parsed):
+            row = reading.proba
             order = row.argsort()[::-1]
             ranking = [{"name": self.model.labels[i], "confidence": float(row[i])} for i in order[:ranking_length]]
-            message.set(INTENT, ranking[0], add_to_output=True)
+            intent = ranking[0]
+            if reading.unknown is not None:
+                message.set(OPEN_INTENT, {"unknown": reading.unknown, "score": reading.unknown_score,
+                                          "threshold": self.model.detector.threshold}, add_to_output=True)
+                if reading.unknown and unknown_intent:
+                    # As FallbackClassifier does: the fallback intent first, the ranking kept for the policies.
+                    intent = {"name": unknown_intent, "confidence": 1.0 - ranking[0]["confidence"]}
+                    ranking = [intent] + ranking
+            message.set(INTENT, intent, add_to_output=True)
             message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)
             if self.model.tags:
-                found = self.add_extractor_name(entities)
+                found = self.add_extractor_name(reading.entities)
                 message.set(ENTITIES, (message.get(ENTITIES) or []) + found, add_to_output=True)
         return messages
 

@@ -10,7 +10,7 @@ folder format:
       head.safetensors    the class prototypes and the logit scale
       entities.safetensors  the token head (only when the data had entities)
       intent_model.json   labels, entity tags, calibrated temperature and its
-                          validation ECE, model settings
+                          validation ECE, the open-intent detector, model settings
 
 Why it trains fast on a CPU:
 - Only the top ``trainable_layers`` transformer layers get adapters. The
@@ -22,6 +22,11 @@ Why it trains fast on a CPU:
 - The head is a cosine classifier initialised from the class centroids of
   the base encoder's (already good) sentence embeddings, so training starts
   near a nearest-centroid classifier instead of from noise.
+
+Unknown requests: after training, `nlu.open_intent.OpenIntentDetector` is
+fitted on the tuned encoder's embeddings (a few centroids per intent, its
+threshold set on the validation split), so each reading also says whether
+the request belongs to none of the trained intents.
 
 Entities: when the training examples carry annotated entities, a token head
 (one linear layer over the last layer's token states, BIO tags from
@@ -38,7 +43,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -47,6 +52,7 @@ from core.encoder import ModelNotFoundError, resolve_model_path
 from core.files import replacing_folder
 from nlu.base_models import accepts_pooling_flag, adapter_targets, check_base_folder, layer_runner
 from nlu.entities import IGNORE, TagScheme, check_annotations, span_scores
+from nlu.open_intent import OpenIntentDetector
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +91,9 @@ class IntentModelConfig:
     device: str = "auto"  # auto | cpu | cuda
     num_threads: int = 0  # torch CPU threads; 0 keeps torch's default
     entity_loss_weight: float = 1.0  # weight of the token (entity) loss beside the intent loss
+    open_intent: bool = True  # fit the unknown-request detector (nlu/open_intent.py) after training
+    false_unknown_rate: float = 0.1  # share of known validation requests the detector's threshold flags
+    centroids_per_intent: int = 8  # the detector's centroids per intent
 
     @classmethod
     def from_dict(cls, values: Dict) -> "IntentModelConfig":
@@ -148,6 +157,15 @@ def length_buckets(lengths: Sequence[int], batch_size: int, rng: Optional[random
     return batches
 
 
+class Reading(NamedTuple):
+    """What the model reads in one message."""
+
+    proba: np.ndarray  # calibrated intent probabilities, in the order of `IntentModel.labels`
+    entities: List[Dict]  # Rasa entity dicts without `extractor`
+    unknown: Optional[bool]  # True: the request belongs to none of the intents; None: no detector
+    unknown_score: Optional[float]  # the detector's score (higher: more likely unknown)
+
+
 class IntentModel:
     """Transformer + PEFT adapter + cosine head; fit, predict, save, load."""
 
@@ -163,6 +181,7 @@ class IntentModel:
         self.tagger = tagger  # torch.nn.Linear(hidden, len(tags)) or None
         # Expected calibration error on the validation split, after temperature scaling (`_calibrate`).
         self.calibration: Dict[str, float] = {}
+        self.detector: Optional[OpenIntentDetector] = None  # unknown requests; fitted after training
         self.device = pick_device(config.device)
         self.history: List[Dict[str, float]] = []
         # Serving only (set by `load`): a compiled logits pass and the recent messages' probabilities.
@@ -288,31 +307,59 @@ class IntentModel:
 
         A loaded (serving) model answers a few texts from its cache of recent
         messages, filled by `core.serving.prefetch` on the model thread, and
-        computes the rest with its compiled pass.
+        computes the rest with its compiled pass (`parse`).
         """
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         if self._served is None or len(texts) > 8:
             return self._calibrated(self.logits(texts, batch_size))
+        return np.stack([reading.proba for reading in self.parse(texts)])
+
+    # ------------------------------------------------------------- readings
+    def parse(self, texts: Sequence[str], batch_size: int = 64) -> List[Reading]:
+        """Intent probabilities, entities and the unknown-request verdict per text, from one pass of
+        the encoder.
+
+        Entities are Rasa's dicts without `extractor` (the component adds it);
+        a model trained without entities returns none, one without a detector
+        says None for `unknown`. A loaded (serving) model answers from its
+        cache of recent messages and its compiled pass.
+        """
+        if not texts:
+            return []
+        if self._served is None or len(texts) > 8:
+            return self._read_eager(texts, batch_size)
+        out: List = [self._served.get(("parse", t)) for t in texts]
+        missing = [i for i, row in enumerate(out) if row is None]
+        if missing:
+            for i, fresh in zip(missing, self._serve_parse([texts[i] for i in missing])):
+                self._served.put(("parse", texts[i]), fresh)
+                out[i] = fresh
+        return [r._replace(entities=[dict(e) for e in r.entities]) for r in out]
+
+    def _read_eager(self, texts: Sequence[str], batch_size: int) -> List[Reading]:
         if self.tagger is not None:
-            return np.stack([proba for proba, _ in self.parse(texts)])
-        from core.serving import cached_rows
+            logits, found, emb = self._eager(texts, batch_size)
+        else:
+            emb = self.embed(texts, batch_size)
+            with torch.inference_mode():
+                logits = self.head(emb.to(self.device)).float().cpu()
+            found = [[] for _ in texts]
+        return self._readings(logits, emb, found)
 
-        return np.stack(cached_rows(self._served, "proba", list(texts), self._serve_proba))
+    def _readings(self, logits, emb, found) -> List[Reading]:
+        proba = self._calibrated(logits)
+        if self.detector is None:
+            return [Reading(p, f, None, None) for p, f in zip(proba, found)]
+        scores = self.detector.scores(emb.float().cpu().numpy(), proba)
+        flags = scores > self.detector.threshold
+        return [Reading(p, f, bool(u), float(x)) for p, f, u, x in zip(proba, found, flags, scores)]
 
-    def _serve_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Probabilities of a few texts through the compiled pass (built on first use)."""
-        if self._serving_logits is None:
-            self._serving_logits = self._compile()
-        ids, mask = self._pad(self._tokenize(texts))
-        with torch.inference_mode():
-            return self._calibrated(self._serving_logits(ids, mask))
-
-    # -------------------------------------------------------------- entities
-    def _eager(self, texts: Sequence[str], batch_size: int = 64) -> Tuple["torch.Tensor", List[List[Dict]]]:
-        """(uncalibrated logits, entities per text) in one pass of the (unmerged or merged) encoder."""
+    def _eager(self, texts: Sequence[str], batch_size: int = 64) -> Tuple["torch.Tensor", List[List[Dict]], "torch.Tensor"]:
+        """(uncalibrated logits, entities per text, sentence embeddings) in one pass of the encoder."""
         seqs, offsets, words = self._tokenize_spans(texts)
         logits = torch.zeros((len(seqs), len(self.labels)))
+        emb = torch.zeros((len(seqs), self._bert().config.hidden_size))
         found: List[List[Dict]] = [[] for _ in seqs]
         if self.encoder.training:
             self.encoder.eval()
@@ -320,49 +367,35 @@ class IntentModel:
             for batch in length_buckets([len(s) for s in seqs], batch_size, None):
                 ids, mask = self._pad([seqs[i] for i in batch])
                 states = self._encode(ids, mask)
-                logits[batch] = self.head(self._sentence(states, mask)).float().cpu()
+                sentence = self._sentence(states, mask)
+                emb[batch] = sentence.cpu()
+                logits[batch] = self.head(sentence).float().cpu()
                 probs = torch.softmax(self.tagger(states.float()), dim=-1).cpu().numpy()
                 for row, i in enumerate(batch):
                     found[i] = self.tags.decode(texts[i], offsets[i], words[i], probs[row, : len(seqs[i])])
-        return logits, found
+        return logits, found, emb
 
-    def parse(self, texts: Sequence[str], batch_size: int = 64) -> List[Tuple[np.ndarray, List[Dict]]]:
-        """(calibrated intent probabilities, entities) per text, from one pass of the encoder.
-
-        Entities are Rasa's dicts without `extractor` (the component adds it);
-        a model trained without entities returns none. A loaded (serving)
-        model answers from its cache of recent messages and its compiled pass,
-        as `predict_proba` does.
-        """
-        if not texts:
-            return []
-        if self.tagger is None:
-            return [(row, []) for row in self.predict_proba(texts, batch_size)]
-        if self._served is None or len(texts) > 8:
-            logits, found = self._eager(texts, batch_size)
-            return list(zip(self._calibrated(logits), found))
-        out: List = [self._served.get(("parse", t)) for t in texts]
-        missing = [i for i, row in enumerate(out) if row is None]
-        if missing:
-            for i, fresh in zip(missing, self._serve_parse([texts[i] for i in missing])):
-                self._served.put(("parse", texts[i]), fresh)
-                out[i] = fresh
-        return [(proba, [dict(e) for e in found]) for proba, found in out]
-
-    def _serve_parse(self, texts: Sequence[str]) -> List[Tuple[np.ndarray, Tuple[Dict, ...]]]:
-        """Intent probabilities and entities of a few texts through the compiled pass (built on first use)."""
+    def _serve_parse(self, texts: Sequence[str]) -> List[Reading]:
+        """Readings of a few texts through the compiled pass (built on first use): read-only
+        probabilities, entities as tuples (cached: `parse` hands out copies)."""
         if self._serving_logits is None:
             self._serving_logits = self._compile()
-        seqs, offsets, words = self._tokenize_spans(texts)
+        if self.tagger is not None:
+            seqs, offsets, words = self._tokenize_spans(texts)
+        else:
+            seqs = self._tokenize(texts)
         ids, mask = self._pad(seqs)
         with torch.inference_mode():
-            logits, tag_logits = self._serving_logits(ids, mask)
-            probs = torch.softmax(tag_logits.float(), dim=-1).cpu().numpy()
+            outputs = self._serving_logits(ids, mask)
+        found: List = [()] * len(texts)
+        if self.tagger is not None:
+            probs = torch.softmax(outputs[2].float(), dim=-1).cpu().numpy()
+            found = [tuple(self.tags.decode(texts[i], offsets[i], words[i], probs[i, : len(seqs[i])])) for i in range(len(texts))]
         out = []
-        for i, proba in enumerate(self._calibrated(logits)):
-            proba = np.ascontiguousarray(proba)
+        for reading in self._readings(outputs[0], outputs[1], found):
+            proba = np.ascontiguousarray(reading.proba)
             proba.setflags(write=False)
-            out.append((proba, tuple(self.tags.decode(texts[i], offsets[i], words[i], probs[i, : len(seqs[i])]))))
+            out.append(reading._replace(proba=proba))
         return out
 
     def _calibrated(self, logits) -> np.ndarray:
@@ -415,6 +448,10 @@ class IntentModel:
         """
         from core.serving import cached_rows
 
+        read = self._served.get(("parse", text)) if exact and self._served is not None else None
+        if read is not None:  # the model thread's `prefetch` read the whole message already
+            return read.proba
+
         def compute(_texts):
             if self._serving_top is None:
                 self._serving_top = self._compile_top()
@@ -445,13 +482,15 @@ class IntentModel:
         return self._trace(
             self._encode, lambda texts: self._pad(self._tokenize(texts)),
             [["where is my new card"], ["hi"], ["my card payment was declined twice at the shop today", "hello"]],
-            "intent model", with_tags=self.tagger is not None,
+            "intent model", with_tags=self.tagger is not None, with_embedding=True,
         )
 
-    def _trace(self, layers: Callable, inputs: Callable, examples: Sequence[Sequence[str]], name: str, with_tags: bool = False):
-        """`(x, mask) -> logits` (and the token head's logits, `with_tags`), where `layers(x, mask)`
-        gives the last layer's states, as one TorchScript call (`core.serving.compile_for_serving`):
-        traced on `inputs(examples[0])`, checked on the other examples against the eager pass."""
+    def _trace(self, layers: Callable, inputs: Callable, examples: Sequence[Sequence[str]], name: str,
+               with_tags: bool = False, with_embedding: bool = False):
+        """`(x, mask) -> logits`, or `(logits, sentence embedding[, token head's logits])` when
+        `with_embedding`, where `layers(x, mask)` gives the last layer's states, as one TorchScript
+        call (`core.serving.compile_for_serving`): traced on `inputs(examples[0])`, checked on the other
+        examples against the eager pass."""
         from core.serving import compile_for_serving
 
         model = self
@@ -464,10 +503,13 @@ class IntentModel:
 
             def forward(self, x, mask):
                 states = layers(x, mask)
-                logits = self.head(model._sentence(states, mask)).float()
-                if self.tagger is None:
+                sentence = model._sentence(states, mask)
+                logits = self.head(sentence).float()
+                if not with_embedding:
                     return logits
-                return logits, self.tagger(states.float())
+                if self.tagger is None:
+                    return logits, sentence
+                return logits, sentence, self.tagger(states.float())
 
         if self.encoder.training:
             self.encoder.eval()
@@ -585,6 +627,7 @@ class IntentModel:
                 p.requires_grad_(False)
             if not tags:
                 model._calibrate(val_texts, val_y)
+                model._fit_detector(cached, lengths, train_y, val_texts, val_y, log)
                 return model
 
         adapter_params = [p for p in encoder.parameters() if p.requires_grad]
@@ -647,7 +690,26 @@ class IntentModel:
         if best[1] is not None:
             model._load_trainable_state(best[1])
         model._calibrate(val_texts, val_y)
+        model._fit_detector(cached, lengths, train_y, val_texts, val_y, log)
         return model
+
+    def _fit_detector(self, cached, lengths, train_y: np.ndarray, val_texts: Sequence[str], val_y: np.ndarray,
+                      log: Callable[[str], None]) -> None:
+        """The open-intent detector from the tuned encoder's embeddings of the training utterances
+        (their cached lower layers) and of the validation split (its threshold)."""
+        if not self.config.open_intent or len(val_y) < 2:
+            return
+        buckets = length_buckets(lengths, 128, None)
+        train_emb = torch.cat([self._embed_cached(cached, lengths, batch, train=False) for batch in buckets]).cpu().numpy()
+        val_emb = self.embed(val_texts).numpy()
+        with torch.inference_mode():
+            val_proba = self._calibrated(self.head(torch.as_tensor(val_emb, device=self.device)))
+        self.detector = OpenIntentDetector.fit(
+            train_emb, train_y[np.concatenate(buckets)], val_emb, np.asarray(val_y), val_proba,
+            false_unknown_rate=self.config.false_unknown_rate, centroids_per_class=self.config.centroids_per_intent,
+            seed=self.config.seed)
+        log(f"open-intent detector: {len(self.detector.centroids)} centroids, threshold set to flag "
+            f"{self.config.false_unknown_rate:.0%} of the {len(val_y)} known validation requests")
 
     @staticmethod
     def _checked_entities(texts: Sequence[str], entities: Optional[Sequence[Sequence[Dict]]], what: str) -> List[List[Dict]]:
@@ -668,7 +730,7 @@ class IntentModel:
         if self.tagger is None or not any(entities):
             accuracy = self.accuracy(texts, y)
             return accuracy, {"val_accuracy": accuracy}
-        logits, found = self._eager(texts)
+        logits, found, _ = self._eager(texts)
         accuracy = float((logits.argmax(-1).numpy() == np.asarray(y)).mean())
         f1 = span_scores(entities, found)["f1"]
         return (accuracy + f1) / 2, {"val_accuracy": accuracy, "val_entity_f1": f1}
@@ -762,6 +824,7 @@ class IntentModel:
                 "entities": self.tags.to_dict() if self.tags else None,
                 "temperature": self.temperature,
                 "calibration": self.calibration,
+                "open_intent": self.detector.to_dict() if self.detector is not None else None,
                 "config": dataclasses.asdict(self.config),
                 "history": self.history,
             }
@@ -809,6 +872,8 @@ class IntentModel:
                 raise IntentModelError(
                     f"intent model file '{step}' is missing (the model was trained with entities); retrain it")
             tagger_state = load_file(str(step)) if tags else None
+            step = meta_path
+            detector = OpenIntentDetector.from_dict(meta["open_intent"]) if meta.get("open_intent") else None
         except (ModelNotFoundError, IntentModelError):
             raise
         except Exception as exc:  # corrupt JSON, safetensors or adapter weights
@@ -829,6 +894,7 @@ class IntentModel:
         model = cls(config, meta["labels"], encoder, tokenizer, head, meta.get("temperature", 1.0), tags=tags, tagger=tagger)
         model.history = meta.get("history", [])
         model.calibration = meta.get("calibration") or {}
+        model.detector = detector
         if merge:
             model.encoder = encoder.merge_and_unload()  # plain BertModel: no adapter cost per call
             if precision == "bf16":

@@ -157,8 +157,8 @@ def test_the_joint_model_learns_intents_and_entities_with_roles(joint):
     model, _ = joint
     labels, texts, entities = synthetic(12, seed=99)  # other draws of the same patterns
     parsed = model.parse(texts)
-    accuracy = np.mean([model.labels[p.argmax()] == l for (p, _), l in zip(parsed, labels)])
-    scores = span_scores(entities, [found for _, found in parsed])
+    accuracy = np.mean([model.labels[r.proba.argmax()] == l for r, l in zip(parsed, labels)])
+    scores = span_scores(entities, [r.entities for r in parsed])
     assert accuracy == 1.0 and scores["f1"] >= 0.8, scores
     history = model.history[-1]
     assert "val_entity_f1" in history and model.calibration["validation_ece"] >= 0.0
@@ -166,7 +166,7 @@ def test_the_joint_model_learns_intents_and_entities_with_roles(joint):
 
 def test_unseen_merchants_and_amounts_are_found(joint):
     model, _ = joint
-    [(proba, found)] = model.parse(["Deliveroo charged me £12.40 twice"])
+    [(proba, found, _, _)] = model.parse(["Deliveroo charged me £12.40 twice"])
     assert model.labels[proba.argmax()] == "dispute"
     assert {"entity": "amount", "value": "£12.40", "start": 21, "end": 27} in [
         {k: e[k] for k in ("entity", "value", "start", "end")} for e in found]
@@ -184,7 +184,8 @@ def test_saved_joint_model_serves_the_same_answers_from_one_compiled_pass(joint,
     monkeypatch.setattr(loaded, "_serving_logits", lambda *a: calls.append(1) or compiled(*a))
     for text in texts[1:]:  # one at a time, as served
         got += loaded.parse([text])
-    for (p, e), (q, f) in zip(want, got):
+    for (p, e, u, _), (q, f, v, _) in zip(want, got):
+        assert u == v
         assert np.allclose(p, q, atol=1e-4)
         assert [(x["entity"], x.get("role"), x["start"], x["end"]) for x in e] == [
             (x["entity"], x.get("role"), x["start"], x["end"]) for x in f]
@@ -192,13 +193,13 @@ def test_saved_joint_model_serves_the_same_answers_from_one_compiled_pass(joint,
     again = loaded.parse(texts[:1])  # cached: no pass at all, and a copy the caller may change
     again[0][1][0]["value"] = "changed"
     assert loaded.parse(texts[:1])[0][1][0]["value"] != "changed" and len(calls) == len(texts) - 1
-    assert np.allclose(loaded.predict_proba(texts[:2]), np.stack([p for p, _ in want[:2]]), atol=1e-4)
+    assert np.allclose(loaded.predict_proba(texts[:2]), np.stack([r.proba for r in want[:2]]), atol=1e-4)
 
 
 def test_a_model_trained_without_entities_extracts_none(tmp_path):
     labels, texts, _ = synthetic(8, seed=3)
     model = IntentModel.fit(texts, labels, IntentModelConfig(epochs=1, trainable_layers=1, device="cpu"), progress=False)
-    assert model.tags is None and all(found == [] for _, found in model.parse(texts[:3]))
+    assert model.tags is None and all(r.entities == [] for r in model.parse(texts[:3]))
     folder = model.save(tmp_path / "m")
     assert not (folder / ENTITY_FILE).exists()
     assert IntentModel.load(folder).parse(["hi"])[0][1] == []
@@ -211,4 +212,31 @@ def test_a_missing_entity_file_is_named(joint, tmp_path):
     copy = Path(shutil.copytree(folder, tmp_path / "copy"))
     (copy / ENTITY_FILE).unlink()
     with pytest.raises(IntentModelError, match=ENTITY_FILE):
+        IntentModel.load(copy)
+
+
+# ------------------------------------------------------------ unknown requests
+def test_the_detector_is_fitted_stored_and_says_which_requests_are_unknown(joint):
+    model, folder = joint
+    assert model.detector is not None and model.detector.false_unknown_rate == model.config.false_unknown_rate
+    loaded = IntentModel.load(folder, device="cpu")
+    texts = ["transfer £40 from my savings to my current account", "what is the capital of mongolia",
+             "recommend a good recipe for lasagne"]
+    eager, served = model.parse(texts), [loaded.parse([t])[0] for t in texts]
+    for a, b in zip(eager, served):
+        assert a.unknown == b.unknown and a.unknown_score == pytest.approx(b.unknown_score, abs=1e-3)
+    assert [r.unknown for r in eager] == [False, True, True]
+    assert eager[0].unknown_score < min(r.unknown_score for r in eager[1:])
+
+
+def test_a_corrupt_detector_in_the_meta_file_is_named(joint, tmp_path):
+    import json
+    import shutil
+
+    _, folder = joint
+    copy = Path(shutil.copytree(folder, tmp_path / "copy"))
+    meta = json.loads((copy / "intent_model.json").read_text())
+    meta["open_intent"]["centroids"] = "not base64!"
+    (copy / "intent_model.json").write_text(json.dumps(meta))
+    with pytest.raises(IntentModelError, match="intent_model.json.*centroids"):
         IntentModel.load(copy)

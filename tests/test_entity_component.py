@@ -145,3 +145,21 @@ def test_the_importer_is_rasas_file_importer():
     from rasa.shared.importers.rasa import RasaFileImporter
 
     assert issubclass(CheckedFileImporter, RasaFileImporter)
+
+
+def test_each_parse_carries_the_unknown_request_verdict(agent):
+    known, odd = parse(agent, "move £20 from my savings to my joint account"), parse(agent, "what is the capital of mongolia")
+    assert known["open_intent"]["unknown"] is False and known["intent"]["name"] == "transfer"
+    assert odd["open_intent"]["unknown"] is True and odd["open_intent"]["score"] > odd["open_intent"]["threshold"]
+    assert odd["intent"]["name"] != "nlu_fallback"  # unknown_intent unset: only reported
+
+
+def test_unknown_intent_turns_an_unknown_request_into_the_fallback_intent(tmp_path):
+    from rasa.core.agent import Agent
+
+    pipeline = [{"name": "nlu.TransformerIntentClassifier", **TINY, "unknown_intent": "nlu_fallback"}]
+    agent = Agent.load(train(write_project(tmp_path, pipeline)))
+    odd = parse(agent, "what is the capital of mongolia")
+    assert odd["intent"]["name"] == "nlu_fallback" and odd["intent_ranking"][0]["name"] == "nlu_fallback"
+    assert odd["intent_ranking"][1]["name"] in DOMAIN["intents"]
+    assert parse(agent, "move £20 from my savings to my joint account")["intent"]["name"] == "transfer"

@@ -127,5 +127,5 @@ def test_served_model_answers_from_its_compiled_pass_and_its_cache(trained, monk
     eager = torch.softmax(served.logits(texts) / served.temperature, dim=-1).numpy()
     served.prefetch(texts)
     assert isinstance(served._serving_logits, torch.jit.ScriptModule) and len(served._served) == 3
-    monkeypatch.setattr(served, "_serve_proba", lambda _: pytest.fail("computed again"))
+    monkeypatch.setattr(served, "_serve_parse", lambda _: pytest.fail("computed again"))
     np.testing.assert_allclose(served.predict_proba(texts), eager, atol=1e-5)

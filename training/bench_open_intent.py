@@ -152,27 +152,23 @@ def thresholded(top: Sequence[str], confidence: np.ndarray, threshold: float) ->
 
 # ----------------------------------------------------------------- systems
 def run_ours(split: OpenSplit, epochs: int, false_unknown_rate: float, seed: int) -> Dict[str, Dict]:
-    """Fine-tune our model on the split; predictions with the detector and with a softmax threshold."""
+    """Fine-tune our model on the split (its open-intent detector is fitted by `IntentModel.fit` on the
+    validation split, as in every trained model); predictions with the detector and with a softmax
+    threshold set on the same validation split."""
     from nlu.model import IntentModel, IntentModelConfig
-    from nlu.open_intent import OpenIntentDetector, calibrated_threshold
+    from nlu.open_intent import calibrated_threshold
 
     started = time.perf_counter()
-    config = IntentModelConfig(epochs=epochs, seed=seed)
+    config = IntentModelConfig(epochs=epochs, seed=seed, false_unknown_rate=false_unknown_rate)
     model = IntentModel.fit(split.fit_texts, split.fit_labels, config, validation=(split.val_texts, split.val_labels), log=lambda _: None)
     train_seconds = time.perf_counter() - started
-    index = {label: i for i, label in enumerate(model.labels)}
     val_proba = model.predict_proba(split.val_texts)
-    detector = OpenIntentDetector.fit(
-        model.embed(split.fit_texts).numpy(), np.array([index[label] for label in split.fit_labels]),
-        model.embed(split.val_texts).numpy(), np.array([index[label] for label in split.val_labels]),
-        val_proba, false_unknown_rate=false_unknown_rate, seed=seed,
-    )
-    test_proba = model.predict_proba(split.test_texts)
+    readings = model.parse(split.test_texts)
+    test_proba = np.stack([r.proba for r in readings])
     top = [model.labels[i] for i in test_proba.argmax(1)]
-    flags = detector.unknown(model.embed(split.test_texts).numpy(), test_proba)
     softmax_threshold = -calibrated_threshold(-val_proba.max(1), false_unknown_rate)
     return {
-        "ours + detector": {"predicted": [UNKNOWN if f else label for label, f in zip(top, flags)], "train_seconds": train_seconds},
+        "ours + detector": {"predicted": [UNKNOWN if r.unknown else label for label, r in zip(top, readings)], "train_seconds": train_seconds},
         "ours + softmax threshold": {"predicted": thresholded(top, test_proba.max(1), softmax_threshold), "train_seconds": train_seconds},
     }
 
