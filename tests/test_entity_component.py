@@ -163,3 +163,38 @@ def test_unknown_intent_turns_an_unknown_request_into_the_fallback_intent(tmp_pa
     assert odd["intent"]["name"] == "nlu_fallback" and odd["intent_ranking"][0]["name"] == "nlu_fallback"
     assert odd["intent_ranking"][1]["name"] in DOMAIN["intents"]
     assert parse(agent, "move £20 from my savings to my joint account")["intent"]["name"] == "transfer"
+
+
+def test_without_the_importer_the_component_refuses_a_broken_example_by_number_and_intent(tmp_path):
+    from rasa.engine.graph import ExecutionContext
+    from rasa.engine.storage.local_model_storage import LocalModelStorage
+    from rasa.engine.storage.resource import Resource
+    from rasa.shared.nlu.training_data.message import Message
+    from rasa.shared.nlu.training_data.training_data import TrainingData
+
+    from nlu import TransformerIntentClassifier
+    from nlu.entities import EntityAnnotationError
+
+    data = TrainingData([
+        Message(data={"text": "hello", "intent": "greet"}),
+        Message(data={"text": "pay £50 to Tesco", "intent": "dispute",
+                      "entities": [{"entity": "amount", "start": 4, "end": 7, "value": "£50"},
+                                   {"entity": "merchant", "start": 6, "end": 16, "value": "0 to Tesco"}]}),
+    ])
+    config = {**TransformerIntentClassifier.get_default_config(), **TINY}
+    component = TransformerIntentClassifier.create(config, LocalModelStorage(tmp_path), Resource("intent"),
+                                                   ExecutionContext(graph_schema=None, model_id="test"))
+    with pytest.raises(EntityAnnotationError, match=r"NLU example 2 \(intent 'dispute'\).*overlap"):
+        component.train(data)
+    assert not list(tmp_path.rglob("*.safetensors"))
+
+
+def test_entities_need_a_tokenizer_that_reports_offsets():
+    from nlu.model import IntentModel, IntentModelConfig, IntentModelError
+
+    class SlowTokenizer:
+        is_fast = False
+
+    model = IntentModel(IntentModelConfig(device="cpu"), ["a", "b"], None, SlowTokenizer(), None)
+    with pytest.raises(IntentModelError, match="fast.*SlowTokenizer"):
+        model._tokenize_spans(["pay £50"])
