@@ -438,8 +438,11 @@ def test_a_transfer_takes_the_accounts_by_role_and_refuses_the_same_account_twic
     chat.say("savings", "inform", account_type="savings")  # no role: the answer to the question asked
     assert chat.run("transfer_form") == ["utter_same_account", "utter_ask_from_account"]
     chat.listen()
-    chat.say("from checking", "inform", account_type=("current", "from"))  # "checking", mapped by the synonym
+    # "checking", mapped by the synonym; the NLU gave the bare answer the wrong role: the form asked for
+    # the account the money comes from, so that is what it fills, and the destination stays.
+    chat.say("checking", "inform", account_type=("current", "to"))
     assert chat.run("transfer_form") == ["utter_ask_transfer_confirmed"]
+    assert (chat.slot("from_account"), chat.slot("to_account")) == ("current", "savings")
     chat.listen()
     chat.say("no", "deny")
     assert chat.run("transfer_form") == []
