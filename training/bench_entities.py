@@ -34,6 +34,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 import yaml
 
+from core.encoder import cpu_description
 from core.settings import PROJECT_ROOT
 from nlu.entities import span_scores
 from nlu.model import expected_calibration_error
@@ -171,16 +172,6 @@ def table(rows: List[Dict], diet_epochs: int) -> str:
     return "\n".join(lines)
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
 def main(argv: List[str] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=PROJECT_ROOT.parent / "shared" / "data" / "snips")
@@ -208,7 +199,7 @@ def main(argv: List[str] = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-entities-"))
     write_nlu_yaml(train, workdir / "train.yml")
     print(f"{len(train)} training and {len(test)} test utterances, {len({i for _, i, _ in train})} intents, "
-          f"{len({e['entity'] for _, _, es in train for e in es})} slot types; CPU: {cpu_model()}, {os.cpu_count()} cores; "
+          f"{len({e['entity'] for _, _, es in train for e in es})} slot types; CPU: {cpu_description()}, {os.cpu_count()} cores; "
           f"work in {workdir}", flush=True)
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", RASA_MAX_CACHE_SIZE="0")
     rows = []
@@ -226,9 +217,9 @@ def main(argv: List[str] = None) -> int:
         rows.append(json.loads(found[-1][len("RESULT "):]))
         print(json.dumps(rows[-1]), flush=True)
     text = table(rows, args.diet_epochs)
-    print(f"\nCPU: {cpu_model()}\n" + text)
+    print(f"\nCPU: {cpu_description()}\n" + text)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "table.md").write_text(f"CPU: {cpu_model()}\n\n" + text + "\n", encoding="utf-8")
+    (args.out / "table.md").write_text(f"CPU: {cpu_description()}\n\n" + text + "\n", encoding="utf-8")
     (args.out / "results.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
     return 0 if rows else 1
 
