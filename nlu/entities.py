@@ -148,7 +148,24 @@ class TagScheme:
             entity = {"start": start, "end": end, "value": value, "confidence_entity": float(np.mean(confidences))}
             entity.update(self.kinds[kind].as_dict())
             entities.append(entity)
-        return _without_overlaps(entities)
+        return _joined(_without_overlaps(entities), text)
+
+
+def _joined(entities: List[Dict[str, Any]], text: str) -> List[Dict[str, Any]]:
+    """Neighbouring spans of one kind with at most blank text between them are one entity: the
+    tokenizer's words split "$18" into "$" and "18", and a tag may restart inside "John Lewis"."""
+    out: List[Dict[str, Any]] = []
+    for entity in entities:
+        last = out[-1] if out else None
+        if (last is not None and all(last.get(k) == entity.get(k) for k in ("entity", "role", "group"))
+                and not text[last["end"]:entity["start"]].strip()):
+            pieces = (last["end"] - last["start"], entity["end"] - entity["start"])
+            last["confidence_entity"] = (last["confidence_entity"] * pieces[0] + entity["confidence_entity"] * pieces[1]) / sum(pieces)
+            last["end"] = entity["end"]
+            last["value"] = text[last["start"]:last["end"]]
+        else:
+            out.append(entity)
+    return out
 
 
 def _whole_words(first: int, last: int, word_ids: Sequence[Optional[int]]) -> Tuple[int, int]:

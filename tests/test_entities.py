@@ -101,6 +101,50 @@ def test_a_span_ending_inside_a_word_decodes_to_the_whole_word(tokenizer):
     assert entity["value"] == "starbucks" and entity["confidence_entity"] == pytest.approx(0.9)
 
 
+@pytest.mark.parametrize("text, pieces, value", [
+    ("I paid $18 at the shop", ["$", "18"], "$18"),
+    ("a refund from John Lewis please", ["John", "Lewis"], "John Lewis"),
+])
+def test_pieces_of_one_entity_tagged_apart_come_out_as_one(tokenizer, text, pieces, value):
+    """Each piece tagged B- (as a model may do): neighbours of one kind with nothing but blanks between join."""
+    scheme = TagScheme([EntityKind("amount"), EntityKind("merchant")])
+    kind = 1 if value == "$18" else 3  # B-amount or B-merchant
+    encoded = tokenizer(text, return_offsets_mapping=True)
+    words = encoded.word_ids()
+    offsets = [tuple(o) if w is not None else (0, 0) for o, w in zip(encoded["offset_mapping"], words)]
+    probs = np.zeros((len(offsets), len(scheme)))
+    probs[:, 0] = 1.0
+    for piece in pieces:
+        t = next(t for t, (s, _) in enumerate(offsets) if s == text.index(piece))
+        probs[t] = 0.0
+        probs[t, kind] = 0.8
+    [entity] = scheme.decode(text, offsets, words, probs)
+    assert entity["value"] == value and text[entity["start"]:entity["end"]] == value
+    assert entity["confidence_entity"] == pytest.approx(0.8)
+
+
+def test_spans_of_different_kinds_or_apart_stay_apart(tokenizer):
+    text = "move 120 pounds from savings"
+    scheme = TagScheme([EntityKind("amount"), EntityKind("card_last_four")])
+    encoded = tokenizer(text, return_offsets_mapping=True)
+    words = encoded.word_ids()
+    offsets = [tuple(o) if w is not None else (0, 0) for o, w in zip(encoded["offset_mapping"], words)]
+    probs = np.zeros((len(offsets), len(scheme)))
+    probs[:, 0] = 1.0
+    for piece, tag in (("120", 3), ("pounds", 1)):  # B-card_last_four, then B-amount
+        t = next(t for t, (s, _) in enumerate(offsets) if s == text.index(piece))
+        probs[t] = 0.0
+        probs[t, tag] = 1.0
+    assert [(e["entity"], e["value"]) for e in scheme.decode(text, offsets, words, probs)] == [
+        ("card_last_four", "120"), ("amount", "pounds")]
+
+
+def test_one_entity_with_and_without_a_role_trains():
+    """The demo annotates account_type bare and with roles: the kinds must sort with None among strings."""
+    scheme = TagScheme([EntityKind("account_type", "from"), EntityKind("account_type"), EntityKind("account_type", "to")])
+    assert [k.role for k in scheme.kinds] == [None, "from", "to"]
+
+
 def test_tag_scheme_round_trips_and_names_its_tags():
     scheme = TagScheme([EntityKind("account_type", "from"), EntityKind("amount")])
     again = TagScheme.from_dict(scheme.to_dict())
