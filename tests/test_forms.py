@@ -485,3 +485,12 @@ def test_every_form_is_started_submitted_stopped_and_interrupted_by_rules(domain
         assert any({"action": form} in r["steps"] and "condition" not in r for r in rules), form  # a rule starts it
         handoffs = [steps for steps in inside if steps[0].get("intent") in ("request_human", "complaint", "frustrated")]
         assert all(steps[-1] == {"action": "action_handoff"} for steps in handoffs), form
+
+
+def test_full_width_digits_are_read_like_ascii_ones():
+    """What Chinese and Japanese keyboards type."""
+    from bot.actions.slot_values import looks_like_full_card_number, parse_amount, parse_card_last_four
+
+    assert parse_card_last_four("１２３４") == "1234" and parse_card_last_four("尾号５６７８") == "5678"
+    assert looks_like_full_card_number("４２４２ ４２４２ ４２４２ ４２４２")
+    assert parse_amount("＄５０") == parse_amount("$50")

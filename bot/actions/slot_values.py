@@ -9,10 +9,18 @@ value or None when the text holds none, or more than one, of them.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterator, List, Optional, Tuple
+
+
+def _typed(text: Any) -> str:
+    """`text` as a string with full-width forms (what Chinese and Japanese keyboards type:
+    "１２３４", "＄５０") read as their ASCII forms (NFKC)."""
+    return unicodedata.normalize("NFKC", "" if text is None else str(text))
+
 
 # ------------------------------------------------------------------ card's last four digits
 
@@ -30,7 +38,7 @@ def parse_card_last_four(text: Any) -> Optional[str]:
     """
     if text is None:
         return None
-    text = str(text).strip()
+    text = _typed(text).strip()
     if _SPACED_DIGITS.match(text):
         digits = re.sub(r"[ \-]", "", text)
         return digits if len(digits) == 4 else None
@@ -40,7 +48,7 @@ def parse_card_last_four(text: Any) -> Optional[str]:
 
 def looks_like_full_card_number(text: Any) -> bool:
     """Whether `text` holds a whole card number: a run of 12 or more digits, or the desk's placeholder for one."""
-    text = str(text or "")
+    text = _typed(text)
     if "[CARD]" in text or "[ACCOUNT]" in text:  # core.redaction's placeholders (settings.redact_messages)
         return True
     return _CARD_NUMBER_RUN.search(text) is not None
@@ -105,7 +113,7 @@ def parse_amount(text: Any) -> Optional[Money]:
     amounts carry a currency and others do not, only those with one count.
     Several different amounts are ambiguous (None).
     """
-    found = [m for m in (_money(match) for match in _AMOUNT.finditer(str(text or ""))) if m is not None]
+    found = [m for m in (_money(match) for match in _AMOUNT.finditer(_typed(text))) if m is not None]
     marked = [money for money, has_currency in found if has_currency]
     candidates = set(marked or [money for money, _ in found])
     return candidates.pop() if len(candidates) == 1 else None
@@ -197,7 +205,7 @@ def parse_date(text: Any, today: Optional[date] = None) -> Optional[date]:
     """
     today = today or date.today()
     spans: List[Tuple[int, int, Optional[date]]] = []
-    for start, end, found in _dates_in(str(text or ""), today):
+    for start, end, found in _dates_in(_typed(text), today):
         if not any(start < other_end and other_start < end for other_start, other_end, _ in spans):
             spans.append((start, end, found))
     days = {found for _, _, found in spans}
@@ -215,7 +223,7 @@ _ACCOUNT_WORD = re.compile(r"\b(" + "|".join(_ACCOUNT_WORDS) + r")\b", re.IGNORE
 
 def parse_account_type(text: Any) -> Optional[str]:
     """The one account type (one of ACCOUNT_TYPES) named in `text`, or None."""
-    named = {_ACCOUNT_WORDS[word.lower()] for word in _ACCOUNT_WORD.findall(str(text or ""))}
+    named = {_ACCOUNT_WORDS[word.lower()] for word in _ACCOUNT_WORD.findall(_typed(text))}
     return named.pop() if len(named) == 1 else None
 
 
