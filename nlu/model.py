@@ -179,7 +179,7 @@ class IntentModel:
         self.temperature = float(temperature)
         self.tags = tags if tags else None  # entity kinds; None: no token head
         self.tagger = tagger  # torch.nn.Linear(hidden, len(tags)) or None
-        # Expected calibration error on the validation split, after temperature scaling (`_calibrate`).
+        # Expected calibration error on the validation split after temperature scaling, and its size (`_calibrate`).
         self.calibration: Dict[str, float] = {}
         self.detector: Optional[OpenIntentDetector] = None  # unknown requests; fitted after training
         self.device = pick_device(config.device)
@@ -328,7 +328,7 @@ class IntentModel:
         if not texts:
             return []
         if self._served is None or len(texts) > 8:
-            return self._read_eager(texts, batch_size)
+            return self._readings(*self._eager(texts, batch_size))
         out: List = [self._served.get(("parse", t)) for t in texts]
         missing = [i for i, row in enumerate(out) if row is None]
         if missing:
@@ -336,16 +336,6 @@ class IntentModel:
                 self._served.put(("parse", texts[i]), fresh)
                 out[i] = fresh
         return [r._replace(entities=[dict(e) for e in r.entities]) for r in out]
-
-    def _read_eager(self, texts: Sequence[str], batch_size: int) -> List[Reading]:
-        if self.tagger is not None:
-            logits, found, emb = self._eager(texts, batch_size)
-        else:
-            emb = self.embed(texts, batch_size)
-            with torch.inference_mode():
-                logits = self.head(emb.to(self.device)).float().cpu()
-            found = [[] for _ in texts]
-        return self._readings(logits, emb, found)
 
     def _readings(self, logits, emb, found) -> List[Reading]:
         proba = self._calibrated(logits)
@@ -355,9 +345,13 @@ class IntentModel:
         flags = scores > self.detector.threshold
         return [Reading(p, f, bool(u), float(x)) for p, f, u, x in zip(proba, found, flags, scores)]
 
-    def _eager(self, texts: Sequence[str], batch_size: int = 64) -> Tuple["torch.Tensor", List[List[Dict]], "torch.Tensor"]:
-        """(uncalibrated logits, entities per text, sentence embeddings) in one pass of the encoder."""
-        seqs, offsets, words = self._tokenize_spans(texts)
+    def _eager(self, texts: Sequence[str], batch_size: int = 64) -> Tuple["torch.Tensor", "torch.Tensor", List[List[Dict]]]:
+        """(uncalibrated logits, sentence embeddings, entities per text) in one pass of the encoder
+        (no entities, and no character offsets needed, without a token head)."""
+        if self.tagger is not None:
+            seqs, offsets, words = self._tokenize_spans(texts)
+        else:
+            seqs = self._tokenize(texts)
         logits = torch.zeros((len(seqs), len(self.labels)))
         emb = torch.zeros((len(seqs), self._bert().config.hidden_size))
         found: List[List[Dict]] = [[] for _ in seqs]
@@ -370,10 +364,12 @@ class IntentModel:
                 sentence = self._sentence(states, mask)
                 emb[batch] = sentence.cpu()
                 logits[batch] = self.head(sentence).float().cpu()
+                if self.tagger is None:
+                    continue
                 probs = torch.softmax(self.tagger(states.float()), dim=-1).cpu().numpy()
                 for row, i in enumerate(batch):
                     found[i] = self.tags.decode(texts[i], offsets[i], words[i], probs[row, : len(seqs[i])])
-        return logits, found, emb
+        return logits, emb, found
 
     def _serve_parse(self, texts: Sequence[str]) -> List[Reading]:
         """Readings of a few texts through the compiled pass (built on first use): read-only
@@ -730,7 +726,7 @@ class IntentModel:
         if self.tagger is None or not any(entities):
             accuracy = self.accuracy(texts, y)
             return accuracy, {"val_accuracy": accuracy}
-        logits, found, _ = self._eager(texts)
+        logits, _, found = self._eager(texts)
         accuracy = float((logits.argmax(-1).numpy() == np.asarray(y)).mean())
         f1 = span_scores(entities, found)["f1"]
         return (accuracy + f1) / 2, {"val_accuracy": accuracy, "val_entity_f1": f1}
@@ -800,7 +796,6 @@ class IntentModel:
         self.temperature = float(log_t.detach().exp().clamp(0.05, 20.0))
         probs = torch.softmax(logits.detach() / self.temperature, dim=-1).numpy()
         self.calibration = {
-            "temperature": self.temperature,
             "validation_ece": expected_calibration_error(probs, np.asarray(y)),
             "validation_examples": int(len(texts)),
         }
