@@ -303,3 +303,20 @@ class OnboardingProject:
 def usable(proposal: Proposal) -> Sequence[Candidate]:
     """The accepted candidates that have examples: what the build step turns into intents."""
     return [c for c in proposal.candidates if c.status == "accepted" and c.examples]
+
+
+# What review shows beside a candidate (the CLI's `review list` and the inbox page alike).
+SMALL_CANDIDATE = 5  # fewer examples than this: too few to train an intent on
+MANY_OUTLIERS_SHARE = 0.25  # at least this share of a candidate's examples far from its centre
+
+
+def flags(proposal: Proposal, candidate: Candidate) -> List[str]:
+    """Warnings for a reviewer: near-duplicates still open, many outliers, too small."""
+    live = {c.id for c in proposal.candidates if c.status != "discarded"}
+    out = [f"near-duplicate of {other}" for other in candidate.near_duplicates if other in live]
+    outliers = sum(1 for e in candidate.examples if e.outlier)
+    if candidate.examples and outliers >= 2 and outliers >= MANY_OUTLIERS_SHARE * candidate.size:
+        out.append(f"many outliers ({outliers})")
+    if candidate.status != "discarded" and candidate.size < SMALL_CANDIDATE:
+        out.append("small")
+    return out
