@@ -15,6 +15,12 @@ Sources:
   says (consecutive customer lines joined) followed by the agent's reply
   becomes one question/answer pair.
 
+`read_transcript_txt` and `transcript_from_json` are the one reader of these
+transcript formats: they yield `TranscriptConversation`s (turns with speaker,
+text, time and line, as written) that this module pairs into questions and
+answers and that `training.onboard.transcripts` reads a company's history
+with. A speaker label is read by `speaker_role`.
+
 Personal data is redacted (`core.redaction.redact`) as each pair is read,
 before anything is embedded or stored. Near-duplicate questions are merged
 keeping the newest answer (`merge_near_duplicates`). Everything skipped is
@@ -26,7 +32,7 @@ import dataclasses
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -37,8 +43,8 @@ from retrieval.index import AnswerRecord, as_record, timestamp_key
 
 QA_SUFFIXES = {".jsonl", ".csv"}
 TRANSCRIPT_SUFFIXES = {".txt", ".jsonl"}
-CUSTOMER_LABELS = {"customer", "client", "user", "caller", "member", "cust"}
-AGENT_LABELS = {"agent", "advisor", "adviser", "staff", "support", "bank", "operator", "rep", "assistant", "colleague"}
+CUSTOMER_LABELS = {"customer", "client", "user", "caller", "member", "cust", "visitor", "requester", "end-user", "end user"}
+AGENT_LABELS = {"agent", "advisor", "adviser", "staff", "support", "bank", "operator", "rep", "assistant", "colleague", "admin"}
 MIN_QUESTION_WORDS = 3  # words as `question_words` counts them
 
 _TURN = re.compile(r"^\s*(?:\[(?P<ts>[^\]]+)\]\s*)?(?P<speaker>[A-Za-z][A-Za-z .'-]{0,30}?)\s*:\s*(?P<text>.*)$")
@@ -57,6 +63,7 @@ class Skipped:
 
     location: str  # file:line
     reason: str
+    kind: str = ""  # "speaker" for a turn whose speaker label is not a customer's or an agent's
 
 
 @dataclasses.dataclass
@@ -84,9 +91,9 @@ class IngestReport:
         self.records.append(dataclasses.replace(record, source=record.source or location.rsplit(":", 1)[0]))
         self.sources[location.rsplit(":", 1)[0]] += 1
 
-    def skip(self, location: str, reason: str) -> None:
+    def skip(self, location: str, reason: str, kind: str = "") -> None:
         """Record that the line at `location` was skipped for `reason`."""
-        self.skipped.append(Skipped(location, reason))
+        self.skipped.append(Skipped(location, reason, kind))
 
     def summary(self) -> str:
         """A short human-readable account: counts, redactions and every skipped line."""
@@ -104,7 +111,11 @@ def _qa_jsonl(path: Path, report: IngestReport) -> None:
         if isinstance(row, RecordError):
             report.skip(row.location, row.problem)
         elif "turns" in row:
-            _conversation_from_json(row, f"{path}:{number}", report)
+            found = transcript_from_json(row, path, number)
+            for skipped in found.skipped:
+                report.skipped.append(skipped)
+            if found.conversation is not None:
+                _add_pairs(found.conversation, str(found.conversation.id or ""), str(path), report)
         else:
             report.add(row, f"{path}:{number}")
 
@@ -117,7 +128,8 @@ def _qa_csv(path: Path, report: IngestReport) -> None:
             report.add(row, f"{path}:{number}")
 
 
-def _speaker(label: str) -> Optional[str]:
+def speaker_role(label: str) -> Optional[str]:
+    """"customer" or "agent" for a transcript's speaker label ("Client", "Agent 7", ...); None for any other."""
     label = label.strip().lower()
     if label in CUSTOMER_LABELS:
         return "customer"
@@ -126,53 +138,106 @@ def _speaker(label: str) -> Optional[str]:
     return None
 
 
-def _pairs_from_turns(turns: Sequence[Tuple[str, str, Optional[str], str]]) -> Iterator[Tuple[str, str, Optional[str], str, str]]:
+@dataclasses.dataclass
+class TranscriptTurn:
+    """One turn of a transcript as written: its speaker's role, text, time and where it is."""
+
+    speaker: str  # "customer" or "agent"
+    text: str
+    time: Optional[str]  # as written ("10:02", "2024-03-01T10:02:00Z", ...); see `transcript_time`
+    line: int
+    location: str  # "file:line" (a .txt line) or "file:line turn N" (a turn of a JSONL conversation)
+
+
+@dataclasses.dataclass
+class TranscriptConversation:
+    """One conversation of a transcript file, before anything is redacted or paired."""
+
+    id: str  # as the transcript names it ("" when it names none)
+    line: int  # where it starts
+    turns: List[TranscriptTurn]
+    date: Optional[str] = None  # the conversation's date or time, when the transcript gives one
+    fields: Dict[str, object] = dataclasses.field(default_factory=dict)  # a JSONL conversation's other keys
+
+
+@dataclasses.dataclass
+class TranscriptRead:
+    """A JSONL conversation line read: the conversation (None when unusable) and what was skipped in it."""
+
+    conversation: Optional[TranscriptConversation]
+    skipped: List[Skipped]
+
+
+def transcript_from_json(row: dict, path: Path, number: int) -> TranscriptRead:
+    """The conversation of one JSONL line ``{"id", "turns": [{"speaker", "text", "time"}, ...], ...}``.
+
+    A turn's speaker may be named ``speaker`` or ``role`` and its time ``time``
+    or ``ts``. Turns without a known speaker (kind "speaker") or without text
+    are skipped, each reported at ``file:line turn N``.
+    """
+    location = f"{path}:{number}"
+    if not isinstance(row.get("turns"), list):
+        return TranscriptRead(None, [Skipped(location, "'turns' must be a list of {speaker, text}")])
+    turns: List[TranscriptTurn] = []
+    skipped: List[Skipped] = []
+    for position, turn in enumerate(row["turns"], start=1):
+        here = f"{location} turn {position}"
+        label = str(turn.get("speaker") or turn.get("role") or "") if isinstance(turn, dict) else ""
+        text = turn.get("text") if isinstance(turn, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            skipped.append(Skipped(here, "turn needs a speaker (customer or agent) and text"))
+            continue
+        speaker = speaker_role(label)
+        if speaker is None:
+            skipped.append(Skipped(here, f"unknown speaker {label!r} (expected customer or agent)", "speaker"))
+            continue
+        turns.append(TranscriptTurn(speaker, text.strip(), turn.get("time") or turn.get("ts"), number, here))
+    fields = {k: v for k, v in row.items() if k != "turns"}
+    conversation_id = row.get("id")
+    return TranscriptRead(
+        TranscriptConversation(id="" if conversation_id is None else str(conversation_id), line=number, turns=turns,
+                               date=row.get("updated_at") or row.get("date"), fields=fields),
+        skipped,
+    )
+
+
+def _pairs_from_turns(turns: Sequence[TranscriptTurn]) -> Iterator[Tuple[str, str, Optional[str], str, str]]:
     """(question, answer, time, question location, answer location) for each customer turn answered by an agent.
 
-    `turns` are (speaker, text, time, location); consecutive turns of one speaker are joined.
+    Consecutive turns of one speaker are joined.
     """
     merged: List[List] = []
-    for speaker, text, ts, location in turns:
-        if merged and merged[-1][0] == speaker:
-            merged[-1][1] += " " + text
-            merged[-1][2] = ts or merged[-1][2]
+    for turn in turns:
+        if merged and merged[-1][0] == turn.speaker:
+            merged[-1][1] += " " + turn.text
+            merged[-1][2] = turn.time or merged[-1][2]
         else:
-            merged.append([speaker, text, ts, location])
+            merged.append([turn.speaker, turn.text, turn.time, turn.location])
     for current, following in zip(merged, merged[1:]):
         if current[0] == "customer" and following[0] == "agent":
             yield current[1], following[1], following[2] or current[2], current[3], following[3]
 
 
-def _conversation_from_json(row: dict, location: str, report: IngestReport) -> None:
-    turns = []
-    if not isinstance(row.get("turns"), list):
-        report.skip(location, "'turns' must be a list of {speaker, text}")
-        return
-    for position, turn in enumerate(row["turns"], start=1):
-        speaker = _speaker(str(turn.get("speaker") or turn.get("role") or "")) if isinstance(turn, dict) else None
-        text = turn.get("text") if isinstance(turn, dict) else None
-        if speaker is None or not isinstance(text, str) or not text.strip():
-            report.skip(f"{location} turn {position}", "turn needs a speaker (customer or agent) and text")
-            continue
-        turns.append((speaker, text.strip(), turn.get("ts") or turn.get("time"), f"{location} turn {position}"))
-    _add_pairs(turns, row.get("updated_at") or row.get("date"), str(row.get("id") or ""), location.rsplit(":", 1)[0], report)
-
-
-def _add_pairs(turns, default_time, conversation: str, source: str, report: IngestReport) -> None:
+def _add_pairs(conversation: TranscriptConversation, conversation_id: str, source: str, report: IngestReport) -> None:
+    turns = conversation.turns
     answered = set()
     for question, answer, ts, q_location, _ in _pairs_from_turns(turns):
         answered.add(q_location)
         report.add(
-            {"question": question, "answer": answer, "updated_at": _transcript_time(ts, default_time),
-             "source": f"{source}#{conversation}" if conversation else source, "tags": ["transcript"]},
+            {"question": question, "answer": answer, "updated_at": transcript_time(ts, conversation.date),
+             "source": f"{source}#{conversation_id}" if conversation_id else source, "tags": ["transcript"]},
             q_location,
         )
     last = turns[-1] if turns else None
-    if last and last[0] == "customer" and last[3] not in answered:
-        report.skip(last[3], "customer turn without an agent reply")
+    if last and last.speaker == "customer" and last.location not in answered:
+        report.skip(last.location, "customer turn without an agent reply")
 
 
-def _transcript_time(ts: Optional[str], default: Optional[str]) -> Optional[str]:
+def transcript_time(ts: Optional[str], default: Optional[str]) -> Optional[str]:
+    """A turn's time as written, or its conversation's date (`default`) when it has none.
+
+    A bare time ("10:02") borrows the conversation's date ("2024-03-01T10:02").
+    """
     for value in (ts, default):
         if value:
             text = str(value).strip()
@@ -183,43 +248,67 @@ def _transcript_time(ts: Optional[str], default: Optional[str]) -> Optional[str]
     return None
 
 
-def _transcript_txt(path: Path, report: IngestReport) -> None:
-    lines = [line.rstrip("\r\n") for line in read_lines(path)]
-    conversation: List[Tuple[str, str, Optional[str], str]] = []
+def read_transcript_txt(path: Path) -> Iterator[Union[TranscriptConversation, Skipped]]:
+    """The conversations of a plain-text transcript, and the lines that belong to none, in file order.
+
+    Format (see the module's docstring): ``[time] Speaker: text`` a turn;
+    ``# key: value`` headers describe the conversation that follows (``date``,
+    ``conversation`` or ``id``); other ``#`` lines are comments; a blank line
+    or ``---`` ends a conversation; a line without a known speaker continues
+    the turn before it (a message over several lines). Before a conversation's
+    first turn such a line is reported: kind "speaker" when it starts with a
+    label ("Bot: ...") that is not a customer's or an agent's.
+    """
+    conversation: List[TranscriptTurn] = []
     headers: Dict[str, str] = {}
-    count = 0
+    found: List[Union[TranscriptConversation, Skipped]] = []
 
     def flush() -> None:
-        nonlocal conversation, headers, count
+        nonlocal conversation, headers
         if conversation:
-            count += 1
-            conversation_id = headers.get("conversation") or headers.get("id") or str(count)
-            _add_pairs(conversation, headers.get("date"), conversation_id, str(path), report)
+            found.append(TranscriptConversation(id=headers.get("conversation") or headers.get("id") or "",
+                                                line=conversation[0].line, turns=conversation,
+                                                date=headers.get("date")))
         conversation, headers = [], {}
 
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate((line.rstrip("\r\n") for line in read_lines(path)), start=1):
         location = f"{path}:{number}"
         if not line.strip() or line.strip() == "---":
             flush()
-            continue
-        if line.lstrip().startswith("#"):
+        elif line.lstrip().startswith("#"):
             header = _HEADER.match(line)
             if header:  # "# date: 2024-03-01" describes the conversation that follows
                 if conversation:
                     flush()
                 headers[header["key"].strip().lower()] = header["value"]
-            continue  # any other "#" line is a comment
-        turn = _TURN.match(line)
-        speaker = _speaker(turn["speaker"]) if turn else None
-        if speaker:
-            conversation.append((speaker, turn["text"].strip(), turn["ts"], location))
-        elif conversation:
-            # A line without a speaker continues the previous turn (a message over several lines).
-            speaker, text, ts, first = conversation[-1]
-            conversation[-1] = (speaker, f"{text} {line.strip()}", ts, first)
+            # any other "#" line is a comment
         else:
-            report.skip(location, "line outside a turn (expected 'Customer: ...' or 'Agent: ...')")
+            turn = _TURN.match(line)
+            speaker = speaker_role(turn["speaker"]) if turn else None
+            if speaker:
+                conversation.append(TranscriptTurn(speaker, turn["text"].strip(), turn["ts"], number, location))
+            elif conversation:
+                # A line without a speaker continues the previous turn (a message over several lines).
+                conversation[-1].text = f"{conversation[-1].text} {line.strip()}"
+            elif turn:
+                found.append(Skipped(location, f"unknown speaker {turn['speaker']!r} (expected 'Customer: ...' or "
+                                               f"'Agent: ...')", "speaker"))
+            else:
+                found.append(Skipped(location, "line outside a turn (expected 'Customer: ...' or 'Agent: ...')"))
+        yield from found
+        found.clear()
     flush()
+    yield from found
+
+
+def _transcript_txt(path: Path, report: IngestReport) -> None:
+    count = 0
+    for item in read_transcript_txt(path):
+        if isinstance(item, Skipped):
+            report.skipped.append(item)
+        else:
+            count += 1
+            _add_pairs(item, item.id or str(count), str(path), report)
 
 
 def read_history(paths: Iterable[Path], progress: bool = False) -> IngestReport:
