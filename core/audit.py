@@ -16,6 +16,9 @@ Actions recorded (``action`` column):
 - ``account.add``, ``account.disable``, ``account.reset``, ``account.password``;
 - ``audit.export``;
 - ``customer.open`` (a supervisor opened a customer page, `bot.insight.pages`; detail ``found``);
+- ``onboarding.<action>`` (a supervisor's review decision on the onboarding page, `bot.insight.onboarding_page`:
+  accept, discard, reopen, rename, merge, split, move, response, kind; target the candidate or example; detail the
+  decision, a response's length instead of its text), ``onboarding.run`` (discovery or build started; detail ``step``);
 - ``model.retrain`` (candidates built and scored, `training.retrain`; detail: parts, gate figures),
   ``model.promote`` and ``model.refuse`` (the gate's decision; detail: release version, parts, gate figures),
   ``model.rollback`` (the previous release put back; detail: the versions left and restored);

@@ -137,6 +137,11 @@ class Settings:
     # Proxies in front of the Rasa server that append the client to X-Forwarded-For (1 behind
     # one ingress); 0 = the connecting address is the client's.
     ingress_proxy_hops: int = 0
+    # Onboarding from a company's chat history (docs/onboarding.md): the project folder the inbox's
+    # onboarding page reviews and builds (`--out` of python -m training.onboard), and the folder of
+    # transcripts its discovery reads; empty = the page says how to set them.
+    onboarding_dir: str = ""
+    onboarding_transcripts: str = ""
 
     def as_dict(self) -> Dict[str, Any]:
         """The settings as a plain dictionary."""

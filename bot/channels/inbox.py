@@ -22,7 +22,10 @@ JSON API (same origin; session cookie ``inbox_session``; every POST also needs
   profile_summary} (agent assist, `bot.channels.assist`; the reply logs the draft it started from);
 - ``GET api/audit`` ?limit, before, actor, action, target · ``GET api/audit/export`` ?format=csv|jsonl ·
   ``GET analytics`` ?since, until (the analytics report page, with a date-range picker) ·
-  ``GET customers/<id>`` · ``GET segments`` (customer pages and segments, `bot.insight.pages`) (supervisor);
+  ``GET customers/<id>`` · ``GET segments`` (customer pages and segments, `bot.insight.pages`) ·
+  ``GET onboarding`` · ``GET onboarding/c/<id>`` · ``POST onboarding/decide`` · ``POST onboarding/run``
+  (review of the intents discovered in chat history, `bot.insight.onboarding_page`; its POSTs take a
+  form with the CSRF token in the ``csrf_token`` field, or JSON) (supervisor);
 - ``GET api/accounts`` · ``POST api/accounts`` {username, role, display_name?, password?} ·
   ``POST api/accounts/<username>/disable`` · ``POST api/accounts/<username>/reset`` (admin);
 - ``GET oidc/start`` -> the provider · ``GET oidc/callback`` (only with INBOX_OIDC_*).
@@ -57,6 +60,7 @@ from bot.channels.base import DeskChannel
 from bot.handoff.desk import HandoffError, desk_for
 from bot.handoff.queue import WAITING
 from bot.channels.transcript import transcript
+from bot.insight import onboarding_page
 from bot.insight import pages as insight_pages
 from bot.security import audit, staff
 from bot.security.mode import current_mode
@@ -231,12 +235,16 @@ class AgentInbox(DeskChannel, InputChannel):
         return decorate
 
     @staticmethod
-    def _csrf_problem(request: Request, session: staff.Session) -> Optional[str]:
+    def _csrf_problem(request: Request, session: staff.Session, sent: Optional[str] = None) -> Optional[str]:
+        """Why a changing request is refused (another site; no or a wrong CSRF token), or None.
+
+        The token is the ``X-CSRF-Token`` header's unless `sent` gives it (a page's form field).
+        """
         if _cross_site(request):
             return "refused: this request comes from another site"
-        sent = request.headers.get("x-csrf-token") or ""
+        sent = (request.headers.get("x-csrf-token") or "") if sent is None else sent
         if not hmac.compare_digest(sent.encode("utf-8"), session.csrf_token.encode("utf-8")):
-            return "missing or wrong X-CSRF-Token header"
+            return "missing or wrong CSRF token (the X-CSRF-Token header, or a page form's csrf_token field)"
         return None
 
     def _signed_in(self, request: Request, token: str, session: staff.Session) -> HTTPResponse:
@@ -560,6 +568,7 @@ class AgentInbox(DeskChannel, InputChannel):
             return reply
 
         insight_pages.register(inbox, self)  # customer pages and segments (supervisor)
+        onboarding_page.register(inbox, self)  # review of the intents discovered in chat history (supervisor)
         return inbox
 
     def _callback_url(self, request: Request) -> str:
