@@ -235,7 +235,7 @@ class Conversation:
 def _vary(text: str, rng: random.Random) -> str:
     """One customer's way of writing `text`: a filler, a typo, lower or sentence case."""
     filler = rng.choice(FILLERS)
-    if filler and not text.startswith(("I ", "my ", "the ", "what", "how", "when", "why", "where", "which")):
+    if filler and not text.startswith(("what", "how", "when", "why", "where", "which")):
         filler = ""
     text = filler + text
     if rng.random() < 0.15:  # one slip of the keyboard
