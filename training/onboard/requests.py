@@ -224,7 +224,8 @@ def _requests_of(conversation: Conversation, english: bool, vectors: Dict[int, n
     previous_agent: Optional[_Block] = None
     for block in _blocks(conversation):
         if block.speaker == "agent":
-            if current is not None and not all(is_pleasantry(t.text, english) for _, t in block.turns):
+            answers = not all(is_pleasantry(t.text, english) for _, t in block.turns)
+            if current is not None and pending is None and answers:
                 current.events.append(("answer", block))
             previous_agent = block
             continue
