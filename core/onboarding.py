@@ -198,7 +198,8 @@ def apply_decision(proposal: Proposal, decision: Dict[str, Any]) -> None:
         if any(x.id == new_id for x in proposal.candidates):
             raise ReviewError(f"candidate id '{new_id}' already exists")
         name = _check_name(proposal, decision.get("name"))
-        moved = [e for e in c.examples if e.id in set(map(str, wanted))]
+        # Outlier marks measure distance to the old candidate's centre: a reviewer's placement clears them.
+        moved = [dataclasses.replace(e, outlier=False) for e in c.examples if e.id in set(map(str, wanted))]
         c.examples = [e for e in c.examples if e.id not in set(map(str, wanted))]
         proposal.candidates.append(Candidate(id=new_id, name=name, examples=moved, kind=c.kind,
                                              kind_evidence=["split from " + c.id], origin=c.origin))
@@ -211,7 +212,7 @@ def apply_decision(proposal: Proposal, decision: Dict[str, Any]) -> None:
         source, index = where
         if source.id == target.id:
             raise ReviewError(f"example {decision.get('example')} is already in {target.id}")
-        target.examples.append(source.examples.pop(index))
+        target.examples.append(dataclasses.replace(source.examples.pop(index), outlier=False))
     elif action == "response":
         c = proposal.candidate(str(decision.get("id")))
         text = decision.get("text")
@@ -311,12 +312,14 @@ MANY_OUTLIERS_SHARE = 0.25  # at least this share of a candidate's examples far 
 
 
 def flags(proposal: Proposal, candidate: Candidate) -> List[str]:
-    """Warnings for a reviewer: near-duplicates still open, many outliers, too small."""
+    """Warnings for a reviewer: near-duplicates still open, many outliers, too small (none for a discarded one)."""
+    if candidate.status == "discarded":
+        return []
     live = {c.id for c in proposal.candidates if c.status != "discarded"}
     out = [f"near-duplicate of {other}" for other in candidate.near_duplicates if other in live]
     outliers = sum(1 for e in candidate.examples if e.outlier)
     if candidate.examples and outliers >= 2 and outliers >= MANY_OUTLIERS_SHARE * candidate.size:
         out.append(f"many outliers ({outliers})")
-    if candidate.status != "discarded" and candidate.size < SMALL_CANDIDATE:
+    if candidate.size < SMALL_CANDIDATE:
         out.append("small")
     return out

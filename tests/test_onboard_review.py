@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.onboarding import OnboardingProject
+from core.onboarding import OnboardingProject, flags
 from tests.onboarding_proposal import write_small_proposal
 from training.onboard import review
 
@@ -62,6 +62,10 @@ def test_each_change_is_one_decision_by_the_named_reviewer(project, capsys, tmp_
     assert [e.id for e in c1.examples] == ["l1", "l2", "l3", "l4", "l5", "s1", "s2", "s3", "s4", "s5", "r3"]
     assert (c3.name, c3.response) == ("opening_times", "We open at nine.")
     assert [e.id for e in state.candidate("c6").examples] == ["l6", "l7"]
+    # A reviewer's placement clears the outlier marks (they measured distance to c1's centre);
+    # a discarded candidate carries no flags.
+    assert not any(e.outlier for e in state.candidate("c6").examples) and flags(state, state.candidate("c6")) == ["small"]
+    assert flags(state, state.candidate("c2")) == []
     assert state.candidate("c2").status == "discarded" and state.candidate("c5").kind == "task"
     decisions = project.decisions()
     assert len(decisions) == 11 and {d["by"] for d in decisions} == {"rita"}

@@ -173,11 +173,16 @@ def _clock(ts: Optional[float]) -> str:
 # ------------------------------------------------------------------ decisions from forms
 
 
+def _field(form: Optional[Dict[str, List[str]]], key: str) -> str:
+    """The first value of a posted form's field ('' when absent or when the body was JSON)."""
+    return ((form or {}).get(key) or [""])[0]
+
+
 def form_decisions(form: Dict[str, List[str]]) -> List[Dict[str, Any]]:
     """The decisions a posted form stands for (several for a move of several ticked examples)."""
 
     def one(key: str) -> str:
-        return (form.get(key) or [""])[0].strip()
+        return _field(form, key).strip()
 
     action, cid = one("action"), one("id")
     ticked = [e for e in form.get("examples") or [] if e]
@@ -201,7 +206,7 @@ def form_decisions(form: Dict[str, List[str]]) -> List[Dict[str, Any]]:
             raise ReviewError("choose the candidate to move the examples to")
         return [{"action": action, "example": e, "to": one("to")} for e in ticked]
     if action == "response":
-        return [{"action": action, "id": cid, "text": (form.get("text") or [""])[0]}]
+        return [{"action": action, "id": cid, "text": _field(form, "text")}]
     if action == "kind":
         return [{"action": action, "id": cid, "kind": one("kind")}]
     raise ReviewError(f"unknown review action {action!r}")
@@ -447,7 +452,7 @@ def _posted(request: Request) -> Tuple[bool, Any]:
         try:
             return True, request.json
         except Exception:  # Sanic raises its own error for a body that is not JSON
-            raise ReviewError("the body is not valid JSON")
+            raise ReviewError("the body is not valid JSON") from None
     if request.form is None:
         raise ReviewError("send a form or a JSON object")
     return False, {k: list(v) for k, v in request.form.items()}
@@ -459,7 +464,7 @@ def register(inbox, channel) -> None:
 
     def refused_csrf(request: Request, session, form: Optional[Dict[str, List[str]]]) -> Optional[str]:
         """The inbox's same-site and CSRF check, taking the token from the header or else the form's field."""
-        sent = request.headers.get("x-csrf-token") or ((form or {}).get("csrf_token") or [""])[0]
+        sent = request.headers.get("x-csrf-token") or _field(form, "csrf_token")
         return channel._csrf_problem(request, session, sent)
 
     def reply(is_json: bool, status: int, html_page: str, payload: Dict[str, Any]) -> HTTPResponse:
@@ -513,8 +518,8 @@ def register(inbox, channel) -> None:
             project = Where.from_settings().project()
             kept = await asyncio.get_running_loop().run_in_executor(None, record, project, decisions, session.username)
         except (ReviewError, Refused) as exc:
-            first = lambda key: ((form or {}).get(key) or [""])[0]  # noqa: E731
-            return await error_page(is_json, str(exc), getattr(exc, "status", 400), session, first("back"), first("id"))
+            return await error_page(is_json, str(exc), getattr(exc, "status", 400), session, _field(form, "back"),
+                                    _field(form, "id"))
         for k in kept:
             detail = {key: value for key, value in k.items() if key not in ("text", "by", "action")}
             if "text" in k:
@@ -522,9 +527,8 @@ def register(inbox, channel) -> None:
             channel._audit(request, session, f"onboarding.{k['action']}", k.get("id") or k.get("example"), detail)
         if is_json:
             return response.json({"decisions": kept}, headers=NO_STORE)
-        target = BASE
-        cid = ((form or {}).get("id") or [""])[0]
-        if ((form or {}).get("back") or [""])[0] == "candidate" and cid:
+        target, cid = BASE, _field(form, "id")
+        if _field(form, "back") == "candidate" and cid:
             target = f"{BASE}/c/{urllib.parse.quote(cid, safe='')}"
         return response.redirect(f"{target}?{urllib.parse.urlencode({'done': said(kept)})}", status=303)
 
@@ -539,7 +543,7 @@ def register(inbox, channel) -> None:
             if problem:
                 return reply(is_json, 403, _page("Refused", f'<p class="error" id="error">{esc(problem)}</p>'),
                              {"error": problem})
-            step = str((posted or {}).get("step", "")) if is_json else ((posted.get("step") or [""])[0])
+            step = str((posted or {}).get("step", "")) if is_json else _field(posted, "step")
             started = runner.start(step, Where.from_settings(), session.username)
         except (ReviewError, Refused, OSError) as exc:
             message = f"cannot start the step: {exc}" if isinstance(exc, OSError) else str(exc)

@@ -26,7 +26,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 from core.onboarding import (KINDS, SMALL_CANDIDATE, Candidate, OnboardingProject, Proposal, ReviewError,
                              flags)
