@@ -155,7 +155,9 @@ class Report:
     coverage_by_index: Optional[float]
     thresholds: Dict[str, float]
     timings: Dict[str, float]
-    not_covered: List[str] = dataclasses.field(default_factory=list)
+    # Each held-out request: text, intent (its true one; None for the rest of the history), predicted,
+    # confidence, answered ("intent", "index" or None).
+    requests: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
     notes: List[str] = dataclasses.field(default_factory=list)
 
     def table(self) -> str:
@@ -178,6 +180,10 @@ class Report:
         if self.left_out:
             lines += ["", "| left out | candidate | examples | reason |", "|---|---|---|---|"]
             lines += [f"| {c['name']} | {c['candidate']} | {c['size']} | {c['reason']} |" for c in self.left_out]
+        missed = [r["text"] for r in self.requests if not r["answered"]]
+        if missed:
+            lines += ["", f"Held-out requests not answered confidently ({len(missed)}; the first 20):", ""]
+            lines += [f"- {' '.join(text.split())}" for text in missed[:20]]
         lines += ["", *[f"- {note}" for note in self.notes]]
         return "\n".join(lines).rstrip() + "\n"
 
@@ -339,9 +345,12 @@ Parse = Callable[[List[str]], List[Dict[str, Any]]]
 def agent_parser(model: Path) -> Parse:
     """Parse texts with the trained model in this process (the whole NLU pipeline, retrieval included)."""
     import asyncio
+    import logging
 
     from rasa.core.agent import Agent
+    from rasa.utils.log_utils import configure_structlog
 
+    configure_structlog(logging.WARNING)  # not a debug line per parsed message
     agent = Agent.load(str(model))
 
     def parse(texts: List[str]) -> List[Dict[str, Any]]:
@@ -372,7 +381,7 @@ def evaluate(parse: Parse, intents: Sequence[Intent], history_held_out: Sequence
     parsed = parse([text for _, text in truth]) if truth else []
     correct: Dict[str, int] = {i.name: 0 for i in intents}
     by_intent = by_index = 0
-    not_covered = []
+    requests = []
     for (expected, text), result in zip(truth, parsed):
         predicted = (result.get("intent") or {}).get("name")
         if expected is not None and predicted == expected:
@@ -380,8 +389,9 @@ def evaluate(parse: Parse, intents: Sequence[Intent], history_held_out: Sequence
         answered_by_intent, answered_by_index = _confident(result, names, retrieval_threshold)
         by_intent += answered_by_intent
         by_index += answered_by_index
-        if not (answered_by_intent or answered_by_index):
-            not_covered.append(text)
+        requests.append({"text": text, "intent": expected, "predicted": predicted,
+                         "confidence": round(float((result.get("intent") or {}).get("confidence") or 0.0), 3),
+                         "answered": "intent" if answered_by_intent else "index" if answered_by_index else None})
     intent_total = sum(len(i.held_out) for i in intents)
     total = len(truth)
     return {
@@ -390,7 +400,7 @@ def evaluate(parse: Parse, intents: Sequence[Intent], history_held_out: Sequence
         "coverage": (by_intent + by_index) / total if total else None,
         "coverage_by_intent": by_intent / total if total else None,
         "coverage_by_index": by_index / total if total else None,
-        "not_covered": not_covered,
+        "requests": requests,
     }
 
 
@@ -489,7 +499,7 @@ def build(project: Path, options: Optional[BuildOptions] = None, parse: Optional
                 timings["train_s"] = round(time.monotonic() - tick, 1)
             model = project / "models" / f"{MODEL_NAME}.tar.gz"
     results: Dict[str, Any] = {"correct": {}, "intent_accuracy": None, "coverage": None, "coverage_by_intent": None,
-                               "coverage_by_index": None, "not_covered": []}
+                               "coverage_by_index": None, "requests": []}
     if model is not None or parse is not None:
         tick = time.monotonic()
         results = evaluate(parse or agent_parser(model), intents, rest_held, get_settings().retrieval_threshold)
@@ -507,7 +517,7 @@ def build(project: Path, options: Optional[BuildOptions] = None, parse: Optional
         intent_accuracy=results["intent_accuracy"], coverage=results["coverage"],
         coverage_by_intent=results["coverage_by_intent"], coverage_by_index=results["coverage_by_index"],
         thresholds={"fallback": fallback_threshold(config), "retrieval": get_settings().retrieval_threshold},
-        timings=timings, not_covered=results["not_covered"][:20], notes=notes,
+        timings=timings, requests=results["requests"], notes=notes,
     )
     write_report(project, report)
     return report

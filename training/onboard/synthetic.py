@@ -70,6 +70,7 @@ class Topic:
 
 ITEMS = ("sofa", "lamp", "rug", "armchair", "bookcase", "mirror", "bed frame", "dining table", "duvet", "curtains")
 
+# Questions and tasks alternate (up to the last two), so that the first N topics (--topics) hold both.
 TOPICS: Tuple[Topic, ...] = (
     Topic("delivery_time", "question", (
         "how long does delivery take",
@@ -84,6 +85,18 @@ TOPICS: Tuple[Topic, ...] = (
         "Our standard delivery is 3-5 working days, and express gets to you the next working day if ordered before 2pm.",
         "Delivery normally takes 3 to 5 working days. Order express before 2pm and it comes the next working day.",
     )),
+    Topic("order_status", "task", (
+        "where is my order",
+        "my {item} hasn't arrived yet",
+        "can you track my order",
+        "what's the status of my order",
+        "I ordered a {item} last week and nothing has come",
+        "has my order been shipped",
+    ), (
+        "Thanks, order {order} left our warehouse yesterday and should be with you tomorrow.",
+        "I've checked order {order}: it's with the courier and arrives within 2 working days.",
+        "Order {order} is packed and ships today; you'll get a tracking e-mail tonight.",
+    )),
     Topic("return_item", "question", (
         "how do I return an item",
         "I want to send back the {item}",
@@ -96,6 +109,18 @@ TOPICS: Tuple[Topic, ...] = (
         "Returns are free within 30 days. Print the returns label from Orders in your account and take the parcel to a post office.",
         "Within 30 days you can send it back for free: the returns label is on your account's Orders page, then drop it at any post office.",
     )),
+    Topic("cancel_order", "task", (
+        "I want to cancel my order",
+        "please cancel the {item} I ordered",
+        "can I cancel an order",
+        "I ordered by mistake, cancel it please",
+        "how do I cancel my {item} order",
+        "I changed my mind about the {item}, cancel it",
+    ), (
+        "Done: order {order} is cancelled and the refund is on its way to your payment method.",
+        "I've cancelled order {order}; you'll get a confirmation e-mail and the money back within 5 working days.",
+        "Order {order} has been cancelled, and a confirmation e-mail is on its way.",
+    )),
     Topic("refund_time", "question", (
         "when will I get my refund",
         "I sent the {item} back, where is my money",
@@ -107,6 +132,18 @@ TOPICS: Tuple[Topic, ...] = (
         "Refunds go back to your original payment method within 5 working days of the return reaching our warehouse.",
         "Once your return reaches our warehouse, the refund is made to your original payment method within 5 working days.",
         "You'll be refunded to the card or account you paid with within 5 working days after we receive the return.",
+    )),
+    Topic("change_address", "task", (
+        "I need to change my delivery address",
+        "can you send the {item} to a different address",
+        "I moved, please update the address on my order",
+        "wrong delivery address on my order",
+        "how can I change where my order is delivered",
+        "please deliver the {item} to my office instead",
+    ), (
+        "I've updated the delivery address on order {order}; the new one shows in your account now.",
+        "Order {order} will now go to the new address you gave me.",
+        "Done, the delivery address of order {order} is changed.",
     )),
     Topic("discount_code", "question", (
         "my discount code doesn't work",
@@ -132,54 +169,6 @@ TOPICS: Tuple[Topic, ...] = (
         "Click 'Forgot password' when signing in: a reset link valid for 24 hours is e-mailed to you (look in spam if it doesn't show up).",
         "On the sign-in page choose 'Forgot password'. The reset link we e-mail lasts 24 hours, and sometimes lands in spam.",
     )),
-    Topic("payment_methods", "question", (
-        "what payment methods do you accept",
-        "can I pay with PayPal",
-        "do you take Mastercard",
-        "can I pay for the {item} in instalments",
-        "which cards can I pay with",
-        "is it possible to pay with a gift card",
-    ), (
-        "We accept Visa, Mastercard, American Express, PayPal and Larkspur gift cards; orders over 300 pounds can be paid in 3 instalments with PayPal.",
-        "You can pay by Visa, Mastercard, Amex, PayPal or a Larkspur gift card, and split orders over 300 pounds into 3 PayPal instalments.",
-        "Visa, Mastercard, American Express, PayPal and our gift cards are all fine; PayPal lets you pay orders over 300 pounds in 3 instalments.",
-    )),
-    Topic("order_status", "task", (
-        "where is my order",
-        "my {item} hasn't arrived yet",
-        "can you track my order",
-        "what's the status of my order",
-        "I ordered a {item} last week and nothing has come",
-        "has my order been shipped",
-    ), (
-        "Thanks, order {order} left our warehouse yesterday and should be with you tomorrow.",
-        "I've checked order {order}: it's with the courier and arrives within 2 working days.",
-        "Order {order} is packed and ships today; you'll get a tracking e-mail tonight.",
-    )),
-    Topic("cancel_order", "task", (
-        "I want to cancel my order",
-        "please cancel the {item} I ordered",
-        "can I cancel an order",
-        "I ordered by mistake, cancel it please",
-        "how do I cancel my {item} order",
-        "I changed my mind about the {item}, cancel it",
-    ), (
-        "Done: order {order} is cancelled and the refund is on its way to your payment method.",
-        "I've cancelled order {order}; you'll get a confirmation e-mail and the money back within 5 working days.",
-        "Order {order} has been cancelled, and a confirmation e-mail is on its way.",
-    )),
-    Topic("change_address", "task", (
-        "I need to change my delivery address",
-        "can you send the {item} to a different address",
-        "I moved, please update the address on my order",
-        "wrong delivery address on my order",
-        "how can I change where my order is delivered",
-        "please deliver the {item} to my office instead",
-    ), (
-        "I've updated the delivery address on order {order}; the new one shows in your account now.",
-        "Order {order} will now go to the new address you gave me.",
-        "Done, the delivery address of order {order} is changed.",
-    )),
     Topic("damaged_item", "task", (
         "my {item} arrived damaged",
         "the {item} came broken",
@@ -191,6 +180,18 @@ TOPICS: Tuple[Topic, ...] = (
         "I'm sorry about that. I've arranged a replacement for order {order}; the courier collects the damaged one when delivering it.",
         "Sorry! A replacement for order {order} is on its way and the courier will take the damaged item back.",
         "Apologies for that: order {order} gets a free replacement, and we collect the damaged item at the same time.",
+    )),
+    Topic("payment_methods", "question", (
+        "what payment methods do you accept",
+        "can I pay with PayPal",
+        "do you take Mastercard",
+        "can I pay for the {item} in instalments",
+        "which cards can I pay with",
+        "is it possible to pay with a gift card",
+    ), (
+        "We accept Visa, Mastercard, American Express, PayPal and Larkspur gift cards; orders over 300 pounds can be paid in 3 instalments with PayPal.",
+        "You can pay by Visa, Mastercard, Amex, PayPal or a Larkspur gift card, and split orders over 300 pounds into 3 PayPal instalments.",
+        "Visa, Mastercard, American Express, PayPal and our gift cards are all fine; PayPal lets you pay orders over 300 pounds in 3 instalments.",
     )),
 )
 
@@ -310,7 +311,8 @@ def conversation(number: int, topics: Sequence[Topic], rng: random.Random) -> Co
         say("agent", rng.choice(AGENT_BYE))
     rating = None
     if rng.random() < 0.6:
-        rating = rng.choice((1, 2, 3)) if unhappy else rng.choice((4, 5, 5))
+        # 1..5 stars; never 1, which a reader may take for the top of a 0..1 scale
+        rating = rng.choice((2, 2, 3)) if unhappy else rng.choice((4, 5, 5))
     return Conversation(f"synthetic-{number:05d}", turns, rating, requests)
 
 
