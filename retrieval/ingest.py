@@ -157,7 +157,7 @@ class TranscriptConversation:
     line: int  # where it starts
     turns: List[TranscriptTurn]
     date: Optional[str] = None  # the conversation's date or time, when the transcript gives one
-    fields: Dict[str, object] = dataclasses.field(default_factory=dict)  # a JSONL conversation's other keys
+    fields: Dict[str, object] = dataclasses.field(default_factory=dict)  # its other keys or "# key: value" headers
 
 
 @dataclasses.dataclass
@@ -253,7 +253,7 @@ def read_transcript_txt(path: Path) -> Iterator[Union[TranscriptConversation, Sk
 
     Format (see the module's docstring): ``[time] Speaker: text`` a turn;
     ``# key: value`` headers describe the conversation that follows (``date``,
-    ``conversation`` or ``id``); other ``#`` lines are comments; a blank line
+    ``conversation`` or ``id``; all are kept in its ``fields``); other ``#`` lines are comments; a blank line
     or ``---`` ends a conversation; a line without a known speaker continues
     the turn before it (a message over several lines). Before a conversation's
     first turn such a line is reported: kind "speaker" when it starts with a
@@ -268,7 +268,7 @@ def read_transcript_txt(path: Path) -> Iterator[Union[TranscriptConversation, Sk
         if conversation:
             found.append(TranscriptConversation(id=headers.get("conversation") or headers.get("id") or "",
                                                 line=conversation[0].line, turns=conversation,
-                                                date=headers.get("date")))
+                                                date=headers.get("date"), fields=dict(headers)))
         conversation, headers = [], {}
 
     for number, line in enumerate((line.rstrip("\r\n") for line in read_lines(path)), start=1):

@@ -192,3 +192,12 @@ def test_request_ids_are_unique_and_the_same_on_every_run():
 
     assert len(ids) == len(set(ids)) and ids == [r.id for r in find_requests(conversations)]
     assert all(isinstance(r, Request) for r in find_requests(conversations))
+
+
+def test_a_complaint_is_never_a_new_request_however_far_it_is_from_the_request():
+    history = [conversation(C("My card is stuck in the cash machine"), A("Transfers take a day."),
+                            C("no that doesn't answer my question at all"), A("We have cancelled the card."))]
+
+    [request] = find_requests(history, encoder=KeywordEncoder())
+
+    assert request.answer == "We have cancelled the card." and request.resolved

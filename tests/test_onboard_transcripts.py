@@ -219,3 +219,12 @@ def test_times_and_html_are_normalised():
     assert iso_time("10:02", "2025-03-01") == "2025-03-01T10:02:00"
     assert iso_time("last Tuesday") is None
     assert html_text("<p>Fees &amp; charges</p><ul><li>one</li><li>two</li></ul>") == "Fees & charges one two"
+
+
+def test_a_transcripts_rating_header_and_a_turn_rows_rating_column_rate_the_conversation(tmp_path):
+    (tmp_path / "chat.txt").write_text("# conversation: r-1\n# rating: bad\nCustomer: Where is my parcel?\n"
+                                       "Agent: It left our warehouse today.\n")
+    (tmp_path / "turns.csv").write_text("conversation_id,speaker,text,rating\nr-2,customer,Can I pay by PayPal?,\n"
+                                        "r-2,agent,\"Yes, PayPal is fine.\",good\n")
+
+    assert {c.id: c.rating for c in read_transcripts(tmp_path).conversations} == {"r-1": 0.0, "r-2": 1.0}

@@ -14,7 +14,7 @@
   or, when an `encoder` is given (`core.encoder.load_encoder`), its
   similarity both to the current request and to the agent's message just
   before is below `new_topic_below` (a reply to an agent's question, a
-  message of fewer than three words, or a thank-you never starts one). Other
+  message of fewer than three words, a thank-you or a complaint never starts one). Other
   customer messages are follow-ups of the current request. (With the bundled
   encoder follow-ups score 0.28 to 0.68 against the request or the answer
   before, unrelated new questions 0.02 to 0.38, on a handful of synthetic
@@ -210,7 +210,8 @@ def _new_topic(text: str, english: bool, similarity: Optional[float], after_ques
     if cue:
         return f"new request: the customer said {cue.group(1)!r}", text[:cue.start()], text[cue.end():].strip()
     if (similarity is not None and similarity < threshold and not after_question
-            and question_words(text) >= MIN_QUESTION_WORDS and not is_acknowledgement(text, english)):
+            and question_words(text) >= MIN_QUESTION_WORDS and not is_acknowledgement(text, english)
+            and not (english and COMPLAINT_EN.search(text.lower()))):
         return (f"new request: similarity {similarity:.2f} to the request and the answer before is below {threshold}",
                 text, text)
     return None, text, text

@@ -9,12 +9,14 @@ the file's ending and, for JSON, by each object's shape:
 - ``.txt`` transcripts and ``.jsonl`` lines ``{"id", "turns": [{"speaker",
   "text", "time"}, ...], "rating"}``: the formats the answer index reads, read
   by the same reader (`retrieval.ingest.read_transcript_txt`,
-  `retrieval.ingest.transcript_from_json`; see `retrieval.ingest`);
+  `retrieval.ingest.transcript_from_json`; see `retrieval.ingest`); a
+  transcript's ``# rating: ...`` header is its conversation's rating;
 - turns one a row, in ``.csv``/``.tsv`` (a header line) or ``.jsonl``: the
   conversation's id (``conversation_id``, ``ticket_id`` or ``thread_id``), the
   speaker (``speaker``, ``role``, ``author`` or ``from``), the text (``text``,
   ``message`` or ``body``) and optionally the time (``time``, ``timestamp``
-  or ``created_at``); a conversation's turns are taken in file order;
+  or ``created_at``) and the conversation's rating (``rating``, on any of its
+  rows; the last given counts); a conversation's turns are taken in file order;
 - Zendesk tickets with their comments: a ticket object (Tickets API) with
   ``id``, ``requester_id``, optional ``satisfaction_rating`` ``{"score":
   "good"|"bad"}``, and ``comments`` as the Ticket Comments API lists them
@@ -288,6 +290,7 @@ class _File:
         self.found.append((line, kind, message))
 
     def conversation(self, conversation: TranscriptConversation, rating: Any = None) -> None:
+        """A conversation read; its rating as written (else the ``rating`` of its fields, read when it is done)."""
         self.found.append((conversation, rating))
 
     def turn_row(self, row: Dict[str, Any], line: int) -> None:
@@ -309,6 +312,8 @@ class _File:
             self._rows[key] = TranscriptConversation(id=key, line=line, turns=[])
             self.conversation(self._rows[key])
         self._rows[key].turns.append(TranscriptTurn(speaker, text.strip(), time, line, f"{line}"))
+        if lowered.get("rating") not in (None, ""):
+            self._rows[key].fields["rating"] = lowered["rating"]
 
     def json_object(self, item: Any, line: int) -> None:
         """One JSON object of any known shape."""
@@ -534,6 +539,7 @@ def read_transcripts(folder: Path, language: str = "en") -> Transcripts:
                 result.problems.append(Problem(source, line, kind, message))
                 continue
             raw, rating = item
+            rating = raw.fields.get("rating") if rating is None else rating
             problem, conversation = _conversation(raw, rating, source, language, seen, ids)
             if problem is not None:
                 result.problems.append(problem)
