@@ -158,6 +158,9 @@ def assistant(trained_model) -> RunningAssistant:
     env["SLACK_API_BASE_URL"] = f"http://127.0.0.1:{free_port()}/api/"
     env["TELEGRAM_API_BASE_URL"] = f"http://127.0.0.1:{free_port()}"
     workdir = trained_model["workdir"]
+    # The inbox's onboarding page reviews this project (tests/e2e/test_onboarding_inbox.py writes its proposal).
+    env["ASSISTANT_ONBOARDING_DIR"] = str(workdir / "onboarding-project")
+    env["ASSISTANT_ONBOARDING_TRANSCRIPTS"] = str(workdir / "onboarding-transcripts")
     credentials = PROJECT_ROOT / "bot" / "credentials.yml"
     if not credentials.exists():
         credentials = workdir / "credentials.yml"

@@ -42,7 +42,7 @@
   function showLogin() {
     me = null;
     $("login").hidden = false;
-    for (const id of ["app", "audit", "accounts", "logout", "show-conversations", "show-audit", "show-analytics", "show-segments", "show-accounts"]) $(id).hidden = true;
+    for (const id of ["app", "audit", "accounts", "logout", "show-conversations", "show-audit", "show-analytics", "show-segments", "show-onboarding", "show-accounts"]) $(id).hidden = true;
     $("who").textContent = "";
   }
 
@@ -54,6 +54,7 @@
     $("show-audit").hidden = !can("supervisor");
     $("show-analytics").hidden = !can("supervisor");
     $("show-segments").hidden = !can("supervisor");
+    $("show-onboarding").hidden = !can("supervisor");
     $("show-accounts").hidden = !can("admin");
     show("app");
   }
