@@ -36,7 +36,7 @@ def test_every_accepted_format_reads_into_conversations_of_customer_and_agent_tu
     assert conversations["chat-1"].turns[0].time == "2025-03-01T10:00:00"  # "[10:00]" on the "# date:" header
     assert (conversations["conv-1"].rating, conversations["conv-2"].rating) == (0.9, 0.0)
     assert transcripts.summary() == {"files": 6, "conversations": 10, "turns": 33, "internal_notes_dropped": 2,
-                                     "skipped": {kind: 0 for kind in KINDS}}
+                                     "redacted": {"EMAIL": 1}, "skipped": {kind: 0 for kind in KINDS}}
 
 
 def test_a_zendesk_ticket_export_reads_the_requester_as_the_customer_and_drops_private_comments():
@@ -104,6 +104,7 @@ def test_personal_data_is_redacted_as_it_is_read_before_duplicates_are_looked_fo
 
     [kept] = transcripts.conversations
     assert kept.turns[0].text == "my card [CARD] was swallowed, my email is [EMAIL]"
+    assert transcripts.summary()["redacted"] == {"CARD": 2, "EMAIL": 2}
     [duplicate] = transcripts.problems
     assert (duplicate.kind, str(duplicate)) == ("duplicate", "b.txt:1: conversation repeats conversation a.txt:1 "
                                                              "(a.txt:1); skipped")

@@ -151,12 +151,15 @@ class Transcripts:
     problems: List[Problem] = dataclasses.field(default_factory=list)
     files: int = 0
     notes_dropped: int = 0  # internal notes passed over (not customer-facing)
+    redacted: Counter = dataclasses.field(default_factory=Counter)  # placeholders put in, by kind ("EMAIL": 3)
 
     def summary(self) -> Dict[str, Any]:
-        """Counts: files, conversations, turns, internal notes dropped, and what was skipped, per kind."""
+        """Counts: files, conversations, turns, internal notes dropped, personal data redacted (by kind, in
+        every turn read, kept or not) and what was skipped, per kind."""
         skipped = Counter(p.kind for p in self.problems)
         return {"files": self.files, "conversations": len(self.conversations),
                 "turns": sum(len(c.turns) for c in self.conversations), "internal_notes_dropped": self.notes_dropped,
+                "redacted": {kind: n for kind, n in sorted(self.redacted.items()) if n > 0},
                 "skipped": {kind: skipped.get(kind, 0) for kind in KINDS}}
 
 
@@ -506,10 +509,12 @@ def _files(folder: Path) -> Tuple[Path, List[Path]]:
                           if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def _redacted(raw: TranscriptConversation) -> List[Turn]:
+def _redacted(raw: TranscriptConversation, counts: Counter) -> List[Turn]:
     turns = []
     for turn in raw.turns:
         text = " ".join(redact(turn.text).split())
+        counts.update(m.group(0)[1:-1] for m in _PLACEHOLDER.finditer(text))
+        counts.subtract(m.group(0)[1:-1] for m in _PLACEHOLDER.finditer(turn.text))  # there before redaction
         if text:
             turns.append(Turn(turn.speaker, text, iso_time(turn.time, raw.date), turn.line))
     return turns
@@ -534,13 +539,13 @@ def read_transcripts(folder: Path, language: str = "en") -> Transcripts:
         found = _read_file(path)
         result.notes_dropped += found.notes
         for item in found.found:
-            if len(item) == 3:
+            if not isinstance(item[0], TranscriptConversation):
                 line, kind, message = item
                 result.problems.append(Problem(source, line, kind, message))
                 continue
             raw, rating = item
             rating = raw.fields.get("rating") if rating is None else rating
-            problem, conversation = _conversation(raw, rating, source, language, seen, ids)
+            problem, conversation = _conversation(raw, rating, source, language, seen, ids, result.redacted)
             if problem is not None:
                 result.problems.append(problem)
             if conversation is not None:
@@ -549,10 +554,10 @@ def read_transcripts(folder: Path, language: str = "en") -> Transcripts:
 
 
 def _conversation(raw: TranscriptConversation, rating: Any, source: str, language: str,
-                  seen: Dict[Tuple[Tuple[str, str], ...], Conversation],
-                  ids: set) -> Tuple[Optional[Problem], Optional[Conversation]]:
+                  seen: Dict[Tuple[Tuple[str, str], ...], Conversation], ids: set,
+                  redacted: Counter) -> Tuple[Optional[Problem], Optional[Conversation]]:
     """The conversation `raw` redacted and checked: (a problem, the conversation when it is kept)."""
-    turns = _redacted(raw)
+    turns = _redacted(raw, redacted)
     where = f"conversation {raw.id}" if raw.id else "conversation"
     customer = [t.text for t in turns if t.speaker == "customer"]
     if not customer:
