@@ -247,7 +247,7 @@ def test_the_steps_run_the_onboarding_commands():
 def test_one_step_runs_at_a_time_and_the_page_shows_its_log(sam, project, monkeypatch, engine):
     status, _, body = sam.call("POST", ONB + "/run", {"step": "nonsense"})
     assert status == 400 and "step must be one of discover, build" in body["error"]
-    script = "import sys, time; print('reading transcripts <3>', flush=True); time.sleep(1.5); print('done'); sys.exit(3)"
+    script = "import sys, time; print('reading transcripts <3>', flush=True); print('embedding 10%\\rembedding 100%', flush=True); time.sleep(1.5); print('done'); sys.exit(3)"
     monkeypatch.setattr(onboarding_page, "step_command", lambda step, where: [sys.executable, "-c", script])
     status, location, _ = post_form(sam, ONB + "/run", [("step", "discover")])
     assert status == 303 and "done=The+discover+step+is+running" in location
@@ -261,6 +261,6 @@ def test_one_step_runs_at_a_time_and_the_page_shows_its_log(sam, project, monkey
         html = page(sam, ONB)
     assert "exit status 3 (failed: see the log)" in html
     log = html.split('id="run-log">')[1].split("</pre>")[0]
-    assert "reading transcripts &lt;3&gt;" in log and "done" in log
+    assert "reading transcripts &lt;3&gt;\nembedding 100%\ndone" in log
     assert (project.folder / "onboarding" / "discover.log").exists()
     assert audit.recent(engine, actor="sam", action="onboarding.run")[0]["detail"]["step"] == "discover"

@@ -156,14 +156,15 @@ class StepRunner:
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The last `lines` lines of the log at `path` ('' when there is none)."""
+    """The last `lines` lines of the log at `path` ('' when there is none); a progress bar's line shows as it is now."""
     try:
         with open(path, "rb") as fh:
             fh.seek(max(0, os.fstat(fh.fileno()).st_size - 64_000))
             text = fh.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
-    return "\n".join(text.splitlines()[-lines:])
+    shown = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n")]  # \r redraws a progress bar
+    return "\n".join(shown[-lines:]).strip("\n")
 
 
 def _clock(ts: Optional[float]) -> str:
