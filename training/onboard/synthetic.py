@@ -29,7 +29,8 @@ or unhelpful one, which the customer says did not help), tasks get a question
 for the order number and a confirmation; greetings, thanks, ratings and
 personal data (names, e-mail addresses, phone numbers) that redaction must
 remove. The true topic of each request goes to the labels file (CSV:
-``conversation_id, request, topic, kind, text``), written outside the
+``conversation_id, file, file_id, request, topic, kind, text``; ``file_id`` is
+the conversation's id as its file gives it, a ticket id for Zendesk), written outside the
 transcripts folder so discovery never reads it.
 """
 from __future__ import annotations
@@ -52,6 +53,7 @@ FORMATS = ("jsonl", "csv", "txt", "zendesk")
 FILES = {"jsonl": "synthetic_conversations.jsonl", "csv": "synthetic_turns.csv",
          "txt": "synthetic_transcripts.txt", "zendesk": "synthetic_zendesk.json"}
 START = datetime.datetime(2026, 1, 5, 9, 0)
+ZENDESK_FIRST_TICKET = 1001
 
 
 @dataclasses.dataclass(frozen=True)
@@ -363,7 +365,7 @@ def as_txt(conversations: Sequence[Conversation]) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def as_zendesk(conversations: Sequence[Conversation], first_ticket: int = 1001) -> str:
+def as_zendesk(conversations: Sequence[Conversation], first_ticket: int = ZENDESK_FIRST_TICKET) -> str:
     """Zendesk Support tickets with their comments, users side-loaded (`?include=users`)."""
     agents = [{"id": 9001 + i, "name": f"Synthetic Agent {i + 1}", "role": "agent"} for i in range(3)]
     users, tickets = list(agents), []
@@ -390,15 +392,18 @@ def as_zendesk(conversations: Sequence[Conversation], first_ticket: int = 1001) 
 WRITERS = {"jsonl": as_jsonl, "csv": as_csv, "txt": as_txt, "zendesk": as_zendesk}
 
 
-def labels_csv(conversations: Sequence[Conversation]) -> str:
-    """request -> true topic, one row a request: conversation_id, request (1, 2), topic, kind, text."""
+def labels_csv(conversations: Sequence[Conversation], where: Optional[Dict[str, Tuple[str, str]]] = None) -> str:
+    """request -> true topic, one row a request: conversation_id, file, file_id (the conversation's id in
+    that file: a Zendesk ticket's is its ticket id), request (1, 2), topic, kind, text."""
     kinds = {t.name: t.kind for t in TOPICS}
+    where = where or {}
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["conversation_id", "request", "topic", "kind", "text"])
+    writer.writerow(["conversation_id", "file", "file_id", "request", "topic", "kind", "text"])
     for c in conversations:
+        file, file_id = where.get(c.id, ("", c.id))
         for position, (topic, text) in enumerate(c.requests, start=1):
-            writer.writerow([c.id, position, topic, kinds[topic], text])
+            writer.writerow([c.id, file, file_id, position, topic, kinds[topic], text])
     return out.getvalue()
 
 
@@ -415,12 +420,14 @@ def write(out: Path, labels: Path, conversations: Sequence[Conversation], format
     if unknown or not formats:
         raise ValueError(f"unknown format(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(FORMATS)}")
     shares = {f: list(conversations[i::len(formats)]) for i, f in enumerate(formats)}
+    where = {c.id: (FILES[f], str(ZENDESK_FIRST_TICKET + n) if f == "zendesk" else c.id)
+             for f, share in shares.items() for n, c in enumerate(share)}
     with replacing_folder(out) as staging:
         for name, share in shares.items():
             if share:
                 (staging / FILES[name]).write_text(WRITERS[name](share), encoding="utf-8")
     labels.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(labels, labels_csv(conversations))
+    write_text_atomically(labels, labels_csv(conversations, where))
     return {FILES[name]: len(share) for name, share in shares.items() if share}
 
 

@@ -1,0 +1,110 @@
+"""The whole onboarding flow, end to end: synthetic chat history -> discovered, reviewed, built, served.
+
+Labelled synthetic transcripts of a made-up online shop (6 topics, questions
+and tasks) go through the command line as a company would run it
+(`python -m training.onboard`, ``review ... accept-all``, ``build`` with tiny
+training), then the built model is served by the real Rasa server and action
+server, and a REST conversation asks a held-out question of the history.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+from bot.serve import Assistant
+from core.onboarding import OnboardingProject, usable
+from core.settings import PROJECT_ROOT
+from tests.e2e.conftest import TEST_SECRETS, rest_caller, rest_send, start_showing_logs
+from tests.e2e.services import free_port
+from training.onboard.build import ACTION_RESPONSES, SMALL_TALK, TASK_REPLY
+
+pytestmark = pytest.mark.e2e
+
+TOPICS, CONVERSATIONS = 6, 72
+
+
+def run(env: Dict[str, str], *args: str, timeout: float = 900) -> str:
+    """`python -m <args>` in the project root; its output, or a failure showing it."""
+    result = subprocess.run([sys.executable, "-m", *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, f"python -m {' '.join(args)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def onboarded(tmp_path_factory) -> Dict[str, Any]:
+    """Transcripts -> proposal -> accept-all -> built project, through the command line."""
+    work = tmp_path_factory.mktemp("onboarding")
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               ASSISTANT_DATABASE_URL=f"sqlite:///{work / 'assistant.db'}")
+    transcripts, labels, project = work / "transcripts", work / "labels.csv", work / "project"
+    run(env, "training.onboard.synthetic", "--out", str(transcripts), "--labels", str(labels),
+        "--conversations", str(CONVERSATIONS), "--topics", str(TOPICS), "--seed", "11")
+    run(env, "training.onboard", "--transcripts", str(transcripts), "--out", str(project))
+    run(env, "training.onboard", "review", str(project), "accept-all", "--min-size", "3")
+    table = run(env, "training.onboard", "build", str(project), "--epochs", "3", "--trainable-layers", "1")
+    report = json.loads((project / "onboarding" / "report.json").read_text(encoding="utf-8"))
+    return {"work": work, "env": env, "project": project, "report": report, "table": table}
+
+
+@pytest.fixture(scope="module")
+def served(onboarded):
+    """The built model behind the real Rasa server and action server, with the project's answer index."""
+    work, project = onboarded["work"], onboarded["project"]
+    env = dict(onboarded["env"], **TEST_SECRETS, ASSISTANT_ENV="demo",
+               ASSISTANT_INDEX_DIR=str(project / "index"),
+               ASSISTANT_RECOMMENDER_DIR=str(work / "no-recommender"),
+               ASSISTANT_TRACKER_DB=str(work / "tracker.db"),
+               ASSISTANT_INGRESS_PER_ADDRESS_PER_MINUTE="0")
+    credentials = PROJECT_ROOT / "bot" / "credentials.yml"
+    servers = Assistant(Path(onboarded["report"]["model"]), env, free_port(), free_port(), work, credentials, log_dir=work)
+    start_showing_logs(servers, work)
+    yield servers, env
+    servers.stop()
+
+
+def say(served, text: str, sender: str) -> List[str]:
+    servers, env = served
+    return [m.get("text") or "" for m in rest_send(servers.url, sender, text, token=rest_caller(env)[1])]
+
+
+def test_report_has_the_figures(onboarded):
+    report = onboarded["report"]
+    assert len(report["intents"]) >= 2 and report["model"].endswith("onboarding.tar.gz")
+    for figure in ("intent_accuracy", "coverage", "coverage_by_intent", "coverage_by_index"):
+        assert 0.0 <= report[figure] <= 1.0, figure
+    assert report["held_out"]["intents"] >= len(report["intents"])
+    assert isinstance(report["left_out"], list) and report["requests"]
+    assert "intent accuracy" in onboarded["table"] and "coverage" in onboarded["table"]
+    assert (onboarded["project"] / "onboarding" / "report.md").exists()
+
+
+def test_a_held_out_question_gets_the_reviewed_answer(onboarded, served):
+    state = OnboardingProject(onboarded["project"]).reviewed()
+    responses = {c.name: c.response for c in usable(state) if c.kind == "question"}
+    hits = [r for r in onboarded["report"]["requests"]
+            if r["intent"] in responses and r["predicted"] == r["intent"] and r["answered"] == "intent"]
+    assert hits, f"no held-out question was answered by its intent: {onboarded['report']['requests']}"
+    request = hits[0]
+    assert say(served, request["text"], f"onboard-{uuid.uuid4().hex[:8]}") == [responses[request["intent"]]]
+
+
+def test_greetings_tasks_and_unknown_requests(onboarded, served):
+    sender = f"onboard-{uuid.uuid4().hex[:8]}"
+    assert say(served, "hello", sender) == [SMALL_TALK["greet"][1]]
+    report = onboarded["report"]
+    tasks = [r for r in report["requests"] if r["answered"] == "intent" and r["predicted"] == r["intent"]
+             and next(i["kind"] for i in report["intents"] if i["name"] == r["intent"]) == "task"]
+    if tasks:  # a task is handed to a colleague, never pretended done
+        replies = say(served, tasks[0]["text"], sender)
+        assert replies == [TASK_REPLY.format(what=f"help with {tasks[0]['intent'].replace('_', ' ')}")]
+    replies = say(served, "zxq wibble florp quonk", sender)
+    assert replies[0] in (ACTION_RESPONSES["utter_please_rephrase"], ACTION_RESPONSES["utter_default"]) \
+        or replies[0].startswith(ACTION_RESPONSES["utter_history_answer"].split("{answer}")[0])
