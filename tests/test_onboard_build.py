@@ -194,3 +194,29 @@ def test_evaluation_counts_intents_and_index_hits():
     assert result["coverage"] == pytest.approx(4 / 5)
     assert [r["answered"] for r in result["requests"]] == ["intent", "index", "intent", "index", None]
     assert [r["intent"] for r in result["requests"]] == ["a", "a", "b", None, None]
+
+
+def test_cli_prints_the_table_and_where_it_wrote(project, capsys):
+    _accept(project, "c1", "c2")
+    assert main([str(project), "--no-train", "--holdout", "0.25", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| intents built | 2 |" in out and "not trained" in out and str(project / "rasa") in out
+    assert main([str(project), "--no-train", "--holdout", "2"]) == 2
+    assert "--holdout" in capsys.readouterr().err
+
+
+def test_failed_training_keeps_the_previous_project(project, monkeypatch, capsys):
+    _accept(project, "c1", "c2")
+    build(project, BuildOptions(train=False))
+    before = (project / "rasa" / "data" / "nlu.yml").read_text()
+    _accept(project, "c3")
+
+    def broken(rasa_dir, out):
+        (out / "half.tar.gz").write_text("half")
+        raise RuntimeError("rasa train failed (exit 1)")
+
+    monkeypatch.setattr(build_mod, "train", broken)
+    assert main([str(project)]) == 1
+    assert "rasa train failed" in capsys.readouterr().err
+    assert (project / "rasa" / "data" / "nlu.yml").read_text() == before and not (project / "models").exists()
+    assert not [p for p in project.iterdir() if p.name.startswith(".")]
