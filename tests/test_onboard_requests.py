@@ -201,3 +201,15 @@ def test_a_complaint_is_never_a_new_request_however_far_it_is_from_the_request()
     [request] = find_requests(history, encoder=KeywordEncoder())
 
     assert request.answer == "We have cancelled the card." and request.resolved
+
+
+def test_an_ok_with_a_follow_up_question_is_no_thanks_and_anything_else_is_no_question_to_answer():
+    [request] = find_requests([conversation(
+        C("Can I raise my card limit?"), A("Yes, up to 5,000 in the app."), C("ok, and how long will that take?"),
+        A("It changes at once."), C("still not working"))])
+
+    assert request.answer == "It changes at once." and not request.resolved
+    history = [conversation(C("My card is stuck in the cash machine"),
+                            A("We have cancelled it. Anything else I can help with?"),
+                            C("How big a mortgage could I get on my salary?"))]
+    assert len(find_requests(history, encoder=KeywordEncoder())) == 2

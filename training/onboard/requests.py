@@ -74,6 +74,9 @@ NEW_TOPIC_EN = re.compile(
     r"i (also )?have (another|a different|one more) (question|issue|thing)|separately|unrelated|"
     r"on (another|a different) (note|topic|subject)|different (question|topic)|while i have you|oh and|"
     r"by the way|btw|something else|additionally|one other thing)\b[\s,:;.!-]*")
+GRATITUDE_EN = re.compile(
+    r"\b(thanks?|thank ?you|thx|cheers|appreciated?|that (worked|works|helped|did it|did the trick|fixed it|solved it|"
+    r"sorted it)|it works( now)?|(it'?s )?working now)\b")
 PLEASANTRY_EN = re.compile(
     r"\b(you'?re (very |most )?welcome|no problem|my pleasure|happy to help|glad (i could|to) help|"
     r"(is there )?anything else( i can (help|do)( you)?( with)?)?|have a (nice|good|great|lovely) (day|evening|"
@@ -121,6 +124,24 @@ def is_acknowledgement(text: str, english: bool) -> bool:
 def is_pleasantry(text: str, english: bool) -> bool:
     """An agent's message that answers nothing ("You're welcome!", "Anything else I can help with?")."""
     return english and not _rest_words(text, PLEASANTRY_EN)
+
+
+def _asks(text: str, english: bool) -> bool:
+    """Whether an agent's message ends by asking the customer something ("Which card is it?"), pleasantries
+    such as "Anything else I can help with?" aside."""
+    sentences = [s for s in re.split(r"(?<=[.!?？])\s+", text.strip()) if s and not is_pleasantry(s, english)]
+    return bool(sentences) and sentences[-1].rstrip().endswith(("?", "？"))
+
+
+def _feedback(text: str, english: bool) -> Optional[str]:
+    """"complaint", "thanks" (a thank-you, or a confirmation with nothing more) or None, for a customer's
+    message after an answer (English only)."""
+    lowered = text.lower()
+    if not english or not lowered.strip():
+        return None
+    if COMPLAINT_EN.search(lowered):
+        return "complaint"
+    return "thanks" if GRATITUDE_EN.search(lowered) or is_acknowledgement(text, english) else None
 
 
 @dataclasses.dataclass
@@ -245,13 +266,11 @@ def _requests_of(conversation: Conversation, english: bool, vectors: Dict[int, n
         if vector is not None and current.vector is not None:
             before_vector = vectors.get(previous_agent.turns[0][0]) if previous_agent is not None else None
             similarity = max(float(np.dot(vector, v)) for v in (current.vector, before_vector) if v is not None)
-        after_question = previous_agent is not None and previous_agent.text.rstrip().endswith(("?", "？"))
+        after_question = previous_agent is not None and _asks(previous_agent.text, english)
         why, before, rest = _new_topic(block.text, english, similarity, after_question, threshold)
-        if english and before.strip():
-            if COMPLAINT_EN.search(before.lower()):
-                current.events.append(("complaint", block.turns[0][1]))
-            elif THANKS_EN.search(before.lower()):
-                current.events.append(("thanks", block.turns[0][1]))
+        feedback = _feedback(before, english)
+        if feedback is not None:
+            current.events.append((feedback, block.turns[0][1]))
         if why is None:
             continue
         if not _WORD.search(rest.lower()):
