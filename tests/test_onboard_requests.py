@@ -105,7 +105,7 @@ def test_the_answer_after_a_complaint_is_the_one_that_resolved_it():
         C("That worked, thank you"))])
 
     assert request.answer.startswith("Some travel sites need 3-D Secure")
-    assert request.resolved
+    assert request.resolved and request.agent_turns == 3
     assert request.evidence[-1] == "resolved: after the answer the customer said 'That worked, thank you' (chats.txt:7)"
 
 
@@ -123,6 +123,7 @@ def test_resolution_follows_the_customers_words_then_the_rating_then_the_end(tur
 
     assert (request.resolved, request.evidence[-1]) == (resolved, evidence)
     assert request.answer == ("" if len(turns) == 1 else turns[1][1])
+    assert request.agent_turns == (len(turns) > 1)
 
 
 class KeywordEncoder:

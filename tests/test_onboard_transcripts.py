@@ -4,7 +4,6 @@ The fixtures (tests/fixtures/onboarding/) are synthetic."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -101,6 +101,8 @@ class Request:
     opening: bool = False  # the conversation's first request
     rating: Optional[float] = None  # the conversation's rating, 0..1
     evidence: List[str] = dataclasses.field(default_factory=list)
+    agent_turns: int = 0  # agent messages (pleasantries aside) before the next request: 1 for a plain answer,
+    # more where the agent asked for details first (an order number) or tried again
 
 
 def _rest_words(text: str, pattern: "re.Pattern[str]") -> List[str]:
@@ -196,6 +198,7 @@ def _close(current: _Open, conversation: Conversation, last: bool, english: bool
     request = Request(id=f"{conversation.id}/{index}", conversation=conversation.id, source=_where(conversation, turn),
                       text=current.text, opening=current.opening, rating=conversation.rating, evidence=[current.why])
     answers = [(n, e[1]) for n, e in enumerate(current.events) if e[0] == "answer"]
+    request.agent_turns = len(answers)
     thanks = [n for n, e in enumerate(current.events) if e[0] == "thanks"]
     if not answers:
         request.evidence.append("no agent answered it")
