@@ -22,12 +22,16 @@ the file's ending and, for JSON, by each object's shape:
   "good"|"bad"}``, and ``comments`` as the Ticket Comments API lists them
   (``author_id``, ``plain_body``/``body``/``html_body``, ``public``,
   ``created_at``). A comment whose ``author_id`` is the ticket's
-  ``requester_id`` is the customer's, any other the agents'. Field names as
-  documented at https://developer.zendesk.com/api-reference/ticketing/tickets/ticket_comments/
-  and https://developer.zendesk.com/api-reference/ticketing/ticket-management/satisfaction_ratings/
+  ``requester_id`` is the customer's, any other the agents' (so a copied-in
+  end user counts as an agent). Field names as Zendesk documents them:
+  https://developer.zendesk.com/rest_api/docs/support/ticket_comments (comments:
+  "public or private"; plain_body, html_body, author_id, created_at) and
+  https://developer.zendesk.com/rest_api/docs/support/satisfaction_ratings
   (score "offered", "unoffered", "good" or "bad");
-- Intercom conversations (the Conversations API's conversation model,
-  https://developers.intercom.com/docs/references/rest-api/api.intercom.io/conversations/):
+- Intercom conversations (the Conversations API's conversation model:
+  https://developers.intercom.com/docs/references/1.0/rest-api/conversations/conversation-part-model
+  for parts, and Intercom's own client's Conversation, ConversationSource and
+  ConversationRating types, intercom-client 6.x, for the rest):
   ``id``, ``source`` ``{"body", "author": {"type"}}`` (the first message),
   ``conversation_parts`` ``{"conversation_parts": [{"part_type", "body",
   "author": {"type"}, "created_at"}]}`` and ``conversation_rating``
