@@ -120,8 +120,12 @@ def test_writes_rasa_project_index_and_report_without_training(project):
         text = domain["responses"][f"utter_{c.name}"][0]["text"]
         assert text == c.response if c.kind == "question" else "colleague" in text
     rules = yaml.safe_load((project / "rasa" / "data" / "rules.yml").read_text())["rules"]
-    steps = {r["steps"][0]["intent"]: r["steps"][1]["action"] for r in rules}
-    assert steps["nlu_fallback"] == "action_answer_from_history" and all(steps[n] == f"utter_{n}" for n in names)
+    steps = {r["steps"][0]["intent"]: [s["action"] for s in r["steps"][1:]] for r in rules}
+    assert steps["nlu_fallback"] == ["action_answer_from_history"] and steps["request_human"] == ["action_handoff"]
+    for intent in report.intents:  # a question is answered; a task is handed to a person
+        assert steps[intent["name"]] == [f"utter_{intent['name']}"] + (["action_handoff"] if intent["kind"] == "task" else [])
+    assert {"action_answer_from_history", "action_rate_answer", "action_handoff"} <= set(domain["actions"])
+    assert "handoff_reason" in domain["slots"] and "utter_handoff_queued" in domain["responses"]
 
     nlu = yaml.safe_load((project / "rasa" / "data" / "nlu.yml").read_text())["nlu"]
     trained = {b["intent"]: b["examples"] for b in nlu}
