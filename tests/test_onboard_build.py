@@ -224,3 +224,11 @@ def test_failed_training_keeps_the_previous_project(project, monkeypatch, capsys
     assert "rasa train failed" in capsys.readouterr().err
     assert (project / "rasa" / "data" / "nlu.yml").read_text() == before and not (project / "models").exists()
     assert not [p for p in project.iterdir() if p.name.startswith(".")]
+
+
+def test_small_talk_only_in_english():
+    intent = build_mod.Intent("delivery_time", "question", "c1", "Three days.", [Example("1", "when")], [], 0.8)
+    assert "greet" in build_mod.domain([intent], "en-GB")["intents"]
+    german = build_mod.domain([intent], "de")
+    assert "greet" not in german["intents"] and "utter_greet" not in german["responses"]
+    assert [b["intent"] for b in build_mod.nlu_data([intent], "de")["nlu"]] == ["delivery_time"]

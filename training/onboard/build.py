@@ -25,7 +25,8 @@ history, is held out for the evaluation. Written, each folder whole
   each task intent by a reply saying a colleague will help, then the
   project's handoff (``action_handoff`` of the project's action server: the
   conversation waits in the inbox's queue; no form does the task), a request
-  for a person the same way, greetings and thanks, and every other request
+  for a person the same way, greetings, thanks and goodbyes (in English only),
+  and every other request
   (``nlu_fallback``) by ``action_answer_from_history``: the closest past
   answer above the ``retrieval_threshold`` setting, else a request to rephrase;
 - ``PROJECT/models/onboarding.tar.gz``: ``rasa train`` of that project;
@@ -56,6 +57,7 @@ import numpy as np
 import yaml
 
 from core.files import replacing_folder, write_text_atomically
+from core.language import is_english
 from core.onboarding import (MANY_OUTLIERS_SHARE, SMALL_CANDIDATE, Candidate, Example, OnboardingProject,
                              ReviewError, usable)
 from core.settings import PROJECT_ROOT, get_settings
@@ -69,7 +71,7 @@ DEFAULT_FALLBACK_THRESHOLD = 0.45
 HISTORY_ACTION = "action_answer_from_history"
 RATE_ACTION = "action_rate_answer"
 
-# Small talk every built assistant answers (English examples: the root config's language is English).
+# Small talk a built assistant answers when its language is English (the examples are English).
 SMALL_TALK = {
     "greet": (["hi", "hello", "hey", "hello there", "good morning", "good afternoon", "hi!", "hey there",
                "good evening", "hiya", "morning", "hello, anyone there?"],
@@ -303,16 +305,21 @@ def task_reply(intent: Intent) -> str:
     return TASK_REPLY.format(what=_readable(intent.name))
 
 
-def domain(intents: Sequence[Intent]) -> Dict[str, Any]:
+def small_talk(language: str) -> Dict[str, Tuple[List[str], str]]:
+    """The small-talk intents for `language`: SMALL_TALK in English, none in other languages."""
+    return SMALL_TALK if is_english(language) else {}
+
+
+def domain(intents: Sequence[Intent], language: str = "en") -> Dict[str, Any]:
     """domain.yml: the intents, their responses, the history, rating and handoff actions."""
     responses: Dict[str, Any] = {f"utter_{i.name}": [{"text": i.response if i.kind == "question" else task_reply(i)}]
                                  for i in intents}
-    responses.update({f"utter_{name}": [{"text": reply}] for name, (_, reply) in SMALL_TALK.items()})
+    responses.update({f"utter_{name}": [{"text": reply}] for name, (_, reply) in small_talk(language).items()})
     responses.update({name: [{"text": text}] for name, text in ACTION_RESPONSES.items()})
     responses.update({name: [dict(response)] for name, response in HANDOFF_RESPONSES.items()})
     return {
         "version": "3.1",
-        "intents": [i.name for i in intents] + list(SMALL_TALK)
+        "intents": [i.name for i in intents] + list(small_talk(language))
         + ["rate_answer", "request_human", "leave_message", "cancel_handoff"],
         "entities": ["answer_id", "rating"],
         "slots": {"handoff_reason": {"type": "text", "influence_conversation": False, "mappings": [{"type": "custom"}]}},
@@ -322,22 +329,22 @@ def domain(intents: Sequence[Intent]) -> Dict[str, Any]:
     }
 
 
-def nlu_data(intents: Sequence[Intent]) -> Dict[str, Any]:
+def nlu_data(intents: Sequence[Intent], language: str = "en") -> Dict[str, Any]:
     """data/nlu.yml: each intent's training examples, and the small talk."""
     def block(texts: Sequence[str]) -> str:
         return "".join(f"- {' '.join(t.split())}\n" for t in dict.fromkeys(texts) if t.strip())
 
     nlu = [{"intent": i.name, "examples": block([e.text for e in i.train])} for i in intents]
-    nlu += [{"intent": name, "examples": block(examples)} for name, (examples, _) in SMALL_TALK.items()]
+    nlu += [{"intent": name, "examples": block(examples)} for name, (examples, _) in small_talk(language).items()]
     return {"version": "3.1", "nlu": nlu}
 
 
-def rules(intents: Sequence[Intent]) -> Dict[str, Any]:
+def rules(intents: Sequence[Intent], language: str = "en") -> Dict[str, Any]:
     """data/rules.yml: one rule per intent (a task's ends in the handoff), small talk, history answers
     for the rest, ratings, asking for a person."""
     steps = [(i.name, [f"utter_{i.name}"] + ([HANDOFF_ACTION] if i.kind == "task" else []), f"{i.kind} {i.name}")
              for i in intents]
-    steps += [(name, [f"utter_{name}"], f"small talk {name}") for name in SMALL_TALK]
+    steps += [(name, [f"utter_{name}"], f"small talk {name}") for name in small_talk(language)]
     steps += [("nlu_fallback", [HISTORY_ACTION], "anything else: the closest past answer, or ask to rephrase"),
               ("rate_answer", [RATE_ACTION], "a rating button"),
               ("request_human", [HANDOFF_ACTION], "a person asked for"),
@@ -353,10 +360,11 @@ def write_rasa_project(folder: Path, config: Dict[str, Any], intents: Sequence[I
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120), encoding="utf-8")
 
+    language = str(config.get("language") or "en")
     dump(folder / "config.yml", config)
-    dump(folder / "domain.yml", domain(intents))
-    dump(folder / "data" / "nlu.yml", nlu_data(intents))
-    dump(folder / "data" / "rules.yml", rules(intents))
+    dump(folder / "domain.yml", domain(intents, language))
+    dump(folder / "data" / "nlu.yml", nlu_data(intents, language))
+    dump(folder / "data" / "rules.yml", rules(intents, language))
 
 
 # ------------------------------------------------------------------ training and evaluating
