@@ -498,11 +498,10 @@ def choose_intents(candidates: Sequence[Candidate], options: BuildOptions,
     return intents, left_out
 
 
-def build(project: Path, options: Optional[BuildOptions] = None, parse: Optional[Parse] = None) -> Report:
+def build(project: Path, options: Optional[BuildOptions] = None) -> Report:
     """Build, train and evaluate the assistant of onboarding project `project`; see the module docstring.
 
-    `parse` replaces the trained model's parser in the evaluation (None: the
-    model trained here). With ``options.train`` False nothing is trained or
+    With ``options.train`` False nothing is trained or
     evaluated: the Rasa project and the index are written, and the report
     says so. Raises `BuildError` (or `core.onboarding.ReviewError`) with what
     to do when the reviewed state cannot be built, RuntimeError when
@@ -548,9 +547,9 @@ def build(project: Path, options: Optional[BuildOptions] = None, parse: Optional
             model = project / "models" / f"{MODEL_NAME}.tar.gz"
     results: Dict[str, Any] = {"correct": {}, "intent_accuracy": None, "coverage": None, "coverage_by_intent": None,
                                "coverage_by_index": None, "requests": []}
-    if model is not None or parse is not None:
+    if model is not None:
         tick = time.monotonic()
-        results = evaluate(parse or agent_parser(model), intents, rest_held, get_settings().retrieval_threshold)
+        results = evaluate(agent_parser(model), intents, rest_held, get_settings().retrieval_threshold)
         timings["evaluate_s"] = round(time.monotonic() - tick, 1)
     else:
         notes.append("not trained (--no-train): no accuracy or coverage")
