@@ -188,7 +188,7 @@ class Report:
     # Held-out requests of the rest of the history that a built intent answered: right only when their
     # candidate asks what that intent asks (a split topic); otherwise the classifier was sure and wrong.
     rest_answered_by_intent: int = 0
-    # Each held-out request: text, intent (its true one; None for the rest of the history), predicted,
+    # Each held-out request: id, text, intent (its true one; None for the rest of the history), predicted,
     # confidence, answered ("intent", "index" or None).
     requests: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
     notes: List[str] = dataclasses.field(default_factory=list)
@@ -425,19 +425,19 @@ def evaluate(parse: Parse, intents: Sequence[Intent], history_held_out: Sequence
              retrieval_threshold: float) -> Dict[str, Any]:
     """Intent accuracy on the intents' held-out examples; coverage over those and the held-out rest of the history."""
     names = {i.name for i in intents}
-    truth = [(i.name, e.text) for i in intents for e in i.held_out] + [(None, e.text) for e in history_held_out]
-    parsed = parse([text for _, text in truth]) if truth else []
+    truth = [(i.name, e) for i in intents for e in i.held_out] + [(None, e) for e in history_held_out]
+    parsed = parse([e.text for _, e in truth]) if truth else []
     correct: Dict[str, int] = {i.name: 0 for i in intents}
     by_intent = by_index = 0
     requests = []
-    for (expected, text), result in zip(truth, parsed):
+    for (expected, example), result in zip(truth, parsed):
         predicted = (result.get("intent") or {}).get("name")
         if expected is not None and predicted == expected:
             correct[expected] += 1
         answered_by_intent, answered_by_index = _confident(result, names, retrieval_threshold)
         by_intent += answered_by_intent
         by_index += answered_by_index
-        requests.append({"text": text, "intent": expected, "predicted": predicted,
+        requests.append({"id": example.id, "text": example.text, "intent": expected, "predicted": predicted,
                          "confidence": round(float((result.get("intent") or {}).get("confidence") or 0.0), 3),
                          "answered": "intent" if answered_by_intent else "index" if answered_by_index else None})
     intent_total = sum(len(i.held_out) for i in intents)
