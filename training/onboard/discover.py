@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from core.encoder import load_encoder, resolve_model_path
+from core.encoder import load_encoder
 from core.language import configured_language
 from core.onboarding import Candidate, Example, OnboardingProject, Proposal, ReviewError
 from training.onboard import cluster as clustering
@@ -49,12 +49,12 @@ def _example(request) -> Example:
                    conversation=request.conversation, source=request.source)
 
 
-def describe_candidates(groups: List[List[Any]], vectors: List[np.ndarray], frozen: List[np.ndarray], encoder,
-                        language: str, taken: set, first_id: int) -> List[Candidate]:
+def describe_candidates(groups: List[List[Any]], frozen: List[np.ndarray], encoder, language: str, taken: set,
+                        first_id: int) -> List[Candidate]:
     """Candidates for groups of requests: names, words, kind, draft answer, spans, cohesion, outliers."""
     telling = describe.telling_words([[r.text for r in g] for g in groups], language)
     out = []
-    for n, (group, vec, words) in enumerate(zip(groups, vectors, telling)):
+    for n, (group, vec, words) in enumerate(zip(groups, frozen, telling)):  # cohesion in the encoder's own space
         centre = _unit(vec.mean(axis=0, keepdims=True))[0]
         sims = vec @ centre
         floor = float(sims.mean() - OUTLIER_SPREAD * sims.std()) if len(group) > 3 else -1.0
@@ -77,8 +77,7 @@ def describe_candidates(groups: List[List[Any]], vectors: List[np.ndarray], froz
             response=draft if kind == "question" else "", response_alternatives=alternatives, words=words,
             entity_spans=describe.entity_spans([r.text for r in group]), cohesion=round(float(sims.mean()), 3),
         ))
-        centre_frozen = _unit(frozen[n].mean(axis=0, keepdims=True))[0]
-        out[-1]._centre = centre_frozen  # type: ignore[attr-defined]  (near-duplicate check below)
+        out[-1]._centre = centre  # type: ignore[attr-defined]  (near-duplicate check below)
     return out
 
 
@@ -131,8 +130,7 @@ def assign_to_reviewed(carried: List[Candidate], requests: List[Any], encoder) -
 
 
 def propose(requests: List[Any], project: OnboardingProject, encoder_path: str, language: str,
-            summary: Dict[str, Any], epochs: int = 3, k: Optional[int] = None, seed: int = 0,
-            progress: bool = True) -> Proposal:
+            summary: Dict[str, Any], k: Optional[int] = None, seed: int = 0) -> Proposal:
     """The next generation's proposal for `requests`, starting from the project's reviewed state."""
     previous = project.reviewed() if project.exists() else None
     seen = {e.id for c in (previous.candidates if previous else []) for e in c.examples}
@@ -147,20 +145,18 @@ def propose(requests: List[Any], project: OnboardingProject, encoder_path: str, 
     estimate: Dict[str, Any] = {}
     new: List[Candidate] = []
     if len(left) >= 2:
-        found = clustering.cluster_requests([r.text for r in left], resolve_model_path(encoder_path), epochs=epochs,
-                                            k=k, max_k=max(2, len(left) // 3), seed=seed, progress=progress)
+        frozen = _encode(encoder, [r.text for r in left])
+        found = clustering.cluster_requests(frozen, k=k, seed=seed)
         estimate = {"k": found.k, "low": found.low, "high": found.high, "method": found.method,
                     "seconds": round(found.seconds, 1), "requests": len(left)}
-        frozen = _encode(encoder, [r.text for r in left])
-        groups, vecs, frz = [], [], []
+        groups, frz = [], []
         for label in sorted(set(found.labels.tolist()), key=lambda l: -int((found.labels == l).sum())):
             rows = np.flatnonzero(found.labels == label)
             groups.append([left[i] for i in rows])
-            vecs.append(found.vectors[rows])
             frz.append(frozen[rows])
         taken = {c.name for c in carried}
         first = int(previous.next_id()[1:]) if previous else 1
-        new = describe_candidates(groups, vecs, frz, encoder, language, taken, first)
+        new = describe_candidates(groups, frz, encoder, language, taken, first)
     for c in carried:
         if c.size > before[c.id]:
             c.kind_evidence = [e for e in c.kind_evidence if not e.startswith("new examples")]
@@ -203,10 +199,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="the onboarding project folder (made when missing)")
     parser.add_argument("--language", default=None, help="the customers' language (default: config.yml's)")
     parser.add_argument("--encoder", default="bundled", help="sentence encoder: 'bundled' or a local folder")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs adapting the encoder to the history (0: none)")
     parser.add_argument("--intents", type=int, default=None, help="number of new intents (default: estimated)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     from training.onboard.requests import find_requests
     from training.onboard.transcripts import TranscriptFolderError, read_transcripts
@@ -227,8 +221,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     project = OnboardingProject(args.out)
     try:
-        proposal = propose(requests, project, args.encoder, language, summary, epochs=args.epochs, k=args.intents,
-                           seed=args.seed, progress=not args.quiet)
+        proposal = propose(requests, project, args.encoder, language, summary, k=args.intents, seed=args.seed)
     except ReviewError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
