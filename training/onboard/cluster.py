@@ -97,6 +97,8 @@ def estimate_k(vectors: np.ndarray, seed: int = 0) -> Tuple[int, int, int, List[
     """
     from sklearn.cluster import AgglomerativeClustering
 
+    if len(vectors) < 2:
+        return 1, 1, 1, []
     rows = np.arange(len(vectors))
     if len(rows) > MAX_LINKAGE_REQUESTS:
         rows = np.sort(np.random.default_rng(seed).choice(len(rows), MAX_LINKAGE_REQUESTS, replace=False))

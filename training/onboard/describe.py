@@ -63,6 +63,12 @@ SPAN_PATTERNS: Tuple[Tuple[str, "re.Pattern[str]"], ...] = (
 REDACTED = re.compile(r"\[[A-Z][A-Z_ ]*\]")  # what core.redaction puts in place of personal data
 
 
+def without_placeholders(text: str) -> str:
+    """`text` without the placeholders redaction left ("[PHONE]"), spaces tidied; the text itself when nothing is left."""
+    stripped = " ".join(REDACTED.sub(" ", text).split())
+    return stripped or text
+
+
 def _terms(text: str, english: bool) -> List[str]:
     out = []
     for w in words(REDACTED.sub(" ", text).lower()):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -50,22 +50,22 @@ def _example(request) -> Example:
 
 
 def describe_candidates(groups: List[List[Any]], frozen: List[np.ndarray], encoder, language: str, taken: set,
-                        first_id: int) -> List[Candidate]:
-    """Candidates for groups of requests: names, words, kind, draft answer, spans, cohesion, outliers."""
+                        first_id: int) -> Tuple[List[Candidate], np.ndarray]:
+    """(candidates, their centres) for groups of requests: names, words, kind, answer, spans, cohesion, outliers."""
     telling = describe.telling_words([[r.text for r in g] for g in groups], language)
-    out = []
+    out, centres = [], []
     for n, (group, vec, words) in enumerate(zip(groups, frozen, telling)):  # cohesion in the encoder's own space
         centre = _unit(vec.mean(axis=0, keepdims=True))[0]
         sims = vec @ centre
         floor = float(sims.mean() - OUTLIER_SPREAD * sims.std()) if len(group) > 3 else -1.0
-        resolved = [r for r in group if r.resolved and r.answer]
-        answers = [r.answer for r in resolved]
-        answer_vectors = _encode(encoder, answers) if answers else None
-        draft, alternatives = describe.typical_answers(answers, answer_vectors, [r.rating for r in resolved])
-        kind, evidence = describe.kind_of([r.answer for r in group if r.answer],
-                                          _encode(encoder, [r.answer for r in group if r.answer]) if any(
-                                              r.answer for r in group) else None,
-                                          [getattr(r, "agent_turns", 1) for r in group if r.answer], language)
+        answered = [r for r in group if r.answer]
+        answer_vectors = _encode(encoder, [r.answer for r in answered]) if answered else None
+        resolved = [i for i, r in enumerate(answered) if r.resolved]
+        draft, alternatives = describe.typical_answers(
+            [answered[i].answer for i in resolved], answer_vectors[resolved] if resolved else None,
+            [answered[i].rating for i in resolved])
+        kind, evidence = describe.kind_of([r.answer for r in answered], answer_vectors,
+                                          [getattr(r, "agent_turns", 1) for r in answered], language)
         examples = [_example(r) for r in group]
         for e, s in zip(examples, sims):
             e.outlier = bool(s < floor)
@@ -77,21 +77,17 @@ def describe_candidates(groups: List[List[Any]], frozen: List[np.ndarray], encod
             response=draft if kind == "question" else "", response_alternatives=alternatives, words=words,
             entity_spans=describe.entity_spans([r.text for r in group]), cohesion=round(float(sims.mean()), 3),
         ))
-        out[-1]._centre = centre  # type: ignore[attr-defined]  (near-duplicate check below)
-    return out
+        centres.append(centre)
+    return out, np.stack(centres)
 
 
-def flag_near_duplicates(candidates: List[Candidate]) -> None:
-    """Mark pairs of candidates whose requests mean nearly the same (frozen-encoder centroids)."""
-    with_centre = [c for c in candidates if getattr(c, "_centre", None) is not None]
-    if len(with_centre) < 2:
+def flag_near_duplicates(candidates: List[Candidate], centres: np.ndarray) -> None:
+    """Mark pairs of candidates whose requests mean nearly the same (centres in the encoder's space)."""
+    if len(candidates) < 2:
         return
-    centres = np.stack([c._centre for c in with_centre])  # type: ignore[attr-defined]
     sims = centres @ centres.T
-    for i, a in enumerate(with_centre):
-        for j, b in enumerate(with_centre):
-            if i != j and sims[i, j] >= NEAR_DUPLICATE and b.id not in a.near_duplicates:
-                a.near_duplicates.append(b.id)
+    for i, a in enumerate(candidates):
+        a.near_duplicates.extend(b.id for j, b in enumerate(candidates) if i != j and sims[i, j] >= NEAR_DUPLICATE)
 
 
 def _carry(previous: Optional[Proposal]) -> List[Candidate]:
@@ -112,12 +108,12 @@ def assign_to_reviewed(carried: List[Candidate], requests: List[Any], encoder) -
         return requests
     centres, floors = [], []
     for c in carried:
-        vec = _encode(encoder, [e.text for e in c.examples])
+        vec = _encode(encoder, [describe.without_placeholders(e.text) for e in c.examples])
         centre = _unit(vec.mean(axis=0, keepdims=True))[0]
         sims = vec @ centre
         centres.append(centre)
         floors.append(max(0.5, float(np.percentile(sims, 10))) if len(sims) > 3 else 0.7)
-    vectors = _encode(encoder, [r.text for r in requests])
+    vectors = _encode(encoder, [describe.without_placeholders(r.text) for r in requests])
     sims = vectors @ np.stack(centres).T
     left = []
     for request, row in zip(requests, sims):
@@ -145,7 +141,8 @@ def propose(requests: List[Any], project: OnboardingProject, encoder_path: str, 
     estimate: Dict[str, Any] = {}
     new: List[Candidate] = []
     if len(left) >= 2:
-        frozen = _encode(encoder, [r.text for r in left])
+        # Placeholders of redacted personal data ("call me on [PHONE]") say nothing of the request.
+        frozen = _encode(encoder, [describe.without_placeholders(r.text) for r in left])
         found = clustering.cluster_requests(frozen, k=k, seed=seed)
         estimate = {"k": found.k, "low": found.low, "high": found.high, "method": found.method,
                     "seconds": round(found.seconds, 1), "requests": len(left)}
@@ -156,14 +153,12 @@ def propose(requests: List[Any], project: OnboardingProject, encoder_path: str, 
             frz.append(frozen[rows])
         taken = {c.name for c in carried}
         first = int(previous.next_id()[1:]) if previous else 1
-        new = describe_candidates(groups, frz, encoder, language, taken, first)
+        new, centres = describe_candidates(groups, frz, encoder, language, taken, first)
+        flag_near_duplicates(new, centres)
     for c in carried:
         if c.size > before[c.id]:
             c.kind_evidence = [e for e in c.kind_evidence if not e.startswith("new examples")]
             c.kind_evidence.append(f"new examples this run: {c.size - before[c.id]}")
-    flag_near_duplicates(new)
-    for c in new:
-        del c._centre  # type: ignore[attr-defined]
     generation = previous.generation + 1 if previous else 1
     return Proposal(generation=generation, candidates=carried + new, estimate=estimate, summary=summary)
 
@@ -171,7 +166,7 @@ def propose(requests: List[Any], project: OnboardingProject, encoder_path: str, 
 def print_proposal(proposal: Proposal, problems: Sequence[Any], out=sys.stdout, limit: int = 40) -> None:
     est = proposal.estimate
     if est:
-        print(f"\nIntents estimated: {est['k']} (range over resamples {est['low']}-{est['high']}) "
+        print(f"\nIntents estimated: {est['k']} (range {est['low']}-{est['high']}) "
               f"from {est['requests']} new requests in {est['seconds']} s", file=out)
     print(f"\n| id | name | status | kind | requests | cohesion | flags | telling words |", file=out)
     print("|---|---|---|---|---|---|---|---|", file=out)
