@@ -357,10 +357,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--demo", action="store_true", help="demo mode (ASSISTANT_ENV=demo): what `make run` starts")
     parser.add_argument("--enable-api", action="store_true",
                         help="ask for Rasa's HTTP API (refused without RASA_API_TOKEN; on anyway when it is set)")
+    parser.add_argument("--onboarded", type=Path, metavar="PROJECT",
+                        help="serve the assistant built by `python -m training.onboard build PROJECT` (its model "
+                             "and answer index) instead of the demo bank")
     args = parser.parse_args(argv)
     from bot.security.mode import DEMO_RELAXATIONS, ModeError, ProductionRefused
 
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    onboarded_model = None
+    if args.onboarded is not None:
+        project = args.onboarded.resolve()
+        onboarded_model = project / "models" / "onboarding.tar.gz"
+        if not onboarded_model.is_file():
+            print(f"cannot start the assistant: no built model at {onboarded_model}; run "
+                  f"python -m training.onboard build {args.onboarded} first", file=sys.stderr)
+            return 2
+        # The project's own models folder (so no release of the demo bank's is swapped in) and answer index;
+        # no recommender (the demo bank's products are not its company's).
+        env["ASSISTANT_MODEL_DIR"] = str(project / "models")
+        env["ASSISTANT_INDEX_DIR"] = str(project / "index")
+        env["ASSISTANT_RECOMMENDER_DIR"] = str(project / "recommender")
     if args.demo:
         env["ASSISTANT_ENV"] = "demo"
     if args.enable_api and not (env.get("RASA_API_TOKEN") or "").strip():
@@ -386,7 +402,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     (PROJECT_ROOT / "var").mkdir(exist_ok=True)
     demo_account = demo_inbox_account(settings.database_url) if mode == "demo" else None
-    model = prepare(env, args.config, Path(settings.model_dir), args.retrain)
+    model = onboarded_model or prepare(env, args.config, Path(settings.model_dir), args.retrain)
     credentials = PROJECT_ROOT / "bot" / "credentials.yml"
     assistant = Assistant(model, env, settings.rasa_port, settings.action_port, Path(tempfile.mkdtemp(prefix="assistant-")), credentials)
     stop = {"now": False}
@@ -405,7 +421,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         except ProductionRefused as exc:
             print(f"cannot start the assistant: {exc}", file=sys.stderr)
             return ProductionRefused.exit_code
-        print("\nNorthwind Bank assistant is up:")
+        print(f"\nThe assistant built in {args.onboarded} is up:" if onboarded_model else "\nNorthwind Bank assistant is up:")
         print(f"  web chat   {assistant.url}/webhooks/web/")
         print(f"  agent inbox {assistant.url}/webhooks/inbox/")
         print(f"  REST API   {assistant.url}/webhooks/rest/webhook")

@@ -32,3 +32,9 @@ def test_the_launcher_refuses_to_start_with_a_malformed_key(monkeypatch, capsys)
     monkeypatch.setattr(serve, "prepare", lambda *a, **k: pytest.fail("training must not start"))
     assert serve.main([]) == 2
     assert "ASSISTANT_ENCRYPTION_KEY" in capsys.readouterr().err
+
+
+def test_serving_an_onboarding_project_without_a_built_model_says_to_build_it(tmp_path, capsys):
+    assert serve.main(["--demo", "--onboarded", str(tmp_path / "project")]) == 2
+    err = capsys.readouterr().err
+    assert "no built model" in err and f"python -m training.onboard build {tmp_path / 'project'}" in err

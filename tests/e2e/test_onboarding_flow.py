@@ -11,8 +11,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -66,7 +68,7 @@ def served(onboarded):
     """The built model behind the real Rasa server and action server, with the project's answer index."""
     work, project = onboarded["work"], onboarded["project"]
     env = dict(onboarded["env"], **TEST_SECRETS, ASSISTANT_ENV="demo",
-               ASSISTANT_INDEX_DIR=str(project / "index"),
+               ASSISTANT_INDEX_DIR=str(project / "index"), ASSISTANT_MODEL_DIR=str(project / "models"),
                ASSISTANT_RECOMMENDER_DIR=str(work / "no-recommender"),
                ASSISTANT_TRACKER_DB=str(work / "tracker.db"),
                ASSISTANT_INGRESS_PER_ADDRESS_PER_MINUTE="0")
@@ -165,3 +167,35 @@ def test_greetings_tasks_and_unknown_requests(onboarded, served):
     # answer for a payload and asks to rephrase.
     assert say(served, "/nlu_fallback", new_sender()) == [ACTION_RESPONSES["utter_please_rephrase"],
                                                           ACTION_RESPONSES["utter_offer_human"]]
+
+
+def test_the_launcher_serves_the_built_assistant(onboarded):
+    """`python -m bot.serve --demo --onboarded PROJECT`: the built model and its index behind the real servers."""
+    work, project = onboarded["work"], onboarded["project"]
+    rasa_port, action_port = free_port(), free_port()
+    env = dict(onboarded["env"], **TEST_SECRETS, ASSISTANT_RASA_PORT=str(rasa_port),
+               ASSISTANT_ACTION_PORT=str(action_port), ASSISTANT_TRACKER_DB=str(work / "launcher-tracker.db"),
+               ASSISTANT_INGRESS_PER_ADDRESS_PER_MINUTE="0")
+    log = open(work / "launcher.log", "w+", encoding="utf-8")
+    process = subprocess.Popen([sys.executable, "-m", "bot.serve", "--demo", "--onboarded", str(project)],
+                               cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while f"The assistant built in {project} is up" not in (work / "launcher.log").read_text(encoding="utf-8"):
+            assert process.poll() is None, (work / "launcher.log").read_text(encoding="utf-8")[-3000:]
+            assert time.monotonic() < deadline, "the launcher did not come up in 10 minutes"
+            time.sleep(1)
+        assert "now serving release" not in (work / "launcher.log").read_text(encoding="utf-8")
+        url = f"http://127.0.0.1:{rasa_port}"
+        question = next(c for c in usable(OnboardingProject(project).reviewed())
+                        if c.kind == "question" and c.name in {i["name"] for i in onboarded["report"]["intents"]})
+        replies = [m.get("text") or "" for m in rest_send(url, f"launcher-{uuid.uuid4().hex[:8]}",
+                                                          question.examples[0].text, token=rest_caller(env)[1])]
+        assert question.response in replies
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
