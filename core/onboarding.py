@@ -228,6 +228,28 @@ def apply_decision(proposal: Proposal, decision: Dict[str, Any]) -> None:
         c.kind = decision["kind"]
 
 
+_STATUS_DONE = {"accept": "Accepted", "discard": "Discarded", "reopen": "Reopened"}
+
+
+def describe_decision(decision: Dict[str, Any]) -> str:
+    """What one recorded decision did, as a sentence (the inbox page and the command line say the same)."""
+    action = decision.get("action")
+    if action == "split":
+        return (f"Split {len(decision['examples'])} examples of {decision['id']} into {decision['new_id']} "
+                f"({decision['name']}).")
+    if action == "merge":
+        return f"Merged {', '.join(decision['ids'][1:])} into {decision['ids'][0]}."
+    if action == "move":
+        return f"Moved {decision['example']} to {decision['to']}."
+    if action == "rename":
+        return f"Renamed {decision['id']} to {decision['name']}."
+    if action == "response":
+        return f"Saved the response of {decision['id']}."
+    if action == "kind":
+        return f"{decision['id']} is now a {decision['kind']}."
+    return f"{_STATUS_DONE.get(str(action), str(action))} {decision.get('id')}."
+
+
 class OnboardingProject:
     """The review state of one onboarding project folder (see the module docstring)."""
 

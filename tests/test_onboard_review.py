@@ -55,7 +55,7 @@ def test_each_change_is_one_decision_by_the_named_reviewer(project, capsys, tmp_
     assert run(project, "discard", "c4") == 0 and run(project, "reopen", "c4") == 0
     assert run(project, "accept", "c1", "c3") == 0
     out = capsys.readouterr().out
-    assert "split 2 examples of c1 into c6 'change_address'" in out and "merged c2 into c1" in out
+    assert "Split 2 examples of c1 into c6 (change_address)." in out and "Merged c2 into c1." in out
     state = project.reviewed()
     c1, c3 = state.candidate("c1"), state.candidate("c3")
     assert (c1.name, c1.status, c1.response) == ("lost_or_stolen_card", "accepted", "Freeze it in the app, then call us.")

@@ -46,7 +46,7 @@ from sanic.response import HTTPResponse
 
 from bot.insight.pages import NO_STORE, PAGES, esc
 from core.onboarding import (KINDS, STATE_DIR, Candidate, OnboardingProject, Proposal, ReviewError,
-                             apply_decision, flags)
+                             apply_decision, describe_decision, flags)
 from core.settings import PROJECT_ROOT, get_settings
 
 BASE = "/webhooks/inbox/onboarding"
@@ -54,7 +54,6 @@ STEPS = ("discover", "build")
 LOG_TAIL_LINES = 40
 # The fields a decision may carry (core.onboarding.apply_decision); anything else sent is dropped.
 DECISION_FIELDS = ("action", "id", "ids", "name", "examples", "new_id", "example", "to", "text", "kind")
-STATUS_DONE = {"accept": "Accepted", "discard": "Discarded", "reopen": "Reopened"}
 SETUP_HELP = ("Set the onboarding project folder with ASSISTANT_ONBOARDING_DIR (or onboarding_dir in "
               "assistant.yml) and the folder of exported transcripts with ASSISTANT_ONBOARDING_TRANSCRIPTS "
               "(onboarding_transcripts), then restart the assistant.")
@@ -231,20 +230,9 @@ def record(project: OnboardingProject, decisions: Sequence[Dict[str, Any]], by: 
 def said(kept: Sequence[Dict[str, Any]]) -> str:
     """What the recorded decisions did, in a sentence for the page."""
     first = kept[0]
-    action = first["action"]
-    if action == "split":
-        return f"Split {len(first['examples'])} examples of {first['id']} into {first['new_id']} ({first['name']})."
-    if action == "merge":
-        return f"Merged {', '.join(first['ids'][1:])} into {first['ids'][0]}."
-    if action == "move":
+    if first["action"] == "move" and len(kept) > 1:
         return f"Moved {len(kept)} example(s) to {first['to']}."
-    if action == "rename":
-        return f"Renamed {first['id']} to {first['name']}."
-    if action == "response":
-        return f"Saved the response of {first['id']}."
-    if action == "kind":
-        return f"{first['id']} is now a {first['kind']}."
-    return f"{STATUS_DONE[action]} {first['id']}."
+    return describe_decision(first)
 
 
 # ------------------------------------------------------------------ HTML

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 from core.onboarding import (KINDS, SMALL_CANDIDATE, Candidate, OnboardingProject, Proposal, ReviewError,
-                             flags)
+                             describe_decision, flags)
 
 SHOWN_EXAMPLES = 200  # `show` lists at most this many examples of a candidate
 
@@ -172,18 +172,6 @@ def _decisions(args: argparse.Namespace, project: OnboardingProject) -> List[Dic
     raise ReviewError(f"unknown review command '{cmd}'")
 
 
-def _describe(kept: Dict[str, Any]) -> str:
-    action = kept["action"]
-    if action == "split":
-        return f"split {len(kept['examples'])} examples of {kept['id']} into {kept['new_id']} '{kept['name']}'"
-    if action == "merge":
-        return f"merged {', '.join(kept['ids'][1:])} into {kept['ids'][0]}"
-    if action == "move":
-        return f"moved {kept['example']} to {kept['to']}"
-    extra = kept.get("name") or kept.get("kind") or ""
-    return f"{action} {kept.get('id')}" + (f" -> {extra}" if extra else "")
-
-
 def main(argv: List[str]) -> int:
     """Run one review command on the project named first in `argv`; 0 done, 2 refused or bad usage."""
     try:
@@ -202,7 +190,7 @@ def main(argv: List[str]) -> int:
         if not decisions:
             print("nothing to do: no proposed candidate has that many examples")
         for decision in decisions:
-            print(_describe(project.decide(decision, by=by)))
+            print(describe_decision(project.decide(decision, by=by)))
     except ReviewError as exc:
         print(f"review: {exc}", file=sys.stderr)
         return 2
