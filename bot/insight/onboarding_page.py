@@ -461,6 +461,16 @@ def register(inbox, channel) -> None:
             return response.json(payload, status=status, headers=NO_STORE)
         return response.html(html_page, status=status, headers=NO_STORE)
 
+    def checked_post(request: Request, session) -> Tuple[bool, Any, Optional[Dict[str, List[str]]],
+                                                         Optional[HTTPResponse]]:
+        """(is JSON, what was posted, the form's fields or None, a 403 reply when the same-site/CSRF check fails)."""
+        is_json, posted = _posted(request)
+        form = None if is_json else posted
+        problem = refused_csrf(request, session, form)
+        refusal = reply(is_json, 403, _page("Refused", f'<p class="error" id="error">{esc(problem)}</p>'),
+                        {"error": problem}) if problem else None
+        return is_json, posted, form, refusal
+
     async def error_page(is_json: bool, message: str, status: int, session, back: str, cid: str) -> HTTPResponse:
         where = Where.from_settings()
         state, _ = await asyncio.get_running_loop().run_in_executor(None, _reviewed, where)
@@ -497,12 +507,9 @@ def register(inbox, channel) -> None:
     async def decide(request: Request, session) -> HTTPResponse:
         is_json, form = False, None
         try:
-            is_json, posted = _posted(request)
-            form = None if is_json else posted
-            problem = refused_csrf(request, session, form)
-            if problem:
-                return reply(is_json, 403, _page("Refused", f'<p class="error" id="error">{esc(problem)}</p>'),
-                             {"error": problem})
+            is_json, posted, form, refusal = checked_post(request, session)
+            if refusal is not None:
+                return refusal
             decisions = json_decisions(posted) if is_json else form_decisions(posted)
             project = Where.from_settings().project()
             kept = await asyncio.get_running_loop().run_in_executor(None, record, project, decisions, session.username)
@@ -526,12 +533,9 @@ def register(inbox, channel) -> None:
     async def run(request: Request, session) -> HTTPResponse:
         is_json = False
         try:
-            is_json, posted = _posted(request)
-            form = None if is_json else posted
-            problem = refused_csrf(request, session, form)
-            if problem:
-                return reply(is_json, 403, _page("Refused", f'<p class="error" id="error">{esc(problem)}</p>'),
-                             {"error": problem})
+            is_json, posted, _form, refusal = checked_post(request, session)
+            if refusal is not None:
+                return refusal
             step = str((posted or {}).get("step", "")) if is_json else _field(posted, "step")
             started = runner.start(step, Where.from_settings(), session.username)
         except (ReviewError, Refused, OSError) as exc:
