@@ -162,3 +162,12 @@ def test_the_benchmark_prints_both_systems_on_a_small_labelled_set(tmp_path, cap
     assert "k-means, frozen encoder, true number of intents" in out and "ours (neighbour-smoothed" in out
     report = json.loads((tmp_path / "out" / "discovery.json").read_text())
     assert report["true_intents"] == 2 and len(report["rows"]) == 3
+
+
+def test_candidates_meaning_nearly_the_same_are_flagged_as_near_duplicates():
+    from core.onboarding import Candidate
+
+    candidates = [Candidate(id=f"c{i}", name=f"n{i}", examples=[]) for i in (1, 2, 3)]
+    centres = np.array([[1.0, 0.0], [0.95, 0.312], [0.0, 1.0]], dtype="float32")
+    discover.flag_near_duplicates(candidates, centres)
+    assert [c.near_duplicates for c in candidates] == [["c2"], ["c1"], []]
