@@ -39,16 +39,9 @@ from typing import Any, Callable, Optional
 
 from core import serving
 from core.hotswap import Loader, Switch
-from core.releases import Release
-from core.settings import PROJECT_ROOT
+from core.releases import Release, archive_path
 
 logger = logging.getLogger(__name__)
-
-
-def archive_path(rasa_model: str) -> Path:
-    """The archive a release names: an absolute path, or one relative to the project (the servers' working folder)."""
-    path = Path(rasa_model)
-    return path if path.is_absolute() else PROJECT_ROOT / path
 
 
 def _same_file(a: Path, b: Optional[Path]) -> bool:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 from core.files import write_text_atomically
+from core.settings import PROJECT_ROOT
 
 RELEASE_FILE = "release.json"
 
@@ -104,3 +105,9 @@ def publish(parts: Dict[str, Union[str, Path]], rasa_model: Union[str, Path, Non
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(path, json.dumps(release.as_dict(), indent=2, sort_keys=True))
     return release
+
+
+def archive_path(rasa_model: str) -> Path:
+    """The archive a release names: an absolute path, or one relative to the project (the servers' working folder)."""
+    path = Path(rasa_model)
+    return path if path.is_absolute() else PROJECT_ROOT / path
