@@ -250,6 +250,16 @@ def describe_decision(decision: Dict[str, Any]) -> str:
     return f"{_STATUS_DONE.get(str(action), str(action))} {decision.get('id')}."
 
 
+def describe_estimate(proposal: Proposal) -> str:
+    """Discovery's estimate of the number of intents, with its range and method, as a sentence."""
+    est = proposal.estimate
+    if not est:
+        return "Discovery gave no estimate of the number of intents."
+    spread = f" (likely between {est.get('low')} and {est.get('high')})" if "low" in est and "high" in est else ""
+    method = f", by {est['method']}" if est.get("method") else ""
+    return f"Discovery estimated {est.get('k')} intents{spread}{method}."
+
+
 class OnboardingProject:
     """The review state of one onboarding project folder (see the module docstring)."""
 

@@ -22,7 +22,7 @@ def test_list_shows_every_candidate_with_flags_estimate_and_words(project, capsy
     assert run(project, "list") == 0
     out = capsys.readouterr().out
     assert "generation 1: 5 candidates (5 proposed, 0 accepted, 0 discarded)" in out
-    assert "number of intents estimated: 5 (range 4-7), silhouette" in out
+    assert "Discovery estimated 5 intents (likely between 4 and 7), by silhouette." in out
     assert "files 2, conversations 31, requests 25, skipped 1" in out
     rows = {line.split()[0]: line for line in out.splitlines() if line[:2] in ("c1", "c2", "c3", "c4", "c5")}
     assert set(rows) == {"c1", "c2", "c3", "c4", "c5"}

@@ -46,7 +46,7 @@ from sanic.response import HTTPResponse
 
 from bot.insight.pages import NO_STORE, PAGES, esc
 from core.onboarding import (KINDS, STATE_DIR, Candidate, OnboardingProject, Proposal, ReviewError,
-                             apply_decision, describe_decision, flags)
+                             apply_decision, describe_decision, describe_estimate, flags)
 from core.settings import PROJECT_ROOT, get_settings
 
 BASE = "/webhooks/inbox/onboarding"
@@ -313,15 +313,6 @@ def _run_section(csrf: str, where: Where, runner: StepRunner) -> str:
     return "".join(out)
 
 
-def _estimate(state: Proposal) -> str:
-    est = state.estimate
-    if not est:
-        return "Discovery gave no estimate of the number of intents."
-    spread = f" (likely between {est.get('low')} and {est.get('high')})" if "low" in est and "high" in est else ""
-    method = f", by {est['method']}" if est.get("method") else ""
-    return f"Discovery estimated {est.get('k')} intents{spread}{method}."
-
-
 def list_page(state: Optional[Proposal], where: Where, runner: StepRunner, csrf: str, done: str = "",
               error: str = "") -> str:
     """The candidates of the reviewed state `state` (None: no proposal yet), with their controls."""
@@ -332,7 +323,7 @@ def list_page(state: Optional[Proposal], where: Where, runner: StepRunner, csrf:
     read = ", ".join(f"{esc(k)} {esc(v)}" for k, v in state.summary.items())
     out.append(f'<p id="summary">Generation {esc(state.generation)}: {len(state.candidates)} candidates '
                f'({counts["proposed"]} proposed, {counts["accepted"]} accepted, {counts["discarded"]} discarded). '
-               f'<span id="estimate">{esc(_estimate(state))}</span>'
+               f'<span id="estimate">{esc(describe_estimate(state))}</span>'
                + (f' Read: {read}.' if read else "") + '</p>')
     out.append('<table id="candidates"><tr><th>id</th><th>name</th><th>size</th><th>status</th><th>kind</th>'
                '<th>most telling words</th><th>flags</th><th>cohesion</th><th>review</th></tr>')

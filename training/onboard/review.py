@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 from core.onboarding import (KINDS, SMALL_CANDIDATE, Candidate, OnboardingProject, Proposal, ReviewError,
-                             describe_decision, flags)
+                             describe_decision, describe_estimate, flags)
 
 SHOWN_EXAMPLES = 200  # `show` lists at most this many examples of a candidate
 
@@ -42,16 +42,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
-def estimate_line(proposal: Proposal) -> str:
-    """Discovery's estimate of the number of intents, with its range, in words."""
-    est = proposal.estimate
-    if not est:
-        return "number of intents: not estimated"
-    spread = f" (range {est.get('low')}-{est.get('high')})" if "low" in est and "high" in est else ""
-    method = f", {est['method']}" if est.get("method") else ""
-    return f"number of intents estimated: {est.get('k')}{spread}{method}"
-
-
 def _list(project: OnboardingProject) -> str:
     state = project.reviewed()
     rows = [(c.id, c.name, c.status, c.kind, c.size, f"{c.cohesion:.2f}", "; ".join(flags(state, c)) or "-",
@@ -60,7 +50,7 @@ def _list(project: OnboardingProject) -> str:
     summary = ", ".join(f"{k} {v}" for k, v in state.summary.items()) if state.summary else "-"
     return "\n".join([
         f"generation {state.generation}: {len(state.candidates)} candidates "
-        f"({', '.join(f'{n} {s}' for s, n in counts.items())}); {estimate_line(state)}",
+        f"({', '.join(f'{n} {s}' for s, n in counts.items())}); {describe_estimate(state)}",
         f"read: {summary}",
         "",
         _table(("id", "name", "status", "kind", "size", "cohesion", "flags", "top words"), rows),
