@@ -871,6 +871,10 @@ def find_personal_data(text: str) -> List[PersonalData]:
     return sorted(found, key=lambda item: item.start)
 
 
+# What `redact` puts in place of a piece of personal data: "[PHONE]", "[NATIONAL_ID]".
+PLACEHOLDER = re.compile(r"\[[A-Z][A-Z_]*\]")
+
+
 def redact(text: str) -> str:
     """`text` with every piece of personal data replaced by ``[KIND]``."""
     if not text:

@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from core.language import is_english, words
+from core.redaction import PLACEHOLDER
 
 # English only (see the module docstring).
 ENGLISH_STOP_WORDS = frozenset("""
@@ -60,18 +61,15 @@ SPAN_PATTERNS: Tuple[Tuple[str, "re.Pattern[str]"], ...] = (
 )
 
 
-REDACTED = re.compile(r"\[[A-Z][A-Z_ ]*\]")  # what core.redaction puts in place of personal data
-
-
 def without_placeholders(text: str) -> str:
     """`text` without the placeholders redaction left ("[PHONE]"), spaces tidied; the text itself when nothing is left."""
-    stripped = " ".join(REDACTED.sub(" ", text).split())
+    stripped = " ".join(PLACEHOLDER.sub(" ", text).split())
     return stripped or text
 
 
 def _terms(text: str, english: bool) -> List[str]:
     out = []
-    for w in words(REDACTED.sub(" ", text).lower()):
+    for w in words(PLACEHOLDER.sub(" ", text).lower()):
         if english and (w in ENGLISH_STOP_WORDS or not re.search(r"[a-z]", w) or len(w) < 3):
             continue
         out.append(w)

@@ -81,7 +81,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from core.records import RecordError, read_csv, read_jsonl
-from core.redaction import redact
+from core.redaction import PLACEHOLDER, redact
 from retrieval.ingest import (Skipped, TranscriptConversation, TranscriptTurn, read_transcript_txt, speaker_role,
                               transcript_from_json, transcript_time)
 
@@ -106,7 +106,6 @@ SCRIPTS: Dict[str, Tuple[str, ...]] = {
     **{code: ("DEVANAGARI",) for code in "hi mr ne".split()}, "th": ("THAI",),
 }
 _UNSPACED = {"CJK", "HIRAGANA", "KATAKANA", "THAI"}  # scripts without spaces: each letter counts as a word
-_PLACEHOLDER = re.compile(r"\[[A-Z_]+\]")  # what redaction put in, not the customer's words
 _BINARY_SNIFF = 8192
 
 
@@ -257,7 +256,7 @@ def script_words(text: str) -> Counter:
     spaces each letter counts as a word. Redaction placeholders are not counted."""
     counts: Counter = Counter()
     previous = None
-    for ch in unicodedata.normalize("NFKC", _PLACEHOLDER.sub(" ", text)):
+    for ch in unicodedata.normalize("NFKC", PLACEHOLDER.sub(" ", text)):
         if not ch.isalpha():
             previous = None
             continue
@@ -517,8 +516,8 @@ def _redacted(raw: TranscriptConversation, counts: Counter) -> List[Turn]:
     turns = []
     for turn in raw.turns:
         text = " ".join(redact(turn.text).split())
-        counts.update(m.group(0)[1:-1] for m in _PLACEHOLDER.finditer(text))
-        counts.subtract(m.group(0)[1:-1] for m in _PLACEHOLDER.finditer(turn.text))  # there before redaction
+        counts.update(m.group(0)[1:-1] for m in PLACEHOLDER.finditer(text))
+        counts.subtract(m.group(0)[1:-1] for m in PLACEHOLDER.finditer(turn.text))  # there before redaction
         if text:
             turns.append(Turn(turn.speaker, text, iso_time(turn.time, raw.date), turn.line))
     return turns
