@@ -78,19 +78,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"{len(texts)} requests of {true_k} hidden intents from {args.data}; {cpu_description()}", flush=True)
     rows = []
 
-    started = time.perf_counter()
-    frozen = np.asarray(load_encoder().encode(texts, batch_size=64, normalize_embeddings=True,
-                                              show_progress_bar=not args.quiet), dtype="float32")
-    labels = clustering.kmeans(frozen, true_k, args.seed)
-    rows.append({"system": "k-means, frozen encoder, true number of intents", "k": true_k, "low": true_k,
-                 "high": true_k, "seconds": time.perf_counter() - started, **scores(truth, labels)})
-    print(table(rows[-1:]).splitlines()[-1], flush=True)
-
+    # Both systems cluster the same embeddings: encoded once, the encoding time counted in each one's wall time.
     started = time.perf_counter()
     vectors = np.asarray(load_encoder().encode(texts, batch_size=64, normalize_embeddings=True,
                                                show_progress_bar=not args.quiet), dtype="float32")
+    encoding = time.perf_counter() - started
+
+    started = time.perf_counter()
+    labels = clustering.kmeans(vectors, true_k, args.seed)
+    rows.append({"system": "k-means, frozen encoder, true number of intents", "k": true_k, "low": true_k,
+                 "high": true_k, "seconds": encoding + time.perf_counter() - started, **scores(truth, labels)})
+    print(table(rows[-1:]).splitlines()[-1], flush=True)
+
+    started = time.perf_counter()
     found = clustering.cluster_requests(vectors, seed=args.seed)
-    seconds = time.perf_counter() - started
+    seconds = encoding + time.perf_counter() - started
     rows.append({"system": "ours (neighbour-smoothed, number estimated)", "k": found.k, "low": found.low,
                  "high": found.high, "seconds": seconds, **scores(truth, found.labels), "cuts": found.scores})
     print(table(rows[-1:]).splitlines()[-1], flush=True)

@@ -102,10 +102,13 @@ def _carry(previous: Optional[Proposal]) -> List[Candidate]:
     return carried
 
 
-def assign_to_reviewed(carried: List[Candidate], requests: List[Any], encoder) -> List[Any]:
-    """Add each new request close enough to a reviewed candidate to it; return the requests left over."""
+def assign_to_reviewed(carried: List[Candidate], requests: List[Any], vectors: np.ndarray, encoder) -> List[int]:
+    """Add each new request close enough to a reviewed candidate to it; the rows of `requests` left over.
+
+    `vectors` are the requests' embeddings (one row each, as `propose` encodes them).
+    """
     if not carried or not requests:
-        return requests
+        return list(range(len(requests)))
     centres, floors = [], []
     for c in carried:
         vec = _encode(encoder, [describe.without_placeholders(e.text) for e in c.examples])
@@ -113,15 +116,14 @@ def assign_to_reviewed(carried: List[Candidate], requests: List[Any], encoder) -
         sims = vec @ centre
         centres.append(centre)
         floors.append(max(0.5, float(np.percentile(sims, 10))) if len(sims) > 3 else 0.7)
-    vectors = _encode(encoder, [describe.without_placeholders(r.text) for r in requests])
     sims = vectors @ np.stack(centres).T
     left = []
-    for request, row in zip(requests, sims):
+    for row_number, (request, row) in enumerate(zip(requests, sims)):
         best = int(np.argmax(row))
         if row[best] >= floors[best]:
             carried[best].examples.append(_example(request))
         else:
-            left.append(request)
+            left.append(row_number)
     return left
 
 
@@ -135,14 +137,16 @@ def propose(requests: List[Any], project: OnboardingProject, encoder_path: str, 
     encoder = load_encoder(encoder_path)
     carried = _carry(previous)
     before = {c.id: c.size for c in carried}
-    left = assign_to_reviewed(carried, fresh, encoder)
+    # Placeholders of redacted personal data ("call me on [PHONE]") say nothing of the request.
+    vectors = _encode(encoder, [describe.without_placeholders(r.text) for r in fresh])
+    rows_left = assign_to_reviewed(carried, fresh, vectors, encoder)
+    left = [fresh[i] for i in rows_left]
     summary["new requests joining reviewed candidates"] = len(fresh) - len(left)
     summary["new requests clustered"] = len(left)
     estimate: Dict[str, Any] = {}
     new: List[Candidate] = []
     if len(left) >= 2:
-        # Placeholders of redacted personal data ("call me on [PHONE]") say nothing of the request.
-        frozen = _encode(encoder, [describe.without_placeholders(r.text) for r in left])
+        frozen = vectors[rows_left]
         found = clustering.cluster_requests(frozen, k=k, seed=seed)
         estimate = {"k": found.k, "low": found.low, "high": found.high, "method": found.method,
                     "seconds": round(found.seconds, 1), "requests": len(left)}
