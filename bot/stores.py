@@ -15,6 +15,38 @@ cache only saves parsing.
 Named in endpoints.yml as ``type: bot.stores.CachingSQLTrackerStore`` with
 the same keys as Rasa's ``type: SQL`` store (dialect, url, db, username...).
 
+A bounded tracker (``window_turns``, default `WINDOW_TURNS`): what Rasa
+handles a message with is the conversation's *state* plus its last
+``window_turns`` customer turns, not the whole session. Everything Rasa does
+with a tracker costs in proportion to its events: rebuilding it, every
+policy's featurisation (they replay the conversation from its start to find
+the states of the last few turns), ``applied_events``, the whole tracker sent
+to the action server with every custom action and parsed there, the desk's
+scans. In a 200-turn conversation a message cost the Rasa server three times
+what it cost at turn 25 (`bot.bench_turns`). So ``retrieve`` returns the
+session's start (``action_session_start`` and ``session_started`` with their
+own timestamps), then a summary of everything before the window (one
+``slot`` event for each slot that is not at its initial value, and the
+active loop's ``active_loop`` event), then the window's events as they were
+stored. The summary is kept with the conversation's events and moved forward
+a turn at a time (a replay of the summary and that one turn), never inside a
+form (while a loop is active or a follow-up action is due the window grows
+instead), so it costs the same at every turn. The database keeps every
+event; the full session is what ``retrieve_full_tracker`` returns (the agent
+inbox, the widget's history, exports). ``window_turns: 0`` gives Rasa's
+whole-session tracker.
+
+What a window changes: policies see the last `window_turns` turns (the
+memoization and rule policies here look at most five actions back; a
+``TEDPolicy`` with a longer ``max_history`` needs a wider window), and a
+custom action that scans ``tracker.events`` sees the window and the session
+start (this project's actions look a few messages back and keep longer-lived
+facts in slots or in the database).
+
+Saves write only the events a tracker gained since it was retrieved (the
+tracker carries how many it was handed), never re-reading or re-counting the
+conversation.
+
 Encryption at rest (`core.crypto`): when ``ASSISTANT_ENCRYPTION_KEY`` is set,
 each row's ``data`` column (the whole event: message text, entities, slot
 values, metadata) is stored as a Fernet token; rows written before, in
@@ -32,23 +64,37 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, List, Optional, Text, Tuple
 
 import sqlalchemy as sa
 from rasa.core.tracker_store import SQLTrackerStore
-from rasa.shared.core.events import Event, SessionStarted, deserialise_events
+from rasa.shared.core.constants import ACTION_LISTEN_NAME, ACTION_SESSION_START_NAME
+from rasa.shared.core.events import (
+    ActionExecuted, ActiveLoop, Event, SessionStarted, SlotSet, UserUttered, deserialise_events,
+)
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from core import crypto
 
 logger = logging.getLogger(__name__)
 
+# Customer turns a retrieved tracker holds after its summary (see the module doc).
+WINDOW_TURNS = 10
+# Attribute a retrieved tracker carries: how many events it was handed (its save writes the rest).
+HANDED = "_assistant_events_handed"
+
 
 @dataclass
 class _Kept:
     version: Tuple[int, Optional[int]]  # (rows of the sender, highest row id)
-    events: List[Event]  # the latest session's events, as retrieve returns them
+    events: List[Event]  # the latest session's events, as the database holds them
+    cut: int = 0  # events[:cut] are summarised by `summary`
+    summary: List[Event] = field(default_factory=list)
+
+
+def _is_listen(event: Event) -> bool:
+    return isinstance(event, ActionExecuted) and event.action_name == ACTION_LISTEN_NAME
 
 
 class CachingSQLTrackerStore(SQLTrackerStore):
@@ -67,6 +113,7 @@ class CachingSQLTrackerStore(SQLTrackerStore):
         login_db: Optional[Text] = None,
         query: Optional[dict] = None,
         cache_size: int = 2000,
+        window_turns: int = WINDOW_TURNS,
         **kwargs: Any,
     ) -> None:
         # The same arguments as SQLTrackerStore, spelled out: Rasa passes the
@@ -87,6 +134,7 @@ class CachingSQLTrackerStore(SQLTrackerStore):
             f"SELECT count(*), max(id) FROM {self.SQLEvent.__tablename__} WHERE sender_id = :sender_id"
         )
         self.cache_size = int(cache_size)
+        self.window_turns = max(0, int(window_turns))
         self._kept: "OrderedDict[str, _Kept]" = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = 0
@@ -112,6 +160,57 @@ class CachingSQLTrackerStore(SQLTrackerStore):
             return None
         return DialogueStateTracker.from_events(sender_id, list(events), self.domain.slots)
 
+    # ---------------------------------------------------------------- window
+    def _windowed(self, sender_id: Text, kept: _Kept) -> Optional[DialogueStateTracker]:
+        """The tracker of `kept`: its session start, summary and last turns (see the module doc)."""
+        if self.window_turns:
+            self._advance(sender_id, kept)
+        with self._lock:
+            cut, summary = kept.cut, kept.summary
+        events = summary + kept.events[cut:]
+        tracker = self._tracker(sender_id, events)
+        if tracker is not None:
+            setattr(tracker, HANDED, len(tracker.events))
+        return tracker
+
+    def _advance(self, sender_id: Text, kept: _Kept) -> None:
+        """Move the summary forward so that the window holds `window_turns` customer turns.
+
+        Not to a point inside a form (a loop active or a follow-up action due
+        there): then to the latest turn before it that is not, or not at all.
+        """
+        with self._lock:
+            cut, summary = kept.cut, kept.summary
+        events = kept.events
+        turns = [i for i in range(cut, len(events)) if isinstance(events[i], UserUttered)]
+        for turn in reversed(turns[1:max(1, len(turns) - self.window_turns + 1)]):
+            # The window starts with the action_listen before its first turn, as every turn does.
+            new_cut = turn - 1 if _is_listen(events[turn - 1]) else turn
+            state = self._tracker(sender_id, summary + events[cut:new_cut])
+            if state is None or state.active_loop_name or state.followup_action:
+                continue
+            new_summary = self._summary(state, events, events[new_cut].timestamp)
+            with self._lock:
+                if (kept.cut, kept.summary) == (cut, summary):
+                    kept.cut, kept.summary = new_cut, new_summary
+            return
+
+    @staticmethod
+    def _summary(state: DialogueStateTracker, session: List[Event], at: float) -> List[Event]:
+        """The session's start, then the slots and active loop of `state`, stamped `at`."""
+        head: List[Event] = []
+        for i, event in enumerate(session[:4]):
+            if isinstance(event, SessionStarted):
+                before = session[i - 1] if i else None
+                if isinstance(before, ActionExecuted) and before.action_name == ACTION_SESSION_START_NAME:
+                    head.append(before)
+                head.append(event)
+                break
+        slots = [SlotSet(name, slot.value, timestamp=at) for name, slot in state.slots.items()
+                 if slot.value != slot.initial_value]
+        loop = [ActiveLoop(state.active_loop_name, timestamp=at)] if state.active_loop_name else []
+        return head + slots + loop
+
     # ------------------------------------------------------------ store API
     async def retrieve(self, sender_id: Text) -> Optional[DialogueStateTracker]:
         """The latest session's tracker; parsed from the database only when it changed."""
@@ -121,15 +220,19 @@ class CachingSQLTrackerStore(SQLTrackerStore):
                 kept = self._kept.get(sender_id)
             if kept is not None and kept.version == version:
                 self.hits += 1
-                return self._tracker(sender_id, kept.events)
+                return self._windowed(sender_id, kept)
             if version[0] == 0:  # a new conversation: nothing to read, and the first save extends this
                 self._keep(sender_id, _Kept(version, []))
                 return None
             self.misses += 1
             rows = self._event_query(session, sender_id, fetch_events_from_all_sessions=False).all()
         events = deserialise_events(self._stored_events(rows))
-        self._keep(sender_id, _Kept(version, events) if rows else None)
-        return self._tracker(sender_id, events)
+        if not rows:
+            self._keep(sender_id, None)
+            return None
+        kept = _Kept(version, events)
+        self._keep(sender_id, kept)
+        return self._windowed(sender_id, kept)
 
     async def retrieve_full_tracker(self, conversation_id: Text) -> Optional[DialogueStateTracker]:
         """Every session's events (Rasa's query), decrypted; not cached."""
@@ -154,14 +257,22 @@ class CachingSQLTrackerStore(SQLTrackerStore):
         return [e for e in events if e.timestamp >= since]
 
     async def save(self, tracker: DialogueStateTracker) -> None:
-        """Store the new events (as Rasa does) and extend the kept copy with them."""
+        """Store the tracker's new events and extend the kept copy with them.
+
+        New: those it gained since this store handed it out (`HANDED`); for a
+        tracker that did not come from here (a new conversation), those past
+        the session's stored count, as Rasa does.
+        """
         await self.stream_events(tracker)
         sender_id = tracker.sender_id
         with self._lock:
             kept = self._kept.get(sender_id)
+        handed = getattr(tracker, HANDED, None)
         with self.session_scope() as session:
             before = self._version(session, sender_id)
-            if kept is not None and kept.version == before:
+            if handed is not None:
+                stored = int(handed)
+            elif kept is not None and kept.version == before:
                 stored = len(kept.events)  # what the database holds of this session, without asking it
             else:
                 stored = self._event_query(session, sender_id, fetch_events_from_all_sessions=False).count()
@@ -185,9 +296,18 @@ class CachingSQLTrackerStore(SQLTrackerStore):
                 )
             session.commit()
             after = self._version(session, sender_id) if new else before
+        setattr(tracker, HANDED, len(tracker.events))  # saved again, it writes only what it gains after this
         if kept is not None and kept.version == before and after[0] == before[0] + len(new):
             # Fresh objects from the stored form: the kept copy never shares the caller's events.
-            # A new session keeps only its own events, as Rasa's query would return them.
-            self._keep(sender_id, _Kept(after, self._latest_session(kept.events + deserialise_events(dumped))))
+            # A new session keeps only its own events, as Rasa's query would return them (and
+            # starts without a summary).
+            added = deserialise_events(dumped)
+            if any(isinstance(event, SessionStarted) for event in added):
+                self._keep(sender_id, _Kept(after, self._latest_session(kept.events + added)))
+            else:
+                with self._lock:  # in place: copying the session's events would cost what the window saves
+                    kept.events.extend(added)
+                    kept.version = after
+                self._keep(sender_id, kept)
         else:
             self._keep(sender_id, None)  # read from the database next time

@@ -1,5 +1,6 @@
 """The caching SQL tracker store: same trackers as Rasa's, rebuilt only when the database changed."""
 import asyncio
+import time
 import json
 
 import pytest
@@ -205,18 +206,26 @@ def test_new_conversation_and_new_session_need_no_reread(tmp_path, key):
     mine, theirs = both(lambda s: s.retrieve("new"))
     assert dump(mine) == dump(theirs) and ours.misses == misses, "the first save is kept"
 
+    started = time.time()
+    time.sleep(0.01)  # the turn comes after the session start, as in a real conversation
+    said = DialogueStateTracker("new", DOMAIN.slots)
+    turn(said, "hello")
     for tracker in (mine, theirs):  # Rasa's session start, then a turn, saved together
-        tracker.update(ActionExecuted(ACTION_SESSION_START_NAME, timestamp=created.events[-1].timestamp + 1))
-        tracker.update(SessionStarted(timestamp=created.events[-1].timestamp + 1))
-        tracker.update(ActionExecuted("action_listen", timestamp=created.events[-1].timestamp + 2))
-        turn(tracker, "hello")
+        tracker.update(ActionExecuted(ACTION_SESSION_START_NAME, timestamp=started))
+        tracker.update(SessionStarted(timestamp=started))
+        tracker.update(ActionExecuted("action_listen", timestamp=started + 0.001))
+        for event in said.events:
+            tracker.update(event)
     run(ours.save(mine))
     run(rasa.save(theirs))
     mine, theirs = both(lambda s: s.retrieve("new"))
     assert dump(mine) == dump(theirs) and ours.misses == misses, "the new session is kept, as Rasa reads it"
-    assert len(mine.events) == len(theirs.events) < 3 + 4 + 1  # the first session's action_listen is left out
-    turn(mine, "and again")
-    turn(theirs, "and again")
+    assert len(mine.events) == len(theirs.events) == 3 + 4  # the first session's action_listen is left out
+    again = DialogueStateTracker("new", DOMAIN.slots)
+    turn(again, "and again")
+    for tracker in (mine, theirs):
+        for event in again.events:
+            tracker.update(event)
     run(ours.save(mine))
     run(rasa.save(theirs))
     assert dump(run(ours.retrieve("new"))) == dump(run(rasa.retrieve("new")))
@@ -237,3 +246,112 @@ def test_a_typed_slash_name_outside_the_domain_is_no_intent_name():
     typed, button = handler.process([Message(data={"text": "/Ann_Smith_4539"}), Message(data={"text": "/greet"})], DOMAIN)
     assert (typed.get("intent") or {}).get("name") is None
     assert button.get("intent")["name"] == "greet"
+
+
+# ------------------------------------------------------------------ the bounded tracker
+WINDOW_DOMAIN = Domain.from_yaml(
+    """
+version: "3.1"
+intents: [greet, lost_card]
+slots:
+  card_digits:
+    type: text
+    mappings: [{type: custom}]
+  requested_slot:
+    type: text
+    influence_conversation: false
+    mappings: [{type: custom}]
+forms:
+  freeze_form:
+    required_slots: [card_digits]
+responses:
+  utter_greet: [{text: hi}]
+"""
+)
+
+
+def session_start(tracker: DialogueStateTracker) -> None:
+    from rasa.shared.core.constants import ACTION_SESSION_START_NAME
+
+    tracker.update(ActionExecuted(ACTION_SESSION_START_NAME))
+    tracker.update(SessionStarted())
+    tracker.update(ActionExecuted("action_listen"))
+
+
+def test_retrieved_tracker_holds_state_and_last_turns(tmp_path, key):
+    """Session start, a summary of the slots and the last `window_turns` turns; the database keeps every event."""
+    from bot.stores import HANDED
+
+    ours = CachingSQLTrackerStore(WINDOW_DOMAIN, dialect="sqlite", db=str(tmp_path / "ours.db"), window_turns=5)
+    rasa = SQLTrackerStore(WINDOW_DOMAIN, dialect="sqlite", db=str(tmp_path / "rasa.db"))
+    full = DialogueStateTracker("long", WINDOW_DOMAIN.slots)
+    session_start(full)
+    turn(full, "first")
+    full.update(SlotSet("card_digits", "4321"))  # set early, long before the window
+    for store in (ours, rasa):
+        run(store.save(full))
+    for i in range(30):  # one turn at a time, each retrieved, extended and saved, as the server does
+        mine, theirs = run(ours.retrieve("long")), run(rasa.retrieve("long"))
+        said = DialogueStateTracker("long", WINDOW_DOMAIN.slots)
+        turn(said, f"message {i}")
+        for tracker in (mine, theirs):
+            for event in said.events:
+                tracker.update(event)
+        run(ours.save(mine))
+        run(rasa.save(theirs))
+
+    mine, theirs = run(ours.retrieve("long")), run(rasa.retrieve("long"))
+    assert [e.text for e in mine.events if isinstance(e, UserUttered)] == [f"message {i}" for i in range(25, 30)]
+    assert len(mine.events) < 3 + 1 + 5 * 4 + 2 < len(theirs.events)
+    # Rasa's own query starts a session at its session_started (action_session_start is stamped before it).
+    assert [e.type_name for e in list(mine.events)[:2]] == ["session_started", "slot"]
+    assert list(mine.events)[0] == list(theirs.events)[0], "the session keeps its own start time"
+    assert mine.current_slot_values() == theirs.current_slot_values() and mine.get_slot("card_digits") == "4321"
+    assert mine.latest_message.text == theirs.latest_message.text == "message 29"
+    assert getattr(mine, HANDED) == len(mine.events)
+    # Saves wrote exactly what Rasa's store wrote, and nothing twice.
+    assert [(r["type_name"], r["timestamp"]) for r in rows(ours.engine, "long")] == [
+        (r["type_name"], r["timestamp"]) for r in rows(rasa.engine, "long")]
+    assert dump(run(ours.retrieve_full_tracker("long"))) == dump(run(rasa.retrieve_full_tracker("long")))
+    # A server that never saw the conversation (a restart, another replica) hands out the same window.
+    fresh = CachingSQLTrackerStore(WINDOW_DOMAIN, dialect="sqlite", db=str(tmp_path / "ours.db"), window_turns=5)
+    assert dump(run(fresh.retrieve("long")))[3:] == dump(mine)[3:]
+    # window_turns: 0 is Rasa's whole session.
+    whole = CachingSQLTrackerStore(WINDOW_DOMAIN, dialect="sqlite", db=str(tmp_path / "ours.db"), window_turns=0)
+    assert dump(run(whole.retrieve("long"))) == dump(theirs)
+
+
+def test_window_never_starts_inside_a_form(tmp_path, key):
+    """While a loop is active the window grows back to where the form started; after it, it closes up."""
+    from rasa.shared.core.events import ActiveLoop
+
+    ours = CachingSQLTrackerStore(WINDOW_DOMAIN, dialect="sqlite", db=str(tmp_path / "ours.db"), window_turns=3)
+    tracker = DialogueStateTracker("form", WINDOW_DOMAIN.slots)
+    session_start(tracker)
+    turn(tracker, "hello")
+    tracker.update(UserUttered("lost my card", {"name": "lost_card", "confidence": 1.0}))
+    tracker.update(ActionExecuted("freeze_form"))
+    tracker.update(ActiveLoop("freeze_form"))
+    tracker.update(SlotSet("requested_slot", "card_digits"))
+    tracker.update(ActionExecuted("action_listen"))
+    run(ours.save(tracker))
+    for i in range(8):  # the customer talks about other things while the form waits
+        tracker = run(ours.retrieve("form"))
+        turn(tracker, f"aside {i}")
+        run(ours.save(tracker))
+    mine = run(ours.retrieve("form"))
+    assert mine.active_loop_name == "freeze_form"
+    assert any(isinstance(e, UserUttered) and e.text == "lost my card" for e in mine.events)
+    # The form ends; once three turns follow it, the window closes up to them.
+    mine.update(ActionExecuted("freeze_form"))
+    mine.update(ActiveLoop(None))
+    mine.update(SlotSet("requested_slot", None))
+    mine.update(ActionExecuted("action_listen"))
+    run(ours.save(mine))
+    for text in ("thanks", "one more", "bye"):
+        tracker = run(ours.retrieve("form"))
+        turn(tracker, text)
+        run(ours.save(tracker))
+    after = run(ours.retrieve("form"))
+    assert [e.text for e in after.events if isinstance(e, UserUttered)] == ["thanks", "one more", "bye"]
+    assert after.active_loop_name is None and after.get_slot("requested_slot") is None
