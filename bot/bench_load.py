@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import shutil
@@ -67,6 +68,7 @@ import numpy as np
 import yaml
 
 from bot.serve import Assistant, prepare
+from core.encoder import cpu_description
 from core.settings import PROJECT_ROOT, get_settings
 
 def stock_config() -> Dict[str, Any]:
@@ -139,6 +141,10 @@ def conversation_scripts(rng: random.Random, n: int) -> List[List[str]]:
     return [rng.choice(shapes)() for _ in range(n)]
 
 
+REFUSED = "refused (503, send again)"
+BURST_PREFIX = "burst-"
+
+
 @dataclass
 class Customer:
     sender: str
@@ -171,6 +177,109 @@ def plan(customers: int, rate: float, duration: float, seed: int, jitter: float 
                 t += gap * rng.uniform(1 - jitter, 1 + jitter)
         people.append(Customer(f"load-{seed}-{i:04d}", messages, times))
     return people
+
+
+def burst_plan(rate: float, burst_rate: float, burst_seconds: float, every: float, duration: float, seed: int,
+               first_at: Optional[float] = None, per_customer: int = 5, gap: float = 2.0) -> List[Customer]:
+    """Customers who arrive only in bursts: `burst_rate - rate` extra messages a second for `burst_seconds` every `every` seconds.
+
+    Each burst customer sends a short conversation (`per_customer` messages, one
+    every `gap` seconds on average, within the per-customer rate limit),
+    starting at a random moment of the burst. The first burst comes at
+    `first_at` (default: `every` / 2).
+    """
+    rng = random.Random(seed + 7919)
+    extra = max(0.0, burst_rate - rate)
+    people: List[Customer] = []
+    start = every / 2 if first_at is None else first_at
+    n = 0
+    while start < duration:
+        # Customers until their messages inside the burst add up to `extra` a second.
+        wanted, planned = int(round(extra * burst_seconds)), 0
+        while planned < wanted:
+            t = start + rng.uniform(0, burst_seconds)
+            messages, times = [], []
+            while t < start + burst_seconds and len(messages) < per_customer:
+                script = conversation_scripts(rng, 1)[0]
+                for text in script:
+                    if t >= start + burst_seconds or len(messages) >= per_customer:
+                        break
+                    messages.append(text)
+                    times.append(t)
+                    t += gap * rng.uniform(0.5, 1.5)
+            messages, times = messages[:wanted - planned], times[:wanted - planned]
+            planned += len(messages)
+            people.append(Customer(f"{BURST_PREFIX}{seed}-{n:05d}", messages, times))
+            n += 1
+        start += every
+    return people
+
+
+def burst_windows(burst_seconds: float, every: float, duration: float, first_at: Optional[float] = None):
+    start = every / 2 if first_at is None else first_at
+    windows = []
+    while start < duration:
+        windows.append((start, start + burst_seconds))
+        start += every
+    return windows
+
+
+def burst_summary(results: List[Result], windows: List[Tuple[float, float]], settle_s: float = 5.0) -> Dict[str, Any]:
+    """Steady traffic around the bursts: its p95 before them, during each, and how soon after each it recovers.
+
+    Steady messages are those of the steady customers (not `BURST_PREFIX`).
+    The reference is the p95 of steady messages scheduled outside the bursts
+    and the 30 seconds after each; a second after a burst is recovered when
+    the p95 of the steady messages scheduled in it is at most
+    max(2 x reference, 100 ms). Recovery time: from the burst's end to the
+    start of the first second from which every second stays recovered until
+    30 s after the burst (0 when none was above).
+    """
+    steady = [r for r in results if not r.message.startswith(BURST_PREFIX)]
+
+    def near(r: Result) -> bool:
+        return any(a <= r.at < b + 30 for a, b in windows)
+
+    reference = [r.latency_ms for r in steady if not near(r)] or [r.latency_ms for r in steady] or [0.0]
+    ref_p95 = float(np.percentile(reference, 95))
+    threshold = max(2 * ref_p95, 100.0)
+    by_second: Dict[int, List[float]] = {}
+    for r in steady:
+        by_second.setdefault(int(math.floor(r.at)), []).append(r.latency_ms)
+    p95_by_second = {sec: float(np.percentile(v, 95)) for sec, v in by_second.items()}
+    bursts = []
+    for a, b in windows:
+        inside = [r for r in results if a <= r.at < b]
+        after = [sec for sec in range(int(math.ceil(b)), int(b) + 30) if sec in p95_by_second]
+        late = [sec for sec in after if p95_by_second[sec] > threshold]
+        recovery = (max(late) + 1 - b) if late else 0.0
+        steady_in = [r.latency_ms for r in steady if a <= r.at < b] or [0.0]
+        bursts.append({
+            "start": a, "end": b, "messages": len(inside),
+            "errors": sum((not r.ok) and r.error != REFUSED for r in inside),
+            "refused": sum(r.error == REFUSED for r in inside),
+            "steady_p95_during": float(np.percentile(steady_in, 95)),
+            "recovery_s": max(0.0, recovery),
+            "p95_after": {sec - int(b): round(p95_by_second[sec]) for sec in after[:10]},
+        })
+    return {"reference_p95": ref_p95, "threshold_ms": threshold, "bursts": bursts,
+            "settled_within": all(x["recovery_s"] <= settle_s for x in bursts)}
+
+
+def burst_table(row: Dict[str, Any]) -> str:
+    b = row["burst"]
+    lines = [
+        f"Bursts, {row['system']}: steady p95 outside the bursts {b['reference_p95']:.0f} ms; a second after a burst "
+        f"counts as recovered at steady p95 <= {b['threshold_ms']:.0f} ms.",
+        "",
+        "| burst | messages | errors | refused (503) | steady p95 during, ms | recovered after, s | steady p95 in the 10 s after, ms |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for x in b["bursts"]:
+        lines.append(f"| {x['start']:.0f}-{x['end']:.0f} s | {x['messages']} | {x['errors']} | {x['refused']} | "
+                     f"{x['steady_p95_during']:.0f} | {x['recovery_s']:.0f} | "
+                     + " ".join(str(v) for v in x["p95_after"].values()) + " |")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------- the client
@@ -209,6 +318,9 @@ async def drive(url: str, people: List[Customer], timeout: float, headers: Dict[
                 async with session.post(url, json={"sender": sender, "message": text}, headers=headers) as response:
                     body = await response.read()
                     latency = (loop.time() - scheduled) * 1000
+                    if response.status == 503 and b"again" in body:  # the admission gate's polite refusal
+                        results.append(Result(latency, False, REFUSED, label, at, sent))
+                        return
                     if response.status != 200:
                         results.append(Result(latency, False, f"HTTP {response.status}", label, at, sent))
                         return
@@ -241,8 +353,9 @@ async def drive(url: str, people: List[Customer], timeout: float, headers: Dict[
 def summarise(results: List[Result], wall: float) -> Dict[str, Any]:
     latencies = np.array([r.latency_ms for r in results]) if results else np.array([0.0])
     errors: Dict[str, int] = {}
+    refused = sum(r.error == REFUSED for r in results)
     for r in results:
-        if not r.ok:
+        if not r.ok and r.error != REFUSED:
             errors[r.error] = errors.get(r.error, 0) + 1
     answered = sum(r.ok for r in results)
     timeline: Dict[int, List[float]] = {}
@@ -257,6 +370,7 @@ def summarise(results: List[Result], wall: float) -> Dict[str, Any]:
         "messages": len(results),
         "answered": answered,
         "errors": sum(errors.values()),
+        "refused": refused,  # answered at once with "send it again in a few seconds" (HTTP 503)
         "error_kinds": errors,
         "throughput": answered / wall if wall > 0 else 0.0,
         "p50": float(np.percentile(latencies, 50)),
@@ -485,6 +599,8 @@ def run_system(name: str, model: Path, credentials: Path, args, people: List[Cus
         ASSISTANT_ENV="demo",
         ASSISTANT_INGRESS_PER_ADDRESS_PER_MINUTE="0",
     )
+    if name != "stock-rasa":  # bf16 where the CPU has it (auto), or fp32 as on a CPU without it
+        env["ASSISTANT_INFERENCE_PRECISION"] = getattr(args, "precision", None) or "auto"
     env.pop("RASA_API_TOKEN", None)
     promote = getattr(args, "promote_at", None) is not None and name == "ours"
     if promote:
@@ -526,6 +642,9 @@ def run_system(name: str, model: Path, credentials: Path, args, people: List[Cus
                         rasa_version=rasa["version"], rasa_state=rasa["state"], actions_version=actions["version"],
                         actions_switch_seconds=float(actions["switched_at"] or "nan") - published["at"])
             summary["hot_swap"] = swap
+        if getattr(args, "burst_rate", None):
+            summary["burst"] = burst_summary(
+                results, burst_windows(args.burst_seconds, args.burst_every, args.duration))
         summary["cpu_ms_per_msg"] = 1000 * (cpu_seconds(pids) - cpu0) / max(1, summary["messages"])
         summary["rasa_cpu_ms_per_msg"] = 1000 * (cpu_seconds(rasa_pids) - rasa0) / max(1, summary["messages"])
         scraped = {"rasa": scrape(servers.url, {}), "actions": scrape(f"http://localhost:{servers.action_port}", {})}
@@ -568,16 +687,19 @@ def checkout(revision: str, workdir: Path) -> Path:
 def table(rows: List[Dict[str, Any]], args) -> str:
     lines = [
         f"Offered: {args.rate} msg/s over {args.customers} customers for {args.duration}s, open loop "
-        f"(latency from the scheduled send time; timeout {args.timeout}s)",
+        f"(latency from the scheduled send time; timeout {args.timeout}s)"
+        + (f"; bursts of {args.burst_rate} msg/s for {args.burst_seconds:.0f}s every {args.burst_every:.0f}s"
+           if getattr(args, "burst_rate", None) else ""),
         "",
-        "| system | messages | answered/s | p50 ms | p95 ms | p99 ms | errors | CPU ms/msg (all) | CPU ms/msg (Rasa) | load avg |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| system | messages | answered/s | p50 ms | p95 ms | p99 ms | errors | refused (503) | CPU ms/msg (all) | CPU ms/msg (Rasa) | load avg |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(r["error_kinds"].items()))
         lines.append(
             f"| {r['system']} | {r['messages']} | {r['throughput']:.1f} | {r['p50']:.0f} | {r['p95']:.0f} | "
-            f"{r['p99']:.0f} | {r['errors']}{' (' + kinds + ')' if kinds else ''} | {r['cpu_ms_per_msg']:.1f} | "
+            f"{r['p99']:.0f} | {r['errors']}{' (' + kinds + ')' if kinds else ''} | {r.get('refused', 0)} | "
+            f"{r['cpu_ms_per_msg']:.1f} | "
             f"{r['rasa_cpu_ms_per_msg']:.1f} | {r['load_avg']:.1f} |"
         )
     systems = list(dict.fromkeys(r["system"] for r in rows))
@@ -623,10 +745,18 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="ours only: publish a release with a marked copy of the model this many seconds into the run")
     parser.add_argument("--marker", default="[promoted] ", help="with --promote-at: what the promoted model's answers start with")
     parser.add_argument("--poll-seconds", type=float, default=2.0, help="with --promote-at: the servers' model_poll_seconds")
+    parser.add_argument("--burst-rate", type=float, default=None,
+                        help="messages a second during bursts (steady --rate in between); see burst_plan")
+    parser.add_argument("--burst-seconds", type=float, default=10.0, help="length of each burst")
+    parser.add_argument("--burst-every", type=float, default=60.0, help="seconds from one burst to the next")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="our models' serving precision (fp32: as on a CPU without bfloat16)")
     args = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-load-"))
     people = plan(args.customers, args.rate, args.duration, args.seed)
+    if args.burst_rate:
+        people += burst_plan(args.rate, args.burst_rate, args.burst_seconds, args.burst_every, args.duration, args.seed)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     rows = []
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -655,7 +785,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 parser.error(f"unknown system {name!r}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    report = table(rows, args)
+    report = f"CPU: {cpu_description()}; our serving precision: {args.precision}\n\n" + table(rows, args)
+    for row in rows:
+        if row.get("burst"):
+            report += "\n\n" + burst_table(row)
     for row in rows:
         if row.get("hot_swap"):
             report += "\n\nHot swap, " + row["system"] + ":\n" + hot_swap_table(row["hot_swap"])

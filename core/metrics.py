@@ -73,6 +73,13 @@ SUGGESTION_CLICKS = Counter("assistant_suggestion_clicks", "Suggestions clicked 
 RATE_LIMITED = Counter(
     "assistant_rate_limited_messages", "Messages refused by the per-sender rate limit, by channel.", ["channel"]
 )
+ADMISSION_REFUSED = Counter(
+    "assistant_admission_refused_messages", "Messages refused because too many were waiting (bot/admission.py).",
+    ["channel"],
+)
+ADMISSION_WAIT_SECONDS = Histogram(
+    "assistant_admission_wait_seconds", "Time a customer message waited at the admission gate.", buckets=BUCKETS
+)
 GC_PAUSE_SECONDS = Histogram(
     "assistant_gc_pause_seconds", "Python garbage collector pauses, by generation.", ["generation"],
     buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),

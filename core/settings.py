@@ -101,6 +101,11 @@ class Settings:
     # before the assistant asks them to slow down (REST answers 429). 0 turns it off.
     rate_limit_per_minute: float = 30.0
     rate_limit_burst: int = 10
+    # Admission (bot/admission.py): customer messages the Rasa server works on at once, and how
+    # many may wait for a place (served one customer at a time in rotation); past that a message
+    # is refused with "send it again in a few seconds" (REST: 503). 0 concurrency turns it off.
+    admission_concurrency: int = 16
+    admission_queue: int = 400
     # Largest HTTP request body the Rasa server accepts, in bytes (413 above it).
     max_request_bytes: int = 1_000_000
     # Replace personal data in customers' messages by [KIND] before Rasa parses, stores or logs them.

@@ -48,3 +48,36 @@ def test_a_baseline_revision_is_checked_out_with_the_built_outputs_it_needs_and_
     args = type("Args", (), {"rate": 5, "customers": 10, "duration": 2, "timeout": 30})()
     report = table(rows, args)
     assert "Median over the rounds: ours: p95 21 ms" in report and "before (abc): p95 42 ms" in report
+
+
+def test_bursts_add_their_rate_on_top_of_the_steady_traffic():
+    from bot.bench_load import burst_plan, burst_windows
+
+    people = burst_plan(rate=30, burst_rate=150, burst_seconds=10, every=60, duration=120, seed=0)
+    windows = burst_windows(10, 60, 120)
+    assert windows == [(30.0, 40.0), (90.0, 100.0)]
+    times = [t for p in people for t in p.schedule]
+    assert all(any(a <= t < b for a, b in windows) for t in times)
+    assert 0.8 * 120 * 10 * 2 <= len(times) <= 1.2 * 120 * 10 * 2  # 120 extra msg/s for 10 s, twice
+    for person in people:
+        assert person.sender.startswith("burst-") and len(person.messages) <= 5
+        gaps = [b - a for a, b in zip(person.schedule, person.schedule[1:])]
+        assert all(g >= 1.0 for g in gaps), "within the per-customer rate limit"
+
+
+def test_burst_recovery_is_read_from_the_steady_traffic_after_each_burst():
+    from bot.bench_load import REFUSED, burst_summary, summarise
+
+    results = []
+    for second in range(100):
+        slow = 40 <= second < 43  # the burst (30-40 s) leaves steady traffic slow for three seconds
+        for i in range(10):
+            results.append(Result(500.0 if slow else 20.0 + i, True, message="load-1: hi", at=second + i / 10))
+    results += [Result(5.0, False, REFUSED, "burst-1: hi", at=31.0), Result(30000.0, False, "timeout", "burst-2: hi", at=32.0)]
+    summary = burst_summary(results, [(30.0, 40.0)])
+    burst = summary["bursts"][0]
+    assert (burst["refused"], burst["errors"]) == (1, 1)
+    assert burst["recovery_s"] == 3.0 and summary["settled_within"]
+    assert summary["threshold_ms"] == 100.0
+    counted = summarise(results, wall=100.0)
+    assert counted["refused"] == 1 and counted["errors"] == 1, "a polite refusal is not an error"

@@ -109,9 +109,10 @@ class RestInput(DeskChannel, RasaRestInput):
                 await deliver(UserMessage(body["message"], collector, conversation_id, input_channel=self.name(), metadata=metadata))
             except Exception:  # the customer still gets what was said before the failure
                 logger.exception("REST message for %s could not be handled", conversation_id)
-            retry_after = getattr(collector, "retry_after", None)  # set by the desk's rate limit
+            retry_after = getattr(collector, "retry_after", None)  # set by the desk's rate limit or admission gate
             if retry_after:
-                return response.json(collector.messages, status=429, headers={"Retry-After": str(retry_after)})
+                status = getattr(collector, "retry_status", 429)  # 503: the server is busy, not this caller too fast
+                return response.json(collector.messages, status=status, headers={"Retry-After": str(retry_after)})
             return response.json(collector.messages)
 
         return rest

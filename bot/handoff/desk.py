@@ -41,6 +41,7 @@ from rasa.shared.core.events import (
 )
 from rasa.shared.core.trackers import DialogueStateTracker
 
+from bot import admission
 from bot.channels.replies import is_payload
 from bot.failures import is_storage_error
 from bot.handoff.delivery import Delivery, HandoffError
@@ -155,6 +156,7 @@ class HandoffDesk(CustomerIntake, Delivery):
         self.queue = queue or HandoffQueue()
         self.settings = settings or get_settings()
         self.limiter = limiter_from_settings(self.settings)
+        self.gate = admission.from_settings(self.settings)
         # Each message's sentiment row, written behind the answers in batches (one thread, one
         # INSERT per batch) rather than a thread hop and a transaction per message.
         self.sentiments = WriteBehind("message sentiment", self._store_sentiments)

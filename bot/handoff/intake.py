@@ -3,7 +3,8 @@
 `HandoffDesk.receive` (this mixin's) runs each message under its conversation
 id in the logs (`core.logs`), counts and times it (`core.metrics`), applies the
 per-customer rate limit (`bot.ratelimit`: a polite notice, or 429 on REST),
-cuts and redacts it (`core.redaction`: Rasa parses, stores and logs only the
+cuts and redacts it, waits at the admission gate (`bot.admission`: a fair
+turn among customers, or a polite "send it again" when too many wait) (`core.redaction`: Rasa parses, stores and logs only the
 redacted text), and watches the turn for failures (`bot.failures`): a
 tracker store or database that fails refuses the message plainly, a custom
 action that fails is told to the customer. Then `HandoffDesk._route` decides
@@ -13,11 +14,13 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any, Awaitable, Callable, List, Optional
 
 from rasa.core.channels.channel import UserMessage
 from rasa.shared.core.events import BotUttered
 
+from bot.admission import BUSY_TEXT, RETRY_AFTER_S
 from bot.failures import is_storage_error, watching_turn
 from bot.handoff.notices import NOTICES
 from bot.ratelimit import RATE_LIMITED_TEXT
@@ -45,7 +48,27 @@ class CustomerIntake:
                     message.text = redact_message(message.text[: self.settings.max_message_chars + 64], self._known_intents())
                 if message.metadata:  # the widget's page, REST callers' metadata: all but the channel's own keys
                     message.metadata = redact_metadata(message.metadata)
+            await self._admitted_turn(message, on_new_message)
+
+    async def _admitted_turn(self, message: UserMessage, on_new_message: OnNewMessage) -> None:
+        """`_guarded_turn` once the admission gate lets the message in; a polite refusal when too many wait."""
+        gate = getattr(self, "gate", None)
+        if gate is None or not gate.enabled:
             await self._guarded_turn(message, on_new_message)
+            return
+        began = time.perf_counter()
+        async with gate.admit(message.sender_id) as admitted:
+            metrics.ADMISSION_WAIT_SECONDS.observe(time.perf_counter() - began)
+            if admitted:
+                await self._guarded_turn(message, on_new_message)
+                return
+        metrics.ADMISSION_REFUSED.labels(message.input_channel or "unknown").inc()
+        logger.warning("message from %s refused: %d messages already waiting", message.sender_id, gate.waiting)
+        if self._is_pull(message.output_channel):  # REST answers 503 with Retry-After
+            message.output_channel.retry_after = RETRY_AFTER_S
+            message.output_channel.retry_status = 503
+        notice = BotUttered(BUSY_TEXT, metadata={"notice": "busy"})
+        await self._send(message.output_channel, message.sender_id, [notice])
 
     def _known_intents(self) -> Optional[List[str]]:
         """The loaded model's intents (what a real button payload names), or None before a model is loaded."""
