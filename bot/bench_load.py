@@ -676,7 +676,8 @@ def checkout(revision: str, workdir: Path) -> Path:
     tree = workdir / "baseline"
     subprocess.run(["git", "worktree", "add", "--detach", "--force", str(tree), revision], cwd=str(PROJECT_ROOT),
                    check=True, capture_output=True)
-    for ignored in ("artifacts/sentiment", "web/dist"):  # built outputs git does not hold: the same for both
+    # Built outputs git does not hold (models, answer index, recommender, widget): the same for both.
+    for ignored in ("artifacts/sentiment", "artifacts/index", "artifacts/recommender", "web/dist"):
         source, target = PROJECT_ROOT / ignored, tree / ignored
         if source.exists() and not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)

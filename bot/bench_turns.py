@@ -247,7 +247,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 rows.append(run_system(label, Assistant, model, PROJECT_ROOT / "bot" / "credentials.yml",
                                        scripts, workdir, args.timeout, {"ASSISTANT_INFERENCE_PRECISION": precision}))
             elif name == "stock":
-                model = args.stock_model or train_stock(workdir, None)
+                model = args.stock_model
+                if model is None:  # trained once, kept beside the report for the next run (--stock-model)
+                    args.out.mkdir(parents=True, exist_ok=True)
+                    model = Path(shutil.copy(train_stock(workdir, None), args.out / "stock-model.tar.gz"))
                 credentials = workdir / "stock_credentials.yml"
                 credentials.write_text("rest:\n")
                 rows.append(run_system("stock-rasa", _stock_assistant_class(), model, credentials, scripts, workdir,
@@ -258,6 +261,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             tree = checkout(args.baseline, workdir)
             try:
                 rows.append(run_baseline(tree, args.baseline, args, workdir))
+            except subprocess.CalledProcessError as exc:  # the other rows are still reported
+                print(f"==> the baseline {args.baseline} failed: {exc}", flush=True)
             finally:
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=str(PROJECT_ROOT))
     finally:

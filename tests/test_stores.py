@@ -355,3 +355,9 @@ def test_window_never_starts_inside_a_form(tmp_path, key):
     after = run(ours.retrieve("form"))
     assert [e.text for e in after.events if isinstance(e, UserUttered)] == ["thanks", "one more", "bye"]
     assert after.active_loop_name is None and after.get_slot("requested_slot") is None
+
+
+def test_the_default_window_is_ten_turns(tmp_path):
+    """What docs/architecture.md promises: the last 10 turns, unless the endpoint says otherwise."""
+    store = CachingSQLTrackerStore(WINDOW_DOMAIN, dialect="sqlite", db=str(tmp_path / "d.db"))
+    assert store.window_turns == 10
