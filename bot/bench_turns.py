@@ -179,7 +179,7 @@ def run_baseline(tree: Path, revision: str, args, workdir: Path) -> Dict[str, An
     command = [sys.executable, str(Path(__file__).resolve()), "--systems", "ours", "--conversations",
                str(args.conversations), "--turns", str(args.turns), "--seed", str(args.seed), "--json", str(out),
                "--name", f"ours@{revision}", "--timeout", str(args.timeout),
-               "--precision", args.precision]
+               "--precision", args.precision, "--warmup", str(args.warmup)]
     if args.baseline_model:
         command += ["--model", str(args.baseline_model)]
     subprocess.run(command, cwd=str(tree), env=env, check=True)
@@ -217,6 +217,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--at", default="5,50,200", help="the turns to report")
     parser.add_argument("--window", type=int, default=5, help="rounds averaged around each reported turn")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--warmup", type=int, default=200, help="messages from other customers before measuring")
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--systems", default="ours,stock",
                         help="comma list: ours, ours-fp32 (our models in float32, as on a CPU without bfloat16), stock")
@@ -245,7 +246,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 precision = "fp32" if name == "ours-fp32" else args.precision
                 label = args.name if name == "ours" else f"{args.name} (fp32)"
                 rows.append(run_system(label, Assistant, model, PROJECT_ROOT / "bot" / "credentials.yml",
-                                       scripts, workdir, args.timeout, {"ASSISTANT_INFERENCE_PRECISION": precision}))
+                                       scripts, workdir, args.timeout, {"ASSISTANT_INFERENCE_PRECISION": precision},
+                                       warmup=args.warmup))
             elif name == "stock":
                 model = args.stock_model
                 if model is None:  # trained once, kept beside the report for the next run (--stock-model)
@@ -254,7 +256,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 credentials = workdir / "stock_credentials.yml"
                 credentials.write_text("rest:\n")
                 rows.append(run_system("stock-rasa", _stock_assistant_class(), model, credentials, scripts, workdir,
-                                       args.timeout))
+                                       args.timeout, warmup=args.warmup))
             else:
                 parser.error(f"unknown system {name!r}")
         if args.baseline:
