@@ -128,4 +128,4 @@ class FairGate:
 
 
 def from_settings(settings) -> FairGate:
-    return FairGate(getattr(settings, "admission_concurrency", 0), getattr(settings, "admission_queue", 0))
+    return FairGate(settings.admission_concurrency, settings.admission_queue)

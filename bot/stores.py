@@ -24,8 +24,7 @@ the states of the last few turns), ``applied_events``, the whole tracker sent
 to the action server with every custom action and parsed there, the desk's
 scans. In a 200-turn conversation a message cost the Rasa server three times
 what it cost at turn 25 (`bot.bench_turns`). So ``retrieve`` returns the
-session's start (``action_session_start`` and ``session_started`` with their
-own timestamps), then a summary of everything before the window (one
+session's start (its ``session_started``, with its own timestamp), then a summary of everything before the window (one
 ``slot`` event for each slot that is not at its initial value, and the
 active loop's ``active_loop`` event), then the window's events as they were
 stored. The summary is kept with the conversation's events and moved forward
@@ -178,22 +177,29 @@ class CachingSQLTrackerStore(SQLTrackerStore):
 
         Not to a point inside a form (a loop active or a follow-up action due
         there): then to the latest turn before it that is not, or not at all.
+        One replay, from the summary through the turns it may move over.
         """
         with self._lock:
             cut, summary = kept.cut, kept.summary
         events = kept.events
         turns = [i for i in range(cut, len(events)) if isinstance(events[i], UserUttered)]
-        for turn in reversed(turns[1:max(1, len(turns) - self.window_turns + 1)]):
+        candidates = turns[1:max(1, len(turns) - self.window_turns + 1)]
+        if not candidates or not self.domain:
+            return
+        state = DialogueStateTracker.from_events(sender_id, list(summary), self.domain.slots)
+        replayed, moved = cut, None
+        for turn in candidates:
             # The window starts with the action_listen before its first turn, as every turn does.
             new_cut = turn - 1 if _is_listen(events[turn - 1]) else turn
-            state = self._tracker(sender_id, summary + events[cut:new_cut])
-            if state is None or state.active_loop_name or state.followup_action:
-                continue
-            new_summary = self._summary(state, events, events[new_cut].timestamp)
+            for event in events[replayed:new_cut]:
+                state.update(event)
+            replayed = new_cut
+            if not (state.active_loop_name or state.followup_action):
+                moved = (new_cut, self._summary(state, events, events[new_cut].timestamp))
+        if moved is not None:
             with self._lock:
                 if (kept.cut, kept.summary) == (cut, summary):
-                    kept.cut, kept.summary = new_cut, new_summary
-            return
+                    kept.cut, kept.summary = moved
 
     @staticmethod
     def _summary(state: DialogueStateTracker, session: List[Event], at: float) -> List[Event]:

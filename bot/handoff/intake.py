@@ -3,9 +3,10 @@
 `HandoffDesk.receive` (this mixin's) runs each message under its conversation
 id in the logs (`core.logs`), counts and times it (`core.metrics`), applies the
 per-customer rate limit (`bot.ratelimit`: a polite notice, or 429 on REST),
-cuts and redacts it, waits at the admission gate (`bot.admission`: a fair
-turn among customers, or a polite "send it again" when too many wait) (`core.redaction`: Rasa parses, stores and logs only the
-redacted text), and watches the turn for failures (`bot.failures`): a
+cuts and redacts it (`core.redaction`: Rasa parses, stores and logs only the
+redacted text), waits at the admission gate (`bot.admission`: a fair turn
+among customers, or a polite "send it again" when too many wait), and
+watches the turn for failures (`bot.failures`): a
 tracker store or database that fails refuses the message plainly, a custom
 action that fails is told to the customer. Then `HandoffDesk._route` decides
 where the message goes.
@@ -52,8 +53,8 @@ class CustomerIntake:
 
     async def _admitted_turn(self, message: UserMessage, on_new_message: OnNewMessage) -> None:
         """`_guarded_turn` once the admission gate lets the message in; a polite refusal when too many wait."""
-        gate = getattr(self, "gate", None)
-        if gate is None or not gate.enabled:
+        gate = self.gate
+        if not gate.enabled:
             await self._guarded_turn(message, on_new_message)
             return
         began = time.perf_counter()
