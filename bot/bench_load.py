@@ -295,22 +295,39 @@ class Result:
 
 
 async def drive(url: str, people: List[Customer], timeout: float, headers: Dict[str, str],
-                at_second: Optional[Tuple[float, Callable[[], None]]] = None) -> Dict[str, Any]:
+                at_second: Optional[Tuple[float, Callable[[], None]]] = None,
+                on_result: Optional[Callable[[Result], None]] = None, keep_results: bool = True) -> Dict[str, Any]:
     """Send every planned message at its time; collect latency from the scheduled time.
 
-    `at_second` = (s, fn): call `fn()` (on a thread) `s` seconds into the run (the promotion).
+    Each customer is one task that sends its messages at their scheduled
+    times without waiting for the answers (open loop); a planned token of the
+    support-day mix (`bot.load_mix`) is resolved from the replies that
+    customer has had by then. `at_second` = (s, fn): call `fn()` (on a
+    thread) `s` seconds into the run (the promotion). `on_result` sees every
+    result as it comes (the soak's per-minute samples); with `keep_results`
+    False only the running totals are kept, for runs of hours.
     """
     import aiohttp
 
+    from bot.load_mix import CustomerState, state_totals
+
     results: List[Result] = []
+    totals = _Totals()
+    states: Dict[str, CustomerState] = {}
     connector = aiohttp.TCPConnector(limit=0)
     client_timeout = aiohttp.ClientTimeout(total=timeout)
     loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
         start = loop.time() + 1.0
 
-        async def one(sender: str, text: str, at: float) -> None:
-            await asyncio.sleep(max(0.0, start + at - loop.time()))
+        def record(result: Result) -> None:
+            totals.add(result)
+            if keep_results:
+                results.append(result)
+            if on_result is not None:
+                on_result(result)
+
+        async def one(sender: str, text: str, at: float, state: CustomerState) -> None:
             scheduled = start + at
             label = f"{sender}: {text}"
             sent = time.time()
@@ -319,35 +336,109 @@ async def drive(url: str, people: List[Customer], timeout: float, headers: Dict[
                     body = await response.read()
                     latency = (loop.time() - scheduled) * 1000
                     if response.status == 503 and b"again" in body:  # the admission gate's polite refusal
-                        results.append(Result(latency, False, REFUSED, label, at, sent))
+                        record(Result(latency, False, REFUSED, label, at, sent))
                         return
                     if response.status != 200:
-                        results.append(Result(latency, False, f"HTTP {response.status}", label, at, sent))
+                        record(Result(latency, False, f"HTTP {response.status}", label, at, sent))
                         return
                     replies = json.loads(body)
                     if not replies:
-                        results.append(Result(latency, False, "no reply", label, at, sent))
+                        record(Result(latency, False, "no reply", label, at, sent))
                         return
-                    results.append(Result(latency, True, message=label, at=at, sent=sent,
-                                          texts=[str(r.get("text") or "") for r in replies]))
+                    state.seen(replies)
+                    record(Result(latency, True, message=label, at=at, sent=sent,
+                                  texts=[str(r.get("text") or "") for r in replies] if keep_results else []))
             except asyncio.TimeoutError:
-                results.append(Result((loop.time() - scheduled) * 1000, False, "timeout", label, at, sent))
+                record(Result((loop.time() - scheduled) * 1000, False, "timeout", label, at, sent))
             except Exception as exc:  # connection refused, reset, bad JSON
-                results.append(Result((loop.time() - scheduled) * 1000, False, type(exc).__name__, label, at, sent))
+                record(Result((loop.time() - scheduled) * 1000, False, type(exc).__name__, label, at, sent))
+
+        async def customer(person: Customer) -> None:
+            state = states.setdefault(person.sender, CustomerState())
+            pending: set = set()
+            for text, at in zip(person.messages, person.schedule):
+                await asyncio.sleep(max(0.0, start + at - loop.time()))
+                task = asyncio.ensure_future(one(person.sender, state.resolve(text), at, state))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            if pending:
+                await asyncio.gather(*pending)
 
         async def event(second: float, fn: Callable[[], None]) -> None:
             await asyncio.sleep(max(0.0, start + second - loop.time()))
             await loop.run_in_executor(None, fn)
 
-        tasks = [one(p.sender, text, at) for p in people for text, at in zip(p.messages, p.schedule)]
+        tasks = [customer(p) for p in people]
         if at_second is not None:
             tasks.append(event(*at_second))
         began = time.perf_counter()
         await asyncio.gather(*tasks)
         wall = time.perf_counter() - began - 1.0
-    summary = summarise(results, wall)
+    summary = summarise(results, wall) if keep_results else totals.summary(wall)
+    summary["conversation"] = state_totals(states)
     summary["results"] = results
     return summary
+
+
+class _Totals:
+    """Running counts and a latency sample for runs too long to keep every result."""
+
+    def __init__(self) -> None:
+        self.latencies: List[float] = []
+        self.errors: Dict[str, int] = {}
+        self.refused = 0
+        self.answered = 0
+
+    def add(self, r: Result) -> None:
+        self.latencies.append(r.latency_ms)
+        if r.ok:
+            self.answered += 1
+        elif r.error == REFUSED:
+            self.refused += 1
+        else:
+            self.errors[r.error] = self.errors.get(r.error, 0) + 1
+
+    def summary(self, wall: float) -> Dict[str, Any]:
+        lat = np.array(self.latencies or [0.0])
+        return {"messages": len(self.latencies), "answered": self.answered, "errors": sum(self.errors.values()),
+                "refused": self.refused, "error_kinds": self.errors,
+                "throughput": self.answered / wall if wall > 0 else 0.0,
+                "p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
+                "p99": float(np.percentile(lat, 99)), "max": float(lat.max()), "wall_s": wall,
+                "timeline_p95": {}, "failed_examples": [], "per_message": []}
+
+
+async def prewarm(url: str, people: List[Any], timeout: float, concurrency: int = 4) -> Dict[str, Any]:
+    """Send each customer's `history` (long conversations) before the measured run, one message at a time per customer.
+
+    Closed loop, `concurrency` customers at once; returns the count, errors
+    and seconds taken. Tokens are resolved as in `drive`.
+    """
+    import aiohttp
+
+    from bot.load_mix import CustomerState
+
+    began, errors, sent = time.perf_counter(), 0, 0
+    gate = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        async def one(person: Any) -> None:
+            nonlocal errors, sent
+            state = CustomerState()
+            async with gate:
+                for text in getattr(person, "history", []):
+                    try:
+                        async with session.post(url, json={"sender": person.sender, "message": state.resolve(text)}) as r:
+                            body = await r.read()
+                            if r.status == 200:
+                                state.seen(json.loads(body) or [])
+                            else:
+                                errors += 1
+                    except Exception:
+                        errors += 1
+                    sent += 1
+
+        await asyncio.gather(*(one(p) for p in people if getattr(p, "history", None)))
+    return {"messages": sent, "errors": errors, "seconds": time.perf_counter() - began}
 
 
 def summarise(results: List[Result], wall: float) -> Dict[str, Any]:
@@ -602,6 +693,10 @@ def run_system(name: str, model: Path, credentials: Path, args, people: List[Cus
     if name != "stock-rasa":  # bf16 where the CPU has it (auto), or fp32 as on a CPU without it
         env["ASSISTANT_INFERENCE_PRECISION"] = getattr(args, "precision", None) or "auto"
     env.pop("RASA_API_TOKEN", None)
+    if any(getattr(p, "history", None) for p in people):
+        # The long conversations' first 100 turns are sent as fast as the server answers (prewarm), far
+        # above one customer's limit of 30 a minute; the measured traffic stays below it anyway.
+        env["ASSISTANT_RATE_LIMIT_PER_MINUTE"] = "0"
     promote = getattr(args, "promote_at", None) is not None and name == "ours"
     if promote:
         from core import releases
@@ -620,6 +715,10 @@ def run_system(name: str, model: Path, credentials: Path, args, people: List[Cus
     try:
         warm = plan(10, 10, 3, seed=args.seed + 1000)
         asyncio.run(drive(url, warm, args.timeout, {}))
+        if any(getattr(p, "history", None) for p in people):
+            before = asyncio.run(prewarm(url, people, args.timeout))
+            print(f"==> {name}: {before['messages']} messages of history for the long conversations in "
+                  f"{before['seconds']:.0f} s ({before['errors']} errors)", flush=True)
         pids = [pid for p in servers.processes for pid in child_pids(p.pid)]
         rasa_pids = child_pids(servers.processes[-1].pid)
         cpu0, rasa0 = cpu_seconds(pids), cpu_seconds(rasa_pids)
@@ -728,6 +827,94 @@ def table(rows: List[Dict[str, Any]], args) -> str:
     return "\n".join(lines)
 
 
+def customers_for(args, rate: float, prefix: str = "day") -> Tuple[List[Any], str]:
+    """The planned customers for one run at `rate`, and a paragraph saying what the traffic is.
+
+    `prefix` starts every sender id of the support-day mix: runs that share
+    servers give each rate its own, so no conversation carries over.
+    """
+    if args.mix == "support-day":
+        from bot.load_mix import composition, support_day
+
+        people: List[Any] = support_day(args.customers, rate, args.duration, args.seed,
+                                        long_customers=args.long_customers, long_turns=args.long_turns,
+                                        prefix=prefix)
+        c = composition(people)
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(c["kinds"].items()))
+        text = (f"Traffic (support-day mix, bot/load_mix.py): {c['messages']} messages, {c['real_share']:.0%} of them "
+                f"real customer questions (BANKING77 test split); planned {kinds}; {args.long_customers} conversations "
+                f"start {args.long_turns} turns old (sent before the clock starts), {c['past_100_turns']} pass 100 turns, "
+                f"the longest {c['longest_conversation']}. The per-customer limit of 30 messages a minute is off so the "
+                f"history can be sent quickly.\n\n")
+    else:
+        people, text = plan(args.customers, rate, args.duration, args.seed), ""
+    if args.burst_rate:
+        people += burst_plan(rate, args.burst_rate, args.burst_seconds, args.burst_every, args.duration, args.seed)
+    return people, text
+
+
+def keep_stock_model(model: Path, out: Path) -> Path:
+    """A copy of the trained stock model beside the report, for --stock-model next time."""
+    out.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(model, out / "stock-model.tar.gz"))
+
+
+def run_named(name: str, model: Optional[Path], stock_model: Optional[Path], args, people: List[Any],
+              workdir: Path) -> Dict[str, Any]:
+    if name == "ours":
+        return run_system("ours", model, PROJECT_ROOT / "bot" / "credentials.yml", args, people, workdir,
+                          round_no=int(args.rate))
+    if name == "stock":
+        credentials = workdir / "stock_credentials.yml"
+        credentials.write_text("rest:\n")
+        return run_system("stock-rasa", stock_model, credentials, args, people, workdir, round_no=int(args.rate))
+    raise SystemExit(f"unknown system {name!r}")
+
+
+def rates_table(rows: List[Dict[str, Any]], rates: List[float]) -> str:
+    systems = list(dict.fromkeys(r["system"] for r in rows))
+    lines = [
+        "| offered msg/s | system | messages | answered/s | p50 ms | p95 ms | p99 ms | errors | refused (503) | "
+        "handoffs | clicks/ratings sent | CPU ms/msg (all) | CPU ms/msg (Rasa) | load avg |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        conv = r.get("conversation", {})
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(r["error_kinds"].items()))
+        lines.append(
+            f"| {r['rate']:.0f} | {r['system']} | {r['messages']} | {r['throughput']:.1f} | {r['p50']:.0f} | "
+            f"{r['p95']:.0f} | {r['p99']:.0f} | {r['errors']}{' (' + kinds + ')' if kinds else ''} | "
+            f"{r.get('refused', 0)} | {conv.get('handoffs', 0)} | {sum(conv.get('clicks_and_ratings', {}).values())} | "
+            f"{r['cpu_ms_per_msg']:.1f} | {r['rasa_cpu_ms_per_msg']:.1f} | {r['load_avg']:.1f} |")
+    lines.append("")
+    for name in systems:
+        good = [r["rate"] for r in rows if r["system"] == name and r["p95"] < 100 and r["errors"] == 0]
+        lines.append(f"Highest offered rate with p95 under 100 ms and no errors, {name}: "
+                     + (f"{max(good):.0f} msg/s" if good else f"none of {', '.join(f'{x:.0f}' for x in rates)}"))
+    return "\n".join(lines)
+
+
+def report_rates(rows: List[Dict[str, Any]], args, rates: List[float], mix_report: str) -> int:
+    report = (f"CPU: {cpu_description()}; our serving precision: {args.precision}\n\n" + mix_report
+              + f"Open loop over {args.customers} customers, {args.duration:.0f} s per rate, each rate on freshly "
+                f"started servers with fresh databases; latency from each message's scheduled send time; "
+                f"timeout {args.timeout:.0f} s.\n\n" + rates_table(rows, rates))
+    for r in rows:
+        if r.get("stages"):
+            report += f"\n\nMean per stage, {r['system']} at {r['rate']:.0f} msg/s (from /metrics): " + ", ".join(
+                f"{k} {v:.1f} ms" for k, v in sorted(r["stages"].items()))
+    if args.stock_epochs and "stock" in args.systems:
+        report += f"\n\nStock Rasa trained with {args.stock_epochs} epochs instead of 100."
+    print("\n" + report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "load.md").write_text(report + "\n")
+    for row in rows:
+        row.pop("metrics", None)
+        row.pop("per_message", None)
+    (args.out / "load.json").write_text(json.dumps(rows, indent=2, default=str))
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=50.0, help="offered messages per second")
@@ -752,15 +939,39 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--burst-every", type=float, default=60.0, help="seconds from one burst to the next")
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                         help="our models' serving precision (fp32: as on a CPU without bfloat16)")
+    parser.add_argument("--mix", choices=("scripted", "support-day"), default="scripted",
+                        help="scripted: the demo's held-out utterances in short scripts; support-day: bot.load_mix "
+                             "(a third or more real BANKING77 questions, long conversations, handoffs, forms, clicks, ratings)")
+    parser.add_argument("--rates", help="comma list of offered rates, each run on freshly started servers (overrides --rate)")
+    parser.add_argument("--long-customers", type=int, default=10,
+                        help="support-day: customers whose conversation is --long-turns messages old when the run starts")
+    parser.add_argument("--long-turns", type=int, default=100)
     args = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-load-"))
-    people = plan(args.customers, args.rate, args.duration, args.seed)
-    if args.burst_rate:
-        people += burst_plan(args.rate, args.burst_rate, args.burst_seconds, args.burst_every, args.duration, args.seed)
+    rates = [float(x) for x in args.rates.split(",")] if args.rates else [args.rate]
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     rows = []
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    mix_report = ""
+    if len(rates) > 1:
+        if args.baseline or args.promote_at is not None:
+            parser.error("--rates runs each rate on fresh servers; use --rate with --baseline or --promote-at")
+        try:
+            model = args.model or prepare(env, PROJECT_ROOT / "config.yml", Path(get_settings().model_dir)) \
+                if "ours" in systems else None
+            stock_model = (args.stock_model or keep_stock_model(train_stock(workdir, args.stock_epochs), args.out)) \
+                if "stock" in systems else None
+            for rate in rates:
+                args.rate = rate
+                people, mix_report = customers_for(args, rate)
+                for name in systems:
+                    rows.append(run_named(name, model, stock_model, args, people, workdir))
+                    rows[-1]["rate"] = rate
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return report_rates(rows, args, rates, mix_report)
+    people, mix_report = customers_for(args, args.rate)
     try:
         if args.baseline:
             tree = checkout(args.baseline, workdir)
@@ -778,7 +989,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 model = args.model or prepare(env, PROJECT_ROOT / "config.yml", Path(get_settings().model_dir))
                 rows.append(run_system("ours", model, PROJECT_ROOT / "bot" / "credentials.yml", args, people, workdir))
             elif name == "stock":
-                model = args.stock_model or train_stock(workdir, args.stock_epochs)
+                model = args.stock_model or keep_stock_model(train_stock(workdir, args.stock_epochs), args.out)
                 credentials = workdir / "stock_credentials.yml"
                 credentials.write_text("rest:\n")
                 rows.append(run_system("stock-rasa", model, credentials, args, people, workdir))
@@ -786,7 +997,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 parser.error(f"unknown system {name!r}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    report = f"CPU: {cpu_description()}; our serving precision: {args.precision}\n\n" + table(rows, args)
+    report = f"CPU: {cpu_description()}; our serving precision: {args.precision}\n\n" + mix_report + table(rows, args)
     for row in rows:
         if row.get("burst"):
             report += "\n\n" + burst_table(row)
