@@ -861,9 +861,15 @@ def keep_stock_model(model: Path, out: Path) -> Path:
 
 def run_named(name: str, model: Optional[Path], stock_model: Optional[Path], args, people: List[Any],
               workdir: Path) -> Dict[str, Any]:
-    if name == "ours":
-        return run_system("ours", model, PROJECT_ROOT / "bot" / "credentials.yml", args, people, workdir,
-                          round_no=int(args.rate))
+    if name in ("ours", "ours-fp32"):
+        precision = args.precision
+        if name == "ours-fp32":  # bfloat16 off, as on a CPU without it, in the same invocation
+            args.precision = "fp32"
+        try:
+            return run_system(name, model, PROJECT_ROOT / "bot" / "credentials.yml", args, people, workdir,
+                              round_no=int(args.rate))
+        finally:
+            args.precision = precision
     if name == "stock":
         credentials = workdir / "stock_credentials.yml"
         credentials.write_text("rest:\n")
@@ -925,7 +931,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--model", type=Path, help="our Rasa model archive (default: newest in models/, trained if none)")
     parser.add_argument("--stock-model", type=Path, help="a trained stock model archive (default: train one)")
     parser.add_argument("--stock-epochs", type=int, default=None, help="shorten the stock 100 epochs (stated in the report)")
-    parser.add_argument("--systems", default="ours,stock", help="comma list: ours, stock")
+    parser.add_argument("--systems", default="ours,stock",
+                        help="comma list: ours, stock; with --rates also ours-fp32 (ours with bfloat16 off)")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "reports" / "load")
     parser.add_argument("--baseline", help="also run this git revision of the project (before/after), alternating with ours")
     parser.add_argument("--rounds", type=int, default=1, help="with --baseline: rounds of ours, then the baseline")
@@ -959,7 +966,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             parser.error("--rates runs each rate on fresh servers; use --rate with --baseline or --promote-at")
         try:
             model = args.model or prepare(env, PROJECT_ROOT / "config.yml", Path(get_settings().model_dir)) \
-                if "ours" in systems else None
+                if {"ours", "ours-fp32"} & set(systems) else None
             stock_model = (args.stock_model or keep_stock_model(train_stock(workdir, args.stock_epochs), args.out)) \
                 if "stock" in systems else None
             for rate in rates:
