@@ -53,8 +53,9 @@ def token(kind: str, otherwise: str) -> str:
     return f"{kind}|{otherwise}"
 
 
-def banking77_questions(path: Path = BANKING77_TEST) -> List[str]:
+def banking77_questions(path: Optional[Path] = None) -> List[str]:
     """BANKING77's test utterances (real customers' questions), in file order."""
+    path = Path(path or BANKING77_TEST)
     if not path.exists():
         raise SystemExit(f"{path} is missing: the support-day mix reads BANKING77's test split from ../shared/data")
     return [str(row["text"]).strip() for _, row in read_csv(path, required=["text"]) if str(row["text"]).strip()]
