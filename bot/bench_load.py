@@ -67,6 +67,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import yaml
 
+from bot.load_mix import fill_schedule
 from bot.serve import Assistant, prepare
 from core.encoder import cpu_description
 from core.settings import PROJECT_ROOT, get_settings
@@ -158,23 +159,8 @@ def plan(customers: int, rate: float, duration: float, seed: int, jitter: float 
     gap = customers / rate  # each customer's mean time between messages
     people = []
     for i in range(customers):
-        t = rng.uniform(0, gap)
-        messages: List[str] = []
-        times: List[float] = []
-        while t < duration:
-            script = conversation_scripts(rng, 1)[0]
-            for _ in range(20):
-                # A customer who types the very same question again within a few messages is
-                # frustrated (the desk hands them to a person); these simulated ones are not.
-                if len(set(script)) == len(script) and not set(script) & set(messages[-10:]):
-                    break
-                script = conversation_scripts(rng, 1)[0]
-            for text in script:
-                if t >= duration:
-                    break
-                messages.append(text)
-                times.append(t)
-                t += gap * rng.uniform(1 - jitter, 1 + jitter)
+        messages, times = fill_schedule(rng, lambda: conversation_scripts(rng, 1)[0], rng.uniform(0, gap), duration,
+                                        gap, jitter)
         people.append(Customer(f"load-{seed}-{i:04d}", messages, times))
     return people
 
@@ -486,13 +472,23 @@ def cpu_seconds(pids: List[int]) -> float:
     return total
 
 
-def child_pids(root: int) -> List[int]:
-    """`root` and its descendants."""
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
+def child_map() -> Dict[int, List[int]]:
+    """parent pid -> its children's pids, for every process now (Linux /proc)."""
     children: Dict[int, List[int]] = {}
-    for line in out.splitlines():
-        pid, ppid = map(int, line.split())
-        children.setdefault(ppid, []).append(pid)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int(Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def child_pids(root: int, children: Optional[Dict[int, List[int]]] = None) -> List[int]:
+    """`root` and its descendants (`children`: a `child_map` to reuse for several roots)."""
+    children = child_map() if children is None else children
     found, todo = [], [root]
     while todo:
         pid = todo.pop()
@@ -911,14 +907,20 @@ def report_rates(rows: List[Dict[str, Any]], args, rates: List[float], mix_repor
                 f"{k} {v:.1f} ms" for k, v in sorted(r["stages"].items()))
     if args.stock_epochs and "stock" in args.systems:
         report += f"\n\nStock Rasa trained with {args.stock_epochs} epochs instead of 100."
-    print("\n" + report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "load.md").write_text(report + "\n")
-    for row in rows:
-        row.pop("metrics", None)
-        row.pop("per_message", None)
-    (args.out / "load.json").write_text(json.dumps(rows, indent=2, default=str))
+    save_report(args.out, report, rows, by_rate=True)
     return 0
+
+
+def save_report(out: Path, report: str, rows: List[Dict[str, Any]], by_rate: bool = False) -> None:
+    """Print the report; write load.md, load.json and each server's /metrics text into `out`."""
+    print("\n" + report)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "load.md").write_text(report + "\n")
+    for row in rows:
+        for server, text in row.pop("metrics", {}).items():
+            rate = f"-{row['rate']:g}" if by_rate else ""
+            (out / f"metrics-{row['system']}{rate}-{server}.txt").write_text(text)
+    (out / "load.json").write_text(json.dumps(rows, indent=2, default=str))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -1013,13 +1015,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             report += "\n\nHot swap, " + row["system"] + ":\n" + hot_swap_table(row["hot_swap"])
     if args.stock_epochs and "stock" in systems:
         report += f"\n\nStock Rasa trained with {args.stock_epochs} epochs instead of 100."
-    print("\n" + report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "load.md").write_text(report + "\n")
-    for row in rows:
-        for server, text in row.pop("metrics", {}).items():
-            (args.out / f"metrics-{row['system']}-{server}.txt").write_text(text)
-    (args.out / "load.json").write_text(json.dumps(rows, indent=2, default=str))
+    save_report(args.out, report, rows)
     return 0
 
 

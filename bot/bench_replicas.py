@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from bot.bench_load import child_map, child_pids
 from core.settings import PROJECT_ROOT
 
 SLO_P95_MS = 100.0  # the latency a rate must keep to count as served
@@ -126,31 +127,6 @@ def spread(replicas: int, action_servers: int) -> List[List[int]]:
 
 
 # ------------------------------------------------------------------------ measuring
-def _children() -> Dict[int, List[int]]:
-    """ppid -> pids of every process now (Linux /proc)."""
-    found: Dict[int, List[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int(Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        found.setdefault(ppid, []).append(int(entry.name))
-    return found
-
-
-def process_tree(root: int, children: Optional[Dict[int, List[int]]] = None) -> List[int]:
-    """`root` and its descendants."""
-    children = _children() if children is None else children
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
 def tree_cpu_seconds(root: int, children: Optional[Dict[int, List[int]]] = None) -> float:
     """CPU seconds of `root`'s process tree so far, the children it has reaped included.
 
@@ -160,7 +136,7 @@ def tree_cpu_seconds(root: int, children: Optional[Dict[int, List[int]]] = None)
     """
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
-    for pid in process_tree(root, children):
+    for pid in child_pids(root, children):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += sum(int(x) for x in fields[11:15])
@@ -172,7 +148,7 @@ def tree_cpu_seconds(root: int, children: Optional[Dict[int, List[int]]] = None)
 def tree_rss_mb(root: int, children: Optional[Dict[int, List[int]]] = None) -> float:
     """Resident memory of `root`'s process tree, MB (VmRSS, so shared pages count in each process)."""
     kb = 0
-    for pid in process_tree(root, children):
+    for pid in child_pids(root, children):
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -190,7 +166,7 @@ def machine_jiffies() -> Tuple[int, int]:
 
 def cpu_snapshot(roots: Dict[str, List[int]]) -> Dict[str, float]:
     """CPU seconds so far of each part's process trees, and of this process (the load driver)."""
-    children = _children()
+    children = child_map()
     snapshot = {part: sum(tree_cpu_seconds(pid, children) for pid in pids) for part, pids in roots.items()}
     snapshot["driver"] = time.process_time()
     return snapshot
@@ -225,7 +201,7 @@ class Stack:
 
     def memory(self) -> Dict[str, List[float]]:
         """MB resident now: each Rasa replica, each action server (in replica / action-server order)."""
-        children = _children()
+        children = child_map()
         return {"rasa": [round(tree_rss_mb(pid, children), 1) for pid in self.roots["rasa"]],
                 "actions": [round(tree_rss_mb(pid, children), 1) for pid in self.roots["actions"]]}
 

@@ -48,7 +48,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from bot.bench_load import REFUSED, customers_for, drive, free_port, plan, prewarm
+from bot.bench_load import REFUSED, child_map, child_pids, customers_for, drive, free_port, plan, prewarm
 from core.files import write_text_atomically
 from core.settings import PROJECT_ROOT
 
@@ -109,20 +109,11 @@ def fd_count(pids: Sequence[int]) -> Optional[int]:
 
 
 def process_trees(roots: Dict[str, int]) -> Dict[str, List[int]]:
-    """name -> the root's pid and all its descendants, from one `ps` listing."""
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
-    children: Dict[int, List[int]] = defaultdict(list)
-    for line in out.splitlines():
-        pid, ppid = map(int, line.split())
-        children[ppid].append(pid)
+    """name -> the root's pid and all its descendants, from one listing of the processes."""
+    children = child_map()
     trees = {}
     for name, root in roots.items():
-        found, todo = [], [root]
-        while todo:
-            pid = todo.pop()
-            found.append(pid)
-            todo.extend(children.get(pid, []))
-        trees[name] = found
+        trees[name] = child_pids(root, children)
     return trees
 
 

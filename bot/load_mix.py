@@ -33,7 +33,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from core.records import read_csv
 from core.settings import PROJECT_ROOT
@@ -121,20 +121,21 @@ class MixCustomer:
     history: List[str] = field(default_factory=list)  # sent before the measured run (long conversations)
 
 
-def _fill(rng: random.Random, src: Sources, start: float, until: float, gap: float, jitter: float,
-          recent: Sequence[str] = ()) -> Tuple[List[str], List[float]]:
+def fill_schedule(rng: random.Random, next_conversation: Callable[[], List[str]], start: float, until: float,
+                  gap: float, jitter: float, recent: Sequence[str] = ()) -> Tuple[List[str], List[float]]:
+    """One customer's conversations one after another, a message every `gap` seconds (± `jitter`), until `until`."""
     messages: List[str] = []
     times: List[float] = []
     t = start
     while t < until:
-        script = conversation(rng, src)
+        script = next_conversation()
         for _ in range(20):
             # A customer who types the same words again within a few messages is frustrated (the desk
             # hands them to a person); these simulated customers are not, so no repeats close together.
             plain = [m for m in script if not m.startswith("<")]
             if len(set(plain)) == len(plain) and not set(plain) & set((list(recent) + messages)[-10:]):
                 break
-            script = conversation(rng, src)
+            script = next_conversation()
         for text in script:
             if t >= until:
                 break
@@ -156,8 +157,9 @@ def support_day(customers: int, rate: float, duration: float, seed: int, long_cu
         history: List[str] = []
         if i < long_customers:
             # Whole conversations one after another, as the same customer would have had them.
-            history = _fill(rng, src, 0.0, float(long_turns), 1.0, 0.0)[0]
-        messages, times = _fill(rng, src, rng.uniform(0, gap), duration, gap, jitter, history)
+            history = fill_schedule(rng, lambda: conversation(rng, src), 0.0, float(long_turns), 1.0, 0.0)[0]
+        messages, times = fill_schedule(rng, lambda: conversation(rng, src), rng.uniform(0, gap), duration, gap,
+                                        jitter, history)
         kind = "long" if i < long_customers else "cust"
         people.append(MixCustomer(f"{prefix}-{seed}-{kind}-{i:04d}", messages, times, history))
     return people

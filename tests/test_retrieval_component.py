@@ -139,6 +139,32 @@ def test_ratings_are_read_incrementally(index_dir, tmp_path):
     assert feedback.votes(index.encode(["joint account for two"])[0], "joint") == {"up": 1, "down": 1, "net": pytest.approx(0.0, abs=1e-4)}
 
 
+def test_a_rating_that_becomes_visible_out_of_id_order_is_read_at_the_next_reread(index_dir, tmp_path):
+    """Each refresh reads what is newer than the newest id seen; the window behind it every reread_every_s."""
+    import sqlalchemy as sa
+
+    from core.db import answer_ratings, connect
+
+    db_url = f"sqlite:///{tmp_path / 'ratings.db'}"
+    index = AnswerIndex.load(index_dir)
+    now = [0.0]
+    feedback = AnswerFeedback(index.encode, database_url=db_url, reread_every_s=5.0, clock=lambda: now[0])
+    record_rating(history_answer_id("joint"), "up", "joint account for two", database_url=db_url)
+    assert feedback.refresh() == 1
+    newest = feedback._last_id
+    with connect(db_url).begin() as conn:  # a later row that took its id late (another transaction)
+        row = conn.execute(sa.select(answer_ratings).where(answer_ratings.c.id == newest)).mappings().one()
+        conn.execute(answer_ratings.insert().values({**row, "id": newest + 5}))
+        conn.execute(answer_ratings.insert().values({**row, "id": newest + 2}))
+    assert feedback.refresh() == 2
+    with connect(db_url).begin() as conn:
+        conn.execute(answer_ratings.insert().values({**row, "id": newest + 1}))
+    now[0] = 1.0
+    assert feedback.refresh() == 0  # behind the newest id seen: not read on every message
+    now[0] = 6.0
+    assert feedback.refresh() == 1  # the window behind it, every reread_every_s
+
+
 def test_an_unreachable_ratings_database_does_not_stop_answers(index_dir, tmp_path):
     retriever = make_retriever(tmp_path, index_dir=str(index_dir), database_url="sqlite:////proc/no/such/dir/x.db")
 
