@@ -49,3 +49,16 @@ def test_two_replicas_behind_nginx_share_two_action_servers(session_env, tmp_pat
     data = json.loads((out / "replicas.json").read_text())
     assert len(data["rows"]) == 1 and data["rows"][0]["errors"] == 0 and data["rows"][0]["messages"] > 20
     assert "sizing" in data and (out / "replicas.md").read_text().strip()
+
+
+def test_rates_of_a_support_day_run_each_on_fresh_servers(session_env, tmp_path, capsys):
+    from bot import bench_load
+
+    assert bench_load.main(["--systems", "ours", "--mix", "support-day", "--rates", "3,5", "--customers", "10",
+                            "--duration", "6", "--long-customers", "1", "--long-turns", "6",
+                            "--model", str(session_env["model"]), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Traffic (support-day mix" in out and "Highest offered rate with p95 under 100 ms" in out
+    rows = json.loads((tmp_path / "load.json").read_text())
+    assert [r["rate"] for r in rows] == [3.0, 5.0] and all(r["errors"] == 0 for r in rows)
+    assert (tmp_path / "metrics-ours-3-rasa.txt").exists()
