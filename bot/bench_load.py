@@ -40,7 +40,16 @@ store), started by the same launcher, so both get one BLAS/OpenMP thread:
   Memoization, Rule, UnexpecTED, TED with 100 epochs) on the same domain,
   NLU data and stories, through Rasa's built-in REST channel.
 
-The conversations are built from held-out utterances (bot/tests/heldout_nlu.yml)
+With ``--mix support-day`` the traffic is a support day's (bot/load_mix.py):
+at least a third real customer questions (BANKING77's test split from
+../shared/data), conversations already 100 turns old, handoffs, the card
+freeze form, suggestion clicks and ratings. ``--rates 50,80,100,120`` runs
+each rate on freshly started servers, and ``--systems`` may then also name
+``ours-fp32`` (ours with bfloat16 off), so one invocation gives the table:
+
+    python -m bot.bench_load --systems ours,ours-fp32,stock --mix support-day --rates 50,80,100,120 --customers 300
+
+By default the conversations are built from held-out utterances (bot/tests/heldout_nlu.yml)
 and from questions of the answer history, so the server has not seen them
 word for word in training. Per-stage latency (NLU, retrieval, actions) comes
 from the servers' /metrics where the running server has it.
