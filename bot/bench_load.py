@@ -375,6 +375,11 @@ async def drive(url: str, people: List[Customer], timeout: float, headers: Dict[
     return summary
 
 
+def outcome(r: Result) -> str:
+    """"answered", "refused" (the admission gate's polite 503, not an error) or "errors"."""
+    return "answered" if r.ok else "refused" if r.error == REFUSED else "errors"
+
+
 class _Totals:
     """Running counts and a latency sample for runs too long to keep every result."""
 
@@ -386,15 +391,17 @@ class _Totals:
 
     def add(self, r: Result) -> None:
         self.latencies.append(r.latency_ms)
-        if r.ok:
+        kind = outcome(r)
+        if kind == "answered":
             self.answered += 1
-        elif r.error == REFUSED:
+        elif kind == "refused":
             self.refused += 1
         else:
             self.errors[r.error] = self.errors.get(r.error, 0) + 1
 
     def summary(self, wall: float) -> Dict[str, Any]:
         lat = np.array(self.latencies or [0.0])
+        # refused: answered at once with "send it again in a few seconds" (HTTP 503), not an error
         return {"messages": len(self.latencies), "answered": self.answered, "errors": sum(self.errors.values()),
                 "refused": self.refused, "error_kinds": self.errors,
                 "throughput": self.answered / wall if wall > 0 else 0.0,
@@ -437,33 +444,20 @@ async def prewarm(url: str, people: List[Any], timeout: float, concurrency: int 
 
 
 def summarise(results: List[Result], wall: float) -> Dict[str, Any]:
-    latencies = np.array([r.latency_ms for r in results]) if results else np.array([0.0])
-    errors: Dict[str, int] = {}
-    refused = sum(r.error == REFUSED for r in results)
+    """`_Totals` of the results, with each second's p95, the first failures and every message's timing."""
+    totals = _Totals()
     for r in results:
-        if not r.ok and r.error != REFUSED:
-            errors[r.error] = errors.get(r.error, 0) + 1
-    answered = sum(r.ok for r in results)
+        totals.add(r)
     timeline: Dict[int, List[float]] = {}
     for r in results:
         timeline.setdefault(int(r.at), []).append(r.latency_ms)
     return {
+        **totals.summary(wall),
         # p95 latency of the messages scheduled in each second: shows whether the tail is steady or a stall
         "timeline_p95": {s: float(np.percentile(v, 95)) for s, v in sorted(timeline.items())},
         "failed_examples": [f"{r.error}: {r.message}" for r in results if not r.ok and r.message][:10],
         # Every message: scheduled second, latency, "sender: text" (for looking into the tail).
         "per_message": [(round(r.at, 3), round(r.latency_ms, 1), r.message) for r in results],
-        "messages": len(results),
-        "answered": answered,
-        "errors": sum(errors.values()),
-        "refused": refused,  # answered at once with "send it again in a few seconds" (HTTP 503)
-        "error_kinds": errors,
-        "throughput": answered / wall if wall > 0 else 0.0,
-        "p50": float(np.percentile(latencies, 50)),
-        "p95": float(np.percentile(latencies, 95)),
-        "p99": float(np.percentile(latencies, 99)),
-        "max": float(latencies.max()),
-        "wall_s": wall,
     }
 
 
@@ -674,6 +668,26 @@ def hot_swap_table(swap: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def bench_env(history: bool, precision: Optional[str] = None, **extra: str) -> Dict[str, str]:
+    """The servers' environment in every load benchmark (this one, bench_soak, bench_replicas), plus `extra`.
+
+    Open REST (demo mode, no API token) and no per-address ingress limit:
+    every synthetic customer comes from this one address, which the limit
+    would rightly throttle. With `history` (long conversations sent before
+    the clock starts, as fast as the server answers, far above one
+    customer's limit of 30 a minute; the measured traffic stays below it)
+    the per-customer limit is off. `precision`: our models' serving precision.
+    """
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               ASSISTANT_ENV="demo", ASSISTANT_INGRESS_PER_ADDRESS_PER_MINUTE="0", **extra)
+    env.pop("RASA_API_TOKEN", None)
+    if precision is not None:
+        env["ASSISTANT_INFERENCE_PRECISION"] = precision
+    if history:
+        env["ASSISTANT_RATE_LIMIT_PER_MINUTE"] = "0"
+    return env
+
+
 def run_system(name: str, model: Path, credentials: Path, args, people: List[Customer], workdir: Path,
                round_no: int = 1) -> Dict[str, Any]:
     """Start one system, warm it, drive the load, scrape stages, stop it (fresh databases for every round).
@@ -685,23 +699,14 @@ def run_system(name: str, model: Path, credentials: Path, args, people: List[Cus
 
     run_dir = workdir / (name if round_no == 1 else f"{name}-{round_no}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+    has_history = any(getattr(p, "history", None) for p in people)
+    env = bench_env(
+        has_history,
+        # bf16 where the CPU has it (auto), or fp32 as on a CPU without it; stock Rasa has no such switch
+        None if name == "stock-rasa" else getattr(args, "precision", None) or "auto",
         ASSISTANT_DATABASE_URL=f"sqlite:///{run_dir / 'assistant.db'}",
         ASSISTANT_TRACKER_DB=str(run_dir / "tracker.db"),
-        # Open REST (demo mode) and no per-address ingress limit: every synthetic customer
-        # comes from this one address, which the limit would rightly throttle.
-        ASSISTANT_ENV="demo",
-        ASSISTANT_INGRESS_PER_ADDRESS_PER_MINUTE="0",
     )
-    if name != "stock-rasa":  # bf16 where the CPU has it (auto), or fp32 as on a CPU without it
-        env["ASSISTANT_INFERENCE_PRECISION"] = getattr(args, "precision", None) or "auto"
-    env.pop("RASA_API_TOKEN", None)
-    if any(getattr(p, "history", None) for p in people):
-        # The long conversations' first 100 turns are sent as fast as the server answers (prewarm), far
-        # above one customer's limit of 30 a minute; the measured traffic stays below it anyway.
-        env["ASSISTANT_RATE_LIMIT_PER_MINUTE"] = "0"
     promote = getattr(args, "promote_at", None) is not None and name == "ours"
     if promote:
         from core import releases
@@ -720,7 +725,7 @@ def run_system(name: str, model: Path, credentials: Path, args, people: List[Cus
     try:
         warm = plan(10, 10, 3, seed=args.seed + 1000)
         asyncio.run(drive(url, warm, args.timeout, {}))
-        if any(getattr(p, "history", None) for p in people):
+        if has_history:
             before = asyncio.run(prewarm(url, people, args.timeout))
             print(f"==> {name}: {before['messages']} messages of history for the long conversations in "
                   f"{before['seconds']:.0f} s ({before['errors']} errors)", flush=True)
@@ -864,22 +869,35 @@ def keep_stock_model(model: Path, out: Path) -> Path:
     return Path(shutil.copy(model, out / "stock-model.tar.gz"))
 
 
+SYSTEMS = {"ours", "ours-fp32", "stock"}
+
+
+def trained_models(args, systems: List[str], workdir: Path) -> Tuple[Optional[Path], Optional[Path]]:
+    """(our model, stock model) for the systems named: the archives given, else trained (stock's copy kept in --out)."""
+    model = stock_model = None
+    if {"ours", "ours-fp32"} & set(systems):
+        env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+        model = args.model or prepare(env, PROJECT_ROOT / "config.yml", Path(get_settings().model_dir))
+    if "stock" in systems:
+        stock_model = args.stock_model or keep_stock_model(train_stock(workdir, args.stock_epochs), args.out)
+    return model, stock_model
+
+
 def run_named(name: str, model: Optional[Path], stock_model: Optional[Path], args, people: List[Any],
               workdir: Path) -> Dict[str, Any]:
-    if name in ("ours", "ours-fp32"):
-        precision = args.precision
-        if name == "ours-fp32":  # bfloat16 off, as on a CPU without it, in the same invocation
-            args.precision = "fp32"
-        try:
-            return run_system(name, model, PROJECT_ROOT / "bot" / "credentials.yml", args, people, workdir,
-                              round_no=int(args.rate))
-        finally:
-            args.precision = precision
+    """One of `SYSTEMS` under the load: ours (bfloat16 where the CPU has it), ours in fp32, or stock Rasa."""
     if name == "stock":
         credentials = workdir / "stock_credentials.yml"
         credentials.write_text("rest:\n")
         return run_system("stock-rasa", stock_model, credentials, args, people, workdir, round_no=int(args.rate))
-    raise SystemExit(f"unknown system {name!r}")
+    precision = args.precision
+    if name == "ours-fp32":  # bfloat16 off, as on a CPU without it, in the same invocation
+        args.precision = "fp32"
+    try:
+        return run_system(name, model, PROJECT_ROOT / "bot" / "credentials.yml", args, people, workdir,
+                          round_no=int(args.rate))
+    finally:
+        args.precision = precision
 
 
 def rates_table(rows: List[Dict[str, Any]], rates: List[float]) -> str:
@@ -943,7 +961,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--stock-model", type=Path, help="a trained stock model archive (default: train one)")
     parser.add_argument("--stock-epochs", type=int, default=None, help="shorten the stock 100 epochs (stated in the report)")
     parser.add_argument("--systems", default="ours,stock",
-                        help="comma list: ours, stock; with --rates also ours-fp32 (ours with bfloat16 off)")
+                        help="comma list: ours, ours-fp32 (ours with bfloat16 off), stock")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "reports" / "load")
     parser.add_argument("--baseline", help="also run this git revision of the project (before/after), alternating with ours")
     parser.add_argument("--rounds", type=int, default=1, help="with --baseline: rounds of ours, then the baseline")
@@ -969,17 +987,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-load-"))
     rates = [float(x) for x in args.rates.split(",")] if args.rates else [args.rate]
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = set(systems) - SYSTEMS
+    if unknown:
+        parser.error(f"unknown system {sorted(unknown)[0]!r} (known: {', '.join(sorted(SYSTEMS))})")
     rows = []
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    mix_report = ""
     if len(rates) > 1:
         if args.baseline or args.promote_at is not None:
             parser.error("--rates runs each rate on fresh servers; use --rate with --baseline or --promote-at")
         try:
-            model = args.model or prepare(env, PROJECT_ROOT / "config.yml", Path(get_settings().model_dir)) \
-                if {"ours", "ours-fp32"} & set(systems) else None
-            stock_model = (args.stock_model or keep_stock_model(train_stock(workdir, args.stock_epochs), args.out)) \
-                if "stock" in systems else None
+            model, stock_model = trained_models(args, systems, workdir)
             for rate in rates:
                 args.rate = rate
                 people, mix_report = customers_for(args, rate)
@@ -991,9 +1007,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return report_rates(rows, args, rates, mix_report)
     people, mix_report = customers_for(args, args.rate)
     try:
+        model, stock_model = trained_models(args, systems + (["ours"] if args.baseline else []), workdir)
         if args.baseline:
             tree = checkout(args.baseline, workdir)
-            model = args.model or prepare(env, PROJECT_ROOT / "config.yml", Path(get_settings().model_dir))
             try:
                 for round_no in range(1, args.rounds + 1):
                     rows.append(run_system("ours", model, PROJECT_ROOT / "bot" / "credentials.yml", args, people, workdir,
@@ -1003,16 +1019,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=str(PROJECT_ROOT))
             systems = [s for s in systems if s != "ours"]
         for name in systems:
-            if name == "ours":
-                model = args.model or prepare(env, PROJECT_ROOT / "config.yml", Path(get_settings().model_dir))
-                rows.append(run_system("ours", model, PROJECT_ROOT / "bot" / "credentials.yml", args, people, workdir))
-            elif name == "stock":
-                model = args.stock_model or keep_stock_model(train_stock(workdir, args.stock_epochs), args.out)
-                credentials = workdir / "stock_credentials.yml"
-                credentials.write_text("rest:\n")
-                rows.append(run_system("stock-rasa", model, credentials, args, people, workdir))
-            else:
-                parser.error(f"unknown system {name!r}")
+            rows.append(run_named(name, model, stock_model, args, people, workdir))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report = f"CPU: {cpu_description()}; our serving precision: {args.precision}\n\n" + mix_report + table(rows, args)

@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from bot.bench_load import child_map, child_pids
+from bot.bench_load import bench_env, child_map, child_pids
 from core.settings import PROJECT_ROOT
 
 SLO_P95_MS = 100.0  # the latency a rate must keep to count as served
@@ -208,13 +208,10 @@ class Stack:
 
 def server_env(args, tracker_url: str, database_url: str, lock_url: str) -> Dict[str, str]:
     """The environment of every server: bench_load.run_system's, with the shared stores of test_scaleout."""
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-        # Open REST (demo mode) and no per-address ingress limit: every synthetic customer comes from here.
-        ASSISTANT_ENV="demo",
-        ASSISTANT_INGRESS_PER_ADDRESS_PER_MINUTE="0",
-        ASSISTANT_INFERENCE_PRECISION=args.precision,
+    return bench_env(
+        # The long conversations' history is sent before each rate's clock starts (prewarm).
+        args.long_customers > 0 and args.long_turns > 0,
+        args.precision,
         ASSISTANT_TRACKER_URL=tracker_url,
         ASSISTANT_DATABASE_URL=database_url,
         ASSISTANT_LOCK_STORE_URL=lock_url,
@@ -222,12 +219,6 @@ def server_env(args, tracker_url: str, database_url: str, lock_url: str) -> Dict
         # One secret for every action server and replica (Assistant would otherwise make one per group).
         ACTION_SERVER_SECRET=secrets.token_urlsafe(32),
     )
-    env.pop("RASA_API_TOKEN", None)
-    if args.long_customers > 0 and args.long_turns > 0:
-        # The long conversations' history is sent as fast as the servers answer (prewarm), far above one
-        # customer's limit of 30 a minute; the measured traffic stays below it anyway.
-        env["ASSISTANT_RATE_LIMIT_PER_MINUTE"] = "0"
-    return env
 
 
 def _log_tails(folder: Path, chars: int = 3000) -> str:

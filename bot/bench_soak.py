@@ -48,7 +48,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from bot.bench_load import REFUSED, child_map, child_pids, customers_for, drive, free_port, plan, prewarm
+from bot.bench_load import (bench_env, child_map, child_pids, customers_for, drive, free_port, outcome, plan,
+                            prewarm)
 from core.files import write_text_atomically
 from core.settings import PROJECT_ROOT
 
@@ -162,7 +163,7 @@ class Windows:
         self.lock = threading.Lock()
 
     def add(self, result) -> None:
-        kind = "answered" if result.ok else "refused" if result.error == REFUSED else "errors"
+        kind = outcome(result)
         k = int(result.at // self.seconds)
         with self.lock:
             self.latencies[k].append(result.latency_ms)
@@ -422,24 +423,21 @@ def soak(args, people: List[Any], windows: Windows, writer: SampleWriter, extra:
 
     base = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     model = args.model or prepare(base, PROJECT_ROOT / "config.yml", Path(get_settings().model_dir))
+    has_history = any(getattr(p, "history", None) for p in people)
     extra["model"] = str(model)
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with postgres_server() as pg:
-        env = dict(base, ASSISTANT_TRACKER_URL=pg.create_database(TRACKER_DB), ASSISTANT_DATABASE_URL=pg.create_database(APP_DB),
-                   ASSISTANT_ENV="demo", ASSISTANT_INGRESS_PER_ADDRESS_PER_MINUTE="0",
-                   ASSISTANT_INFERENCE_PRECISION=args.precision)
-        for name in ("RASA_API_TOKEN", "ASSISTANT_LOCK_STORE_URL"):  # one server, in-memory lock; open REST
-            env.pop(name, None)
-        if any(getattr(p, "history", None) for p in people):
-            env["ASSISTANT_RATE_LIMIT_PER_MINUTE"] = "0"  # the history is sent far above one customer's 30 a minute
+        env = bench_env(has_history, args.precision, ASSISTANT_TRACKER_URL=pg.create_database(TRACKER_DB),
+                        ASSISTANT_DATABASE_URL=pg.create_database(APP_DB))
+        env.pop("ASSISTANT_LOCK_STORE_URL", None)  # one server: Rasa's in-memory lock store
         servers = Assistant(model, env, free_port(), free_port(), logs, PROJECT_ROOT / "bot" / "credentials.yml", log_dir=logs)
         try:
             print("==> soak: starting the servers on PostgreSQL", flush=True)
             servers.start(timeout=600)
             url = f"{servers.url}/webhooks/rest/webhook"
             asyncio.run(drive(url, plan(10, 10, 3, seed=args.seed + 1000), args.timeout, {}))
-            if any(getattr(p, "history", None) for p in people):
+            if has_history:
                 extra["prewarm"] = asyncio.run(prewarm(url, people, args.timeout))
                 print(f"==> soak: prewarm {extra['prewarm']}", flush=True)
             actions, rasa = servers.processes
