@@ -218,7 +218,7 @@ def redis_server(password: Optional[str] = None, timeout: float = 30) -> Iterato
     exe = shutil.which("redis-server")
     if not exe:
         raise ServiceUnavailable("redis-server is not installed: run scripts/setup, or apt-get install redis-server")
-    password = password if password is not None else secrets.token_urlsafe(16)
+    password = password if password is not None else secrets.token_hex(16)  # hex: a leading "--" would read as an option
     folder = _shared_tempdir("assistant-redis-")
     log, port = folder / "redis.log", free_port()
     args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",

@@ -40,7 +40,7 @@ from core.crypto import EncryptionKeyError, check_key
 from core.logs import write_logging_config
 # Model files are read before start: Rasa would serve on without a model that fails to load.
 from core.model_check import ModelCheckError, check_artifacts, check_model, newest_model
-from core.settings import PROJECT_ROOT, SENTIMENT_TRAINING_DATA, get_settings, load_settings
+from core.settings import BRIDGE_TOKEN_VARIABLE, PROJECT_ROOT, SENTIMENT_TRAINING_DATA, get_settings, load_settings
 
 PYTHON = sys.executable
 RASA = str(Path(PYTHON).with_name("rasa"))
@@ -249,6 +249,11 @@ class Assistant:
         self.urls = [f"http://localhost:{port}" for port in self.rasa_ports]
         self._store_env: Dict[str, str] = {}  # store passwords, given to the Rasa servers only
         self.enable_api = bool((env.get("RASA_API_TOKEN") or "").strip())  # Rasa's HTTP API: only with a token
+        # What `rasa run --auth-token` gets: a per-run value, not RASA_API_TOKEN, so the operator's
+        # secret is not in the process list (`ps`, /proc/*/cmdline), and hex, so it never starts
+        # with "-" (argparse read such a token as a missing value and `rasa run` exited 2).
+        # bot/channels/api_guard.py checks the header against RASA_API_TOKEN and hands this on.
+        self._bridge_token = secrets.token_hex(32) if self.enable_api else ""
         settings = load_settings(environ=env)
         self.bind_host = settings.bind_host
         reach = "localhost" if self.bind_host in ("0.0.0.0", "::", "127.0.0.1") else self.bind_host
@@ -300,7 +305,7 @@ class Assistant:
             "--logging-config-file", str(write_logging_config(self.workdir, "rasa")),  # JSON lines (core/logs.py)
         ]
         if self.enable_api:  # only with its token, which bot/channels/api_guard.py takes from a header
-            args += ["--enable-api", "--auth-token", self.env["RASA_API_TOKEN"].strip()]
+            args += ["--enable-api", f"--auth-token={self._bridge_token}"]
         return args
 
     def check_mode(self) -> str:
@@ -323,7 +328,8 @@ class Assistant:
         servers = []
         for number, port in enumerate(self.rasa_ports, start=1):
             name = "rasa" if number == 1 else f"rasa-{number}"
-            servers.append((self._spawn(self.rasa_args(port, endpoints), name, self._store_env), port, name))
+            rasa_env = dict(self._store_env, **({BRIDGE_TOKEN_VARIABLE: self._bridge_token} if self.enable_api else {}))
+            servers.append((self._spawn(self.rasa_args(port, endpoints), name, rasa_env), port, name))
         for server, port, name in servers:  # started together, waited for in turn
             wait_until_up(f"http://localhost:{port}/webhooks/rest/", server, timeout, "Rasa server" if name == "rasa" else f"Rasa server {name}")
         return self

@@ -21,6 +21,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # trains the sentiment model from the airline set when it is there.
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 SENTIMENT_TRAINING_DATA = SHARED_DATA / "airline-sentiment" / "train.csv"
+# The launcher's per-run `rasa run --auth-token` (bot/serve.py), which bot/channels/api_guard.py
+# hands to Rasa once the request's header carried RASA_API_TOKEN.
+BRIDGE_TOKEN_VARIABLE = "ASSISTANT_RASA_BRIDGE_TOKEN"
 
 
 class SettingsError(ValueError):

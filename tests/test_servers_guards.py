@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import pytest
@@ -64,6 +65,23 @@ def test_the_launcher_writes_the_secret_header_by_name_only(tmp_path):
     assert TOKEN not in text
 
 
+def test_an_api_token_that_starts_with_a_dash_reaches_rasas_argument_parser_as_a_value(tmp_path):
+    """A token_urlsafe secret starts with "-" one time in 64: `rasa run --auth-token -x...` exited 2."""
+    import argparse
+
+    from rasa.cli.arguments.run import add_server_arguments
+
+    from bot.serve import Assistant
+
+    env = {"ASSISTANT_TRACKER_DB": str(tmp_path / "t.db"), "RASA_API_TOKEN": "-" + TOKEN}
+    servers = Assistant(tmp_path / "m", env, 5005, 5055, tmp_path, tmp_path / "c.yml")
+    args = servers.rasa_args(5005, tmp_path / "e.yml")
+    parser = argparse.ArgumentParser()
+    add_server_arguments(parser)
+    parsed, _ = parser.parse_known_args([arg for arg in args[2:] if not arg.startswith("--model")])
+    assert parsed.auth_token == servers._bridge_token and parsed.enable_api
+
+
 def test_the_launcher_binds_loopback_and_opens_the_api_only_with_a_token(tmp_path):
     from bot.serve import Assistant
 
@@ -73,7 +91,9 @@ def test_the_launcher_binds_loopback_and_opens_the_api_only_with_a_token(tmp_pat
     assert "--enable-api" not in args and "--auth-token" not in args
     env = dict(env, RASA_API_TOKEN=TOKEN, ASSISTANT_BIND_HOST="0.0.0.0")
     args = Assistant(tmp_path / "m", env, 5005, 5055, tmp_path, tmp_path / "c.yml").rasa_args(5005, tmp_path / "e.yml")
-    assert "--enable-api" in args and args[args.index("--auth-token") + 1] == TOKEN
+    assert "--enable-api" in args and not any(TOKEN in arg for arg in args)  # the operator's secret is not in `ps`
+    [given] = [arg for arg in args if arg.startswith("--auth-token=")]
+    assert re.fullmatch(r"--auth-token=[0-9a-f]{64}", given)
     assert args[args.index("--interface") + 1] == "0.0.0.0"
 
 

@@ -81,7 +81,7 @@ class RasaServer:
 
     def __init__(self, model: Path, workdir: Path, env: Dict[str, str], timeout: float = 600) -> None:
         self.model, self.workdir, self.timeout = model, workdir, timeout
-        self.port, self.token = free_port(), secrets.token_urlsafe(32)
+        self.port, self.token = free_port(), secrets.token_hex(32)  # hex: never a leading "-" that argparse reads as an option
         self.env = dict(env, RASA_API_TOKEN=self.token)
         self.process: Optional[subprocess.Popen] = None
         self.log = workdir / f"rasa-{self.port}.log"

@@ -8,7 +8,10 @@ is refused 401 whatever its value, and one without the header or with a
 wrong token is refused 401 before Rasa sees it. A request with the right
 header is handed on with the token put into its parsed query arguments,
 which is where Rasa's own check (`rasa.server.requires_auth`) reads it, so
-Rasa still checks the token itself. That bridge relies on Sanic 21's
+Rasa still checks the token itself. Started by bot/serve.py, Rasa's own
+``--auth-token`` is a per-run value (``ASSISTANT_RASA_BRIDGE_TOKEN``) rather
+than ``RASA_API_TOKEN``, which then appears in no process's command line; the
+token handed on is that value. That bridge relies on Sanic 21's
 `Request.args` being a cached, mutable mapping: `install` checks the Sanic
 version and refuses to start on another one, and a request the bridge fails
 is answered 503, never let through.
@@ -37,6 +40,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from sanic import response
 from sanic.request import Request
 from sanic.response import HTTPResponse
+
+from core.settings import BRIDGE_TOKEN_VARIABLE
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +167,10 @@ def token_refusal(path: str, query_has_token: bool, authorization: Optional[str]
     return None
 
 
-def _token_guard(token: str):
+def _token_guard(token: str, bridged: str = ""):
+    """The request middleware: the header checked against `token`, then `bridged` (default `token`) handed to Rasa."""
+    bridged = bridged or token
+
     async def check_token(request: Request) -> Optional[HTTPResponse]:
         if not API_PATH.match(request.path):
             return None
@@ -170,8 +178,8 @@ def _token_guard(token: str):
         if problem:
             logger.info("Rasa API %s %s refused: %s", request.method, request.path, problem)
             return _refusal(problem)
-        request.args["token"] = [token]  # where rasa.server.requires_auth reads it
-        if request.args.get("token") != token:  # the bridge broke: refuse, never let through
+        request.args["token"] = [bridged]  # where rasa.server.requires_auth reads it
+        if request.args.get("token") != bridged:  # the bridge broke: refuse, never let through
             logger.error("Rasa API token bridge failed on %s %s; refusing", request.method, request.path)
             return _refusal("the API token could not be passed to Rasa on this server version", 503)
         return None
@@ -191,5 +199,8 @@ def install(app: Any) -> None:
             f"this is Sanic {sanic.__version__}: check the bridge and update BRIDGED_SANIC"
         )
     app.ctx.rasa_api_guard = True
-    app.register_middleware(_token_guard((os.environ.get("RASA_API_TOKEN") or "").strip()), "request")
+    token = (os.environ.get("RASA_API_TOKEN") or "").strip()
+    # Started by bot/serve.py, Rasa's own --auth-token is the launcher's per-run value; started
+    # by hand (or the Helm chart) it is RASA_API_TOKEN itself.
+    app.register_middleware(_token_guard(token, (os.environ.get(BRIDGE_TOKEN_VARIABLE) or "").strip()), "request")
     app.register_middleware(_malformed_as_400, "response")
