@@ -321,6 +321,34 @@ def test_retrieved_tracker_holds_state_and_last_turns(tmp_path, key):
     assert dump(run(whole.retrieve("long"))) == dump(theirs)
 
 
+def test_memory_holds_the_window_not_the_history(tmp_path, key):
+    """The cache's events of a conversation stop growing with its length; what it hands out and writes do not change."""
+    ours = CachingSQLTrackerStore(WINDOW_DOMAIN, dialect="sqlite", db=str(tmp_path / "ours.db"), window_turns=5)
+    tracker = DialogueStateTracker("long", WINDOW_DOMAIN.slots)
+    session_start(tracker)
+    turn(tracker, "first")
+    tracker.update(SlotSet("card_digits", "4321"))
+    run(ours.save(tracker))
+    held = []
+    for i in range(60):
+        tracker = run(ours.retrieve("long"))
+        turn(tracker, f"message {i}")
+        run(ours.save(tracker))
+        held.append(len(ours._kept["long"].events))
+    kept = ours._kept["long"]
+    assert max(held[20:]) <= max(held[:20]) and len(kept.events) < 10 * 4, held
+    with ours.session_scope() as session:  # what Rasa's save counts: the latest session's rows
+        assert kept.stored == ours._event_query(session, "long", fetch_events_from_all_sessions=False).count()
+    assert kept.dropped > 0
+    mine = run(ours.retrieve("long"))
+    assert [e.text for e in mine.events if isinstance(e, UserUttered)] == [f"message {i}" for i in range(55, 60)]
+    assert mine.get_slot("card_digits") == "4321"
+    assert [e.type_name for e in list(mine.events)[:2]] == ["session_started", "slot"]
+    # The same as a server that never saw the conversation hands out.
+    fresh = CachingSQLTrackerStore(WINDOW_DOMAIN, dialect="sqlite", db=str(tmp_path / "ours.db"), window_turns=5)
+    assert dump(run(fresh.retrieve("long")))[3:] == dump(mine)[3:]
+
+
 def test_window_never_starts_inside_a_form(tmp_path, key):
     """While a loop is active the window grows back to where the form started; after it, it closes up."""
     from rasa.shared.core.events import ActiveLoop
