@@ -77,7 +77,7 @@ from rasa.shared.core.events import (
 )
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from core import crypto
+from core import crypto, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +178,7 @@ class CachingSQLTrackerStore(SQLTrackerStore):
         tracker = self._tracker(sender_id, events)
         if tracker is not None:
             setattr(tracker, HANDED, len(tracker.events))
+            metrics.TRACKER_EVENTS.observe(len(events))
         return tracker
 
     def _advance(self, sender_id: Text, kept: _Kept) -> None:
@@ -240,11 +241,14 @@ class CachingSQLTrackerStore(SQLTrackerStore):
                 kept = self._kept.get(sender_id)
             if kept is not None and kept.version == version:
                 self.hits += 1
+                metrics.TRACKER_CACHE.labels("hit").inc()
                 return self._windowed(sender_id, kept)
             if version[0] == 0:  # a new conversation: nothing to read, and the first save extends this
                 self._keep(sender_id, _Kept(version, []))
+                metrics.TRACKER_CACHE.labels("new").inc()
                 return None
             self.misses += 1
+            metrics.TRACKER_CACHE.labels("miss").inc()
             rows = self._event_query(session, sender_id, fetch_events_from_all_sessions=False).all()
         events = deserialise_events(self._stored_events(rows))
         if not rows:

@@ -93,6 +93,12 @@ RELOAD_SECONDS = Histogram(
 )
 RELOAD_FAILED = Gauge("assistant_reload_failed", "1 while the latest release could not be loaded (the old one is served).",
                       ["process"])
+TRACKER_EVENTS = Histogram(
+    "assistant_tracker_events", "Events in a tracker the tracker store hands to Rasa (session start, summary, window).",
+    buckets=(10, 25, 50, 100, 200, 400, 800, 1600, 3200),
+)
+TRACKER_CACHE = Counter("assistant_tracker_cache", "Tracker retrievals by the store's cache, by result (hit, miss, new).",
+                        ["result"])
 ERRORS = Counter("assistant_errors", "Exceptions in a measured stage, by kind.", ["kind"])
 LOG_ERRORS = Counter("assistant_log_errors", "Log records at ERROR or above, by logger.", ["logger"])
 

@@ -68,6 +68,10 @@ def test_metrics_move_when_customers_write(assistant):
     assert moved(actions0, actions1, 'assistant_action_seconds_count{action="action_answer_intent"}') >= 1
     assert moved(actions0, actions1, "assistant_recommendation_seconds_count") >= 1
     assert moved(actions0, actions1, "assistant_suggestions_shown_total") >= 1
+    assert moved(rasa0, rasa1, "assistant_tracker_events_count") >= 2  # the store handed Rasa its trackers
+    assert moved(rasa0, rasa1, 'assistant_tracker_events_bucket{le="100.0"}') >= 2  # short: a new conversation
+    assert moved(rasa0, rasa1, 'assistant_tracker_cache_total{result="new"}') >= 1
+    assert moved(rasa0, rasa1, 'assistant_tracker_cache_total{result="hit"}') >= 1
     assert "process_cpu_seconds_total" in rasa1  # the client's process metrics come along
 
 
