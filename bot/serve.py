@@ -296,6 +296,10 @@ class Assistant:
         self.processes.append(process)
         return process
 
+    def rasa_env(self) -> Dict[str, str]:
+        """What a Rasa server of this run gets on top of `env`: the stores' passwords, the API token bridge's value."""
+        return dict(self._store_env, **({BRIDGE_TOKEN_VARIABLE: self._bridge_token} if self.enable_api else {}))
+
     def rasa_args(self, port: int, endpoints: Path) -> List[str]:
         """The `rasa run` command line of the Rasa server on `port`."""
         args = [
@@ -328,8 +332,7 @@ class Assistant:
         servers = []
         for number, port in enumerate(self.rasa_ports, start=1):
             name = "rasa" if number == 1 else f"rasa-{number}"
-            rasa_env = dict(self._store_env, **({BRIDGE_TOKEN_VARIABLE: self._bridge_token} if self.enable_api else {}))
-            servers.append((self._spawn(self.rasa_args(port, endpoints), name, rasa_env), port, name))
+            servers.append((self._spawn(self.rasa_args(port, endpoints), name, self.rasa_env()), port, name))
         for server, port, name in servers:  # started together, waited for in turn
             wait_until_up(f"http://localhost:{port}/webhooks/rest/", server, timeout, "Rasa server" if name == "rasa" else f"Rasa server {name}")
         return self

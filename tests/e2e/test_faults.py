@@ -141,7 +141,7 @@ class OwnServers:
         i = self._index(kind)
         old = self.servers.processes[i]
         assert old.poll() is not None, f"the {kind} server is still running"
-        env = dict(self.env, **(getattr(self.servers, "_store_env", None) or {})) if kind == "rasa" else self.env
+        env = dict(self.env, **self.servers.rasa_env()) if kind == "rasa" else self.env
         log = open(self.workdir / f"{kind}.log", "ab")
         new = subprocess.Popen(old.args, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.servers.processes[i] = new
