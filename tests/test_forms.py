@@ -494,3 +494,36 @@ def test_full_width_digits_are_read_like_ascii_ones():
     assert parse_card_last_four("１２３４") == "1234" and parse_card_last_four("尾号５６７８") == "5678"
     assert looks_like_full_card_number("４２４２ ４２４２ ４２４２ ４２４２")
     assert parse_amount("＄５０") == parse_amount("$50")
+
+
+def test_a_form_lets_go_after_three_answers_in_a_row_it_cannot_use(domain):
+    """A customer who has moved on gets the form's end, not the same question for ever."""
+    chat = Conversation(domain)
+    chat.say("please freeze my card", "freeze_card")
+    assert chat.run("freeze_card_form") == ["utter_ask_card_last_four"]
+    chat.listen()
+    for question in ("what is the exchange rate", "how do I top up"):
+        chat.say(question, "exchange_rate")
+        assert chat.run("freeze_card_form") == ["utter_card_last_four_invalid", "utter_ask_card_last_four"]
+        chat.listen()
+    assert chat.slot("form_failed_answers") == 2
+    chat.say("can I get a virtual card", "virtual_card")
+    assert chat.run("freeze_card_form") == ["utter_form_given_up"]
+    assert chat.active_loop is None and chat.slot("requested_slot") is None and chat.slot("form_failed_answers") == 0
+    assert chat.run("action_freeze_card") == ["utter_freeze_cancelled"]  # the submit rule: nothing was frozen
+
+
+def test_an_answer_the_form_can_use_starts_the_count_again(domain):
+    chat = Conversation(domain)
+    chat.say("please freeze my card", "freeze_card")
+    chat.run("freeze_card_form")
+    chat.listen()
+    for text, intent, entities in [("12", "inform_card_digits", {}), ("hm", "inform", {}),
+                                   ("ends 4821", "inform_card_digits", {"card_last_four": "4821"}),
+                                   ("what?", "inform", {}), ("perhaps", "inform", {})]:
+        chat.say(text, intent, **entities)
+        chat.run("freeze_card_form")
+        chat.listen()
+    # Two unusable yes-or-no answers after the digits: still asking, not stopped.
+    assert chat.active_loop == "freeze_card_form" and chat.slot("card_last_four") == "4821"
+    assert chat.slot("form_failed_answers") == 2

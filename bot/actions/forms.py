@@ -11,6 +11,7 @@ as the card freeze does (`bot.actions.dialogue.ActionFreezeCard`).
 """
 from __future__ import annotations
 
+import logging
 from abc import abstractmethod
 from datetime import date
 from decimal import Decimal
@@ -30,10 +31,16 @@ from bot.actions.slot_values import (
     parse_date,
 )
 
+logger = logging.getLogger(__name__)
+
 # Stated in the forms' questions and refusals (bot/domain/forms.yml).
 DISPUTE_LIMIT = Decimal("10000")  # in the currency of the payment
 TRANSFER_LIMIT = Decimal("25000")  # pounds, per transfer
 CARD_TYPES = ("debit", "credit", "virtual")
+# Answers in a row a form could not use before it stops (`FormFromEntities`), and the slot counting them.
+GIVE_UP_AFTER = 3
+FAILED_ANSWERS_SLOT = "form_failed_answers"
+REQUESTED_SLOT = "requested_slot"
 
 
 class FormFromEntities(FormValidationAction):
@@ -45,6 +52,15 @@ class FormFromEntities(FormValidationAction):
     the message that started it; anything else is forgotten and asked again.
     `extra_slots` are slots outside `required_slots` that the form fills
     without asking, forgotten the same way.
+
+    A form lets go of a customer who has moved on: after `GIVE_UP_AFTER`
+    answers in a row that it could not use (another question typed where it
+    asked for the card's digits, say), it says so (``utter_form_given_up``) and
+    stops, and its own last action says that nothing was done, as when the
+    customer says "no". Before, it asked the same question for as long as the
+    customer wrote, answering none of what they asked, and the conversation's
+    tracker grew with every turn of it (a window cannot start inside a form,
+    bot/stores.py).
     """
 
     extra_slots: Tuple[Text, ...] = ()
@@ -56,7 +72,15 @@ class FormFromEntities(FormValidationAction):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[Dict[Text, Any]]:
-        left_over = self.left_over_slots(tracker, domain) if self.starting(tracker) else set()
+        said = len(dispatcher.messages)
+        starting = self.starting(tracker)
+        events = await self._validated(dispatcher, tracker, domain, starting)
+        return self._counted(events, dispatcher, tracker, domain, starting, said)
+
+    async def _validated(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any], starting: bool
+    ) -> List[Dict[Text, Any]]:
+        left_over = self.left_over_slots(tracker, domain) if starting else set()
         if not left_over:
             return await super().run(dispatcher, tracker, domain)
         state = tracker.current_state()
@@ -64,6 +88,28 @@ class FormFromEntities(FormValidationAction):
         state["events"] = [e for e in state["events"] if not (e.get("event") == "slot" and e.get("name") in left_over)]
         forgotten = [SlotSet(slot, None) for slot in sorted(left_over)]
         return forgotten + await super().run(dispatcher, Tracker.from_dict(state), domain)
+
+    def _counted(
+        self, events: List[Dict[Text, Any]], dispatcher: CollectingDispatcher, tracker: Tracker,
+        domain: Dict[Text, Any], starting: bool, said: int,
+    ) -> List[Dict[Text, Any]]:
+        """`events`, with the count of unusable answers in a row kept, or the form stopped at `GIVE_UP_AFTER`."""
+        failed = int(tracker.get_slot(FAILED_ANSWERS_SLOT) or 0)
+        asked = tracker.get_slot(REQUESTED_SLOT)
+        slots = set(self.domain_slots(domain)) | set(self.extra_slots)
+        set_now = {e.get("name"): e.get("value") for e in events if e.get("event") == "slot"}
+        if starting or any(set_now.get(slot) is not None for slot in slots):
+            return events + ([SlotSet(FAILED_ANSWERS_SLOT, 0)] if failed else [])  # progress: the count starts again
+        if not asked or asked not in set_now or set_now[asked] is not None:
+            return events  # not an answer the form refused (an interruption a rule handled, say)
+        failed += 1
+        if failed < GIVE_UP_AFTER:
+            return events + [SlotSet(FAILED_ANSWERS_SLOT, failed)]
+        del dispatcher.messages[said:]  # not "that is not four digits" once more
+        dispatcher.utter_message(response="utter_form_given_up")
+        logger.info("%s: %d unusable answers in a row, %s stops", tracker.sender_id, failed, self.form_name())
+        # requested_slot None stops the form (Rasa's FormAction.is_done); its submit rule then runs.
+        return events + [SlotSet(FAILED_ANSWERS_SLOT, 0), SlotSet(REQUESTED_SLOT, None)]
 
     def starting(self, tracker: Tracker) -> bool:
         """Whether this form became the active loop in this turn (Rasa validates what is already filled then)."""
