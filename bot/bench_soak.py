@@ -49,7 +49,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from bot.bench_load import (bench_env, child_map, child_pids, customers_for, drive, free_port, outcome, plan,
-                            prewarm)
+                            prewarm, trained_models)
 from core.files import write_text_atomically
 from core.settings import PROJECT_ROOT
 
@@ -417,12 +417,10 @@ def _interrupt(signum, frame):
 
 def soak(args, people: List[Any], windows: Windows, writer: SampleWriter, extra: Dict[str, Any]) -> Dict[str, Any]:
     """PostgreSQL, the servers, warm-up, prewarm, the sampled drive; everything stopped on the way out."""
-    from bot.serve import Assistant, prepare
-    from core.settings import get_settings
+    from bot.serve import Assistant
     from bot.local_services import postgres_server
 
-    base = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    model = args.model or prepare(base, PROJECT_ROOT / "config.yml", Path(get_settings().model_dir))
+    model, _ = trained_models(args, ["ours"], args.out)  # only stock Rasa's model would use the folder
     has_history = any(getattr(p, "history", None) for p in people)
     extra["model"] = str(model)
     logs = args.out / "logs"

@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Text, Tuple
 from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.forms import REQUESTED_SLOT
 
 from bot.actions.slot_values import (
     Money,
@@ -40,7 +41,6 @@ CARD_TYPES = ("debit", "credit", "virtual")
 # Answers in a row a form could not use before it stops (`FormFromEntities`), and the slot counting them.
 GIVE_UP_AFTER = 3
 FAILED_ANSWERS_SLOT = "form_failed_answers"
-REQUESTED_SLOT = "requested_slot"
 
 
 class FormFromEntities(FormValidationAction):
