@@ -26,6 +26,10 @@ again on a worker thread and switches to it in one assignment
 leaves the old one in service, and ``/health`` says so (state
 ``reload_failed``) while still answering 200.
 
+Before it answers anything, ``/health`` included, it loads the recommender
+and the sentence encoder and embeds the domain's intents as topics
+(`warm_up`), so no customer's request waits for a model to load.
+
 In production mode (``ASSISTANT_ENV=production``) it refuses to start while
 the secret is missing or weak (`bot.security.mode`).
 """
@@ -36,6 +40,7 @@ import hmac
 import logging
 import os
 import sys
+import time
 from typing import Any, List, Optional
 
 from core.hotswap import Loader, ReleaseWatcher, Switch, audit_reload
@@ -116,6 +121,26 @@ def install_release_watcher(app: Any, watcher: ReleaseWatcher) -> None:
     app.register_middleware(health, "request")
 
 
+def warm_up() -> None:
+    """Load what the actions need (the recommender, its encoder, the domain's topics) before answering anything.
+
+    Loaded lazily, the encoder cost the first request that needed it several
+    seconds and the process a 250 MB step in the middle of a soak run. The
+    launcher waits for ``/health``, so this delays only the start.
+    """
+    from bot.actions.suggestions import warm_up as warm_suggestions
+    from core.domain import domain_intents
+
+    started = time.monotonic()
+    try:
+        topics = domain_intents()
+    except Exception as exc:  # a broken domain file is Rasa's to report; the topics then embed on first use
+        logger.warning("could not read the domain's intents to warm the recommender: %s", exc)
+        topics = []
+    embedded = warm_suggestions(topics)
+    logger.info("warmed the recommender (%d topics embedded) in %.1f s", embedded, time.monotonic() - started)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     from rasa_sdk import utils
     from rasa_sdk.constants import APPLICATION_ROOT_LOGGER_NAME
@@ -156,6 +181,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                  args.logging_config_file)
     utils.update_sanic_log_level()
 
+    warm_up()
     secret = (os.environ.get("ACTION_SERVER_SECRET") or "").strip()
     if not secret:
         logger.warning("ACTION_SERVER_SECRET is not set: the action server refuses every action call")

@@ -288,3 +288,25 @@ def test_no_exposure_where_suggestions_do_not_belong(engine, experiment):
     store.set_suggestions_opt_out(engine, "demo-0008", True)
     assert suggestion_buttons(tracker("exchange_rate", sender="demo-0008"), topic="exchange_rate") == []
     assert exposures(engine) == []
+
+
+def test_warm_up_loads_the_encoder_and_embeds_the_domains_topics_before_any_request(engine):
+    from core.domain import domain_intents
+
+    content = suggestions.loaded_recommender().content
+    topics = domain_intents()
+    unknown = [t for t in topics if t not in content.term_vectors]
+    assert "exchange_rate" in topics and unknown  # intents no catalogue item carries as a tag
+    assert suggestions.warm_up(topics) == len(topics)
+    assert all(t in content.term_vectors for t in topics)  # answered later from memory, no encoder on the request path
+
+
+def test_warm_up_without_a_recommender_logs_and_leaves_the_loading_to_first_use(monkeypatch, caplog):
+    def broken():
+        raise RuntimeError("no database")
+
+    monkeypatch.setattr(suggestions, "_load_recommender", broken)
+    suggestions.use_recommender(None)
+    assert suggestions.warm_up(["exchange_rate"]) == 0
+    assert "could not be loaded ahead of the first request" in caplog.text
+    assert suggestions.loaded_recommender() is None

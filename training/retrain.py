@@ -497,7 +497,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         try:
             if not args.no_review_export:
                 from core import review
-                from training.review import DEFAULT_HISTORY as REVIEWED_HISTORY, DEFAULT_NLU, domain_intents
+                from core.domain import domain_intents
+                from training.review import DEFAULT_HISTORY as REVIEWED_HISTORY, DEFAULT_NLU
 
                 written = review.export(DEFAULT_NLU, REVIEWED_HISTORY, known_intents=domain_intents())
                 print(f"review queue: {written['nlu_examples']} NLU examples, {written['history_pairs']} answers exported")

@@ -19,26 +19,12 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-import yaml
-
 from core import review
-from core.settings import PROJECT_ROOT
+from core.domain import DOMAIN_DIR, domain_intents
 
 DEFAULT_NLU = review.DEFAULT_NLU_EXPORT
 DEFAULT_HISTORY = review.DEFAULT_HISTORY_EXPORT
-DEFAULT_DOMAIN = PROJECT_ROOT / "bot" / "domain"
-
-
-def domain_intents(domain: Path = DEFAULT_DOMAIN) -> List[str]:
-    """The intents the domain (a file or a folder of yml files) declares."""
-    domain = Path(domain)
-    files = sorted(domain.glob("*.yml")) if domain.is_dir() else [domain]
-    intents: List[str] = []
-    for path in files:
-        content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        for entry in content.get("intents") or []:
-            intents.append(next(iter(entry)) if isinstance(entry, dict) else str(entry))
-    return intents
+DEFAULT_DOMAIN = DOMAIN_DIR
 
 
 def _show(item: dict) -> str:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import Any, Dict, List, Optional, Text
+from typing import Any, Dict, Iterable, List, Optional, Text
 
 import sqlalchemy as sa
 from rasa_sdk import Action, Tracker
@@ -117,6 +117,26 @@ def use_recommender(recommender) -> None:
     global _recommender
     with _recommender_lock:
         _recommender = recommender
+
+
+def warm_up(topics: Iterable[str] = ()) -> int:
+    """Load the recommender and its sentence encoder now, and embed `topics`; the number of topics embedded.
+
+    The action server calls this before it answers (`bot.action_server`), so
+    that the first customer whose topic no catalogue item carries does not
+    wait seconds for the encoder to load on the request path. A recommender
+    or encoder that cannot load is logged and left to the first use, which
+    answers without suggestions as before.
+    """
+    try:
+        model = get_recommender()
+    except Exception:
+        logger.exception("the recommender could not be loaded ahead of the first request")
+        return 0
+    content = getattr(model, "content", None)
+    if content is None or content.item_vectors.size == 0:
+        return 0  # nothing is compared by text: the encoder is never needed
+    return sum(content.term_vector(topic) is not None for topic in topics)
 
 
 def _load_recommender():

@@ -42,13 +42,13 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import sqlalchemy as sa
-import yaml
 from sqlalchemy.engine import Engine
 
 from bot.privacy import erase, requests
 from bot.privacy.identity import conversations_of
 from core import crypto, db
-from core.settings import PROJECT_ROOT, get_settings
+from core.domain import response_text
+from core.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +66,7 @@ NOTICE_FALLBACK = "Your data has now been erased from every place we keep it."
 
 def notice_text() -> str:
     """The text of ``utter_forget_me_finished`` from the domain (bot/domain/)."""
-    for path in sorted((PROJECT_ROOT / "bot" / "domain").glob("*.yml")):
-        content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        for variant in (content.get("responses") or {}).get(NOTICE_RESPONSE) or []:
-            if variant.get("text"):
-                return str(variant["text"])
-    return NOTICE_FALLBACK
+    return response_text(NOTICE_RESPONSE) or NOTICE_FALLBACK
 
 
 def tell_customer(conversation_id: str, text: Optional[str] = None, engine: Optional[Engine] = None) -> bool:
