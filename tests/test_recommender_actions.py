@@ -310,3 +310,28 @@ def test_warm_up_without_a_recommender_logs_and_leaves_the_loading_to_first_use(
     assert suggestions.warm_up(["exchange_rate"]) == 0
     assert "could not be loaded ahead of the first request" in caplog.text
     assert suggestions.loaded_recommender() is None
+
+
+def test_the_action_server_warms_up_before_it_listens(monkeypatch):
+    import rasa_sdk.endpoint
+
+    from bot import action_server
+
+    order: List[str] = []
+
+    class App:
+        def register_middleware(self, *args, **kwargs):
+            pass
+
+        def register_listener(self, *args, **kwargs):
+            pass
+
+        def run(self, host, port, **kwargs):
+            order.append(f"listen {host}:{port}")
+
+    monkeypatch.setattr(suggestions, "warm_up", lambda topics: order.append(f"warm {len(list(topics))} topics") or 0)
+    monkeypatch.setattr(rasa_sdk.endpoint, "create_app", lambda *args, **kwargs: App())
+    monkeypatch.setenv("ACTION_SERVER_SECRET", "s" * 40)
+    assert action_server.main(["--actions", "bot.actions", "--port", "5999"]) == 0
+    assert len(order) == 2 and order[0].startswith("warm ") and order[0] != "warm 0 topics"
+    assert order[1].startswith("listen ") and order[1].endswith(":5999")
