@@ -20,11 +20,23 @@ atomically at every row) keeps every finished window if the run dies.
 
 The verdict (`growth`): for each series, the median of the first 5 samples
 of the last hour against the median of the last 5; more than 5 % growth
-fails. p95 latency is judged by the same rule. A run shorter than that
+fails. p95 latency is judged by the same rule. PostgreSQL's memory is judged
+as PSS (each shared page split among the processes that map it), not as
+the sum of its processes' RSS, which counts a page of shared buffers once
+for every backend that has touched it and so climbs towards backends x
+shared_buffers for hours without PostgreSQL holding one byte more; the sum
+is still sampled and shown. A run shorter than that
 (a smoke run) uses the whole run as its "last hour" and says so. Ctrl-C,
 SIGTERM or a server that exits stops the run; the servers and PostgreSQL
 are always stopped, and the report is written from what was sampled:
 OUT/samples.csv, OUT/soak.png (4 panels), OUT/soak.md, OUT/soak.json.
+
+    python -m bot.bench_soak --rejudge OUT
+
+writes soak.md, soak.png and soak.json again from OUT's samples.csv and
+soak.json with this version's rules, without running anything (the report
+says it was re-judged, and the run's own verdict stays in soak.json as
+``first_verdict``).
 """
 from __future__ import annotations
 
@@ -61,8 +73,8 @@ COLUMNS = ["t_s", "wall", "scheduled", "answered", "errors", "refused", "p50_ms"
            "pg_conn_total", "pg_conn_tracker", "pg_conn_app"]
 # (series, what it is, judged): the driver's own memory and descriptors are shown, never judged.
 SERIES = [("rss_rasa_mb", "RSS, Rasa server tree (MB)", True), ("rss_actions_mb", "RSS, action server tree (MB)", True),
-          ("rss_postgres_mb", "RSS, PostgreSQL processes summed (MB)", True),
-          ("pss_postgres_mb", "PSS, PostgreSQL (MB; shared buffers counted once)", False),
+          ("rss_postgres_mb", "RSS, PostgreSQL processes summed (MB; a shared page once per process that touched it)", False),
+          ("pss_postgres_mb", "PSS, PostgreSQL (MB; shared buffers counted once)", True),
           ("fds_rasa", "open fds, Rasa server tree", True), ("fds_actions", "open fds, action server tree", True),
           ("fds_postgres", "open fds, PostgreSQL processes", True),
           ("pg_conn_total", "PostgreSQL client connections", True), ("p95_ms", "p95 latency per window (ms)", True),
@@ -394,6 +406,9 @@ def report(args, samples: List[Dict[str, Any]], totals: Dict[str, Any], status: 
         span_of = "- | -" if r.get("from_s") is None else f"{r['from_s']:.0f} | {r['to_s']:.0f}"
         lines.append(f"| {r['what']} | {span_of} | {r['samples']} | "
                      f"{fmt(r.get('window'))} | {fmt(r.get('first'))} | {fmt(r.get('last'))} | {pct} | {verdict} |")
+    if extra.get("rejudged_at"):
+        lines += ["", f"Re-judged on {extra['rejudged_at']} from the samples with `--rejudge` (the run's own verdict was "
+                  f"{'PASS' if extra.get('first_verdict') else 'FAIL'}, by the rules of the version that ran it)."]
     lines += ["", f"Verdict: {'PASS' if passed else 'FAIL'}" + ("" if status == "completed" else f" (run {status})")
               + (" (short run)" if short else ""), "",
               "Files: samples.csv (one row per window), soak.png (RSS, fds, PostgreSQL connections, p95/p99), soak.json."]
@@ -403,7 +418,7 @@ def report(args, samples: List[Dict[str, Any]], totals: Dict[str, Any], status: 
         plot(samples, args.out / "soak.png", args.last_seconds,
              f"soak: {args.rate:g} msg/s, {args.customers} customers, PostgreSQL")
     write_text_atomically(args.out / "soak.md", text + "\n")
-    data = {"status": status, "passed": passed, "short": short, "totals": totals, "growth": rows,
+    data = {"status": status, "passed": passed, "short": short, "totals": totals, "growth": rows, "mix": mix_text,
             "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, **extra}
     write_text_atomically(args.out / "soak.json", json.dumps(data, indent=2, default=str))
     print("\n" + text, flush=True)
@@ -481,6 +496,28 @@ def soak(args, people: List[Any], windows: Windows, writer: SampleWriter, extra:
             servers.stop()
 
 
+def rejudge(folder: Path) -> Dict[str, Any]:
+    """soak.md, soak.png and soak.json of a finished run in `folder` again, by this version's rules; nothing is run."""
+    import datetime
+
+    folder = Path(folder)
+    try:
+        earlier = json.loads((folder / "soak.json").read_text(encoding="utf-8"))
+        samples = read_samples(folder / "samples.csv")
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"cannot re-judge {folder}: {exc}") from exc
+    args = argparse.Namespace(**earlier["parameters"])
+    args.out = folder
+    for key in ("duration", "rate", "sample_seconds", "timeout", "last_seconds", "limit_pct"):
+        setattr(args, key, float(getattr(args, key)))
+    known = {"status", "passed", "short", "totals", "growth", "parameters", "mix", "first_verdict", "rejudged_at"}
+    extra = {k: v for k, v in earlier.items() if k not in known}
+    extra["first_verdict"] = earlier.get("first_verdict", earlier.get("passed"))
+    extra["rejudged_at"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    mix_text = earlier.get("mix") or customers_for(args, args.rate)[1]
+    return report(args, samples, earlier["totals"], earlier["status"], mix_text, extra)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=30.0, help="offered messages per second")
@@ -497,7 +534,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--window", type=int, default=5, help="samples per median at each end of that window")
     parser.add_argument("--limit-pct", type=float, default=LIMIT_PCT)
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "reports" / "soak")
+    parser.add_argument("--rejudge", type=Path, metavar="OUT",
+                        help="write the report of the finished run in OUT again by this version's rules; runs nothing")
     args = parser.parse_args(argv)
+    if args.rejudge:
+        return 0 if rejudge(args.rejudge)["passed"] else 1
     args.mix, args.burst_rate = "support-day", None  # what customers_for reads
     people, mix_text = customers_for(args, args.rate)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -149,7 +149,7 @@ def test_the_sampler_writes_each_window_once_its_answers_are_in_and_stops_on_a_d
 def test_the_report_of_a_short_run_says_so_and_writes_markdown_json_and_png(tmp_path):
     args = Namespace(rate=3.0, customers=20, duration=120.0, sample_seconds=20.0, timeout=30.0, seed=0, precision="fp32",
                      long_customers=2, long_turns=10, last_seconds=3600.0, window=5, limit_pct=5.0, out=tmp_path)
-    samples = [{"t_s": 20 * i, "rss_rasa_mb": 900.0, "rss_actions_mb": 300.0, "rss_postgres_mb": 200.0,
+    samples = [{"t_s": 20 * i, "rss_rasa_mb": 900.0, "rss_actions_mb": 300.0, "rss_postgres_mb": 200.0, "pss_postgres_mb": 90.0,
                 "fds_rasa": 60, "fds_actions": 30, "fds_postgres": 200, "pg_conn_total": 9, "p95_ms": 80.0,
                 "rss_driver_mb": 100.0 + 50 * i} for i in range(1, 7)]
     totals = {"messages": 360, "answered": 358, "errors": 2, "refused": 0, "error_kinds": {"timeout": 2},
@@ -196,3 +196,46 @@ def test_a_failed_probe_leaves_gaps_in_the_row_but_keeps_its_latency(tmp_path):
     sampler.finish(windows_planned=1)  # never started: the end of a run that stopped before its first sample
     [row] = read_samples(tmp_path / "samples.csv")
     assert row["p50_ms"] == 25.0 and row["answered"] == 1 and row["rss_rasa_mb"] is None
+
+
+def test_postgres_memory_is_judged_as_pss_because_summed_rss_counts_shared_buffers_once_per_backend(tmp_path):
+    from bot.bench_soak import growth_table
+
+    # Backends touching more of the shared buffers: the RSS sum climbs, the memory PostgreSQL holds does not.
+    rows = [{"t_s": 60 * (i + 1), "rss_postgres_mb": 600.0 + 8 * i, "pss_postgres_mb": 175.0} for i in range(120)]
+    table = {r["series"]: r for r in growth_table(rows, 5, 3600.0, 5.0)}
+    assert table["rss_postgres_mb"]["passed"] is False and table["rss_postgres_mb"]["judged"] is False
+    assert table["pss_postgres_mb"]["passed"] is True and table["pss_postgres_mb"]["judged"] is True
+
+
+def test_rejudge_rewrites_a_finished_runs_report_by_the_current_rules_and_keeps_the_first_verdict(tmp_path):
+    from bot.bench_soak import main
+
+    writer = SampleWriter(tmp_path / "samples.csv")
+    for i in range(120):
+        writer.add({"t_s": 60 * (i + 1), "rss_rasa_mb": 1800.0, "rss_actions_mb": 870.0, "rss_postgres_mb": 600.0 + 8 * i,
+                    "pss_postgres_mb": 175.0, "fds_rasa": 40, "fds_actions": 20, "fds_postgres": 500, "pg_conn_total": 9,
+                    "p95_ms": 320.0})
+    totals = {"messages": 216000, "answered": 216000, "errors": 0, "refused": 0, "error_kinds": {},
+              "p50": 100.0, "p95": 340.0, "p99": 500.0}
+    parameters = {"rate": 30.0, "customers": 300, "duration": 7200.0, "sample_seconds": 60.0, "timeout": 30.0, "seed": 0,
+                  "precision": "auto", "model": "m.tar.gz", "long_customers": 10, "long_turns": 100,
+                  "last_seconds": 3600.0, "window": 5, "limit_pct": 5.0, "out": "/elsewhere", "mix": "support-day",
+                  "burst_rate": None}
+    (tmp_path / "soak.json").write_text(json.dumps({"status": "completed", "passed": False, "totals": totals,
+                                                    "parameters": parameters, "mix": "Traffic: recorded.",
+                                                    "model": "m.tar.gz", "conversation": None}))
+    assert main(["--rejudge", str(tmp_path)]) == 0
+    text = (tmp_path / "soak.md").read_text()
+    assert "Re-judged on" in text and "the run's own verdict was FAIL" in text and text.rstrip().endswith("soak.json.")
+    assert "Verdict: PASS" in text and "Traffic: recorded." in text and "Short run" not in text
+    data = json.loads((tmp_path / "soak.json").read_text())
+    assert data["passed"] is True and data["first_verdict"] is False and data["model"] == "m.tar.gz"
+    assert (tmp_path / "soak.png").exists()
+
+
+def test_rejudge_of_a_folder_without_a_run_says_so(tmp_path):
+    from bot.bench_soak import main
+
+    with pytest.raises(SystemExit, match="cannot re-judge"):
+        main(["--rejudge", str(tmp_path)])
