@@ -5,8 +5,11 @@ its JSON and deserialises it each time a conversation is fetched, and one
 customer message fetches it several times (the handoff desk, the
 processor, the handoff completion). `CachingSQLTrackerStore` keeps the
 deserialised events of recently active conversations and asks the database
-only ``count(*), max(id)`` of the conversation's rows (one indexed query):
-when those match what it holds, it rebuilds the tracker from the kept
+only the first and last row id of the conversation (two lookups at the
+ends of the index on ``(sender_id, id)``, which this store adds to Rasa's
+table: they cost the same at turn 5 and turn 5,000, where ``count(*)``
+visited every row of the conversation and, at 2,400 events, took 5.6 ms on
+PostgreSQL three times a message): when those match what it holds, it rebuilds the tracker from the kept
 events; when they do not (another replica wrote, a conversation was erased,
 a new session started), it reads from the database as Rasa does. So several
 Rasa servers can share one database: the database stays the truth and the
@@ -89,7 +92,7 @@ HANDED = "_assistant_events_handed"
 
 @dataclass
 class _Kept:
-    version: Tuple[int, Optional[int]]  # (rows of the sender, highest row id)
+    version: Tuple[Optional[int], Optional[int]]  # (lowest, highest row id of the sender): see `_version`
     events: List[Event]  # the latest session's events from the `dropped`-th on, as the database holds them
     cut: int = 0  # events[:cut] are summarised by `summary`
     summary: List[Event] = field(default_factory=list)
@@ -138,20 +141,60 @@ class CachingSQLTrackerStore(SQLTrackerStore):
             with self.engine.connect() as connection:
                 connection.exec_driver_sql("PRAGMA journal_mode=WAL")
             self.sessionmaker = sa.orm.session.sessionmaker(bind=self.engine)
+        table = self.SQLEvent.__tablename__
+        self._ensure_version_index()
+        # Each a lookup at one end of the (sender_id, id) index: what these cost does not grow with the conversation.
         self._version_sql = sa.text(
-            f"SELECT count(*), max(id) FROM {self.SQLEvent.__tablename__} WHERE sender_id = :sender_id"
+            f"SELECT (SELECT id FROM {table} WHERE sender_id = :sender_id ORDER BY id LIMIT 1), "
+            f"(SELECT id FROM {table} WHERE sender_id = :sender_id ORDER BY id DESC LIMIT 1)"
         )
+        self._written_since_sql = sa.text(f"SELECT count(*) FROM {table} WHERE sender_id = :sender_id AND id > :since")
         self.cache_size = int(cache_size)
         self.window_turns = max(0, int(window_turns))
         self._kept: "OrderedDict[str, _Kept]" = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
+    VERSION_INDEX = "ix_events_sender_id_id"
+
+    def _ensure_version_index(self) -> None:
+        """Add the ``(sender_id, id)`` index to Rasa's events table if it is missing (once; several servers may race).
+
+        Plain DDL, not an `sa.Index` on Rasa's table: that would join Rasa's
+        shared metadata, and every later store's ``create_all`` would try to
+        create it again.
+        """
+        table = self.SQLEvent.__tablename__
+
+        def present() -> bool:
+            return self.VERSION_INDEX in {i["name"] for i in sa.inspect(self.engine).get_indexes(table)}
+
+        if present():
+            return
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(sa.text(f"CREATE INDEX {self.VERSION_INDEX} ON {table} (sender_id, id)"))
+        except sa.exc.DBAPIError:
+            if not present():  # not another server's index created meanwhile: a real failure
+                raise
+            return
+        logger.info("added index %s on %s (sender_id, id) for the tracker cache's version check", self.VERSION_INDEX, table)
+
     # ------------------------------------------------------------------ cache
-    def _version(self, session: Any, sender_id: Text) -> Tuple[int, Optional[int]]:
+    def _version(self, session: Any, sender_id: Text) -> Tuple[Optional[int], Optional[int]]:
+        """(lowest, highest row id) of the conversation: what changes when anyone writes or deletes its rows.
+
+        Rows are only ever appended (higher ids), erased whole (both None) or
+        dropped oldest first by the retention worker (a higher lowest id), so
+        the two ends tell every change this project makes without counting.
+        """
         # On the session's connection: the ORM's execute adds more than the query costs.
-        rows, highest = session.connection().execute(self._version_sql, {"sender_id": sender_id}).one()
-        return int(rows or 0), highest
+        lowest, highest = session.connection().execute(self._version_sql, {"sender_id": sender_id}).one()
+        return lowest, highest
+
+    def _written_since(self, session: Any, sender_id: Text, since: Optional[int]) -> int:
+        """How many rows of the conversation have an id above `since` (all of them when None); a range of the index."""
+        return int(session.connection().execute(self._written_since_sql, {"sender_id": sender_id, "since": -1 if since is None else since}).scalar() or 0)
 
     def _keep(self, sender_id: Text, kept: Optional[_Kept]) -> None:
         with self._lock:
@@ -243,7 +286,7 @@ class CachingSQLTrackerStore(SQLTrackerStore):
                 self.hits += 1
                 metrics.TRACKER_CACHE.labels("hit").inc()
                 return self._windowed(sender_id, kept)
-            if version[0] == 0:  # a new conversation: nothing to read, and the first save extends this
+            if version[1] is None:  # a new conversation: nothing to read, and the first save extends this
                 self._keep(sender_id, _Kept(version, []))
                 metrics.TRACKER_CACHE.labels("new").inc()
                 return None
@@ -320,8 +363,11 @@ class CachingSQLTrackerStore(SQLTrackerStore):
                 )
             session.commit()
             after = self._version(session, sender_id) if new else before
+            # Nobody else wrote between `before` and now: the rows past the old end are exactly ours.
+            alone = not new or self._written_since(session, sender_id, before[1]) == len(new)
         setattr(tracker, HANDED, len(tracker.events))  # saved again, it writes only what it gains after this
-        if kept is not None and kept.version == before and after[0] == before[0] + len(new):
+        same_start = before[0] is None or after[0] == before[0]  # the retention worker dropped none of its rows meanwhile
+        if kept is not None and kept.version == before and alone and same_start:
             # Fresh objects from the stored form: the kept copy never shares the caller's events.
             # A new session keeps only its own events, as Rasa's query would return them (and
             # starts without a summary).
