@@ -181,11 +181,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                                  args.logging_config_file)
     utils.update_sanic_log_level()
 
-    warm_up()
     secret = (os.environ.get("ACTION_SERVER_SECRET") or "").strip()
     if not secret:
         logger.warning("ACTION_SERVER_SECRET is not set: the action server refuses every action call")
     app = create_app(args.actions, cors_origins=args.cors, auto_reload=args.auto_reload)
+    # After create_app: importing bot.actions first, before the SDK's Sanic app exists, would keep
+    # the package from starting its privacy worker (`bot.privacy.worker.start_in_background`).
+    warm_up()
     install_secret_check(app, secret)
     install_release_watcher(app, ReleaseWatcher("actions", recommender_loader(), on_reload=audit_reload))
     plugin_manager().hook.attach_sanic_app_extensions(app=app)

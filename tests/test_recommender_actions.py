@@ -330,8 +330,10 @@ def test_the_action_server_warms_up_before_it_listens(monkeypatch):
             order.append(f"listen {host}:{port}")
 
     monkeypatch.setattr(suggestions, "warm_up", lambda topics: order.append(f"warm {len(list(topics))} topics") or 0)
-    monkeypatch.setattr(rasa_sdk.endpoint, "create_app", lambda *args, **kwargs: App())
+    monkeypatch.setattr(rasa_sdk.endpoint, "create_app", lambda *args, **kwargs: order.append("create the SDK's app") or App())
     monkeypatch.setenv("ACTION_SERVER_SECRET", "s" * 40)
     assert action_server.main(["--actions", "bot.actions", "--port", "5999"]) == 0
-    assert len(order) == 2 and order[0].startswith("warm ") and order[0] != "warm 0 topics"
-    assert order[1].startswith("listen ") and order[1].endswith(":5999")
+    # The SDK's app first: bot.actions starts its privacy worker on import only where that app exists.
+    assert len(order) == 3 and order[0] == "create the SDK's app"
+    assert order[1].startswith("warm ") and order[1] != "warm 0 topics"
+    assert order[2].startswith("listen ") and order[2].endswith(":5999")

@@ -12,6 +12,7 @@ from rasa.shared.core.trackers import DialogueStateTracker
 
 from bot.stores import CachingSQLTrackerStore
 from core import crypto
+from tests.e2e.services import postgres  # noqa: F401  (a fixture)
 
 DOMAIN = Domain.from_yaml(
     """
@@ -421,3 +422,22 @@ def test_the_retention_worker_dropping_a_conversations_oldest_rows_is_seen(tmp_p
     fresh = CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=db, window_turns=0)
     assert dump(seen) == dump(run(fresh.retrieve("c9"))), "what the database holds now"
     assert [e.text for e in seen.events if isinstance(e, UserUttered)] == ["a newer one"]
+
+
+def test_on_postgresql_the_store_adds_its_index_and_the_version_check_uses_it(postgres):  # noqa: F811
+    import uuid
+
+    url = sa.engine.make_url(postgres.create_database(f"t_{uuid.uuid4().hex[:12]}"))
+    kwargs = dict(dialect="postgresql", host=url.host, port=url.port, db=url.database, username=url.username,
+                  password=url.password)
+    store = CachingSQLTrackerStore(DOMAIN, **kwargs)
+    CachingSQLTrackerStore(DOMAIN, **kwargs)  # a second replica starting on the same database
+    assert "ix_events_sender_id_id" in {i["name"] for i in sa.inspect(store.engine).get_indexes("events")}
+    tracker = DialogueStateTracker("pg-1", DOMAIN.slots)
+    turn(tracker, "hello")
+    run(store.save(tracker))
+    assert [e.text for e in run(store.retrieve("pg-1")).events if isinstance(e, UserUttered)] == ["hello"]
+    with store.engine.connect() as conn:
+        conn.exec_driver_sql("SET enable_seqscan = off")  # a table this small would be scanned whatever the indexes
+        plan = "\n".join(r[0] for r in conn.execute(sa.text("EXPLAIN " + store._version_sql.text), {"sender_id": "pg-1"}))
+    assert plan.count("Index Only Scan") == 2 and "ix_events_sender_id_id" in plan and "Limit" in plan
