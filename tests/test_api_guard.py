@@ -45,3 +45,22 @@ def test_other_routes_are_left_alone():
     assert problem_with("GET", "/conversations/c1/tracker", b"garbage") is None
     assert problem_with("POST", "/webhooks/rest/webhook", b"garbage") is None
     assert problem_with("POST", "/model/train", b"garbage") is None
+
+
+@pytest.mark.parametrize("body, read, expected_keep_alive", [
+    (None, 0, True),                 # no body
+    (True, 2_000_000, False),        # a length over the limit, not read: Sanic will close after answering
+    (True, 500, True),               # a small unread body: Sanic reads it off and keeps the connection
+    ("chunked", 0, False),           # an unread chunked body of unknown size
+    (False, 2_000_000, True),        # read to its end (request_body cleared): nothing left to refuse
+])
+def test_an_answer_before_an_unread_oversized_body_says_close(body, read, expected_keep_alive):
+    import asyncio
+    from types import SimpleNamespace
+
+    from bot.channels.api_guard import _close_after_unread_body
+
+    stream = SimpleNamespace(request_body=body, request_bytes=read, keep_alive=True)
+    request = SimpleNamespace(stream=stream, app=SimpleNamespace(config=SimpleNamespace(REQUEST_MAX_SIZE=1_000_000)))
+    assert asyncio.run(_close_after_unread_body(request, None)) is None  # never replaces the answer
+    assert stream.keep_alive is expected_keep_alive

@@ -26,6 +26,17 @@ wrong, in Rasa's own error format. It runs after the handler, so a request
 without the API token still gets its 401 first, and a well-formed request
 that fails keeps its 500: that one is a real failure.
 
+The connection after an unread body. Sanic 21 answers a request whose
+route does not exist or does not take its method (404, 405) without reading
+its body, says ``Connection: keep-alive``, and only then reads the body off
+the connection; when the body is larger than ``max_request_bytes`` it gives
+up and closes the connection it has just promised to keep. The client sends
+its next request on it and gets a reset (found by tests/e2e/test_fuzz.py:
+an oversized POST to the web chat page, then a GET). A response middleware
+(`_close_after_unread_body`) marks such an answer ``Connection: close``, so
+the client opens a new connection instead. It reads Sanic 21's per-connection
+state (`sanic.http.Http`), which is why `install` checks the version.
+
 Installed once per server by the channels (`base.DeskChannel.watch`).
 """
 from __future__ import annotations
@@ -135,9 +146,22 @@ async def _malformed_as_400(request: Request, answer: HTTPResponse) -> Optional[
     )
 
 
+async def _close_after_unread_body(request: Request, answer: HTTPResponse) -> None:
+    """Say ``Connection: close`` when Sanic will not read the rest of this request's body after answering.
+
+    Its drain after the answer stops at the size limit and closes the connection; a chunked body's
+    size is not known ahead, so an unread one closes it too (rare: browsers and webhooks send a length).
+    """
+    stream = request.stream
+    if stream is None or not stream.request_body:  # no body, or read to its end
+        return
+    if stream.request_body == "chunked" or stream.request_bytes > request.app.config.REQUEST_MAX_SIZE:
+        stream.keep_alive = False
+
+
 # The routes of Rasa's HTTP API that `rasa.server.requires_auth` guards.
 API_PATH = re.compile(r"^/(conversations|model|domain|status)(/|$)")
-BRIDGED_SANIC = "21."  # the Sanic versions whose Request.args the token bridge knows
+BRIDGED_SANIC = "21."  # the Sanic versions whose Request.args and Http state the guards know
 
 
 def _refusal(message: str, status: int = 401) -> HTTPResponse:
@@ -188,14 +212,16 @@ def _token_guard(token: str, bridged: str = ""):
 
 
 def install(app: Any) -> None:
-    """Add the middlewares to the Rasa server's app (once): the API token in a header, 400 for malformed bodies."""
+    """Add the middlewares to the Rasa server's app (once): the API token in a header, 400 for malformed bodies,
+    ``Connection: close`` after a body that will not be read."""
     if getattr(app.ctx, "rasa_api_guard", False):
         return
     import sanic
 
     if not sanic.__version__.startswith(BRIDGED_SANIC):
         raise RuntimeError(
-            f"bot/channels/api_guard.py passes the API token to Rasa through Sanic {BRIDGED_SANIC}x's Request.args; "
+            f"bot/channels/api_guard.py passes the API token to Rasa through Sanic {BRIDGED_SANIC}x's Request.args "
+            f"and reads its per-connection state (sanic.http.Http); "
             f"this is Sanic {sanic.__version__}: check the bridge and update BRIDGED_SANIC"
         )
     app.ctx.rasa_api_guard = True
@@ -204,3 +230,4 @@ def install(app: Any) -> None:
     # by hand (or the Helm chart) it is RASA_API_TOKEN itself.
     app.register_middleware(_token_guard(token, (os.environ.get(BRIDGE_TOKEN_VARIABLE) or "").strip()), "request")
     app.register_middleware(_malformed_as_400, "response")
+    app.register_middleware(_close_after_unread_body, "response")

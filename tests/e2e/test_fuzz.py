@@ -492,6 +492,16 @@ def test_web_pages(assistant, fuzz):
     still_serving(assistant, fuzz)
 
 
+def test_an_oversized_body_the_route_refuses_does_not_break_the_next_request(assistant, fuzz):
+    """Sanic answers 405 before reading a body, then closes the connection when the body is over the limit:
+    the answer must say so, or the client's next request on the kept connection is reset (CI, 2026-12-05)."""
+    session = requests.Session()
+    for _ in range(20):
+        refused = fuzz.send("web pages", "POST", "/webhooks/web/", bytes(HUGE), session=session)
+        assert refused.status_code in (405, 413) and refused.headers.get("connection") == "close", refused.headers
+        assert fuzz.send("web pages", "GET", "/webhooks/web/", session=session).status_code == 200
+
+
 # ------------------------------------------------------------------ Rasa's HTTP API
 
 def test_rasa_http_api_with_token(assistant, fuzz):
