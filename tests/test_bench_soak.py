@@ -40,23 +40,41 @@ def test_a_flat_series_over_two_hours_passes_and_is_judged_on_the_last_hour_only
 
 def test_ten_percent_growth_in_the_last_hour_fails_and_warm_up_before_it_does_not_count():
     warm_up = [100.0 + i for i in range(60)]  # +59 % in the first hour: outside the window judged
-    g = growth(series(warm_up + [200.0] * 30 + [220.0] * 30), "rss_rasa_mb")
-    assert g["first"] == 200 and g["last"] == 220 and g["growth_pct"] == pytest.approx(10.0)
-    assert g["passed"] is False
+    ramp = [200.0 + 20.0 * i / 60 for i in range(61)]  # +10 % over the last hour's 61 samples
+    g = growth(series(warm_up[:-1] + ramp), "rss_rasa_mb")
+    assert g["trend_from"] == pytest.approx(200.0) and g["trend_to"] == pytest.approx(220.0)
+    assert g["growth_pct"] == pytest.approx(10.0) and g["passed"] is False
     assert growth(series(warm_up + [200.0] * 60), "rss_rasa_mb")["passed"] is True
     assert growth(series([200.0] * 60 + [180.0] * 60), "rss_rasa_mb")["passed"] is True, "shrinking is no growth"
+    step = growth(series(warm_up + [200.0] * 30 + [220.0] * 30), "rss_rasa_mb")  # a step half-way through the hour
+    assert step["first"] == 200 and step["last"] == 220 and step["endpoint_pct"] == pytest.approx(10.0)
+    assert step["passed"] is False
 
 
-def test_exactly_at_the_limit_passes_and_the_limit_can_be_changed():
-    values = [100.0] * 65 + [105.0] * 55  # the last hour starts at 3600 s: its first 5 samples at 100
-    assert growth(series(values), "rss_rasa_mb")["passed"] is True
+def test_a_busy_count_swinging_by_a_few_passes_and_a_slow_leak_of_it_fails():
+    import random
+
+    rng = random.Random(7)
+    # An action server's descriptors in the 2-hour run: 21 to 30 throughout, with the connections in flight.
+    noisy = [float(rng.choice([21, 22, 22, 22, 23, 23, 24, 25, 26, 30])) for _ in range(120)]
+    noisy[60:65], noisy[-5:] = [22.0, 23.0, 23.0, 22.0, 23.0], [26.0, 25.0, 26.0, 30.0, 26.0]  # unlucky ends
+    g = growth([{"t_s": 60 * (i + 1), "fds_actions": v} for i, v in enumerate(noisy)], "fds_actions")
+    assert g["endpoint_pct"] > 10 and abs(g["growth_pct"]) <= 5 and g["passed"] is True
+    leaking = [v + i // 5 for i, v in enumerate(noisy)]  # one more descriptor held every 5 minutes
+    assert growth([{"t_s": 60 * (i + 1), "fds_actions": v} for i, v in enumerate(leaking)], "fds_actions")["passed"] is False
+
+
+def test_a_line_up_to_the_limit_passes_and_the_limit_can_be_changed():
+    values = [100.0] * 59 + [100.0 + 5.0 * i / 60 for i in range(61)]  # the last hour: a line from 100 to 105
+    assert growth(series(values), "rss_rasa_mb")["growth_pct"] == pytest.approx(5.0)
+    assert growth(series(values), "rss_rasa_mb", limit_pct=5.001)["passed"] is True
     assert growth(series(values), "rss_rasa_mb", limit_pct=4.0)["passed"] is False
 
 
 def test_a_short_run_uses_the_whole_run_with_half_windows_and_says_it_was_short():
     g = growth(series([10.0, 10.0, 10.0, 11.0, 11.0, 11.0], every=20), "rss_rasa_mb")
-    assert g["short"] is True and g["samples"] == 6 and g["window"] == 3
-    assert g["from_s"] == 20 and g["to_s"] == 120 and g["growth_pct"] == pytest.approx(10.0) and not g["passed"]
+    assert g["short"] is True and g["samples"] == 6 and g["window"] == 3 and g["endpoint_pct"] == pytest.approx(10.0)
+    assert g["from_s"] == 20 and g["to_s"] == 120 and g["growth_pct"] > 5 and not g["passed"]
     assert growth(series([5.0]), "rss_rasa_mb")["passed"] is None, "one sample judges nothing"
     assert growth([], "rss_rasa_mb")["passed"] is None
 
