@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Text
+from typing import Any, Dict, List, Optional, Text, Tuple
 
 from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
@@ -37,6 +38,7 @@ from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from core import metrics
 from core.payloads import is_payload
+from core.serving import others_alongside
 from nlu.entities import check_annotations
 from nlu.model import IntentModel, IntentModelConfig, IntentModelError
 
@@ -121,10 +123,10 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier, EntityExtrac
             "pretrained_adapter": None,
             # Messages classified per forward pass.
             "inference_batch_size": 64,
-            # Torch CPU threads when serving (0: torch's default). One thread per
-            # message is fastest for short messages on a busy server: with more,
-            # the threads spin waiting for each other (p50 10 ms vs 39 ms CPU
-            # time per message measured here on 2 loaded cores).
+            # Torch and numpy BLAS threads when serving, for the whole process (0: their
+            # defaults). One thread per message is fastest for short messages on a busy
+            # server: with more, the threads spin waiting for each other (p50 10 ms vs
+            # 39 ms CPU time per message measured here on 2 loaded cores).
             "inference_threads": 1,
             # Serving precision of the merged transformer: auto (bfloat16 where the CPU
             # multiplies it natively, else float32), bf16 or fp32. Training is float32.
@@ -229,9 +231,9 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier, EntityExtrac
     ) -> "TransformerIntentClassifier":
         """Load from model storage, offline; a missing or corrupt file names itself."""
         if config.get("inference_threads"):
-            import torch
+            from core.serving import limit_numeric_threads
 
-            torch.set_num_threads(int(config["inference_threads"]))
+            limit_numeric_threads(int(config["inference_threads"]))  # torch's and numpy's BLAS's
         try:
             with model_storage.read_from(resource) as directory:
                 from core.encoder import inference_precision
@@ -245,8 +247,13 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier, EntityExtrac
         from core.serving import register_prefetch
 
         model.prefetch(["warm up the compiled pass"])  # compile now, not on the first customer's message
-        register_prefetch(("intent", resource.name), model.prefetch)
+        register_prefetch(("intent", resource.name), model.prefetch)  # the key `prefetch_key` names
         return cls(config, model_storage, resource, model)
+
+    @property
+    def prefetch_key(self) -> Tuple[str, str]:
+        """The key this component's model registers its prefetch under (`core.serving.register_prefetch`)."""
+        return ("intent", self._resource.name)
 
     # ------------------------------------------------------------- inference
     @metrics.timed(metrics.NLU_SECONDS, "nlu")  # assistant_nlu_seconds on /metrics
@@ -262,9 +269,11 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier, EntityExtrac
                 todo.append(message)
         if self.model is None or not todo:
             return messages
-        parsed = self.model.parse(
-            [m.get(TEXT) or "" for m in todo], batch_size=self.component_config.get("inference_batch_size", 64)
-        )
+        texts = [m.get(TEXT) or "" for m in todo]
+        # A message nobody prefetched (Rasa's /model/parse): the pipeline's other models run beside this pass.
+        beside = nullcontext() if self.model.has_read(texts) else others_alongside(texts, self.prefetch_key)
+        with beside:
+            parsed = self.model.parse(texts, batch_size=self.component_config.get("inference_batch_size", 64))
         ranking_length = self.component_config.get("ranking_length") or len(self.model.labels)
         unknown_intent = self.component_config.get("unknown_intent")
         for message, reading in zip(todo, parsed):

@@ -316,6 +316,10 @@ class IntentModel:
         return np.stack([reading.proba for reading in self.parse(texts)])
 
     # ------------------------------------------------------------- readings
+    def has_read(self, texts: Sequence[str]) -> bool:
+        """Whether `parse` would answer every one of `texts` from its cache (a prefetch read them)."""
+        return self._served is not None and all(self._served.get(("parse", t)) is not None for t in texts)
+
     def parse(self, texts: Sequence[str], batch_size: int = 64) -> List[Reading]:
         """Intent probabilities, entities and the unknown-request verdict per text, from one pass of
         the encoder.

@@ -15,6 +15,11 @@ and entities included.
   the release in force or the newest archive in ``models/``), trained from
   config.yml: the whole pipeline of the demo, retrieval and sentiment
   included.
+  With ``--precisions auto,fp32`` it is served once per serving precision
+  (``ASSISTANT_INFERENCE_PRECISION``; auto is bfloat16 where the CPU has
+  it), and with ``--in-turn`` once more per precision with the pipeline's
+  other models computed one after another instead of beside the
+  classifier's pass (``ASSISTANT_PARSE_ALONGSIDE=0``, `core.serving.others_alongside`).
 - stock-rasa-diet: Rasa's stock DIET pipeline (`training.bench_intent.stock_config`)
   trained in this run on the same NLU data (``--data``, default bot/data)
   with ``--diet-epochs``.
@@ -156,6 +161,24 @@ def train_stock(data: Path, workdir: Path, epochs: int, env: Dict[str, str]) -> 
     return sorted(out.glob("*.tar.gz"))[-1]
 
 
+def runs(systems: Sequence[str], precisions: str, in_turn: bool) -> List[tuple]:
+    """(system, how its name is qualified, extra environment) for each server to start, in order."""
+    out = []
+    for system in systems:
+        if system != "ours":
+            out.append((system, "", {}))
+            continue
+        for precision in [p.strip() for p in precisions.split(",") if p.strip()]:
+            from core.encoder import inference_precision
+
+            name = inference_precision(precision)  # auto: what this CPU gets
+            out.append((system, f" ({name})", {"ASSISTANT_INFERENCE_PRECISION": name}))
+            if in_turn:
+                out.append((system, f" ({name}, models in turn)",
+                            {"ASSISTANT_INFERENCE_PRECISION": name, "ASSISTANT_PARSE_ALONGSIDE": "0"}))
+    return out
+
+
 def table(rows: Sequence[Dict]) -> str:
     lines = ["| system | messages | errors | p50 | p95 | p99 | mean |", "|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -174,6 +197,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--diet-epochs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precisions", default="auto", help="ours: comma-separated serving precisions (auto, bf16, fp32)")
+    parser.add_argument("--in-turn", action="store_true",
+                        help="ours: also served with the pipeline's models one after another (ASSISTANT_PARSE_ALONGSIDE=0)")
     parser.add_argument("--out", type=Path, default=Path("reports/parse_http"))
     args = parser.parse_args(argv)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -186,14 +212,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-parse-") as tmp:
         work = Path(tmp)
-        for system in systems:
+        for system, variant, extra_env in runs(systems, args.precisions, args.in_turn):
             if system == "ours":
                 model = args.model or served_archive(Path(get_settings().model_dir))
             else:
                 model = train_stock(args.data, work, args.diet_epochs, env)
-            with RasaServer(model, work, env) as server:
+            with RasaServer(model, work, dict(env, **extra_env)) as server:
                 figures = time_parses(server.port, server.token, texts, args.warmup)
-            rows.append({"system": system, "model": str(model), **figures})
+            rows.append({"system": system + variant, "model": str(model), "env": extra_env, **figures})
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     report = table(rows)
     print("\n" + report)

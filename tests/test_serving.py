@@ -1,0 +1,46 @@
+"""core.serving: the other models of the pipeline run beside the classifier's pass for a message nobody prefetched."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from core import serving
+
+
+@pytest.fixture
+def registered():
+    before = serving.prefetchers()
+    yield
+    serving.use_prefetchers(before)
+
+
+def test_the_others_run_on_another_thread_during_the_block_and_are_done_at_its_end(registered):
+    seen = {}
+
+    def slow(texts):
+        time.sleep(0.2)
+        seen["retrieval"] = (threading.current_thread().name, list(texts))
+
+    serving.use_prefetchers({("intent", "c"): lambda texts: seen.setdefault("intent", texts),
+                             ("retrieval", "r"): slow,
+                             ("frustration", "f"): lambda texts: 1 / 0})  # a failure is logged, never raised
+    started = time.monotonic()
+    with serving.others_alongside(["where is my card", "", "/rate_answer{}"], ("intent", "c")):
+        time.sleep(0.2)  # the block's own pass
+        assert "retrieval" not in seen
+    assert time.monotonic() - started < 0.35, "the two ran one after the other"
+    assert seen["retrieval"][0].startswith("models-beside") and seen["retrieval"][1] == ["where is my card"]
+    assert "intent" not in seen, "the block's own prefetcher is not run twice"
+
+
+def test_nothing_runs_beside_when_turned_off_or_when_there_is_nothing_to_read(registered, monkeypatch):
+    calls = []
+    serving.use_prefetchers({("retrieval", "r"): calls.append})
+    with serving.others_alongside(["/greet", "  "], ("intent", "c")):
+        pass
+    monkeypatch.setenv("ASSISTANT_PARSE_ALONGSIDE", "0")
+    with serving.others_alongside(["hello"], ("intent", "c")):
+        pass
+    assert calls == []
