@@ -78,19 +78,25 @@ def latency(fn: Callable[[str], object], queries: Sequence[str]) -> Dict[str, fl
 
     Wall-clock time is the latency; the CPU time this process spent is given
     beside it, because on a shared machine the wall clock also counts the time
-    spent waiting for a core that another process holds.
+    spent waiting for a core that another process holds. numpy's BLAS gets
+    as many threads as torch has (``--threads``), as in a serving process
+    (`core.serving.limit_numeric_threads`, `bot/serve.py`).
     """
+    import torch
+    from threadpoolctl import threadpool_limits
+
     from core.encoder import clear_embedding_cache
 
-    for query in queries[:2]:
-        fn(query)
-    wall, cpu = [], []
-    for query in queries:
-        clear_embedding_cache()  # every timed query is encoded, even one asked before
-        start, start_cpu = time.perf_counter(), time.process_time()
-        fn(query)
-        wall.append((time.perf_counter() - start) * 1000)
-        cpu.append((time.process_time() - start_cpu) * 1000)
+    with threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):
+        for query in queries[:2]:
+            fn(query)
+        wall, cpu = [], []
+        for query in queries:
+            clear_embedding_cache()  # every timed query is encoded, even one asked before
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn(query)
+            wall.append((time.perf_counter() - start) * 1000)
+            cpu.append((time.process_time() - start_cpu) * 1000)
     return {"p50_ms": float(np.percentile(wall, 50)), "p99_ms": float(np.percentile(wall, 99)),
             "cpu_p50_ms": float(np.percentile(cpu, 50)), "cpu_p99_ms": float(np.percentile(cpu, 99))}
 
