@@ -17,11 +17,13 @@ def test_the_benchmark_times_parses_through_the_http_api(trained_model, tmp_path
     queries = tmp_path / "questions.csv"
     queries.write_text("text\nI lost my card\nhow do I top up\nwhat is the exchange rate\n", encoding="utf-8")
     assert bench_parse_http.main(["--queries", str(queries), "--model", str(trained_model["model"]),
-                                  "--systems", "ours", "--messages", "6", "--warmup", "2",
-                                  "--out", str(tmp_path / "out")]) == 0
-    assert "| ours | 6 | 0 |" in capsys.readouterr().out
+                                  "--systems", "ours", "--messages", "6", "--warmup", "2", "--precisions", "fp32",
+                                  "--in-turn", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "| ours (fp32) | 6 | 0 |" in out and "| ours (fp32, models in turn) | 6 | 0 |" in out
     rows = json.loads((tmp_path / "out" / "parse_http.json").read_text())["rows"]
-    assert rows[0]["p50"] > 0 and rows[0]["errors"] == 0
+    assert [r["env"].get("ASSISTANT_PARSE_ALONGSIDE") for r in rows] == [None, "0"]
+    assert all(r["p50"] > 0 and r["errors"] == 0 for r in rows)
 
 
 def test_unknown_systems_are_refused(tmp_path):
