@@ -42,9 +42,14 @@ SERVING_SWITCH_INTERVAL_S = 0.001
 SERVING_FULL_COLLECTION_EVERY = 100
 
 
+def _switched_on(variable: str) -> bool:
+    """Whether the environment leaves `variable` on (unset counts as on; 0, false, no, off turn it off)."""
+    return os.environ.get(variable, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def tracing_enabled() -> bool:
     """Whether to serve TorchScript traces (ASSISTANT_TRACE_MODELS=0 turns it off)."""
-    return os.environ.get("ASSISTANT_TRACE_MODELS", "1").strip().lower() not in ("0", "false", "no", "off")
+    return _switched_on("ASSISTANT_TRACE_MODELS")
 
 
 def compile_for_serving(module, example: Sequence, checks: Sequence[Sequence] = (), name: str = "model",
@@ -183,7 +188,7 @@ def others_alongside(texts: Sequence[str], own: Hashable) -> Iterator[None]:
     texts = _readable(texts)
     with _prefetch_lock:
         todo = [(key, fn) for key, fn in _prefetchers.items() if key != own]
-    if not texts or not todo or os.environ.get("ASSISTANT_PARSE_ALONGSIDE", "1").strip().lower() in ("0", "false", "no", "off"):
+    if not texts or not todo or not _switched_on("ASSISTANT_PARSE_ALONGSIDE"):
         yield
         return
     with _executor_lock:
