@@ -331,9 +331,10 @@ def growth(samples: Sequence[Dict[str, Any]], series: str, window: int = 5, last
     first, last = statistics.median(v for _, v in inside[:w]), statistics.median(v for _, v in inside[-w:])
     slope, intercept = theil_sen(inside)
     start, end = intercept + slope * inside[0][0], intercept + slope * inside[-1][0]
+    pct = _percent(start, end)
     return {**result, "window": w, "from_s": inside[0][0], "to_s": inside[-1][0], "first": first, "last": last,
             "endpoint_pct": _percent(first, last), "trend_from": start, "trend_to": end,
-            "growth_pct": _percent(start, end), "passed": _percent(start, end) <= limit_pct}
+            "growth_pct": pct, "passed": pct <= limit_pct}
 
 
 def _percent(before: float, after: float) -> float:

@@ -163,14 +163,14 @@ def train_stock(data: Path, workdir: Path, epochs: int, env: Dict[str, str]) -> 
 
 def runs(systems: Sequence[str], precisions: str, in_turn: bool) -> List[tuple]:
     """(system, how its name is qualified, extra environment) for each server to start, in order."""
+    from core.encoder import inference_precision
+
     out = []
     for system in systems:
         if system != "ours":
             out.append((system, "", {}))
             continue
         for precision in [p.strip() for p in precisions.split(",") if p.strip()]:
-            from core.encoder import inference_precision
-
             name = inference_precision(precision)  # auto: what this CPU gets
             out.append((system, f" ({name})", {"ASSISTANT_INFERENCE_PRECISION": name}))
             if in_turn:
