@@ -38,7 +38,7 @@ from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from core import metrics
 from core.payloads import is_payload
-from core.serving import others_alongside
+from core.serving import others_alongside, register_prefetch
 from nlu.entities import check_annotations
 from nlu.model import IntentModel, IntentModelConfig, IntentModelError
 
@@ -244,11 +244,10 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier, EntityExtrac
             raise IntentModelError(
                 f"the model archive has no files for {resource.name}: retrain with `rasa train`"
             ) from exc
-        from core.serving import register_prefetch
-
         model.prefetch(["warm up the compiled pass"])  # compile now, not on the first customer's message
-        register_prefetch(("intent", resource.name), model.prefetch)  # the key `prefetch_key` names
-        return cls(config, model_storage, resource, model)
+        component = cls(config, model_storage, resource, model)
+        register_prefetch(component.prefetch_key, model.prefetch)
+        return component
 
     @property
     def prefetch_key(self) -> Tuple[str, str]:
