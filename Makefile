@@ -5,6 +5,8 @@ PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+# Rasa's usage reports and crash reports go nowhere unless asked for (core/processes.py).
+export RASA_TELEMETRY_ENABLED ?= false
 
 setup:
 	@bash scripts/setup

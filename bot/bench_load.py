@@ -79,6 +79,7 @@ import yaml
 from bot.load_mix import fill_schedule
 from bot.serve import Assistant, prepare
 from core.encoder import cpu_description
+from core.processes import project_env
 from core.settings import PROJECT_ROOT, get_settings
 
 def stock_config() -> Dict[str, Any]:
@@ -678,8 +679,7 @@ def bench_env(history: bool, precision: Optional[str] = None, **extra: str) -> D
     customer's limit of 30 a minute; the measured traffic stays below it)
     the per-customer limit is off. `precision`: our models' serving precision.
     """
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               ASSISTANT_ENV="demo", ASSISTANT_INGRESS_PER_ADDRESS_PER_MINUTE="0", **extra)
+    env = project_env(ASSISTANT_ENV="demo", ASSISTANT_INGRESS_PER_ADDRESS_PER_MINUTE="0", **extra)
     env.pop("RASA_API_TOKEN", None)
     if precision is not None:
         env["ASSISTANT_INFERENCE_PRECISION"] = precision
@@ -769,7 +769,7 @@ def run_system(name: str, model: Path, credentials: Path, args, people: List[Cus
 def run_baseline(tree: Path, revision: str, args, workdir: Path, round_no: int) -> Dict[str, Any]:
     """The same load against this project at `revision` (checked out in `tree`), by that revision's own benchmark."""
     out = workdir / f"baseline-{round_no}"
-    env = dict(os.environ, PYTHONPATH=str(tree), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env = project_env(pythonpath=str(tree))
     command = [sys.executable, "-m", "bot.bench_load", "--systems", "ours", "--rate", str(args.rate),
                "--customers", str(args.customers), "--duration", str(args.duration), "--timeout", str(args.timeout),
                "--seed", str(args.seed), "--out", str(out)]
@@ -876,7 +876,7 @@ def trained_models(args, systems: List[str], workdir: Path) -> Tuple[Optional[Pa
     """(our model, stock model) for the systems named: the archives given, else trained (stock's copy kept in --out)."""
     model = stock_model = None
     if {"ours", "ours-fp32"} & set(systems):
-        env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+        env = project_env()
         model = args.model or prepare(env, PROJECT_ROOT / "config.yml", Path(get_settings().model_dir))
     if "stock" in systems:
         stock_model = args.stock_model or keep_stock_model(train_stock(workdir, args.stock_epochs), args.out)

@@ -40,7 +40,6 @@ import math
 import os
 import secrets
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -48,6 +47,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from bot.bench_load import bench_env, child_map, child_pids
+from core.processes import project_env, sigterm_as_interrupt
 from core.settings import PROJECT_ROOT
 
 SLO_P95_MS = 100.0  # the latency a rate must keep to count as served
@@ -496,17 +496,17 @@ def write_report(rows: List[Dict[str, Any]], args, mix: str) -> str:
     return text
 
 
-def _interrupt(signum, _frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)  # like Ctrl-C: the finally clauses stop every server
+    with sigterm_as_interrupt():  # like Ctrl-C: the finally clauses stop every server
+        return _run(args)
+
+
+def _run(args) -> int:
     from bot.serve import prepare
     from core.settings import get_settings
 
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env = project_env()
     model = args.model or prepare(env, PROJECT_ROOT / "config.yml", Path(get_settings().model_dir))
     _, mix = customers_at(args, args.rates[-1])
     mix = mix.replace("Traffic (", f"Traffic at {args.rates[-1]:g} msg/s (", 1)

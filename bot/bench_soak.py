@@ -50,7 +50,6 @@ import io
 import json
 import math
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -66,6 +65,7 @@ import numpy as np
 from bot.bench_load import (bench_env, child_map, child_pids, customers_for, drive, free_port, outcome, plan,
                             prewarm, trained_models)
 from core.files import write_text_atomically
+from core.processes import sigterm_as_interrupt
 from core.settings import PROJECT_ROOT
 
 LIMIT_PCT = 5.0
@@ -456,10 +456,6 @@ def report(args, samples: List[Dict[str, Any]], totals: Dict[str, Any], status: 
 
 
 # --------------------------------------------------------------------- the run
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def soak(args, people: List[Any], windows: Windows, writer: SampleWriter, extra: Dict[str, Any]) -> Dict[str, Any]:
     """PostgreSQL, the servers, warm-up, prewarm, the sampled drive; everything stopped on the way out."""
     from bot.serve import Assistant
@@ -576,9 +572,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     writer = SampleWriter(args.out / "samples.csv")
     extra: Dict[str, Any] = {}
     status, summary = "completed", {}
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        summary = soak(args, people, windows, writer, extra)
+        with sigterm_as_interrupt():
+            summary = soak(args, people, windows, writer, extra)
     except KeyboardInterrupt:
         status = "interrupted"
     except Exception as exc:
@@ -586,8 +582,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         import traceback
 
         traceback.print_exc()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     extra.pop("sampler", None)
     if extra.get("failure") and status == "completed":
         status = f"failed: {extra['failure']}"

@@ -52,6 +52,7 @@ from bot.bench_load import (
 )
 from bot.serve import Assistant, prepare
 from core.encoder import cpu_description
+from core.processes import project_env
 from core.settings import PROJECT_ROOT, get_settings
 
 HANDOFF_MARK = "in the queue"  # every handoff notice names the customer's place in the queue (bot/handoff/notices.py)
@@ -138,8 +139,7 @@ def run_system(name: str, servers_class, model: Path, credentials: Path, scripts
                warmup: int = 200) -> Dict[str, Any]:
     run_dir = workdir / name.replace(" ", "-").replace("(", "").replace(")", "")
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(
-        os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+    env = project_env(
         ASSISTANT_DATABASE_URL=f"sqlite:///{run_dir / 'assistant.db'}",
         ASSISTANT_TRACKER_DB=str(run_dir / "tracker.db"),
         ASSISTANT_ENV="demo", ASSISTANT_INGRESS_PER_ADDRESS_PER_MINUTE="0",
@@ -174,7 +174,7 @@ def run_system(name: str, servers_class, model: Path, credentials: Path, scripts
 def run_baseline(tree: Path, revision: str, args, workdir: Path) -> Dict[str, Any]:
     """The same conversations against this project at `revision`, by this benchmark run from that tree."""
     out = workdir / "baseline.json"
-    env = dict(os.environ, PYTHONPATH=f"{tree}{os.pathsep}{PROJECT_ROOT}", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env = project_env(pythonpath=f"{tree}{os.pathsep}{PROJECT_ROOT}")
     # This file drives the old tree: its own launcher, config and policies, with this protocol.
     command = [sys.executable, str(Path(__file__).resolve()), "--systems", "ours", "--conversations",
                str(args.conversations), "--turns", str(args.turns), "--seed", str(args.seed), "--json", str(out),
@@ -236,7 +236,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     rng = random.Random(args.seed)
     scripts = {f"turns-{args.seed}-{i:03d}": long_script(rng, args.turns) for i in range(args.conversations)}
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env = project_env()
     workdir = Path(tempfile.mkdtemp(prefix="bench-turns-"))
     rows: List[Dict[str, Any]] = []
     try:

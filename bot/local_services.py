@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Sequence
 
 from bot.bench_load import free_port  # noqa: F401  (imported from here by the e2e tests and benchmarks)
+from core.processes import die_with_parent
 from core.settings import PROJECT_ROOT
 
 def _pg_bin() -> Path:
@@ -83,16 +84,6 @@ def _stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float =
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=timeout)
-
-
-def _die_with_parent() -> None:
-    """In a server's process: SIGTERM when the test process dies, so a killed run leaves no server behind (Linux)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _shared_tempdir(prefix: str) -> Path:
@@ -226,7 +217,7 @@ def redis_server(password: Optional[str] = None, timeout: float = 30) -> Iterato
     if password:
         args += ["--requirepass", password]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
-                               preexec_fn=_die_with_parent)
+                               preexec_fn=die_with_parent)
     try:
         wait_for_port(port, process, timeout, "redis-server", log)
         server = RedisServer(port=port, password=password)
@@ -284,7 +275,7 @@ def nginx_proxy(upstreams: Sequence[str], timeout: float = 30) -> Iterator[Nginx
         shutil.rmtree(folder, ignore_errors=True)
         raise RuntimeError(f"nginx -t refused the rendered deploy/nginx.conf:\n{check.stderr}")
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
-                               preexec_fn=_die_with_parent)
+                               preexec_fn=die_with_parent)
     try:
         wait_for_port(port, process, timeout, "nginx", folder / "error.log")
         yield NginxProxy(port=port, upstreams=list(upstreams), folder=folder, conf=conf)

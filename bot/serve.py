@@ -40,6 +40,7 @@ from core.crypto import EncryptionKeyError, check_key
 from core.logs import write_logging_config
 # Model files are read before start: Rasa would serve on without a model that fails to load.
 from core.model_check import ModelCheckError, check_artifacts, check_model, newest_model
+from core.processes import project_env
 from core.settings import BRIDGE_TOKEN_VARIABLE, PROJECT_ROOT, SENTIMENT_TRAINING_DATA, get_settings, load_settings
 
 PYTHON = sys.executable
@@ -372,7 +373,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     from bot.security.mode import DEMO_RELAXATIONS, ModeError, ProductionRefused
 
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env = project_env()
     onboarded_model = None
     if args.onboarded is not None:
         project = args.onboarded.resolve()

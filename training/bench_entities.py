@@ -35,6 +35,7 @@ import numpy as np
 import yaml
 
 from core.encoder import cpu_description
+from core.processes import project_env
 from core.settings import PROJECT_ROOT
 from nlu.entities import span_scores
 from nlu.model import expected_calibration_error
@@ -201,7 +202,7 @@ def main(argv: List[str] = None) -> int:
     print(f"{len(train)} training and {len(test)} test utterances, {len({i for _, i, _ in train})} intents, "
           f"{len({e['entity'] for _, _, es in train for e in es})} slot types; CPU: {cpu_description()}, {os.cpu_count()} cores; "
           f"work in {workdir}", flush=True)
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", RASA_MAX_CACHE_SIZE="0")
+    env = project_env(RASA_MAX_CACHE_SIZE="0")
     rows = []
     for system in [s.strip() for s in args.systems.split(",") if s.strip()]:
         print(f"==> {system}", flush=True)

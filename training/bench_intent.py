@@ -30,6 +30,7 @@ from typing import Dict, List
 import numpy as np
 import yaml
 
+from core.processes import project_env
 from core.settings import PROJECT_ROOT
 from training.intent_data import read_examples
 
@@ -195,7 +196,7 @@ def main(argv: List[str] = None) -> int:
     rows = []
     # RASA_MAX_CACHE_SIZE=0: Rasa's training cache would otherwise restore a
     # system trained by an earlier run and report seconds instead of minutes.
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", RASA_MAX_CACHE_SIZE="0")
+    env = project_env(RASA_MAX_CACHE_SIZE="0")
     for system in [s.strip() for s in args.systems.split(",") if s.strip()]:
         print(f"==> {system}", flush=True)
         child = subprocess.run(

@@ -23,6 +23,9 @@ and entities included.
 - stock-rasa-diet: Rasa's stock DIET pipeline (`training.bench_intent.stock_config`)
   trained in this run on the same NLU data (``--data``, default bot/data)
   with ``--diet-epochs``.
+- rasa-floor: Rasa's floor. A pipeline that only splits words
+  (WhitespaceTokenizer: microseconds a message), trained on the same data:
+  what the HTTP API, Sanic and Rasa's graph cost before any model runs.
 
 Writes a table and the raw figures under ``--out``.
 """
@@ -31,7 +34,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import secrets
 import socket
 import subprocess
@@ -46,12 +48,14 @@ import yaml
 
 from core.encoder import cpu_description
 from core.files import write_text_atomically
+from core.processes import die_with_parent, project_env, sigterm_as_interrupt
 from core.records import read_csv
 from core.settings import PROJECT_ROOT, get_settings
 from training.bench_intent import stock_config
 
 RASA = str(Path(sys.executable).with_name("rasa"))
-SYSTEMS = ("ours", "stock-rasa-diet")
+SYSTEMS = ("ours", "stock-rasa-diet", "rasa-floor")
+FLOOR_CONFIG = {"recipe": "default.v1", "language": "en", "pipeline": [{"name": "WhitespaceTokenizer"}]}
 
 
 def free_port() -> int:
@@ -98,22 +102,38 @@ class RasaServer:
             [RASA, "run", "--enable-api", "--auth-token", self.token, "--model", str(self.model), "--port",
              str(self.port), "--interface", "127.0.0.1", "--endpoints", str(endpoints)],
             cwd=PROJECT_ROOT, env=self.env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=die_with_parent)
+        try:
+            self._wait_until_serving()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _wait_until_serving(self) -> None:
+        """Until /status answers 200. Rasa loads the model before it accepts a connection, so any other
+        answer (409: "No agent loaded", the model failed to load) is final: raised with the log's tail."""
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"rasa run exited {self.process.returncode}: {self.log.read_text()[-2000:]}")
+                raise RuntimeError(f"rasa run exited {self.process.returncode}: {self._tail()}")
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
                 conn.request("GET", f"/status?token={self.token}")
-                if conn.getresponse().status == 200:
-                    return self
+                answer = conn.getresponse()
+                if answer.status == 200:
+                    return
+                raise RuntimeError(f"rasa run serves no model ({self.model}): /status answered {answer.status} "
+                                   f"{answer.read()[:300]!r}; log: {self._tail()}")
             except OSError:
                 pass
             time.sleep(1)
-        raise RuntimeError(f"rasa run did not answer /status within {self.timeout:.0f} s; log: {self.log}")
+        raise RuntimeError(f"rasa run did not answer /status within {self.timeout:.0f} s; log: {self._tail()}")
 
-    def __exit__(self, *exc) -> None:
+    def _tail(self) -> str:
+        return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else "(no log)"
+
+    def __exit__(self, *exc: object) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -152,10 +172,11 @@ def time_parses(port: int, token: str, texts: Sequence[str], warmup: int) -> Dic
             "p99": float(np.percentile(values, 99)), "mean": float(values.mean())}
 
 
-def train_stock(data: Path, workdir: Path, epochs: int, env: Dict[str, str]) -> Path:
-    config = workdir / "stock-config.yml"
-    config.write_text(yaml.safe_dump(stock_config(epochs), sort_keys=False), encoding="utf-8")
-    out = workdir / "stock-models"
+def train_stock(data: Path, workdir: Path, pipeline: Dict, name: str, env: Dict[str, str]) -> Path:
+    """A Rasa NLU model of `pipeline` (a config.yml's content) trained on `data`, under `workdir/name`."""
+    config = workdir / f"{name}-config.yml"
+    config.write_text(yaml.safe_dump(pipeline, sort_keys=False), encoding="utf-8")
+    out = workdir / f"{name}-models"
     subprocess.run([RASA, "train", "nlu", "--config", str(config), "--nlu", str(data), "--out", str(out),
                     "--quiet"], cwd=PROJECT_ROOT, env=env, check=True)
     return sorted(out.glob("*.tar.gz"))[-1]
@@ -207,16 +228,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     if unknown:
         parser.error(f"unknown systems {unknown}; choose from {', '.join(SYSTEMS)}")
     texts = read_queries(args.queries, args.warmup + args.messages, args.seed)
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env = project_env()
     print(f"{args.messages} messages (+{args.warmup} warm-up) from {args.queries}; {cpu_description()}", flush=True)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="bench-parse-") as tmp:
+    # A killed benchmark stops its servers: SIGTERM unwinds the `with` blocks, and each server gets
+    # SIGTERM from the kernel if this process dies some other way (die_with_parent).
+    with sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="bench-parse-") as tmp:
         work = Path(tmp)
         for system, variant, extra_env in runs(systems, args.precisions, args.in_turn):
             if system == "ours":
                 model = args.model or served_archive(Path(get_settings().model_dir))
             else:
-                model = train_stock(args.data, work, args.diet_epochs, env)
+                pipeline = stock_config(args.diet_epochs) if system == "stock-rasa-diet" else FLOOR_CONFIG
+                model = train_stock(args.data, work, pipeline, system, env)
             with RasaServer(model, work, dict(env, **extra_env)) as server:
                 figures = time_parses(server.port, server.token, texts, args.warmup)
             rows.append({"system": system + variant, "model": str(model), "env": extra_env, **figures})

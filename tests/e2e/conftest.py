@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from bot.serve import Assistant, prepare
+from core.processes import project_env
 from core.settings import PROJECT_ROOT
 from tests.e2e.services import free_port  # noqa: F401  (also imported from here by other modules)
 
@@ -125,11 +126,7 @@ def start_showing_logs(servers: Assistant, workdir: Path) -> Assistant:
 def trained_model(tmp_path_factory) -> Dict[str, Any]:
     """Model archive, index and recommender trained once per test session."""
     workdir = tmp_path_factory.mktemp("assistant")
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(PROJECT_ROOT),
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
+    env = project_env(
         ASSISTANT_DATABASE_URL=f"sqlite:///{workdir / 'assistant.db'}",
         ASSISTANT_INDEX_DIR=str(workdir / "index"),
         ASSISTANT_RECOMMENDER_DIR=str(workdir / "recommender"),

@@ -24,6 +24,7 @@ import pytest
 
 from bot.serve import Assistant
 from core.onboarding import OnboardingProject, usable
+from core.processes import project_env
 from core.settings import PROJECT_ROOT
 from tests.e2e.conftest import TEST_SECRETS, rest_caller, rest_send, start_showing_logs
 from tests.e2e.services import free_port
@@ -47,8 +48,7 @@ def run(env: Dict[str, str], *args: str, timeout: float = 900) -> str:
 def onboarded(tmp_path_factory) -> Dict[str, Any]:
     """Transcripts -> proposal -> accept-all (one question discarded) -> built project, through the command line."""
     work = tmp_path_factory.mktemp("onboarding")
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               ASSISTANT_DATABASE_URL=f"sqlite:///{work / 'assistant.db'}")
+    env = project_env(ASSISTANT_DATABASE_URL=f"sqlite:///{work / 'assistant.db'}")
     transcripts, labels, project = work / "transcripts", work / "labels.csv", work / "project"
     run(env, "training.onboard.synthetic", "--out", str(transcripts), "--labels", str(labels),
         "--conversations", str(CONVERSATIONS), "--topics", str(TOPIC_COUNT), "--seed", "11")

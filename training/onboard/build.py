@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import random
 import subprocess
 import sys
@@ -60,6 +59,7 @@ from core.files import replacing_folder, write_text_atomically
 from core.language import is_english
 from core.onboarding import (MANY_OUTLIERS_SHARE, SMALL_CANDIDATE, Candidate, Example, OnboardingProject,
                              ReviewError, usable)
+from core.processes import project_env
 from core.settings import PROJECT_ROOT, get_settings
 
 MODEL_NAME = "onboarding"
@@ -370,16 +370,12 @@ def write_rasa_project(folder: Path, config: Dict[str, Any], intents: Sequence[I
 # ------------------------------------------------------------------ training and evaluating
 
 
-def rasa_env() -> Dict[str, str]:
-    return dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-
-
 def train(rasa_dir: Path, out: Path) -> Path:
     """`rasa train` of the project in `rasa_dir` into folder `out`; the archive's path."""
     rasa = str(Path(sys.executable).with_name("rasa"))
     args = [rasa, "train", "--config", str(rasa_dir / "config.yml"), "--domain", str(rasa_dir / "domain.yml"),
             "--data", str(rasa_dir / "data"), "--out", str(out), "--fixed-model-name", MODEL_NAME, "--quiet"]
-    result = subprocess.run(args, cwd=PROJECT_ROOT, env=rasa_env(), capture_output=True, text=True)
+    result = subprocess.run(args, cwd=PROJECT_ROOT, env=project_env(), capture_output=True, text=True)
     archive = out / f"{MODEL_NAME}.tar.gz"
     if result.returncode != 0 or not archive.exists():
         tail = (result.stdout + result.stderr)[-3000:]

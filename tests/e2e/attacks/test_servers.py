@@ -24,6 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.serve import RASA
+from core.processes import project_env
 from core.settings import PROJECT_ROOT
 from tests.e2e.attacks.conftest import http, post_json, production_secrets, strong
 from tests.e2e.services import free_port
@@ -228,8 +229,7 @@ def _production_env(tmp_path: Path, drop: str = "", weak: str = "") -> Dict[str,
     database = f"sqlite:///{tmp_path / 'assistant.db'}"
     if drop != "inbox":
         staff.add_account(db.connect(database), "ops-admin", strong(), role="admin")
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               ASSISTANT_ENV="production", ASSISTANT_DATABASE_URL=database,
+    env = project_env(ASSISTANT_ENV="production", ASSISTANT_DATABASE_URL=database,
                ASSISTANT_TRACKER_DB=str(tmp_path / "tracker.db"), **production_secrets())
     for name in ("INBOX_OIDC_ISSUER", "INBOX_OIDC_CLIENT_ID", "INBOX_OIDC_CLIENT_SECRET", "WEB_CUSTOMER_TOKEN_PUBLIC_KEY"):
         env.pop(name, None)
