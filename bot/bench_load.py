@@ -546,7 +546,7 @@ def train_stock(workdir: Path, epochs: Optional[int]) -> Path:
     rasa = str(Path(sys.executable).with_name("rasa"))
     print("==> training the stock Rasa model (DIET, ResponseSelector, TED)", flush=True)
     subprocess.run([rasa, "train", "--config", str(path), "--domain", "bot/domain", "--data", "bot/data",
-                    "--out", str(out), "--quiet"], cwd=PROJECT_ROOT, check=True)
+                    "--out", str(out), "--quiet"], cwd=PROJECT_ROOT, env=project_env(), check=True)
     return sorted(out.glob("*.tar.gz"))[-1]
 
 

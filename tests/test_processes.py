@@ -97,3 +97,11 @@ def test_everything_make_starts_has_rasa_s_telemetry_off():
                             "show-telemetry: ; @echo \"$$RASA_TELEMETRY_ENABLED\"", "show-telemetry"],
                            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert shown.stdout.strip() == "false", shown.stderr
+
+
+def test_a_process_that_imports_the_project_has_rasa_s_telemetry_off_unless_set():
+    env = {k: v for k, v in os.environ.items() if k != "RASA_TELEMETRY_ENABLED"}
+    show = [sys.executable, "-c", "import core, os, rasa.telemetry as t; print(os.environ['RASA_TELEMETRY_ENABLED'], t.is_telemetry_enabled())"]
+    assert subprocess.run(show, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True).stdout.split() == ["false", "False"]
+    env["RASA_TELEMETRY_ENABLED"] = "true"
+    assert subprocess.run(show, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True).stdout.split() == ["true", "True"]
