@@ -533,6 +533,47 @@ def scrape_stages(text: str) -> Dict[str, float]:
     return {k: 1000 * sums[k] / counts[k] for k in sums if counts.get(k)}
 
 
+# The parse-latency targets (issue 15: p50 at most 5 ms, p99 at most 10 ms) are bucket bounds of
+# core.metrics.BUCKETS, so the share of a stage's observations within each is exact.
+WITHIN_SECONDS = (0.005, 0.01)
+MODEL_STAGES = ("assistant_model", "assistant_nlu", "assistant_retrieval")
+
+
+def scrape_within(text: str, stages: Sequence[str] = MODEL_STAGES,
+                  limits: Sequence[float] = WITHIN_SECONDS) -> Dict[str, Dict[float, float]]:
+    """Share of each stage's observations within each of `limits` (seconds), from its histogram's
+    cumulative buckets on /metrics; a stage with no observations is left out."""
+    buckets: Dict[str, Dict[float, float]] = {}
+    counts: Dict[str, float] = {}
+    for line in text.splitlines():
+        name_labels, _, value = line.rpartition(" ")
+        name = name_labels.split("{")[0]
+        stage = name.rsplit("_seconds_", 1)[0]
+        if stage not in stages:
+            continue
+        try:
+            if name.endswith("_seconds_count"):
+                counts[stage] = float(value)
+            elif name.endswith("_seconds_bucket") and 'le="' in name_labels:
+                bound = name_labels.split('le="', 1)[1].split('"', 1)[0]
+                if bound != "+Inf":
+                    buckets.setdefault(stage, {})[float(bound)] = float(value)
+        except ValueError:
+            continue
+    return {stage: {limit: buckets.get(stage, {}).get(limit, float("nan")) / counts[stage] for limit in limits}
+            for stage in stages if counts.get(stage)}
+
+
+def within_line(row: Dict[str, Any]) -> str:
+    """'Within 5 / 10 ms, <system>: assistant_model 12 % / 95 %, ...' for a row with `within`, else ''."""
+    if not row.get("within"):
+        return ""
+    limits = " / ".join(f"{1000 * limit:g}" for limit in WITHIN_SECONDS)
+    parts = [f"{stage} " + " / ".join(f"{100 * share:.0f} %" for share in shares.values())
+             for stage, shares in row["within"].items()]
+    return f"Share within {limits} ms, {row['system']} (from /metrics): " + ", ".join(parts)
+
+
 def train_stock(workdir: Path, epochs: Optional[int]) -> Path:
     """Train the stock Rasa model on the same domain, NLU data and stories."""
     config = stock_config()
@@ -758,6 +799,7 @@ def run_system(name: str, model: Path, credentials: Path, args, people: List[Cus
         summary["rasa_cpu_ms_per_msg"] = 1000 * (cpu_seconds(rasa_pids) - rasa0) / max(1, summary["messages"])
         scraped = {"rasa": scrape(servers.url, {}), "actions": scrape(f"http://localhost:{servers.action_port}", {})}
         summary["stages"] = {**scrape_stages(scraped["rasa"]), **scrape_stages(scraped["actions"])}
+        summary["within"] = scrape_within(scraped["rasa"])
         summary["metrics"] = scraped  # the raw text, saved beside the report
         summary["load_avg"] = os.getloadavg()[0]
     finally:
@@ -834,6 +876,8 @@ def table(rows: List[Dict[str, Any]], args) -> str:
             lines.append("")
             lines.append(f"Mean per stage, {r['system']} (from /metrics): " +
                          ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(r["stages"].items())))
+        if within_line(r):
+            lines.append(within_line(r))
     return "\n".join(lines)
 
 
@@ -932,6 +976,8 @@ def report_rates(rows: List[Dict[str, Any]], args, rates: List[float], mix_repor
         if r.get("stages"):
             report += f"\n\nMean per stage, {r['system']} at {r['rate']:.0f} msg/s (from /metrics): " + ", ".join(
                 f"{k} {v:.1f} ms" for k, v in sorted(r["stages"].items()))
+        if within_line(r):
+            report += "\n" + within_line(r)
     if args.stock_epochs and "stock" in args.systems:
         report += f"\n\nStock Rasa trained with {args.stock_epochs} epochs instead of 100."
     save_report(args.out, report, rows, by_rate=True)

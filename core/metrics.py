@@ -62,6 +62,13 @@ MESSAGE_SECONDS = Histogram(
 )
 NLU_SECONDS = Histogram("assistant_nlu_seconds", "Intent classification of a batch of messages.", buckets=BUCKETS)
 RETRIEVAL_SECONDS = Histogram("assistant_retrieval_seconds", "Answer retrieval for a batch of messages.", buckets=BUCKETS)
+# The served path: every model of the pipeline (intent and entities, the retriever's encoder, the sentiment
+# reader) run on the model thread for a message before the event loop parses it (core.serving.prefetch);
+# the stage histograms above then time a component finding its result ready.
+MODEL_SECONDS = Histogram(
+    "assistant_model_seconds", "The models' work for a batch of messages on the model thread, before Rasa parses them.",
+    buckets=BUCKETS,
+)
 ACTION_SECONDS = Histogram("assistant_action_seconds", "Run time of a custom action.", ["action"], buckets=BUCKETS)
 RECOMMENDATION_SECONDS = Histogram(
     "assistant_recommendation_seconds", "Ranking suggestions for a customer.", buckets=BUCKETS

@@ -31,6 +31,7 @@ import time
 from collections import OrderedDict
 from typing import Callable, Dict, Hashable, Iterator, Optional, Sequence
 
+from core import metrics
 from core.payloads import is_payload
 
 logger = logging.getLogger(__name__)
@@ -151,7 +152,11 @@ def prefetch(texts: Sequence[str]) -> None:
         return
     with _prefetch_lock:
         todo = list(_prefetchers.items())
+    if not todo:
+        return
+    started = time.perf_counter()
     _run_prefetchers(todo, texts)
+    metrics.MODEL_SECONDS.observe(time.perf_counter() - started)
 
 
 def _readable(texts: Sequence[str]) -> list:

@@ -81,3 +81,23 @@ def test_burst_recovery_is_read_from_the_steady_traffic_after_each_burst():
     assert summary["threshold_ms"] == 100.0
     counted = summarise(results, wall=100.0)
     assert counted["refused"] == 1 and counted["errors"] == 1, "a polite refusal is not an error"
+
+
+def test_the_share_of_a_stage_within_5_and_10_ms_is_read_from_its_buckets():
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from bot.bench_load import scrape_within, within_line
+    from core.metrics import BUCKETS
+
+    registry = CollectorRegistry()
+    model = Histogram("assistant_model_seconds", "models", buckets=BUCKETS, registry=registry)
+    nlu = Histogram("assistant_nlu_seconds", "nlu", buckets=BUCKETS, registry=registry)
+    Histogram("assistant_retrieval_seconds", "never observed", buckets=BUCKETS, registry=registry)
+    for seconds in (0.002, 0.004, 0.006, 0.008, 0.02):
+        model.observe(seconds)
+    nlu.observe(0.0001)
+    within = scrape_within(generate_latest(registry).decode())
+    assert within == {"assistant_model": {0.005: 0.4, 0.01: 0.8}, "assistant_nlu": {0.005: 1.0, 0.01: 1.0}}
+    line = within_line({"system": "ours", "within": within})
+    assert line == "Share within 5 / 10 ms, ours (from /metrics): assistant_model 40 % / 80 %, assistant_nlu 100 % / 100 %"
+    assert within_line({"system": "stock"}) == ""

@@ -44,3 +44,17 @@ def test_nothing_runs_beside_when_turned_off_or_when_there_is_nothing_to_read(re
     with serving.others_alongside(["hello"], ("intent", "c")):
         pass
     assert calls == []
+
+
+def _observed(histogram) -> float:
+    return next(s.value for m in histogram.collect() for s in m.samples if s.name.endswith("_count"))
+
+
+def test_the_model_thread_s_work_for_a_message_is_timed_on_metrics(registered):
+    from core import metrics
+
+    serving.use_prefetchers({("intent", "c"): lambda texts: time.sleep(0.003), ("retrieval", "r"): lambda texts: None})
+    before = _observed(metrics.MODEL_SECONDS)
+    serving.prefetch(["where is my card"])
+    serving.prefetch(["/greet"])  # nothing for the models to read: not a model pass, not observed
+    assert _observed(metrics.MODEL_SECONDS) == before + 1

@@ -65,6 +65,7 @@ def test_metrics_move_when_customers_write(assistant):
     assert moved(rasa0, rasa1, "assistant_message_seconds_sum{channel=\"rest\"}") > 0
     assert moved(rasa0, rasa1, "assistant_nlu_seconds_count") >= 2
     assert moved(rasa0, rasa1, "assistant_retrieval_seconds_count") >= 2
+    assert moved(rasa0, rasa1, "assistant_model_seconds_count") >= 2  # each message's models, on the model thread
     assert moved(actions0, actions1, 'assistant_action_seconds_count{action="action_answer_intent"}') >= 1
     assert moved(actions0, actions1, "assistant_recommendation_seconds_count") >= 1
     assert moved(actions0, actions1, "assistant_suggestions_shown_total") >= 1
