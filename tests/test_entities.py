@@ -139,6 +139,41 @@ def test_spans_of_different_kinds_or_apart_stay_apart(tokenizer):
         ("card_last_four", "120"), ("amount", "pounds")]
 
 
+def _tagged(tokenizer, scheme, text, word_probs):
+    """(offsets, word ids, probabilities) of `text` where each word listed gets its tag probabilities
+    on every piece, and every other token is O."""
+    encoded = tokenizer(text, return_offsets_mapping=True)
+    words = encoded.word_ids()
+    offsets = [tuple(o) if w is not None else (0, 0) for o, w in zip(encoded["offset_mapping"], words)]
+    probs = np.zeros((len(offsets), len(scheme)))
+    probs[:, 0] = 1.0
+    for word, row in word_probs.items():
+        start = text.index(word)
+        for t, (s, e) in enumerate(offsets):
+            if s < e and start <= s < start + len(word):
+                probs[t] = row
+    return offsets, words, probs
+
+
+def test_a_doubtful_word_inside_an_entity_does_not_break_it_in_two(tokenizer):
+    """Most likely tags word by word: B, O, I (a title broken in two); the most likely valid sequence
+    (an I only after its B or I) is B, I, I: one entity."""
+    scheme = TagScheme([EntityKind("object_name")])
+    text = "where can i buy time for heroes"
+    offsets, words, probs = _tagged(tokenizer, scheme, text, {
+        "time": [0.05, 0.9, 0.05], "for": [0.55, 0.0, 0.45], "heroes": [0.05, 0.05, 0.9]})
+    assert [e["value"] for e in scheme.decode(text, offsets, words, probs)] == ["time for heroes"]
+
+
+def test_an_entity_cannot_start_inside(tokenizer):
+    """An I- tag with no B- before it: read as the start of an entity when that is likelier than nothing."""
+    scheme = TagScheme([EntityKind("city")])
+    text = "weather in selmer today"
+    offsets, words, probs = _tagged(tokenizer, scheme, text, {"selmer": [0.2, 0.3, 0.5]})
+    [entity] = scheme.decode(text, offsets, words, probs)
+    assert entity["value"] == "selmer" and entity["confidence_entity"] == pytest.approx(0.3)
+
+
 def test_one_entity_with_and_without_a_role_trains():
     """The demo annotates account_type bare and with roles: the kinds must sort with None among strings."""
     scheme = TagScheme([EntityKind("account_type", "from"), EntityKind("account_type"), EntityKind("account_type", "to")])
@@ -284,3 +319,25 @@ def test_a_corrupt_detector_in_the_meta_file_is_named(joint, tmp_path):
     (copy / "intent_model.json").write_text(json.dumps(meta))
     with pytest.raises(IntentModelError, match="intent_model.json.*centroids"):
         IntentModel.load(copy)
+
+
+def test_auto_trainable_layers_are_all_of_them_for_entities_and_the_top_three_for_intents_alone():
+    from types import SimpleNamespace
+
+    base = SimpleNamespace(config=SimpleNamespace(num_hidden_layers=6))
+    auto = IntentModelConfig.from_dict({})
+    assert auto.trainable_layers == "auto"
+    assert auto.with_layers_for(base, entities=True).trainable_layers == 6
+    assert auto.with_layers_for(base, entities=False).trainable_layers == 3
+    assert IntentModelConfig.from_dict({"trainable_layers": 2}).with_layers_for(base, entities=True).trainable_layers == 2
+    for wrong in (0, "all", 2.5, True):
+        with pytest.raises(ValueError, match="trainable_layers"):
+            IntentModelConfig.from_dict({"trainable_layers": wrong})
+
+
+def test_a_model_fitted_with_auto_layers_on_entity_data_tunes_every_layer(tmp_path):
+    labels, texts, entities = synthetic(6, seed=3)
+    model = IntentModel.fit(texts, labels, IntentModelConfig(epochs=1, batch_size=16, device="cpu", open_intent=False),
+                            entities=entities, progress=False)
+    assert model.config.trainable_layers == 6 and model.frozen_layers == 0
+    assert IntentModel.load(model.save(tmp_path / "model")).config.trainable_layers == 6
