@@ -876,8 +876,8 @@ def table(rows: List[Dict[str, Any]], args) -> str:
             lines.append("")
             lines.append(f"Mean per stage, {r['system']} (from /metrics): " +
                          ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(r["stages"].items())))
-        if within_line(r):
-            lines.append(within_line(r))
+        if line := within_line(r):
+            lines.append(line)
     return "\n".join(lines)
 
 
@@ -976,8 +976,8 @@ def report_rates(rows: List[Dict[str, Any]], args, rates: List[float], mix_repor
         if r.get("stages"):
             report += f"\n\nMean per stage, {r['system']} at {r['rate']:.0f} msg/s (from /metrics): " + ", ".join(
                 f"{k} {v:.1f} ms" for k, v in sorted(r["stages"].items()))
-        if within_line(r):
-            report += "\n" + within_line(r)
+        if line := within_line(r):
+            report += "\n" + line
     if args.stock_epochs and "stock" in args.systems:
         report += f"\n\nStock Rasa trained with {args.stock_epochs} epochs instead of 100."
     save_report(args.out, report, rows, by_rate=True)

@@ -22,6 +22,7 @@ in Chinese each character is one), so it never returns half a word.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -121,7 +122,7 @@ class TagScheme:
                                       or offsets[t - 1][0] == offsets[t - 1][1])]
         if not firsts:
             return []
-        tags = _viterbi(np.log(np.clip(probs[firsts], 1e-12, None)), self._allowed())
+        tags = _viterbi(np.log(np.clip(probs[firsts], 1e-12, None)), self._banned)
         spans: List[List[Any]] = []
         for position, (t, tag) in enumerate(zip(firsts, tags)):
             if tag == 0:
@@ -134,15 +135,17 @@ class TagScheme:
                 spans.append([kind, t, t, [float(probs[t, tag])]])
         return spans
 
-    def _allowed(self) -> np.ndarray:
-        """(tags + 1) x tags: row 0 the allowed first tags, row 1 + i the tags allowed after tag i."""
+    @functools.cached_property
+    def _banned(self) -> np.ndarray:
+        """(tags + 1) x tags, 0 where allowed and -inf where not: row 0 the first tag, row 1 + i the tag
+        after tag i. Made once per scheme, not per message."""
         n = len(self)
         allowed = np.ones((n + 1, n), dtype=bool)
         inside = np.arange(2, n, 2)  # I-k: 2 + 2k
         allowed[:, inside] = False
         allowed[1 + inside - 1, inside] = True  # after B-k
         allowed[1 + inside, inside] = True  # after I-k
-        return allowed
+        return np.where(allowed, 0.0, -np.inf)
 
     def decode(
         self,
@@ -169,10 +172,9 @@ class TagScheme:
         return _joined(_without_overlaps(entities), text)
 
 
-def _viterbi(logp: np.ndarray, allowed: np.ndarray) -> List[int]:
+def _viterbi(logp: np.ndarray, banned: np.ndarray) -> List[int]:
     """The tag sequence of highest summed log-probability `logp` (steps x tags) whose first tag is
-    allowed by `allowed[0]` and each next tag by `allowed[1 + previous]`."""
-    banned = np.where(allowed, 0.0, -np.inf)
+    not banned by `banned[0]` (-inf) and each next tag not by `banned[1 + previous]`."""
     score = logp[0] + banned[0]
     back = []
     for step in range(1, len(logp)):
