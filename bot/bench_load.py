@@ -71,7 +71,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import yaml
@@ -512,24 +512,31 @@ def scrape(url: str, headers: Dict[str, str]) -> str:
         return ""
 
 
-def scrape_stages(text: str) -> Dict[str, float]:
-    """Mean milliseconds per stage from a server's Prometheus histograms (the /metrics text)."""
-    sums: Dict[str, float] = {}
-    counts: Dict[str, float] = {}
+def _seconds_samples(text: str) -> Iterator[Tuple[str, str, str, float]]:
+    """(stage, kind, labels, value) of each `<stage>_seconds_<kind>{labels} value` sample of a
+    Prometheus /metrics text (kind: bucket, sum, count); comments and unreadable values skipped."""
     for line in text.splitlines():
         if line.startswith("#") or "_seconds_" not in line:
             continue
         name_labels, _, value = line.rpartition(" ")
         name = name_labels.split("{")[0]
-        labels = name_labels[len(name):]
-        key = name.rsplit("_seconds_", 1)[0] + labels.replace('le="+Inf"', "")
+        stage, _, kind = name.rpartition("_seconds_")
         try:
-            if name.endswith("_seconds_sum"):
-                sums[key] = sums.get(key, 0.0) + float(value)
-            elif name.endswith("_seconds_count"):
-                counts[key] = counts.get(key, 0.0) + float(value)
+            yield stage, kind, name_labels[len(name):], float(value)
         except ValueError:
             continue
+
+
+def scrape_stages(text: str) -> Dict[str, float]:
+    """Mean milliseconds per stage from a server's Prometheus histograms (the /metrics text)."""
+    sums: Dict[str, float] = {}
+    counts: Dict[str, float] = {}
+    for stage, kind, labels, value in _seconds_samples(text):
+        key = stage + labels.replace('le="+Inf"', "")
+        if kind == "sum":
+            sums[key] = sums.get(key, 0.0) + value
+        elif kind == "count":
+            counts[key] = counts.get(key, 0.0) + value
     return {k: 1000 * sums[k] / counts[k] for k in sums if counts.get(k)}
 
 
@@ -545,21 +552,18 @@ def scrape_within(text: str, stages: Sequence[str] = MODEL_STAGES,
     cumulative buckets on /metrics; a stage with no observations is left out."""
     buckets: Dict[str, Dict[float, float]] = {}
     counts: Dict[str, float] = {}
-    for line in text.splitlines():
-        name_labels, _, value = line.rpartition(" ")
-        name = name_labels.split("{")[0]
-        stage = name.rsplit("_seconds_", 1)[0]
+    for stage, kind, labels, value in _seconds_samples(text):
         if stage not in stages:
             continue
-        try:
-            if name.endswith("_seconds_count"):
-                counts[stage] = float(value)
-            elif name.endswith("_seconds_bucket") and 'le="' in name_labels:
-                bound = name_labels.split('le="', 1)[1].split('"', 1)[0]
+        if kind == "count":
+            counts[stage] = value
+        elif kind == "bucket" and 'le="' in labels:
+            bound = labels.split('le="', 1)[1].split('"', 1)[0]
+            try:
                 if bound != "+Inf":
-                    buckets.setdefault(stage, {})[float(bound)] = float(value)
-        except ValueError:
-            continue
+                    buckets.setdefault(stage, {})[float(bound)] = value
+            except ValueError:
+                continue
     return {stage: {limit: buckets.get(stage, {}).get(limit, float("nan")) / counts[stage] for limit in limits}
             for stage in stages if counts.get(stage)}
 
