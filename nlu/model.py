@@ -53,6 +53,7 @@ from core.encoder import ModelNotFoundError, resolve_model_path
 from core.files import replacing_folder
 from nlu.base_models import accepts_pooling_flag, adapter_targets, check_base_folder, layer_runner
 from nlu.entities import IGNORE, TagScheme, check_annotations, span_scores
+from nlu.neighbours import NeighbourVote
 from nlu.open_intent import OpenIntentDetector
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ logger = logging.getLogger(__name__)
 META_FILE = "intent_model.json"
 HEAD_FILE = "head.safetensors"
 ENTITY_FILE = "entities.safetensors"
+NEIGHBOURS_FILE = "neighbours.safetensors"
 ADAPTER_DIR = "adapter"
 FORMAT_VERSION = 1
 
@@ -101,6 +103,11 @@ class IntentModelConfig:
     open_intent: bool = True  # fit the unknown-request detector (nlu/open_intent.py) after training
     false_unknown_rate: float = 0.1  # share of known validation requests the detector's threshold flags
     centroids_per_intent: int = 8  # the detector's centroids per intent
+    # Blend a vote of the k nearest training examples into the probabilities (nlu/neighbours.py), at a
+    # weight chosen on the validation split (0, i.e. off, unless the vote wins there).
+    neighbour_vote: bool = True
+    neighbours: int = 10
+    neighbour_sharpness: float = 20.0
 
     def __post_init__(self) -> None:
         if isinstance(self.trainable_layers, str) and self.trainable_layers.strip().isdigit():  # from a command line
@@ -203,6 +210,7 @@ class IntentModel:
         # Expected calibration error on the validation split after temperature scaling, and its size (`_calibrate`).
         self.calibration: Dict[str, float] = {}
         self.detector: Optional[OpenIntentDetector] = None  # unknown requests; fitted after training
+        self.neighbours: Optional[NeighbourVote] = None  # the training examples' vote; fitted after training
         self.device = pick_device(config.device)
         self.history: List[Dict[str, float]] = []
         # Serving only (set by `load`): a compiled logits pass and the recent messages' probabilities.
@@ -333,7 +341,10 @@ class IntentModel:
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         if self._served is None or len(texts) > 8:
-            return self._calibrated(self.logits(texts, batch_size))
+            emb = self.embed(texts, batch_size)
+            with torch.inference_mode():
+                logits = self.head(emb.to(self.device)).float().cpu()
+            return self._calibrated(logits, emb)
         return np.stack([reading.proba for reading in self.parse(texts)])
 
     # ------------------------------------------------------------- readings
@@ -363,7 +374,7 @@ class IntentModel:
         return [r._replace(entities=[dict(e) for e in r.entities]) for r in out]
 
     def _readings(self, logits, emb, found) -> List[Reading]:
-        proba = self._calibrated(logits)
+        proba = self._calibrated(logits, emb)
         if self.detector is None:
             return [Reading(p, f, None, None) for p, f in zip(proba, found)]
         scores = self.detector.scores(emb.float().cpu().numpy(), proba)
@@ -419,9 +430,13 @@ class IntentModel:
             out.append(reading._replace(proba=proba))
         return out
 
-    def _calibrated(self, logits) -> np.ndarray:
-        """Temperature-scaled softmax of `logits`, as numpy."""
-        return torch.softmax(logits.float().cpu() / self.temperature, dim=-1).numpy()
+    def _calibrated(self, logits, emb=None) -> np.ndarray:
+        """Temperature-scaled softmax of `logits`, as numpy; with the sentence embeddings `emb`, the
+        training examples' neighbour vote blended in (when the model has one)."""
+        proba = torch.softmax(logits.float().cpu() / self.temperature, dim=-1).numpy()
+        if self.neighbours is None or emb is None:
+            return proba
+        return self.neighbours.blend(proba, emb.float().cpu().numpy() if hasattr(emb, "cpu") else emb)
 
     # ------------------------------------------------ shared lower layers
     @property
@@ -478,7 +493,8 @@ class IntentModel:
                 self._serving_top = self._compile_top()
             mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=self.device)
             with torch.inference_mode():
-                return self._calibrated(self._serving_top(hidden.to(self.device), mask))
+                logits, emb = self._serving_top(hidden.to(self.device), mask)
+            return self._calibrated(logits, emb)
 
         return cached_rows(self._served, "proba" if exact else "proba-approximate", [text], compute)[0]
 
@@ -494,7 +510,7 @@ class IntentModel:
         return self._trace(
             lambda hidden, mask: self._run_layers(hidden.to(dtype), mask, self._split), inputs,
             [["where is my new card"], ["hi"], ["my card payment was declined twice at the shop today"]],
-            "intent model (tuned layers)",
+            "intent model (tuned layers)", with_embedding=True,
         )
 
     def _compile(self):
@@ -649,7 +665,7 @@ class IntentModel:
                 p.requires_grad_(False)
             if not tags:
                 model._calibrate(val_texts, val_y)
-                model._fit_detector(cached, lengths, train_y, val_texts, val_y, log)
+                model._fit_after_training(cached, lengths, train_y, val_texts, val_y, log)
                 return model
 
         adapter_params = [p for p in encoder.parameters() if p.requires_grad]
@@ -712,22 +728,40 @@ class IntentModel:
         if best[1] is not None:
             model._load_trainable_state(best[1])
         model._calibrate(val_texts, val_y)
-        model._fit_detector(cached, lengths, train_y, val_texts, val_y, log)
+        model._fit_after_training(cached, lengths, train_y, val_texts, val_y, log)
         return model
 
-    def _fit_detector(self, cached, lengths, train_y: np.ndarray, val_texts: Sequence[str], val_y: np.ndarray,
-                      log: Callable[[str], None]) -> None:
-        """The open-intent detector from the tuned encoder's embeddings of the training utterances
-        (their cached lower layers) and of the validation split (its threshold)."""
-        if not self.config.open_intent or len(val_y) < 2:
+    def _fit_after_training(self, cached, lengths, train_y: np.ndarray, val_texts: Sequence[str], val_y: np.ndarray,
+                            log: Callable[[str], None]) -> None:
+        """The neighbour vote, then the open-intent detector (on the blended probabilities), from the
+        tuned encoder's embeddings of the training utterances (their cached lower layers) and of the
+        validation split (the vote's weight, the detector's threshold)."""
+        self.neighbours = None
+        want_vote = self.config.neighbour_vote and len(val_y) >= 2
+        if not (want_vote or self.config.open_intent) or len(val_y) < 2:
             return
         buckets = length_buckets(lengths, 128, None)
         train_emb = torch.cat([self._embed_cached(cached, lengths, batch, train=False) for batch in buckets]).cpu().numpy()
+        emb_y = train_y[np.concatenate(buckets)]
         val_emb = self.embed(val_texts).numpy()
         with torch.inference_mode():
             val_proba = self._calibrated(self.head(torch.as_tensor(val_emb, device=self.device)))
+        if want_vote:
+            self.neighbours, tried = NeighbourVote.fit(
+                train_emb, emb_y, val_emb, np.asarray(val_y), val_proba, len(self.labels),
+                k=self.config.neighbours, sharpness=self.config.neighbour_sharpness)
+            if tried:
+                chosen = self.neighbours.weight if self.neighbours is not None else 0.0
+                log("neighbour vote: validation log-loss by weight "
+                    + ", ".join(f"{w:g}: {a:.4f}" for w, a in tried.items()) + f"; weight {chosen:g}")
+                self.calibration["neighbour_weight"] = chosen
+            if self.neighbours is not None:
+                val_proba = self.neighbours.blend(val_proba, val_emb)
+                self.calibration["validation_ece_blended"] = expected_calibration_error(val_proba, np.asarray(val_y))
+        if not self.config.open_intent:
+            return
         self.detector = OpenIntentDetector.fit(
-            train_emb, train_y[np.concatenate(buckets)], val_emb, np.asarray(val_y), val_proba,
+            train_emb, emb_y, val_emb, np.asarray(val_y), val_proba,
             false_unknown_rate=self.config.false_unknown_rate, centroids_per_class=self.config.centroids_per_intent,
             seed=self.config.seed)
         log(f"open-intent detector: {len(self.detector.centroids)} centroids, threshold set to flag "
@@ -839,6 +873,8 @@ class IntentModel:
             save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(staging / HEAD_FILE))
             if self.tagger is not None:
                 save_file({k: v.detach().cpu().contiguous() for k, v in self.tagger.state_dict().items()}, str(staging / ENTITY_FILE))
+            if self.neighbours is not None:
+                save_file({k: torch.from_numpy(v) for k, v in self.neighbours.tensors().items()}, str(staging / NEIGHBOURS_FILE))
             meta = {
                 "format_version": FORMAT_VERSION,
                 "labels": self.labels,
@@ -846,6 +882,7 @@ class IntentModel:
                 "temperature": self.temperature,
                 "calibration": self.calibration,
                 "open_intent": self.detector.to_dict() if self.detector is not None else None,
+                "neighbours": self.neighbours.settings() if self.neighbours is not None else None,
                 "config": dataclasses.asdict(self.config),
                 "history": self.history,
             }
@@ -895,6 +932,12 @@ class IntentModel:
             tagger_state = load_file(str(step)) if tags else None
             step = meta_path
             detector = OpenIntentDetector.from_dict(meta["open_intent"]) if meta.get("open_intent") else None
+            neighbours = None
+            if meta.get("neighbours"):
+                step = folder / NEIGHBOURS_FILE
+                if not step.exists():
+                    raise IntentModelError(f"intent model file '{step}' is missing (the model votes with its training examples); retrain it")
+                neighbours = NeighbourVote.restore(meta["neighbours"], {k: v.numpy() for k, v in load_file(str(step)).items()})
         except (ModelNotFoundError, IntentModelError):
             raise
         except Exception as exc:  # corrupt JSON, safetensors or adapter weights
@@ -916,6 +959,7 @@ class IntentModel:
         model.history = meta.get("history", [])
         model.calibration = meta.get("calibration") or {}
         model.detector = detector
+        model.neighbours = neighbours
         if merge:
             model.encoder = encoder.merge_and_unload()  # plain BertModel: no adapter cost per call
             if precision == "bf16":
