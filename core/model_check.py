@@ -29,6 +29,8 @@ class ModelCheckError(RuntimeError):
 # The intent classifier's files inside the archive (nlu/model.py writes them).
 INTENT_FILES = ("intent_model.json", "head.safetensors", "adapter/adapter_config.json")
 INTENT_WEIGHTS = ("adapter/adapter_model.safetensors", "adapter/adapter_model.bin")
+# Files intent_model.json says the model has: its key, when set, needs the file.
+INTENT_EXTRAS = {"entities": "entities.safetensors", "neighbours": "neighbours.safetensors"}
 
 
 def _safetensors_problem(head: bytes, size: int) -> Optional[str]:
@@ -86,6 +88,7 @@ def check_model(path: Path) -> None:
     if not path.is_file():
         raise ModelCheckError(f"model archive {path} is not a file; {retrain}")
     names, name = set(), None
+    metas = {}  # classifier folder -> its intent_model.json, read
     try:
         with gzip.open(path, "rb") as stream:
             with tarfile.open(fileobj=stream, mode="r|") as archive:
@@ -109,6 +112,9 @@ def check_model(path: Path) -> None:
                     )
                     if problem:
                         raise ModelCheckError(f"model archive {path}: the file {name} inside it {problem}; {retrain}")
+                    parts = name.split("/")
+                    if len(parts) == 3 and parts[0] == "components" and parts[2] == INTENT_FILES[0]:
+                        metas[parts[1]] = json.loads(head.decode("utf-8"))
             name = None
             while stream.read(1 << 20):  # to the end, so that gzip checks its CRC and length
                 pass
@@ -122,10 +128,13 @@ def check_model(path: Path) -> None:
         missing = [f for f in INTENT_FILES if f"components/{folder}/{f}" not in names]
         if not any(f"components/{folder}/{f}" in names for f in INTENT_WEIGHTS):
             missing.append(INTENT_WEIGHTS[0])
+        meta = metas.get(folder)
+        if isinstance(meta, dict):
+            missing += [f for key, f in INTENT_EXTRAS.items() if meta.get(key) and f"components/{folder}/{f}" not in names]
         if missing:
             raise ModelCheckError(
-                f"model archive {path} lacks components/{folder}/{missing[0]} (the intent classifier's "
-                f"adapter and head); {retrain}"
+                f"model archive {path} lacks components/{folder}/{missing[0]} (a file of the intent "
+                f"classifier); {retrain}"
             )
 
 

@@ -76,6 +76,14 @@ def test_an_intent_classifier_without_its_head_is_named(tmp_path):
         check_model(archive(tmp_path / "m.tar.gz", files))
 
 
+@pytest.mark.parametrize("key, needed", [("neighbours", "neighbours.safetensors"), ("entities", "entities.safetensors")])
+def test_a_classifier_file_its_meta_names_must_be_there(tmp_path, key, needed):
+    files = {**model_files(), f"{CLASSIFIER}/intent_model.json": json.dumps({"labels": ["greet"], key: {"k": 10}}).encode()}
+    with pytest.raises(ModelCheckError, match=needed):
+        check_model(archive(tmp_path / "m.tar.gz", files))
+    check_model(archive(tmp_path / "whole.tar.gz", {**files, f"{CLASSIFIER}/{needed}": safetensors_bytes()}))
+
+
 def index_and_recommender(tmp_path: Path):
     faiss = pytest.importorskip("faiss")
     index = tmp_path / "index"
