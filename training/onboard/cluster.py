@@ -10,7 +10,8 @@
    own grouping: average-linkage agglomerative clustering cut at one cosine
    distance, counting the groups big enough to be an intent; the counts at
    a slightly lower and higher cut give its range.
-4. **Cluster** the smoothed embeddings with k-means at the estimate.
+4. **Cluster** the smoothed embeddings with k-means at the estimate, from
+   20 seeded starts (the tightest kept).
 
 Tried and not kept (BANKING77 train with labels hidden, k-means at 77):
 tuning the encoder's top two layers on neighbour pairs (contrastive) gave
@@ -73,7 +74,10 @@ def smooth(vectors: np.ndarray, neighbours: int = NEIGHBOURS, rounds: int = ROUN
     return out
 
 
-def kmeans(vectors: np.ndarray, k: int, seed: int = 0, n_init: int = 3) -> np.ndarray:
+KMEANS_STARTS = 20  # k-means runs from this many seeded starts and keeps the tightest (BANKING77: accuracy 0.62 -> 0.66 against 3)
+
+
+def kmeans(vectors: np.ndarray, k: int, seed: int = 0, n_init: int = KMEANS_STARTS) -> np.ndarray:
     from sklearn.cluster import KMeans
 
     return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(vectors).labels_
