@@ -290,6 +290,16 @@ class Result:
     texts: List[str] = field(default_factory=list)  # the bot's answers
 
 
+def error_name(exc: BaseException) -> str:
+    """A failed request's error for the report: its type, and the OS error's name where it has one
+    ("ClientOSError ECONNRESET"), so that a reset, a refused connection and a full table of open
+    files are told apart."""
+    import errno
+
+    code = getattr(exc, "errno", None)
+    return f"{type(exc).__name__} {errno.errorcode.get(code, code)}" if code else type(exc).__name__
+
+
 async def drive(url: str, people: List[Customer], timeout: float, headers: Dict[str, str],
                 at_second: Optional[Tuple[float, Callable[[], None]]] = None,
                 on_result: Optional[Callable[[Result], None]] = None, keep_results: bool = True) -> Dict[str, Any]:
@@ -347,7 +357,7 @@ async def drive(url: str, people: List[Customer], timeout: float, headers: Dict[
             except asyncio.TimeoutError:
                 record(Result((loop.time() - scheduled) * 1000, False, "timeout", label, at, sent))
             except Exception as exc:  # connection refused, reset, bad JSON
-                record(Result((loop.time() - scheduled) * 1000, False, type(exc).__name__, label, at, sent))
+                record(Result((loop.time() - scheduled) * 1000, False, error_name(exc), label, at, sent))
 
         async def customer(person: Customer) -> None:
             state = states.setdefault(person.sender, CustomerState())

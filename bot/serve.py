@@ -143,6 +143,12 @@ LOCK_STORE_TYPE = "bot.lock_store.AtomicRedisLockStore"
 # about 60% of a core in the Rasa server under load and halved its throughput.
 SERVING_THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
+# The Rasa server's listen queue (Rasa reads SANIC_BACKLOG; Sanic's default is 100). In a burst
+# (150 msg/s of new customers, each on a new connection) a queue of 100 filled while the event loop
+# was busy and the kernel reset the connections past it: 100 of 1,511 burst messages lost to
+# ECONNRESET before anything answered them, none with 1024 (docs/benchmarks.md, "Bursts").
+LISTEN_BACKLOG = {"SANIC_BACKLOG": "1024"}
+
 # The header the action server checks (bot/action_server.py); endpoints.yml names the variable, never the value.
 ACTION_SECRET_ENV = "ACTION_SERVER_SECRET"
 ACTION_SECRET_HEADERS = {"X-Action-Secret": "${" + ACTION_SECRET_ENV + "}"}
@@ -292,7 +298,7 @@ class Assistant:
 
     def _spawn(self, args: List[str], name: str, extra_env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
         out = open(self.log_dir / f"{name}.log", "ab") if self.log_dir else None
-        env = dict(SERVING_THREADS, **self.env, **(extra_env or {}))
+        env = {**SERVING_THREADS, **LISTEN_BACKLOG, **self.env, **(extra_env or {})}
         process = subprocess.Popen(args, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True)
         self.processes.append(process)
         return process

@@ -38,3 +38,20 @@ def test_serving_an_onboarding_project_without_a_built_model_says_to_build_it(tm
     assert serve.main(["--demo", "--onboarded", str(tmp_path / "project")]) == 2
     err = capsys.readouterr().err
     assert "no built model" in err and f"python -m training.onboard build {tmp_path / 'project'}" in err
+
+
+def test_every_server_gets_one_numeric_thread_and_a_deep_listen_queue_unless_the_environment_says(tmp_path, monkeypatch):
+    seen = []
+
+    class Spawned:
+        def __init__(self, args, env, **kwargs):
+            seen.append(env)
+
+    monkeypatch.setattr(serve.subprocess, "Popen", Spawned)
+    servers = serve.Assistant(tmp_path / "m.tar.gz", {"PATH": "/usr/bin"}, 5005, 5055, tmp_path, tmp_path / "c.yml")
+    servers._spawn(["rasa", "run"], "rasa")
+    assert seen[-1]["SANIC_BACKLOG"] == "1024" and seen[-1]["OPENBLAS_NUM_THREADS"] == "1"
+    servers = serve.Assistant(tmp_path / "m.tar.gz", {"SANIC_BACKLOG": "4096", "OMP_NUM_THREADS": "2"}, 5005, 5055,
+                              tmp_path, tmp_path / "c.yml")
+    servers._spawn(["rasa", "run"], "rasa")
+    assert seen[-1]["SANIC_BACKLOG"] == "4096" and seen[-1]["OMP_NUM_THREADS"] == "2"
