@@ -101,3 +101,13 @@ def test_the_share_of_a_stage_within_5_and_10_ms_is_read_from_its_buckets():
     line = within_line({"system": "ours", "within": within})
     assert line == "Share within 5 / 10 ms, ours (from /metrics): assistant_model 40 % / 80 %, assistant_nlu 100 % / 100 %"
     assert within_line({"system": "stock"}) == ""
+
+
+def test_a_failed_request_is_reported_with_its_os_error_name():
+    import errno
+
+    from bot.bench_load import error_name
+
+    assert error_name(ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")) == "ConnectionResetError ECONNRESET"
+    assert error_name(OSError(99999, "odd")) == "OSError 99999"
+    assert error_name(ValueError("bad JSON")) == "ValueError"
