@@ -104,7 +104,7 @@ class IntentModelConfig:
     false_unknown_rate: float = 0.1  # share of known validation requests the detector's threshold flags
     centroids_per_intent: int = 8  # the detector's centroids per intent
     # Blend a vote of the k nearest training examples into the probabilities (nlu/neighbours.py), at a
-    # weight chosen on the validation split (0, i.e. off, unless the vote wins there).
+    # weight chosen on the validation split by log-loss (0, i.e. no vote, unless the vote lowers it).
     neighbour_vote: bool = True
     neighbours: int = 10
     neighbour_sharpness: float = 20.0
@@ -126,6 +126,11 @@ class IntentModelConfig:
             raise ValueError(f"adapter must be 'lora' or 'ia3', got {config.adapter!r}")
         if config.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {config.device!r}")
+        if isinstance(config.neighbours, bool) or not isinstance(config.neighbours, int) or config.neighbours < 1:
+            raise ValueError(f"neighbours must be a whole number of training examples (1 or more), got {config.neighbours!r}")
+        if isinstance(config.neighbour_sharpness, bool) or not isinstance(config.neighbour_sharpness, (int, float)) \
+                or not config.neighbour_sharpness > 0:
+            raise ValueError(f"neighbour_sharpness must be a number above 0, got {config.neighbour_sharpness!r}")
         layers = config.trainable_layers
         if layers != "auto" and (isinstance(layers, bool) or not isinstance(layers, int) or layers < 1):
             raise ValueError(f"trainable_layers must be a whole number of layers (1 or more) or 'auto', got {layers!r}")

@@ -127,3 +127,10 @@ def test_a_missing_neighbour_file_is_named(voting_model, tmp_path):
     with pytest.raises(IntentModelError, match="neighbours.safetensors"):
         IntentModel.load(broken, device="cpu")
 
+
+
+@pytest.mark.parametrize("setting, value", [("neighbours", 0), ("neighbours", "ten"), ("neighbour_sharpness", -1.0),
+                                            ("neighbour_sharpness", "sharp")])
+def test_bad_vote_settings_are_refused_by_name(setting, value):
+    with pytest.raises(ValueError, match=setting):
+        IntentModelConfig.from_dict({setting: value})
