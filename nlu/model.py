@@ -332,9 +332,13 @@ class IntentModel:
 
     def logits(self, texts: Sequence[str], batch_size: int = 64):
         """Uncalibrated logits, one row per text."""
-        emb = self.embed(texts, batch_size).to(self.device)
+        return self._logits_and_embeddings(texts, batch_size)[0]
+
+    def _logits_and_embeddings(self, texts: Sequence[str], batch_size: int = 64):
+        """(uncalibrated logits, sentence embeddings), one row per text."""
+        emb = self.embed(texts, batch_size)
         with torch.inference_mode():
-            return self.head(emb).float().cpu()
+            return self.head(emb.to(self.device)).float().cpu(), emb
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Calibrated class probabilities (temperature-scaled softmax), one row per text.
@@ -346,10 +350,7 @@ class IntentModel:
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         if self._served is None or len(texts) > 8:
-            emb = self.embed(texts, batch_size)
-            with torch.inference_mode():
-                logits = self.head(emb.to(self.device)).float().cpu()
-            return self._calibrated(logits, emb)
+            return self._calibrated(*self._logits_and_embeddings(texts, batch_size))
         return np.stack([reading.proba for reading in self.parse(texts)])
 
     # ------------------------------------------------------------- readings
@@ -441,7 +442,7 @@ class IntentModel:
         proba = torch.softmax(logits.float().cpu() / self.temperature, dim=-1).numpy()
         if self.neighbours is None or emb is None:
             return proba
-        return self.neighbours.blend(proba, emb.float().cpu().numpy() if hasattr(emb, "cpu") else emb)
+        return self.neighbours.blend(proba, emb.float().cpu().numpy())
 
     # ------------------------------------------------ shared lower layers
     @property
@@ -742,16 +743,14 @@ class IntentModel:
         tuned encoder's embeddings of the training utterances (their cached lower layers) and of the
         validation split (the vote's weight, the detector's threshold)."""
         self.neighbours = None
-        want_vote = self.config.neighbour_vote and len(val_y) >= 2
-        if not (want_vote or self.config.open_intent) or len(val_y) < 2:
+        if not (self.config.neighbour_vote or self.config.open_intent) or len(val_y) < 2:
             return
         buckets = length_buckets(lengths, 128, None)
         train_emb = torch.cat([self._embed_cached(cached, lengths, batch, train=False) for batch in buckets]).cpu().numpy()
         emb_y = train_y[np.concatenate(buckets)]
-        val_emb = self.embed(val_texts).numpy()
-        with torch.inference_mode():
-            val_proba = self._calibrated(self.head(torch.as_tensor(val_emb, device=self.device)))
-        if want_vote:
+        val_logits, val_emb = self._logits_and_embeddings(val_texts)
+        val_proba, val_emb = self._calibrated(val_logits), val_emb.numpy()
+        if self.config.neighbour_vote:
             self.neighbours, tried = NeighbourVote.fit(
                 train_emb, emb_y, val_emb, np.asarray(val_y), val_proba, len(self.labels),
                 k=self.config.neighbours, sharpness=self.config.neighbour_sharpness)
