@@ -822,13 +822,33 @@ def run_system(name: str, model: Path, credentials: Path, args, people: List[Cus
     return summary
 
 
-def run_baseline(tree: Path, revision: str, args, workdir: Path, round_no: int) -> Dict[str, Any]:
+def baseline_arguments(args, model: Optional[Path], out: Path) -> List[str]:
+    """The options of this run that the baseline's own benchmark needs to offer the same load to the same model.
+
+    Options left at their defaults are not passed, so that a revision older
+    than an option still runs (its benchmark did the default then).
+    """
+    command = ["--systems", "ours", "--rate", str(args.rate), "--customers", str(args.customers),
+               "--duration", str(args.duration), "--timeout", str(args.timeout), "--seed", str(args.seed),
+               "--out", str(out)]
+    if model is not None:
+        # The same archive (absolute: the baseline runs in its own tree), so a before/after compares code, not two trainings.
+        command += ["--model", str(Path(model).resolve())]
+    defaults = {"mix": "scripted", "precision": "auto", "long_customers": 10, "long_turns": 100,
+                "burst_rate": None, "burst_seconds": 10.0, "burst_every": 60.0}
+    for name, default in defaults.items():
+        value = getattr(args, name, default)
+        if value != default:
+            command += ["--" + name.replace("_", "-"), str(value)]
+    return command
+
+
+def run_baseline(tree: Path, revision: str, args, workdir: Path, round_no: int,
+                 model: Optional[Path] = None) -> Dict[str, Any]:
     """The same load against this project at `revision` (checked out in `tree`), by that revision's own benchmark."""
     out = workdir / f"baseline-{round_no}"
     env = project_env(pythonpath=str(tree))
-    command = [sys.executable, "-m", "bot.bench_load", "--systems", "ours", "--rate", str(args.rate),
-               "--customers", str(args.customers), "--duration", str(args.duration), "--timeout", str(args.timeout),
-               "--seed", str(args.seed), "--out", str(out)]
+    command = [sys.executable, "-m", "bot.bench_load", *baseline_arguments(args, model, out)]
     print(f"==> before ({revision}), round {round_no}: its own servers and benchmark in {tree}", flush=True)
     subprocess.run(command, cwd=str(tree), env=env, check=True)
     [row] = json.loads((out / "load.json").read_text())
@@ -847,6 +867,10 @@ def checkout(revision: str, workdir: Path) -> Path:
         if source.exists() and not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             target.symlink_to(source)
+    # The benchmark data beside the clone (../shared/data: the support-day mix reads BANKING77 there).
+    shared = PROJECT_ROOT.parent / "shared"
+    if shared.exists() and not (tree.parent / "shared").exists():
+        (tree.parent / "shared").symlink_to(shared)
     return tree
 
 
@@ -1074,7 +1098,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 for round_no in range(1, args.rounds + 1):
                     rows.append(run_system("ours", model, PROJECT_ROOT / "bot" / "credentials.yml", args, people, workdir,
                                            round_no))
-                    rows.append(run_baseline(tree, args.baseline, args, workdir, round_no))
+                    rows.append(run_baseline(tree, args.baseline, args, workdir, round_no, model))
             finally:
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=str(PROJECT_ROOT))
             systems = [s for s in systems if s != "ours"]

@@ -39,6 +39,8 @@ def test_a_baseline_revision_is_checked_out_with_the_built_outputs_it_needs_and_
         assert (tree / "bot" / "bench_load.py").exists() and (tree / "config.yml").exists()
         for built in ("artifacts/sentiment", "web/dist"):
             assert (tree / built).exists() == (PROJECT_ROOT / built).exists()
+        # ../shared/data from the baseline's tree is the clone's (the support-day mix reads BANKING77 there)
+        assert (tree.parent / "shared").exists() == (PROJECT_ROOT.parent / "shared").exists()
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=str(PROJECT_ROOT), check=True)
     row = {"messages": 10, "throughput": 5.0, "p50": 10, "p95": 20, "p99": 30, "errors": 0, "error_kinds": {},
@@ -111,3 +113,23 @@ def test_a_failed_request_is_reported_with_its_os_error_name():
     assert error_name(ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")) == "ConnectionResetError ECONNRESET"
     assert error_name(OSError(99999, "odd")) == "OSError 99999"
     assert error_name(ValueError("bad JSON")) == "ValueError"
+
+
+def test_the_baseline_gets_the_same_traffic_model_and_precision_and_no_option_left_at_its_default(tmp_path):
+    from argparse import Namespace
+    from pathlib import Path
+
+    from bot.bench_load import baseline_arguments
+
+    common = dict(rate=40.0, customers=300, duration=60.0, timeout=30.0, seed=0, burst_seconds=10.0, burst_every=60.0)
+    plain = baseline_arguments(Namespace(**common, mix="scripted", precision="auto", long_customers=10,
+                                         long_turns=100, burst_rate=None), None, tmp_path)
+    assert "--mix" not in plain and "--model" not in plain and "--precision" not in plain
+    assert plain[plain.index("--rate") + 1] == "40.0" and plain[plain.index("--out") + 1] == str(tmp_path)
+
+    day = baseline_arguments(Namespace(**common, mix="support-day", precision="fp32", long_customers=10,
+                                       long_turns=100, burst_rate=150.0), Path("models/m.tar.gz"), tmp_path)
+    pairs = dict(zip(day[::2], day[1::2]))
+    assert pairs["--mix"] == "support-day" and pairs["--precision"] == "fp32"
+    assert pairs["--model"] == str(Path("models/m.tar.gz").resolve()) and pairs["--burst-rate"] == "150.0"
+    assert "--long-turns" not in pairs
