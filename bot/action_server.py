@@ -141,6 +141,20 @@ def warm_up() -> None:
     logger.info("warmed the recommender (%d topics embedded) in %.1f s", embedded, time.monotonic() - started)
 
 
+# Seconds the action server keeps an idle kept-alive connection open. Above the 15 s for which the
+# Rasa server's client (aiohttp's connector default) reuses one: with Sanic's default of 5 s the
+# client sent calls down connections the server had just closed, and each failed with "Cannot
+# write to closing transport" (ClientOSError); the customer was asked to send the message again.
+# Seen in the load benchmark at 30 msg/s while a profiler slowed the Rasa server's event loop (it
+# then reads the server's close late): 8 apologies in a minute (tests/test_action_keepalive.py).
+KEEP_ALIVE_TIMEOUT_S = 75
+
+
+def keep_connections_open(app) -> None:
+    """Keep idle connections from the Rasa server open longer than its client reuses them (see above)."""
+    app.config.KEEP_ALIVE_TIMEOUT = KEEP_ALIVE_TIMEOUT_S
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     from rasa_sdk import utils
     from rasa_sdk.constants import APPLICATION_ROOT_LOGGER_NAME
@@ -189,6 +203,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     # the package from starting its privacy worker (`bot.privacy.worker.start_in_background`).
     warm_up()
     install_secret_check(app, secret)
+    keep_connections_open(app)
     install_release_watcher(app, ReleaseWatcher("actions", recommender_loader(), on_reload=audit_reload))
     plugin_manager().hook.attach_sanic_app_extensions(app=app)
     ssl_context = create_ssl_context(args.ssl_certificate, args.ssl_keyfile, args.ssl_password)
