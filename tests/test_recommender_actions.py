@@ -320,6 +320,9 @@ def test_the_action_server_warms_up_before_it_listens(monkeypatch):
     order: List[str] = []
 
     class App:
+        def __init__(self):
+            self.config = type("Config", (), {})()  # Sanic's config: the keep-alive is set on it
+
         def register_middleware(self, *args, **kwargs):
             pass
 
@@ -327,6 +330,7 @@ def test_the_action_server_warms_up_before_it_listens(monkeypatch):
             pass
 
         def run(self, host, port, **kwargs):
+            assert self.config.KEEP_ALIVE_TIMEOUT == action_server.KEEP_ALIVE_TIMEOUT_S  # set before it listens
             order.append(f"listen {host}:{port}")
 
     monkeypatch.setattr(suggestions, "warm_up", lambda topics: order.append(f"warm {len(list(topics))} topics") or 0)
