@@ -834,9 +834,9 @@ def baseline_arguments(args, model: Optional[Path], out: Path) -> List[str]:
     if model is not None:
         # The same archive (absolute: the baseline runs in its own tree), so a before/after compares code, not two trainings.
         command += ["--model", str(Path(model).resolve())]
-    defaults = {"mix": "scripted", "precision": "auto", "long_customers": 10, "long_turns": 100,
-                "burst_rate": None, "burst_seconds": 10.0, "burst_every": 60.0}
-    for name, default in defaults.items():
+    parser = build_parser()
+    for name in ("mix", "precision", "long_customers", "long_turns", "burst_rate", "burst_seconds", "burst_every"):
+        default = parser.get_default(name)
         value = getattr(args, name, default)
         if value != default:
             command += ["--" + name.replace("_", "-"), str(value)]
@@ -1034,7 +1034,8 @@ def save_report(out: Path, report: str, rows: List[Dict[str, Any]], by_rate: boo
     (out / "load.json").write_text(json.dumps(rows, indent=2, default=str))
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's options (also read by `baseline_arguments` for their defaults)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=50.0, help="offered messages per second")
     parser.add_argument("--customers", type=int, default=150)
@@ -1066,6 +1067,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--long-customers", type=int, default=10,
                         help="support-day: customers whose conversation is --long-turns messages old when the run starts")
     parser.add_argument("--long-turns", type=int, default=100)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-load-"))
