@@ -288,6 +288,12 @@ class Result:
     at: float = 0.0  # scheduled send time, seconds from the start
     sent: float = 0.0  # wall-clock time (time.time()) the request was sent
     texts: List[str] = field(default_factory=list)  # the bot's answers
+    # Where the latency went, client side: how late the driver itself started the request (its own
+    # loop behind), and how long its connection took to open (the server's listen queue). What is
+    # left is the server's: reading the request, the admission gate, the turn.
+    send_lag_ms: float = 0.0
+    connect_ms: float = 0.0
+    handler_ms: float = float("nan")  # the server's own time in its handler (its Server-Timing header), if given
 
 
 def error_name(exc: BaseException) -> str:
@@ -298,6 +304,43 @@ def error_name(exc: BaseException) -> str:
 
     code = getattr(exc, "errno", None)
     return f"{type(exc).__name__} {errno.errorcode.get(code, code)}" if code else type(exc).__name__
+
+
+def server_timing(header: str, name: str = "handler") -> float:
+    """The ``dur`` (ms) of metric `name` in a W3C Server-Timing header; NaN when absent or malformed."""
+    for metric in header.split(","):
+        parts = [part.strip() for part in metric.split(";")]
+        if parts[0] != name:
+            continue
+        for part in parts[1:]:
+            key, _, value = part.partition("=")
+            if key.strip() == "dur":
+                try:
+                    return float(value)
+                except ValueError:
+                    return float("nan")
+    return float("nan")
+
+
+def connection_timing():
+    """An aiohttp trace that writes how long each request waited for its connection into the
+    request's ``trace_request_ctx`` dict (``connect``, ms): opening a new one waits for the server
+    to accept it, so a full listen queue shows here rather than as the server's own time."""
+    import aiohttp
+
+    async def queued(_session, ctx, _params) -> None:
+        if isinstance(ctx.trace_request_ctx, dict):
+            ctx.trace_request_ctx["_connect_began"] = time.perf_counter()
+
+    async def got(_session, ctx, _params) -> None:
+        timing = ctx.trace_request_ctx
+        if isinstance(timing, dict) and "_connect_began" in timing:
+            timing["connect"] = (time.perf_counter() - timing.pop("_connect_began")) * 1000
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_start.append(queued)
+    trace.on_connection_create_end.append(got)
+    return trace
 
 
 async def drive(url: str, people: List[Customer], timeout: float, headers: Dict[str, str],
@@ -323,7 +366,8 @@ async def drive(url: str, people: List[Customer], timeout: float, headers: Dict[
     connector = aiohttp.TCPConnector(limit=0)
     client_timeout = aiohttp.ClientTimeout(total=timeout)
     loop = asyncio.get_running_loop()
-    async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
+    async with aiohttp.ClientSession(connector=connector, timeout=client_timeout,
+                                     trace_configs=[connection_timing()]) as session:
         start = loop.time() + 1.0
 
         def record(result: Result) -> None:
@@ -337,27 +381,35 @@ async def drive(url: str, people: List[Customer], timeout: float, headers: Dict[
             scheduled = start + at
             label = f"{sender}: {text}"
             sent = time.time()
+            timing = {"lag": (loop.time() - scheduled) * 1000, "connect": 0.0}
+
+            def result(latency: float, ok: bool, error: str = "", texts: Optional[List[str]] = None) -> Result:
+                return Result(latency, ok, error, label, at, sent, texts or [], send_lag_ms=timing["lag"],
+                              connect_ms=timing["connect"], handler_ms=timing.get("handler", float("nan")))
+
             try:
-                async with session.post(url, json={"sender": sender, "message": text}, headers=headers) as response:
+                async with session.post(url, json={"sender": sender, "message": text}, headers=headers,
+                                        trace_request_ctx=timing) as response:
                     body = await response.read()
                     latency = (loop.time() - scheduled) * 1000
+                    timing["handler"] = server_timing(response.headers.get("Server-Timing", ""))
                     if response.status == 503 and b"again" in body:  # the admission gate's polite refusal
-                        record(Result(latency, False, REFUSED, label, at, sent))
+                        record(result(latency, False, REFUSED))
                         return
                     if response.status != 200:
-                        record(Result(latency, False, f"HTTP {response.status}", label, at, sent))
+                        record(result(latency, False, f"HTTP {response.status}"))
                         return
                     replies = json.loads(body)
                     if not replies:
-                        record(Result(latency, False, "no reply", label, at, sent))
+                        record(result(latency, False, "no reply"))
                         return
                     state.seen(replies)
-                    record(Result(latency, True, message=label, at=at, sent=sent,
+                    record(result(latency, True,
                                   texts=[str(r.get("text") or "") for r in replies] if keep_results else []))
             except asyncio.TimeoutError:
-                record(Result((loop.time() - scheduled) * 1000, False, "timeout", label, at, sent))
+                record(result((loop.time() - scheduled) * 1000, False, "timeout"))
             except Exception as exc:  # connection refused, reset, bad JSON
-                record(Result((loop.time() - scheduled) * 1000, False, error_name(exc), label, at, sent))
+                record(result((loop.time() - scheduled) * 1000, False, error_name(exc)))
 
         async def customer(person: Customer) -> None:
             state = states.setdefault(person.sender, CustomerState())
@@ -469,7 +521,31 @@ def summarise(results: List[Result], wall: float) -> Dict[str, Any]:
         "failed_examples": [f"{r.error}: {r.message}" for r in results if not r.ok and r.message][:10],
         # Every message: scheduled second, latency, "sender: text" (for looking into the tail).
         "per_message": [(round(r.at, 3), round(r.latency_ms, 1), r.message) for r in results],
+        # How much of the latency the driver's own lateness and the wait for a connection explain.
+        "client": client_shares(results),
     }
+
+
+def client_shares(results: List[Result]) -> Dict[str, float]:
+    """p50/p95/max of the driver's send lag and connection wait (ms), beside the latency's p95: a
+    tail the driver or the listen queue explains is not the assistant's turn."""
+    if not results:
+        return {}
+    lag = np.array([r.send_lag_ms for r in results])
+    connect = np.array([r.connect_ms for r in results])
+    latency = np.array([r.latency_ms for r in results])
+    handler = np.array([r.handler_ms for r in results])
+    rest = latency - lag - connect
+    shares = [("send_lag", lag), ("connect", connect), ("after_connect", rest)]
+    timed = ~np.isnan(handler)
+    if timed.any():  # the server said how long its handler took: the rest was spent reaching it
+        shares += [("handler", handler[timed]), ("before_handler", (rest - np.nan_to_num(handler))[timed])]
+    out: Dict[str, float] = {}
+    for name, values in shares:
+        out[f"{name}_p50"] = float(np.percentile(values, 50))
+        out[f"{name}_p95"] = float(np.percentile(values, 95))
+        out[f"{name}_max"] = float(values.max())
+    return out
 
 
 # --------------------------------------------------------------------- servers
@@ -916,7 +992,23 @@ def table(rows: List[Dict[str, Any]], args) -> str:
                          ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(r["stages"].items())))
         if line := within_line(r):
             lines.append(line)
+        if line := client_line(r):
+            lines.append(line)
     return "\n".join(lines)
+
+
+def client_line(row: Dict[str, Any]) -> str:
+    """The driver's own share of the latency (`client_shares`), or "" for a row without it."""
+    c = row.get("client") or {}
+    if not c:
+        return ""
+    return (f"Client side, {row['system']}: send lag p50/p95/max {c['send_lag_p50']:.0f}/{c['send_lag_p95']:.0f}/"
+            f"{c['send_lag_max']:.0f} ms, waiting for a connection {c['connect_p50']:.0f}/{c['connect_p95']:.0f}/"
+            f"{c['connect_max']:.0f} ms, the rest (server) {c['after_connect_p50']:.0f}/{c['after_connect_p95']:.0f}/"
+            f"{c['after_connect_max']:.0f} ms"
+            + (f", of which in the server's handler (Server-Timing) {c['handler_p50']:.0f}/{c['handler_p95']:.0f}/"
+               f"{c['handler_max']:.0f} ms and before it {c['before_handler_p50']:.0f}/{c['before_handler_p95']:.0f}/"
+               f"{c['before_handler_max']:.0f} ms" if "handler_p50" in c else ""))
 
 
 def customers_for(args, rate: float, prefix: str = "day") -> Tuple[List[Any], str]:

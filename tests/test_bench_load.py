@@ -1,4 +1,6 @@
 """The load benchmark's plan and summary (the servers themselves are exercised by the e2e tests)."""
+import math
+
 from bot.bench_load import Result, plan, stock_config, summarise
 
 
@@ -133,3 +135,19 @@ def test_the_baseline_gets_the_same_traffic_model_and_precision_and_no_option_le
     assert pairs["--mix"] == "support-day" and pairs["--precision"] == "fp32"
     assert pairs["--model"] == str(Path("models/m.tar.gz").resolve()) and pairs["--burst-rate"] == "150.0"
     assert "--long-turns" not in pairs
+
+
+def test_the_client_side_splits_latency_into_lag_connection_handler_and_the_wait_before_it():
+    from bot.bench_load import Result, client_line, client_shares, server_timing
+
+    assert server_timing("handler;dur=12.5") == 12.5
+    assert server_timing("db;dur=3, handler;desc=\"turn\";dur=7") == 7.0
+    assert math.isnan(server_timing("")) and math.isnan(server_timing("handler;dur=x"))
+    results = [Result(100.0, True, send_lag_ms=1.0, connect_ms=4.0, handler_ms=20.0) for _ in range(19)]
+    results.append(Result(5000.0, True, send_lag_ms=2.0, connect_ms=0.0, handler_ms=30.0))
+    c = client_shares(results)
+    assert c["send_lag_max"] == 2.0 and c["handler_max"] == 30.0
+    assert c["before_handler_max"] == 5000.0 - 2.0 - 30.0  # the tail was spent before the handler ran
+    assert "before it" in client_line({"system": "ours", "client": c})
+    untimed = client_shares([Result(50.0, True)])  # a server without the header (stock Rasa)
+    assert "handler_p50" not in untimed and "before it" not in client_line({"system": "stock", "client": untimed})

@@ -522,3 +522,19 @@ def test_telegram_answers_go_to_the_configured_api_with_an_inline_keyboard(teleg
     keyboard = sent["reply_markup"]["inline_keyboard"]
     assert [[b["text"] for b in row] for row in keyboard] == [["Virtual card"], ["👍", "👎"]]
     assert keyboard[0][0]["callback_data"] == callback_data('/select_suggestion{"item_id":"virtual-card"}')
+
+
+def test_every_rest_answer_says_how_long_its_handler_took(server, received):
+    """W3C Server-Timing on /webhooks/rest/webhook: the load benchmark splits a message's latency
+    into the server's handler and the wait before it (bot.bench_load.client_shares)."""
+    from bot.bench_load import server_timing
+
+    for body, expected in ((json.dumps({"sender": "c_0002", "message": "hello"}).encode(), 200), (b"{", 400)):
+        request = urllib.request.Request(server.url + "/webhooks/rest/webhook", data=body, headers=REST_AUTH, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=20) as answer:
+                status, header = answer.status, answer.headers.get("Server-Timing", "")
+        except urllib.error.HTTPError as error:
+            status, header = error.code, error.headers.get("Server-Timing", "")
+        assert status == expected
+        assert header.startswith("handler;dur=") and 0 <= server_timing(header) < 20_000

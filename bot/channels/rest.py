@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any, Awaitable, Callable, Dict, Optional, Text, Tuple
 
 from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
@@ -91,6 +92,14 @@ class RestInput(DeskChannel, RasaRestInput):
 
         @rest.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> HTTPResponse:
+            began = time.perf_counter()
+            reply = await answer(request)
+            # How long the server worked on this request once its handler ran (W3C Server-Timing): a
+            # client's latency beyond it was spent reaching the handler (the listen queue, the event loop).
+            reply.headers["Server-Timing"] = f"handler;dur={(time.perf_counter() - began) * 1000:.1f}"
+            return reply
+
+        async def answer(request: Request) -> HTTPResponse:
             try:
                 caller = self.callers.caller_for(request.headers.get("Authorization"), demo=identity.is_demo())
             except CallerRefused as refused:
