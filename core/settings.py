@@ -104,11 +104,14 @@ class Settings:
     # before the assistant asks them to slow down (REST answers 429). 0 turns it off.
     rate_limit_per_minute: float = 30.0
     rate_limit_burst: int = 10
-    # Admission (bot/admission.py): customer messages the Rasa server works on at once, and how
-    # many may wait for a place (served one customer at a time in rotation); past that a message
-    # is refused with "send it again in a few seconds" (REST: 503). 0 concurrency turns it off.
-    admission_concurrency: int = 16
+    # Admission (bot/admission.py): customer messages the Rasa server works on at once, how
+    # many may wait for a place (served one customer at a time in rotation), and the longest
+    # expected wait (seconds, at the server's measured pace); past either a message is refused
+    # with "send it again in a few seconds" (REST: 503). 0 concurrency turns the gate off, a
+    # maximum wait of 0 leaves only the count.
+    admission_concurrency: int = 8
     admission_queue: int = 400
+    admission_max_wait_s: float = 2.0
     # Largest HTTP request body the Rasa server accepts, in bytes (413 above it).
     max_request_bytes: int = 1_000_000
     # Replace personal data in customers' messages by [KIND] before Rasa parses, stores or logs them.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from types import SimpleNamespace
 
 from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
@@ -68,6 +69,78 @@ def test_past_the_bounded_queue_messages_are_refused_at_once():
     assert gate.refused == 3 and gate.waiting == 0 and gate.inside == 0
 
 
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _busy_gate(clock: _Clock, max_wait_s: float, served_per_s: float, served: int = 20,
+               concurrency: int = 1) -> FairGate:
+    """A gate whose latest `served` messages each spent concurrency/served_per_s seconds inside."""
+    gate = FairGate(concurrency=concurrency, max_waiting=1000, max_wait_s=max_wait_s, clock=clock)
+    for _ in range(served):
+        gate._durations.append(concurrency / served_per_s)
+    return gate
+
+
+def test_the_wait_is_bounded_by_time_at_the_pace_the_server_answers():
+    clock = _Clock()
+    gate = _busy_gate(clock, max_wait_s=2.0, served_per_s=10.0)
+    assert abs(gate.pace() - 10.0) < 1e-9
+
+    async def main():
+        holder = asyncio.create_task(_hold(gate, "inside"))
+        await asyncio.sleep(0)
+        waiting = [asyncio.create_task(_hold(gate, f"w{i}")) for i in range(40)]
+        await asyncio.sleep(0)
+        counts = (gate.waiting, gate.refused)
+        for task in [holder, *waiting]:
+            task.cancel()
+        await asyncio.gather(holder, *waiting, return_exceptions=True)
+        return counts
+
+    waiting, refused = asyncio.run(main())
+    # At 10 a second, 2 s is 20 customers ahead: the rest are told to send again, not kept into a timeout.
+    assert waiting in (19, 20) and waiting + refused == 40  # 20 within rounding of the mean
+
+
+async def _hold(gate: FairGate, sender: str) -> None:
+    async with gate.admit(sender):
+        await asyncio.sleep(60)
+
+
+def test_the_pace_is_the_places_over_the_time_inside_and_is_measured_only_after_a_few():
+    assert _busy_gate(_Clock(), 2.0, served_per_s=1.0, served=3).pace() is None  # a handful: no pace, only the count
+    four = _busy_gate(_Clock(), 2.0, served_per_s=40.0, concurrency=4)
+    assert abs(four.pace() - 40.0) < 1e-9  # 4 places, 0.1 s each
+
+
+def test_the_time_inside_is_measured_from_entry_to_exit():
+    clock = _Clock()
+    gate = FairGate(concurrency=2, max_waiting=10, max_wait_s=1.0, clock=clock)
+
+    async def main():
+        for i in range(8):
+            async with gate.admit(f"s{i}"):
+                clock.now += 0.5
+
+    asyncio.run(main())
+    assert list(gate._durations) == [0.5] * 8 and abs(gate.pace() - 4.0) < 1e-9
+
+
+def test_a_chatty_customer_waits_behind_a_round_per_message_of_theirs():
+    clock = _Clock()
+    gate = _busy_gate(clock, max_wait_s=100.0, served_per_s=10.0)
+    gate._lines["a"] = deque([object(), object()])
+    gate._lines["b"] = deque([object()])
+    pace = gate.pace()
+    assert abs(gate.expected_wait("new") - 3 / pace) < 1e-9  # behind a and b, one round
+    assert abs(gate.expected_wait("a") - 2 * 3 / pace) < 1e-9  # behind their own two messages' rounds
+
+
 def test_a_cancelled_waiting_message_gives_its_place_back():
     gate = FairGate(concurrency=1, max_waiting=10)
 
@@ -129,6 +202,6 @@ def test_the_desk_refuses_politely_with_503_when_too_many_wait():
 
 def test_the_gate_comes_from_the_settings():
     desk = HandoffDesk(SimpleNamespace(ctx=SimpleNamespace()), queue=SimpleNamespace(),
-                       settings=Settings(admission_concurrency=3, admission_queue=7))
-    assert (desk.gate.concurrency, desk.gate.max_waiting) == (3, 7)
+                       settings=Settings(admission_concurrency=3, admission_queue=7, admission_max_wait_s=1.5))
+    assert (desk.gate.concurrency, desk.gate.max_waiting, desk.gate.max_wait_s) == (3, 7, 1.5)
     assert Settings().admission_concurrency > 0, "on by default"
