@@ -18,10 +18,10 @@ in front of the desk's routing (`bot.handoff.intake`):
   expected wait is at most ``max_wait_s``: the customers ahead of it in the
   rotation divided by the server's pace, ``concurrency`` places over the
   mean time the latest messages spent inside (measured, so the bound holds on
-  a slow CPU as on a fast one, and stretches with the work a burst brings). Past either, a message is refused at once with a polite
-  notice to send it again (`BUSY_TEXT`; REST: HTTP 503 with ``Retry-After``)
-  rather than waiting into a timeout. A refused message is not stored; it was
-  never read.
+  a slow CPU as on a fast one, and stretches with the work a burst brings).
+  Past either, a message is refused at once with a polite notice to send it
+  again (`BUSY_TEXT`; REST: HTTP 503 with ``Retry-After``) rather than
+  waiting into a timeout. A refused message is not stored; it was never read.
 
 Few places inside (8 by default) is what keeps a burst's wait at the gate,
 where it is bounded and fair, rather than in front of it. Every message
