@@ -20,7 +20,9 @@ Rasa server:
 - ``assistant_rate_limited_messages_total{channel}``: messages refused by the
   per-sender rate limit;
 - ``assistant_gc_pause_seconds{generation}``: the garbage collector's pauses
-  (the whole event loop stops for them).
+  (the whole event loop stops for them);
+- ``assistant_loop_stalls_total{process}``: times one piece of work held the
+  event loop past ``loop_stall_ms`` (core/stalls.py logs what it was).
 
 Action server:
 
@@ -90,6 +92,10 @@ ADMISSION_WAIT_SECONDS = Histogram(
 GC_PAUSE_SECONDS = Histogram(
     "assistant_gc_pause_seconds", "Python garbage collector pauses, by generation.", ["generation"],
     buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+LOOP_STALLS = Counter(
+    "assistant_loop_stalls", "Times the event loop was held past the stall threshold (core/stalls.py), by process.",
+    ["process"],
 )
 RELEASE = Info("assistant_release", "The release (core.releases) this process serves, by process.", ["process"])
 RELOADS = Counter("assistant_reloads", "Switches to a new release, by process and outcome (ok, failed).",

@@ -112,6 +112,9 @@ class Settings:
     admission_concurrency: int = 8
     admission_queue: int = 400
     admission_max_wait_s: float = 2.0
+    # Log the event loop's stack when one piece of work holds it longer than this (ms; core/stalls.py);
+    # 0 = off, the default: its cost under load has not been measured yet.
+    loop_stall_ms: float = 0.0
     # Largest HTTP request body the Rasa server accepts, in bytes (413 above it).
     max_request_bytes: int = 1_000_000
     # Replace personal data in customers' messages by [KIND] before Rasa parses, stores or logs them.

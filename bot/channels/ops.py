@@ -88,6 +88,7 @@ class OpsChannel(InputChannel):
         self.app: Any = None
         self._health: Optional[Tuple[float, int, Dict[str, Any]]] = None
         self.watcher: Optional[ReleaseWatcher] = None
+        self.stall_watch = None  # core.stalls.StallWatch, started with the server
 
     @classmethod
     def name(cls) -> Text:
@@ -182,6 +183,12 @@ class OpsChannel(InputChannel):
 
             settle_heap()  # its own full collection is start-up, not a pause anyone waits for
             metrics.watch_gc()
+            stall_ms = get_settings().loop_stall_ms
+            if stall_ms > 0:  # what holds the loop, logged with its stack (core/stalls.py)
+                from core.stalls import StallWatch
+
+                self.stall_watch = StallWatch(stall_ms / 1000, "rasa")
+                self.stall_watch.start()
             from bot.model_swap import rasa_loader
 
             self.watcher = ReleaseWatcher("rasa", rasa_loader(lambda: getattr(app.ctx, "agent", None)),
@@ -192,6 +199,8 @@ class OpsChannel(InputChannel):
         async def stop_watching(_app, _loop) -> None:
             if self.watcher is not None:
                 await self.watcher.stop()
+            if self.stall_watch is not None:
+                await self.stall_watch.stop()
 
         @ops.route("/metrics", methods=["GET"])
         async def scrape(request: Request) -> HTTPResponse:
