@@ -289,8 +289,9 @@ class Result:
     sent: float = 0.0  # wall-clock time (time.time()) the request was sent
     texts: List[str] = field(default_factory=list)  # the bot's answers
     # Where the latency went, client side: how late the driver itself started the request (its own
-    # loop behind), and how long its connection took to open (the server's listen queue). What is
-    # left is the server's: reading the request, the admission gate, the turn.
+    # loop behind), and how long a new connection took to open (the kernel completes the handshake
+    # while the connection waits in the listen queue, so this grows only when that queue is full).
+    # What is left is the server's: accepting and reading the request, the admission gate, the turn.
     send_lag_ms: float = 0.0
     connect_ms: float = 0.0
     handler_ms: float = float("nan")  # the server's own time in its handler (its Server-Timing header), if given
@@ -323,9 +324,11 @@ def server_timing(header: str, name: str = "handler") -> float:
 
 
 def connection_timing():
-    """An aiohttp trace that writes how long each request waited for its connection into the
-    request's ``trace_request_ctx`` dict (``connect``, ms): opening a new one waits for the server
-    to accept it, so a full listen queue shows here rather than as the server's own time."""
+    """An aiohttp trace that writes how long each request waited for a new connection into the
+    request's ``trace_request_ctx`` dict (``connect``, ms; 0 for a reused one). The kernel answers
+    the handshake for a connection still waiting in the server's listen queue, so that wait shows
+    after the connection (before the handler); only a full queue, whose handshakes are dropped and
+    retried, shows here."""
     import aiohttp
 
     async def queued(_session, ctx, _params) -> None:
@@ -527,8 +530,9 @@ def summarise(results: List[Result], wall: float) -> Dict[str, Any]:
 
 
 def client_shares(results: List[Result]) -> Dict[str, float]:
-    """p50/p95/max of the driver's send lag and connection wait (ms), beside the latency's p95: a
-    tail the driver or the listen queue explains is not the assistant's turn."""
+    """p50/p95/max (ms) of the driver's send lag, the wait for a connection, the rest, and, where the
+    server sent Server-Timing, its handler's time and the wait before the handler: a tail that the
+    driver or the way to the handler explains is not the assistant's turn."""
     if not results:
         return {}
     lag = np.array([r.send_lag_ms for r in results])
