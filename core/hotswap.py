@@ -40,6 +40,7 @@ from typing import Any, Callable, Dict, Optional, Union
 
 from core import metrics, releases
 from core.releases import Release, ReleaseFileError
+from core.serving import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -205,10 +206,5 @@ class ReleaseWatcher:
 
     async def stop(self) -> None:
         """Stop polling (the server's shutdown)."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

@@ -23,6 +23,7 @@ API, another project) simply computes it inline, as before.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -256,6 +257,17 @@ def tune_for_serving() -> None:
     import sys
 
     sys.setswitchinterval(SERVING_SWITCH_INTERVAL_S)
+
+
+async def cancel_and_wait(task: Optional["asyncio.Task"]) -> None:
+    """Cancel a server's background task (a poller, a heartbeat) and wait until it has stopped; None is fine."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
 
 
 def settle_heap() -> None:

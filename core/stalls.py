@@ -31,6 +31,8 @@ import time
 import traceback
 from typing import Callable, List, Optional
 
+from core.serving import cancel_and_wait
+
 logger = logging.getLogger("core.stalls")
 
 # The deepest frames of the stack are the ones that say what held the loop.
@@ -67,13 +69,8 @@ class StallWatch:
 
     async def stop(self) -> None:
         self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _heartbeat(self) -> None:
         while True:
