@@ -332,13 +332,11 @@ def connection_timing():
     import aiohttp
 
     async def queued(_session, ctx, _params) -> None:
-        if isinstance(ctx.trace_request_ctx, dict):
-            ctx.trace_request_ctx["_connect_began"] = time.perf_counter()
+        ctx.connect_began = time.perf_counter()  # ctx: aiohttp's own per-request trace context
 
     async def got(_session, ctx, _params) -> None:
-        timing = ctx.trace_request_ctx
-        if isinstance(timing, dict) and "_connect_began" in timing:
-            timing["connect"] = (time.perf_counter() - timing.pop("_connect_began")) * 1000
+        if isinstance(ctx.trace_request_ctx, dict):
+            ctx.trace_request_ctx["connect"] = (time.perf_counter() - ctx.connect_began) * 1000
 
     trace = aiohttp.TraceConfig()
     trace.on_connection_create_start.append(queued)
@@ -543,7 +541,7 @@ def client_shares(results: List[Result]) -> Dict[str, float]:
     shares = [("send_lag", lag), ("connect", connect), ("after_connect", rest)]
     timed = ~np.isnan(handler)
     if timed.any():  # the server said how long its handler took: the rest was spent reaching it
-        shares += [("handler", handler[timed]), ("before_handler", (rest - np.nan_to_num(handler))[timed])]
+        shares += [("handler", handler[timed]), ("before_handler", rest[timed] - handler[timed])]
     out: Dict[str, float] = {}
     for name, values in shares:
         out[f"{name}_p50"] = float(np.percentile(values, 50))

@@ -31,6 +31,7 @@ import time
 import traceback
 from typing import Callable, List, Optional
 
+from core import metrics
 from core.serving import cancel_and_wait
 
 logger = logging.getLogger("core.stalls")
@@ -40,7 +41,7 @@ STACK_FRAMES = 12
 
 
 class StallWatch:
-    """Watch `loop` from a thread; log the loop thread's stack when it stalls past `threshold_s` (module doc)."""
+    """Watch the running event loop from a thread; log its stack when it stalls past `threshold_s` (module doc)."""
 
     def __init__(self, threshold_s: float, process: str = "rasa",
                  on_stall: Optional[Callable[[float, List[str]], None]] = None) -> None:
@@ -97,12 +98,7 @@ class StallWatch:
             for summary in traceback.extract_stack(frame)[-STACK_FRAMES:]
         ]
         self.stalls += 1
-        try:
-            from core import metrics
-
-            metrics.LOOP_STALLS.labels(self.process).inc()
-        except Exception:  # noqa: BLE001 - the report matters more than the count
-            pass
+        metrics.LOOP_STALLS.labels(self.process).inc()
         logger.warning("%s event loop held for over %.0f ms (threshold %.0f ms); it was in:\n  %s",
                        self.process, late_s * 1000, self.threshold_s * 1000, "\n  ".join(lines) or "(no stack)")
         if self.on_stall is not None:
