@@ -43,6 +43,7 @@ import sys
 import time
 from typing import Any, List, Optional
 
+from bot.model_swap import keep_out_of_collections
 from core.hotswap import Loader, ReleaseWatcher, Switch, audit_reload
 from core.releases import Release
 
@@ -96,7 +97,12 @@ def recommender_loader() -> Loader:
         if suggestions.loaded_recommender() is None:
             return lambda: None
         model = suggestions._load_recommender()
-        return lambda: suggestions.use_recommender(model)
+
+        def switch() -> None:
+            suggestions.use_recommender(model)
+            keep_out_of_collections()  # as the Rasa server's swap does (`bot.model_swap`)
+
+        return switch
 
     return load
 
@@ -155,6 +161,29 @@ def keep_connections_open(app) -> None:
     app.config.KEEP_ALIVE_TIMEOUT = KEEP_ALIVE_TIMEOUT_S
 
 
+def settle_after_start(app) -> None:
+    """Once the server runs, move what `warm_up` loaded out of the garbage collector's sight, and time its pauses.
+
+    The same as the Rasa server does (`core.serving.settle_heap`, in
+    `bot.channels.ops`). Without it every full collection of this process
+    walked the 470,000 objects that the recommender, the sentence encoder and
+    the SDK leave alive, 225 ms each on an AMD EPYC, while every action call
+    waited; a burst's extra calls brought one on some seconds later, and the
+    customers of the steady traffic saw a one-second bump of 150-300 ms
+    (docs/benchmarks.md, "Bursts"). The pauses are on this server's
+    ``/metrics`` as ``assistant_gc_pause_seconds{generation}``.
+    """
+
+    async def settle(_app, _loop) -> None:
+        from core import metrics
+        from core.serving import settle_heap
+
+        settle_heap()
+        metrics.watch_gc()
+
+    app.register_listener(settle, "after_server_start")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     from rasa_sdk import utils
     from rasa_sdk.constants import APPLICATION_ROOT_LOGGER_NAME
@@ -204,6 +233,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     warm_up()
     install_secret_check(app, secret)
     keep_connections_open(app)
+    settle_after_start(app)
     install_release_watcher(app, ReleaseWatcher("actions", recommender_loader(), on_reload=audit_reload))
     plugin_manager().hook.attach_sanic_app_extensions(app=app)
     ssl_context = create_ssl_context(args.ssl_certificate, args.ssl_keyfile, args.ssl_password)

@@ -890,7 +890,11 @@ def run_system(name: str, model: Path, credentials: Path, args, people: List[Cus
         summary["cpu_ms_per_msg"] = 1000 * (cpu_seconds(pids) - cpu0) / max(1, summary["messages"])
         summary["rasa_cpu_ms_per_msg"] = 1000 * (cpu_seconds(rasa_pids) - rasa0) / max(1, summary["messages"])
         scraped = {"rasa": scrape(servers.url, {}), "actions": scrape(f"http://localhost:{servers.action_port}", {})}
-        summary["stages"] = {**scrape_stages(scraped["rasa"]), **scrape_stages(scraped["actions"])}
+        summary["stages"] = {**scrape_stages(scraped["rasa"]), **{
+            # Both servers time their garbage collector (same metric): the action server's under its own name.
+            (f"actions {k}" if k.startswith("assistant_gc_pause") else k): v
+            for k, v in scrape_stages(scraped["actions"]).items()}}
+        summary["gc"] = {server: gc_pauses(text) for server, text in scraped.items()}
         summary["within"] = scrape_within(scraped["rasa"])
         summary["metrics"] = scraped  # the raw text, saved beside the report
         summary["load_avg"] = os.getloadavg()[0]
@@ -996,7 +1000,33 @@ def table(rows: List[Dict[str, Any]], args) -> str:
             lines.append(line)
         if line := client_line(r):
             lines.append(line)
+        if line := gc_line(r):
+            lines.append(line)
     return "\n".join(lines)
+
+
+def gc_pauses(text: str) -> Dict[str, Dict[str, float]]:
+    """`{generation: {"count": n, "seconds": total}}` of a server's ``assistant_gc_pause_seconds`` (/metrics text);
+    empty for a server that does not time its collector."""
+    pauses: Dict[str, Dict[str, float]] = {}
+    for stage, kind, labels, value in _seconds_samples(text):
+        if stage == "assistant_gc_pause" and kind in ("count", "sum") and 'generation="' in labels:
+            generation = labels.split('generation="', 1)[1].split('"', 1)[0]
+            pauses.setdefault(generation, {"count": 0.0, "seconds": 0.0})["count" if kind == "count" else "seconds"] = value
+    return pauses
+
+
+def gc_line(row: Dict[str, Any]) -> str:
+    """'Full garbage collections, <system>: rasa 2 (0.2 s in all), actions 0' for a row with `gc`, else ''."""
+    servers = row.get("gc") or {}
+    if not servers:
+        return ""
+    parts = []
+    for server, pauses in servers.items():
+        full = pauses.get("2")
+        parts.append(f"{server} not timed" if not pauses else
+                     f"{server} {full['count']:.0f} ({full['seconds']:.2f} s in all)" if full else f"{server} 0")
+    return f"Full garbage collections (generation 2, from /metrics), {row['system']}: " + ", ".join(parts)
 
 
 def client_line(row: Dict[str, Any]) -> str:

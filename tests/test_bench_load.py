@@ -151,3 +151,23 @@ def test_the_client_side_splits_latency_into_lag_connection_handler_and_the_wait
     assert "before it" in client_line({"system": "ours", "client": c})
     untimed = client_shares([Result(50.0, True)])  # a server without the header (stock Rasa)
     assert "handler_p50" not in untimed and "before it" not in client_line({"system": "stock", "client": untimed})
+
+
+def test_full_collections_are_read_per_server_and_an_untimed_server_says_so():
+    from bot.bench_load import gc_line, gc_pauses
+
+    text = "\n".join([
+        "# HELP assistant_gc_pause_seconds Python garbage collector pauses, by generation.",
+        'assistant_gc_pause_seconds_bucket{generation="0",le="+Inf"} 900.0',
+        'assistant_gc_pause_seconds_count{generation="0"} 900.0',
+        'assistant_gc_pause_seconds_sum{generation="0"} 0.05',
+        'assistant_gc_pause_seconds_count{generation="2"} 3.0',
+        'assistant_gc_pause_seconds_sum{generation="2"} 0.675',
+        'assistant_action_seconds_count{action="action_answer_intent"} 10.0',
+    ])
+    pauses = gc_pauses(text)
+    assert pauses == {"0": {"count": 900.0, "seconds": 0.05}, "2": {"count": 3.0, "seconds": 0.675}}
+    row = {"system": "ours", "gc": {"rasa": {"0": {"count": 5.0, "seconds": 0.001}}, "actions": pauses, "old": {}}}
+    assert gc_line(row) == ("Full garbage collections (generation 2, from /metrics), ours: "
+                            "rasa 0, actions 3 (0.68 s in all), old not timed")
+    assert gc_line({"system": "stock"}) == ""

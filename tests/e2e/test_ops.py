@@ -74,6 +74,9 @@ def test_metrics_move_when_customers_write(assistant):
     assert moved(rasa0, rasa1, 'assistant_tracker_cache_total{result="new"}') >= 1
     assert moved(rasa0, rasa1, 'assistant_tracker_cache_total{result="hit"}') >= 1
     assert "process_cpu_seconds_total" in rasa1  # the client's process metrics come along
+    # Both servers time their garbage collector's pauses (and froze what they loaded at start).
+    assert rasa1.get('assistant_gc_pause_seconds_count{generation="0"}', 0) > 0
+    assert actions1.get('assistant_gc_pause_seconds_count{generation="0"}', 0) > 0
 
 
 def test_a_nonsense_message_counts_as_a_fallback(assistant):
