@@ -1,11 +1,13 @@
 """What encryption at rest costs the tracker store: time per turn, without and with a key.
 
-    python -m bot.bench_stores [--turns 20]
+    python -m bot.bench_stores [--turns 20] [--postgres]
 
 Each turn saves a customer message, the bot's action and reply (4 events) with
 this project's store (`bot.stores.CachingSQLTrackerStore`) on a temporary
-SQLite file, then the conversation is read back by a second store, as another
-replica would, and by the first (docs/security.md has the figures).
+SQLite file (with ``--postgres``: a database of a PostgreSQL started for the
+run by `bot.local_services`), then the conversation is read back by a second
+store, as another replica would, and by the first (docs/security.md has the
+figures).
 """
 from __future__ import annotations
 
@@ -15,7 +17,10 @@ import os
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional
+import uuid
+from typing import Any, Dict, List, Optional
+
+import sqlalchemy as sa
 
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
@@ -25,8 +30,9 @@ from bot.stores import CachingSQLTrackerStore
 from core import crypto
 
 
-def bench(turns: int = 20, repeats: int = 3) -> Dict[str, Dict[str, float]]:
-    """Tracker store time per turn (ms), without and with a key, on a temporary SQLite file.
+def bench(turns: int = 20, repeats: int = 3, postgres: Any = None) -> Dict[str, Dict[str, float]]:
+    """Tracker store time per turn (ms), without and with a key, on a temporary SQLite file,
+    or on a new database of `postgres` (a `bot.local_services.PostgresServer`) for each run.
 
     Each turn saves a customer message, the bot's action and reply (4 events),
     then the conversation is retrieved by a second store, as another replica
@@ -36,9 +42,15 @@ def bench(turns: int = 20, repeats: int = 3) -> Dict[str, Dict[str, float]]:
     """
     domain = Domain.from_yaml('version: "3.1"\nintents: [greet]\nresponses:\n  utter_greet: [{text: hi}]\n')
 
+    def open_store(path: str) -> CachingSQLTrackerStore:
+        if postgres is None:
+            return CachingSQLTrackerStore(domain, dialect="sqlite", db=path)
+        url = sa.engine.make_url(path)
+        return CachingSQLTrackerStore(domain, dialect="postgresql", host=url.host, port=url.port, db=url.database,
+                                      username=url.username, password=url.password)
+
     async def one_run(path: str) -> Dict[str, float]:
-        store = CachingSQLTrackerStore(domain, dialect="sqlite", db=path)
-        other = CachingSQLTrackerStore(domain, dialect="sqlite", db=path)
+        store, other = open_store(path), open_store(path)
         tracker = DialogueStateTracker("bench", domain.slots)
         spent = {"save": 0.0, "retrieve_miss": 0.0, "retrieve_hit": 0.0}
         for n in range(turns):
@@ -66,7 +78,9 @@ def bench(turns: int = 20, repeats: int = 3) -> Dict[str, Dict[str, float]]:
                     os.environ.pop(crypto.KEY_VARIABLE, None)
                 else:
                     os.environ[crypto.KEY_VARIABLE] = key
-                runs = [asyncio.run(one_run(os.path.join(folder, f"{label}{r}.db"))) for r in range(repeats)]
+                runs = [asyncio.run(one_run(os.path.join(folder, f"{label}{r}.db") if postgres is None else
+                                            postgres.create_database(f"bench_{label}{r}_{uuid.uuid4().hex[:8]}")))
+                        for r in range(repeats)]
                 results[label] = min(runs, key=lambda f: f["total"])
     finally:
         if saved is None:
@@ -79,9 +93,18 @@ def bench(turns: int = 20, repeats: int = 3) -> Dict[str, Dict[str, float]]:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot.bench_stores", description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=20, help="turns in the conversation (default 20)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="on a PostgreSQL started for the run (bot.local_services) instead of a SQLite file")
     args = parser.parse_args(argv)
-    results = bench(args.turns)
-    print(f"tracker store, ms per turn ({args.turns} turns of 4 events, SQLite, best of 3):")
+    if args.postgres:
+        from bot.local_services import postgres_server
+
+        with postgres_server() as server:
+            results = bench(args.turns, postgres=server)
+    else:
+        results = bench(args.turns)
+    where = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"tracker store, ms per turn ({args.turns} turns of 4 events, {where}, best of 3):")
     print(f"{'':>14} {'save':>7} {'miss':>7} {'hit':>7} {'total':>7}")
     for label, text in (("off", "no key"), ("on", "with key")):
         f = results[label]

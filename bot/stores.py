@@ -148,7 +148,13 @@ class CachingSQLTrackerStore(SQLTrackerStore):
             f"SELECT (SELECT id FROM {table} WHERE sender_id = :sender_id ORDER BY id LIMIT 1), "
             f"(SELECT id FROM {table} WHERE sender_id = :sender_id ORDER BY id DESC LIMIT 1)"
         )
-        self._written_since_sql = sa.text(f"SELECT count(*) FROM {table} WHERE sender_id = :sender_id AND id > :since")
+        # After a save, in one round trip: the same two ends, and how many rows lie past the old end (a range of
+        # the index); `save` compares that with the rows it wrote.
+        self._after_save_sql = sa.text(
+            f"SELECT (SELECT id FROM {table} WHERE sender_id = :sender_id ORDER BY id LIMIT 1), "
+            f"(SELECT id FROM {table} WHERE sender_id = :sender_id ORDER BY id DESC LIMIT 1), "
+            f"(SELECT count(*) FROM {table} WHERE sender_id = :sender_id AND id > :since)"
+        )
         self.cache_size = int(cache_size)
         self.window_turns = max(0, int(window_turns))
         self._kept: "OrderedDict[str, _Kept]" = OrderedDict()
@@ -192,9 +198,13 @@ class CachingSQLTrackerStore(SQLTrackerStore):
         lowest, highest = session.connection().execute(self._version_sql, {"sender_id": sender_id}).one()
         return lowest, highest
 
-    def _written_since(self, session: Any, sender_id: Text, since: Optional[int]) -> int:
-        """How many rows of the conversation have an id above `since` (all of them when None); a range of the index."""
-        return int(session.connection().execute(self._written_since_sql, {"sender_id": sender_id, "since": -1 if since is None else since}).scalar() or 0)
+    def _version_and_written_since(self, session: Any, sender_id: Text,
+                                   since: Optional[int]) -> Tuple[Tuple[Optional[int], Optional[int]], int]:
+        """`_version`, and how many rows of the conversation have an id above `since` (all of them when None),
+        in one statement: one round trip to the database."""
+        lowest, highest, written = session.connection().execute(
+            self._after_save_sql, {"sender_id": sender_id, "since": -1 if since is None else since}).one()
+        return (lowest, highest), int(written or 0)
 
     def _keep(self, sender_id: Text, kept: Optional[_Kept]) -> None:
         with self._lock:
@@ -361,10 +371,14 @@ class CachingSQLTrackerStore(SQLTrackerStore):
                         for event, data in zip(new, dumped)
                     ],
                 )
+                # Before the commit, in one statement: the rows of others committed meanwhile are seen
+                # (read committed), as they were by two queries after it, for two round trips fewer.
+                after, written = self._version_and_written_since(session, sender_id, before[1])
+                # Nobody else wrote between `before` and now: the rows past the old end are exactly ours.
+                alone = written == len(new)
+            else:
+                after, alone = before, True
             session.commit()
-            after = self._version(session, sender_id) if new else before
-            # Nobody else wrote between `before` and now: the rows past the old end are exactly ours.
-            alone = not new or self._written_since(session, sender_id, before[1]) == len(new)
         setattr(tracker, HANDED, len(tracker.events))  # saved again, it writes only what it gains after this
         same_start = before[0] is None or after[0] == before[0]  # the retention worker dropped none of its rows meanwhile
         if kept is not None and kept.version == before and alone and same_start:

@@ -397,11 +397,14 @@ def test_the_version_check_is_two_lookups_at_the_ends_of_an_index(tmp_path):
     store = CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=str(tmp_path / "tracker.db"))
     with store.engine.connect() as conn:
         plan = [row[-1] for row in conn.execute(sa.text("EXPLAIN QUERY PLAN " + store._version_sql.text), {"sender_id": "a"})]
-        since = [row[-1] for row in conn.execute(sa.text("EXPLAIN QUERY PLAN " + store._written_since_sql.text),
+        after = [row[-1] for row in conn.execute(sa.text("EXPLAIN QUERY PLAN " + store._after_save_sql.text),
                                                  {"sender_id": "a", "since": 3})]
     searches = [p for p in plan if p.startswith("SEARCH")]
     assert len(searches) == 2 and all("INDEX ix_events_sender_id_id (sender_id=?)" in p for p in searches)
-    assert not any(p.startswith("SCAN events") for p in plan + since) and "(sender_id=? AND id>?)" in since[0]
+    # After a save: the same two ends, and the rows past the old end counted over a range of the index.
+    assert [p for p in after if p.startswith("SEARCH")][:2] == searches
+    assert not any(p.startswith("SCAN events") for p in plan + after)
+    assert any("(sender_id=? AND id>?)" in p for p in after)
     # A second store on the same database (another replica) finds the index there and starts.
     CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=str(tmp_path / "tracker.db"))
 
@@ -441,3 +444,36 @@ def test_on_postgresql_the_store_adds_its_index_and_the_version_check_uses_it(po
         conn.exec_driver_sql("SET enable_seqscan = off")  # a table this small would be scanned whatever the indexes
         plan = "\n".join(r[0] for r in conn.execute(sa.text("EXPLAIN " + store._version_sql.text), {"sender_id": "pg-1"}))
     assert plan.count("Index Only Scan") == 2 and "ix_events_sender_id_id" in plan and "Limit" in plan
+
+
+def test_the_store_benchmark_runs_on_postgresql(postgres):  # noqa: F811
+    """`python -m bot.bench_stores --postgres`, as docs/benchmarks.md runs it (a database per run)."""
+    from bot.bench_stores import bench
+
+    results = bench(turns=2, repeats=1, postgres=postgres)
+    assert set(results) == {"off", "on"} and all(f["save"] > 0 and f["retrieve_hit"] > 0 for f in results.values())
+
+
+def test_a_save_alone_keeps_its_copy_and_a_write_by_another_replica_in_between_is_seen(tmp_path):
+    """After a save alone the kept copy is extended; after another replica wrote in between, it is read again."""
+    db = str(tmp_path / "tracker.db")
+    store = CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=db, window_turns=0)
+    other = CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=db, window_turns=0)
+    tracker = DialogueStateTracker("r1", DOMAIN.slots)
+    turn(tracker, "first")
+    run(store.save(tracker))
+    mine = run(store.retrieve("r1"))
+    hits = store.hits
+    turn(mine, "second")
+    run(store.save(mine))
+    again = run(store.retrieve("r1"))
+    assert store.hits == hits + 1, "alone: the kept copy was extended, not read again"
+    theirs = run(other.retrieve("r1"))
+    turn(theirs, "from the other replica")
+    run(other.save(theirs))
+    turn(again, "third")
+    misses = store.misses
+    run(store.save(again))  # the other replica's rows lie past the old end too: not alone
+    seen = run(store.retrieve("r1"))
+    assert store.misses == misses + 1, "read again from the database"
+    assert [e.text for e in seen.events if isinstance(e, UserUttered)] == ["first", "second", "from the other replica", "third"]
