@@ -50,7 +50,12 @@ facts in slots or in the database).
 
 Saves write only the events a tracker gained since it was retrieved (the
 tracker carries how many it was handed), never re-reading or re-counting the
-conversation.
+conversation. Before the commit, one statement reads the two ends again and
+counts the rows past the old end: when those are exactly the rows just
+written, nobody else wrote meanwhile and the kept copy is extended with them;
+otherwise the next retrieve reads the database. A save is five round trips to
+the database (BEGIN, the version, one INSERT, that check, COMMIT), each of
+which the Rasa server's event loop waits for.
 
 Encryption at rest (`core.crypto`): when ``ASSISTANT_ENCRYPTION_KEY`` is set,
 each row's ``data`` column (the whole event: message text, entities, slot
