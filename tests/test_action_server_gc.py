@@ -79,3 +79,14 @@ def test_a_recommender_switched_in_is_frozen_too(monkeypatch):
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_the_gc_benchmark_times_both_states_and_leaves_the_collector_as_it_was():
+    from bot.bench_gc import bench
+
+    kept = []
+    threshold = gc.get_threshold()
+    results = bench(load=lambda: kept.extend({"n": i} for i in range(20000)), repeats=1)
+    assert set(results) == {"as loaded", "after settle_heap"}
+    assert results["as loaded"]["tracked"] > 20000 > results["after settle_heap"]["tracked"]
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == threshold
