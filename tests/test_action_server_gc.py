@@ -90,3 +90,13 @@ def test_the_gc_benchmark_times_both_states_and_leaves_the_collector_as_it_was()
     assert set(results) == {"as loaded", "after settle_heap"}
     assert results["as loaded"]["tracked"] > 20000 > results["after settle_heap"]["tracked"]
     assert gc.get_freeze_count() == 0 and gc.get_threshold() == threshold
+
+
+def test_the_gc_benchmark_command_prints_its_table(capsys):
+    """`python -m bot.bench_gc`, as docs/benchmarks.md runs it (the real warm-up)."""
+    from bot.bench_gc import main
+
+    assert main(["--repeats", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "| as loaded |" in printed and "| after settle_heap | " in printed
+    assert gc.get_freeze_count() == 0
