@@ -116,3 +116,21 @@ def test_a_message_after_the_erasure_finished_is_new_and_its_sentiment_is_kept(t
     assert desk.sentiments.flush(timeout=5)
     with engine.connect() as conn:
         assert conn.execute(sa.select(db.message_sentiment.c.message_id)).scalars().all() == ["m9"]
+
+
+def test_a_queue_change_looks_up_only_the_waiting_customers_whose_channel_draws_their_place(tmp_path):
+    """Each waiting REST or Slack customer cost a tracker fetch on every change of the queue, for nothing."""
+    from bot.channels.base import DeskChannel
+    from bot.channels.web import WebChatInput
+
+    desk, processor, _, _, _ = _served(tmp_path)
+    rest = type("Rest", (DeskChannel,), {"name": classmethod(lambda cls: "rest")})()
+    desk.app.ctx.input_channels = [rest, WebChatInput()]
+    for n, channel in enumerate(["rest", "rest", "web", "slack", None]):
+        desk.queue.open(f"c{n}", "asked", channel=channel)
+    reads = processor.reads
+
+    asyncio.run(desk.push_positions())
+
+    # "web" draws it; no channel recorded: looked up as before; "rest" draws nothing; no "slack" on this server.
+    assert processor.reads - reads == 2

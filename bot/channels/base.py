@@ -89,6 +89,11 @@ class DeskChannel:
 
         return through_desk
 
+    # Whether this channel's customers see the handoff state drawn (a waiting banner with their place in the
+    # queue: `send_handoff_state` on its output). The desk fetches a waiting conversation's tracker to push its
+    # new place only on such a channel (`bot.handoff.delivery.Delivery.push_positions`).
+    draws_handoff_state = False
+
     def output_channel_for(self, tracker: DialogueStateTracker) -> Optional[OutputChannel]:
         """An output channel that reaches the customer of `tracker` without a request of theirs; None if none."""
         return None

@@ -157,6 +157,8 @@ class WebChatOutput(OutputChannel):
 class WebChatInput(DeskChannel, SocketIOInput):
     """The website widget's socket.io channel and its pages."""
 
+    draws_handoff_state = True  # the widget's banner (WebChatOutput.send_handoff_state)
+
     @classmethod
     def name(cls) -> Text:
         return "web"
