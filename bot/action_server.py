@@ -167,10 +167,8 @@ def settle_after_start(app) -> None:
     The same as the Rasa server does (`core.serving.settle_heap`, in
     `bot.channels.ops`). Without it every full collection of this process
     walked the 470,000 objects that the recommender, the sentence encoder and
-    the SDK leave alive, 225 ms each on an AMD EPYC, while every action call
-    waited; a burst's extra calls brought one on some seconds later, and the
-    customers of the steady traffic saw a one-second bump of 150-300 ms
-    (docs/benchmarks.md, "Bursts"). The pauses are on this server's
+    the SDK leave alive, 237 ms each on an AMD EPYC (`python -m bot.bench_gc`),
+    while every action call waited. The pauses are on this server's
     ``/metrics`` as ``assistant_gc_pause_seconds{generation}``.
     """
 
