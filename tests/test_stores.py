@@ -447,11 +447,20 @@ def test_on_postgresql_the_store_adds_its_index_and_the_version_check_uses_it(po
 
 
 def test_the_store_benchmark_runs_on_postgresql(postgres):  # noqa: F811
-    """`python -m bot.bench_stores --postgres`, as docs/benchmarks.md runs it (a database per run)."""
+    """On a database of its own for each run."""
     from bot.bench_stores import bench
 
     results = bench(turns=2, repeats=1, postgres=postgres)
     assert set(results) == {"off", "on"} and all(f["save"] > 0 and f["retrieve_hit"] > 0 for f in results.values())
+
+
+def test_the_store_benchmark_command_starts_its_own_postgresql(capsys):
+    """`python -m bot.bench_stores --postgres`, as docs/benchmarks.md runs it."""
+    from bot.bench_stores import main
+
+    assert main(["--postgres", "--turns", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "PostgreSQL, best of 3" in printed and "no key" in printed and "with key" in printed
 
 
 def test_a_save_alone_keeps_its_copy_and_a_write_by_another_replica_in_between_is_seen(tmp_path):
