@@ -149,17 +149,13 @@ class CachingSQLTrackerStore(SQLTrackerStore):
         table = self.SQLEvent.__tablename__
         self._ensure_version_index()
         # Each a lookup at one end of the (sender_id, id) index: what these cost does not grow with the conversation.
-        self._version_sql = sa.text(
-            f"SELECT (SELECT id FROM {table} WHERE sender_id = :sender_id ORDER BY id LIMIT 1), "
-            f"(SELECT id FROM {table} WHERE sender_id = :sender_id ORDER BY id DESC LIMIT 1)"
-        )
+        ends = (f"(SELECT id FROM {table} WHERE sender_id = :sender_id ORDER BY id LIMIT 1), "
+                f"(SELECT id FROM {table} WHERE sender_id = :sender_id ORDER BY id DESC LIMIT 1)")
+        self._version_sql = sa.text(f"SELECT {ends}")
         # After a save, in one round trip: the same two ends, and how many rows lie past the old end (a range of
         # the index); `save` compares that with the rows it wrote.
         self._after_save_sql = sa.text(
-            f"SELECT (SELECT id FROM {table} WHERE sender_id = :sender_id ORDER BY id LIMIT 1), "
-            f"(SELECT id FROM {table} WHERE sender_id = :sender_id ORDER BY id DESC LIMIT 1), "
-            f"(SELECT count(*) FROM {table} WHERE sender_id = :sender_id AND id > :since)"
-        )
+            f"SELECT {ends}, (SELECT count(*) FROM {table} WHERE sender_id = :sender_id AND id > :since)")
         self.cache_size = int(cache_size)
         self.window_turns = max(0, int(window_turns))
         self._kept: "OrderedDict[str, _Kept]" = OrderedDict()

@@ -75,10 +75,17 @@ class Delivery:
         """Whether the channel the handoff was opened from may show its state (an unknown one: look it up)."""
         if not channel_name:
             return True
-        for channel in getattr(getattr(self.app, "ctx", None), "input_channels", None) or []:
-            if channel.name() == channel_name:
-                return bool(getattr(channel, "draws_handoff_state", True))  # not one of ours: look it up, as before
-        return False  # no such channel on this server: nothing here could draw it
+        channel = self._input_channel(channel_name)
+        if channel is None:
+            return False  # no such channel on this server: nothing here could draw it
+        return bool(getattr(channel, "draws_handoff_state", True))  # not one of ours: look it up, as before
+
+    def _input_channel(self, name: Optional[str]):
+        """The input channel of this server named `name`, or None."""
+        for channel in getattr(self.app.ctx, "input_channels", None) or []:
+            if channel.name() == name:
+                return channel
+        return None
 
     async def push_state(self, conversation_id: str, output: Optional[OutputChannel] = None) -> None:
         """Show the handoff state on channels that draw it (the web widget)."""
@@ -96,10 +103,9 @@ class Delivery:
 
     def output_for(self, tracker: DialogueStateTracker) -> Optional[OutputChannel]:
         """The output channel that reaches the customer where they last wrote from, if it can push."""
-        name = tracker.get_latest_input_channel()
-        for channel in getattr(self.app.ctx, "input_channels", None) or []:
-            if channel.name() == name and hasattr(channel, "output_channel_for"):
-                return channel.output_channel_for(tracker)
+        channel = self._input_channel(tracker.get_latest_input_channel())
+        if channel is not None and hasattr(channel, "output_channel_for"):
+            return channel.output_channel_for(tracker)
         return None
 
     def _require_agent(self):
